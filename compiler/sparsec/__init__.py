@@ -1,0 +1,43 @@
+"""sparsec: compile ONNX models into compact artifacts and run them with a small C++ runtime.
+
+`import sparsec` and running artifacts need only numpy; the compiler imports onnx lazily.
+"""
+
+from sparsec.errors import (
+    ArtifactError,
+    InputError,
+    InternalError,
+    ModelLoadError,
+    ShapeError,
+    SparsecError,
+    UnsupportedOpError,
+)
+from sparsec.runtime import Session, TensorInfo, load, runtime_target
+
+__version__ = "0.1.0"
+
+
+def compile(model, target: str = "host", output=None, **options):
+    """Compile an ONNX model (path or ModelProto) into an artifact; returns a CompileResult.
+
+    Options: input_shapes={"name": [1, 3, 224, 224]}, passes=[...], progress=False.
+    """
+    from sparsec.compiler import compile_model
+
+    return compile_model(model, target=target, output=output, **options)
+
+
+__all__ = [
+    "ArtifactError",
+    "InputError",
+    "InternalError",
+    "ModelLoadError",
+    "Session",
+    "ShapeError",
+    "SparsecError",
+    "TensorInfo",
+    "UnsupportedOpError",
+    "compile",
+    "load",
+    "runtime_target",
+]

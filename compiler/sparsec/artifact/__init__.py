@@ -1,0 +1,1 @@
+"""The .spx artifact: opcodes shared with the C++ runtime, and the writer."""

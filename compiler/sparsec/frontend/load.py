@@ -1,0 +1,112 @@
+"""Load an ONNX model: parse, check, lift to a common opset, fix input shapes, infer all shapes."""
+
+from __future__ import annotations
+
+import os
+
+import onnx
+import onnx_ir as ir
+from onnx_ir.passes.common import RemoveInitializersFromInputsPass
+
+from sparsec.errors import ModelLoadError, ShapeError
+
+MIN_OPSET = 17  # older models are converted up; the lowering reads opset >= 17 forms
+
+
+def parse_input_shapes(specs: list[str] | None) -> dict[str, list[int]]:
+    """["x=1,3,224,224", ...] -> {"x": [1, 3, 224, 224]}."""
+    shapes = {}
+    for spec in specs or []:
+        name, sep, dims = spec.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shapes[name] = [int(d) for d in dims.split(",")]
+        except ValueError:
+            raise ShapeError(f"--input-shape '{spec}' is not of the form name=d0,d1,... (e.g. input=1,3,224,224)") from None
+        if any(d <= 0 for d in shapes[name]):
+            raise ShapeError(f"--input-shape '{spec}': dimensions must be positive")
+    return shapes
+
+
+def _read(source) -> onnx.ModelProto:
+    if isinstance(source, onnx.ModelProto):
+        return source
+    if isinstance(source, ir.Model):
+        return ir.serde.serialize_model(source)
+    path = os.fspath(source)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ModelLoadError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        proto = onnx.load_model_from_string(data)
+    except Exception as e:  # protobuf raises DecodeError and friends
+        raise ModelLoadError(f"{path} is not an ONNX model (protobuf parse failed: {e})") from None
+    if not proto.graph.node and not proto.graph.output:
+        raise ModelLoadError(f"{path} is not an ONNX model (no graph)")
+    return proto
+
+
+def _default_opset(proto: onnx.ModelProto) -> int:
+    for opset in proto.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            return opset.version
+    raise ModelLoadError("model imports no default-domain opset")
+
+
+def _set_input_shapes(proto: onnx.ModelProto, shapes: dict[str, list[int]]) -> None:
+    initializers = {i.name for i in proto.graph.initializer}
+    inputs = {i.name: i for i in proto.graph.input if i.name not in initializers}
+    unknown = sorted(set(shapes) - set(inputs))
+    if unknown:
+        raise ShapeError(f"--input-shape names unknown input(s) {unknown}; the model's inputs are {sorted(inputs)}")
+    for name, dims in shapes.items():
+        tensor_type = inputs[name].type.tensor_type
+        old_rank = len(tensor_type.shape.dim) if tensor_type.HasField("shape") else None
+        if old_rank is not None and old_rank != len(dims):
+            raise ShapeError(f"--input-shape {name}: rank {len(dims)} given, the model's input has rank {old_rank}")
+        tensor_type.shape.Clear()
+        for d in dims:
+            tensor_type.shape.dim.add().dim_value = d
+    dynamic = []
+    for name, value in inputs.items():
+        dims = value.type.tensor_type.shape.dim
+        if not value.type.tensor_type.HasField("shape") or any(not d.HasField("dim_value") for d in dims):
+            shown = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+            dynamic.append(f"'{name}' {shown}")
+    if dynamic:
+        raise ShapeError(
+            "input(s) with dynamic shape: " + ", ".join(dynamic) +
+            "; give static shapes, e.g. --input-shape " + next(iter(inputs)) + "=1,3,224,224"
+        )
+
+
+def load_model(source, input_shapes: dict[str, list[int]] | None = None) -> ir.Model:
+    """Path, bytes-free ModelProto or ir.Model -> checked ir.Model with static, inferred shapes."""
+    proto = _read(source)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:
+        raise ModelLoadError(f"model fails onnx.checker: {str(e).splitlines()[0]}") from None
+    if _default_opset(proto) < MIN_OPSET:
+        try:
+            proto = onnx.version_converter.convert_version(proto, MIN_OPSET)
+        except Exception as e:
+            raise ModelLoadError(f"cannot convert opset {_default_opset(proto)} to {MIN_OPSET}: {e}") from None
+    model = ir.serde.deserialize_model(proto)
+    RemoveInitializersFromInputsPass()(model)  # old exporters list weights as inputs
+    proto = ir.serde.serialize_model(model)
+    _set_input_shapes(proto, input_shapes or {})
+    return infer_shapes(ir.serde.deserialize_model(proto))
+
+
+def infer_shapes(model: ir.Model) -> ir.Model:
+    """ONNX shape inference (with data propagation), on an ir.Model."""
+    proto = ir.serde.serialize_model(model)
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as e:
+        raise ShapeError(f"shape inference failed: {str(e).splitlines()[0]}") from None
+    return ir.serde.deserialize_model(proto)

@@ -1,0 +1,59 @@
+"""Model summary for `sparsec inspect`: ops, shapes, parameters, MACs, and what sparsec can run."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import onnx_ir as ir
+
+from sparsec.frontend import load_model
+from sparsec.lower.lower import rule_for
+from sparsec.passes.util import const_array
+
+
+def _shape(value: ir.Value | None) -> tuple[int, ...] | None:
+    if value is None or value.shape is None or not all(isinstance(d, int) for d in value.shape.dims):
+        return None
+    return tuple(value.shape.dims)
+
+
+def node_macs(node: ir.Node) -> int:
+    """Multiply-accumulates of Conv / Gemm / MatMul nodes (0 for others)."""
+    out = _shape(node.outputs[0]) if node.outputs else None
+    if out is None:
+        return 0
+    if node.op_type in ("Conv", "FusedConv"):
+        w = _shape(node.inputs[1])
+        return math.prod(out) * math.prod(w[1:]) if w else 0
+    if node.op_type in ("Gemm", "FusedGemm", "MatMul", "FusedMatMul"):
+        a = _shape(node.inputs[0])
+        trans_a = node.op_type.endswith("Gemm") and node.attributes.get_int("transA", 0)
+        return math.prod(out) * (a[0] if trans_a else a[-1]) if a else 0
+    return 0
+
+
+def summarize(model: ir.Model) -> dict:
+    """Counts per op type, parameters, MACs, and the nodes sparsec has no rule for."""
+    ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in model.graph)
+    params = sum(int(const_array(v).size) for v in model.graph.initializers.values())
+    unsupported = Counter(
+        n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in model.graph if rule_for(n) is None
+    )
+    return {
+        "inputs": [(v.name, _shape(v), str(v.dtype)) for v in model.graph.inputs],
+        "outputs": [(v.name, _shape(v), str(v.dtype)) for v in model.graph.outputs],
+        "nodes": sum(ops.values()),
+        "ops": dict(ops.most_common()),
+        "params": params,
+        "macs": sum(node_macs(n) for n in model.graph),
+        "unsupported": dict(unsupported),
+        "opset": model.opset_imports.get("", None),
+    }
+
+
+def inspect_model(path, input_shapes=None) -> dict:
+    """Loads (checker + shape inference) and summarises a model, after constant folding."""
+    from sparsec.passes import fold_constants
+
+    return summarize(fold_constants(load_model(path, input_shapes)))

@@ -1,0 +1,47 @@
+"""Memory plan: one arena for all activations, buffers reused once their last reader has run."""
+
+from __future__ import annotations
+
+from sparsec.artifact.format import ALIGNMENT
+from sparsec.lower.lower import LoweredGraph
+
+
+def _aligned(n: int) -> int:
+    return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+
+
+def plan_memory(g: LoweredGraph) -> dict:
+    """Assigns arena offsets (greedy by size, first fit among lifetimes that overlap).
+
+    Returns {"arena_bytes", "naive_bytes"}: the planned arena vs. one buffer per activation.
+    """
+    end = len(g.ops)
+    first: dict[int, int] = {t: -1 for t in g.inputs}
+    last: dict[int, int] = {}
+    for i, op in enumerate(g.ops):
+        for t in op.outputs:
+            first.setdefault(t, i)
+            last[t] = max(last.get(t, i), i)
+        for t in op.inputs:
+            if t is not None and not g.tensors[t].is_const:
+                last[t] = i
+    for t in g.outputs:
+        last[t] = end
+    for t in g.inputs:
+        last.setdefault(t, -1)
+    activations = sorted(first, key=lambda t: (-g.tensors[t].nbytes, first[t]))
+    placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
+    arena = 0
+    for t in activations:
+        size = _aligned(max(g.tensors[t].nbytes, 1))
+        live = sorted((o, s) for o, s, f, l in placed if not (l < first[t] or last[t] < f))
+        offset = 0
+        for o, s in live:
+            if offset + size <= o:
+                break
+            offset = max(offset, o + s)
+        g.tensors[t].offset = offset
+        placed.append((offset, size, first[t], last[t]))
+        arena = max(arena, offset + size)
+    naive = sum(_aligned(max(g.tensors[t].nbytes, 1)) for t in activations)
+    return {"arena_bytes": arena, "naive_bytes": naive}

@@ -1,0 +1,127 @@
+"""Fusions into `sparsec` domain nodes the kernels run in one pass (bias and activation epilogues)."""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from sparsec.activations import FUSED_DOMAIN, activation_of, attach, attached, standard_nodes
+from sparsec.artifact.opcodes import Activation
+from sparsec.passes.util import bypass, const_array, only_consumer
+
+# Producers whose kernels apply an activation in their epilogue.
+FUSABLE = {"Conv", "Gemm", "MatMul", "Add"}
+
+
+def _is(node: ir.Node | None, op: str) -> bool:
+    return node is not None and node.op_type == op and node.domain in ("", "ai.onnx")
+
+
+def _fused(node: ir.Node, op_type: str, inputs: list) -> ir.Node:
+    """A sparsec-domain copy of node (same attributes) with the given inputs, inserted before it."""
+    fused = ir.Node(FUSED_DOMAIN, op_type, inputs, attributes=list(node.attributes.values()), name=node.name)
+    node.graph.insert_before(node, fused)
+    return fused
+
+
+def _ensure_domain(model: ir.Model) -> None:
+    model.opset_imports.setdefault(FUSED_DOMAIN, 1)
+
+
+def fuse_matmul_bias(model: ir.Model) -> ir.Model:
+    """MatMul by a constant 2-D weight followed by Add of a constant [N] bias -> sparsec.FusedMatMul."""
+    for add in list(model.graph):
+        if not _is(add, "Add"):
+            continue
+        for i in (0, 1):
+            matmul, bias = add.inputs[i].producer(), add.inputs[1 - i]
+            bias_data = const_array(bias)
+            weight = const_array(matmul.inputs[1]) if _is(matmul, "MatMul") else None
+            if weight is None or bias_data is None or weight.ndim != 2 or only_consumer(add.inputs[i]) is not add:
+                continue
+            if bias_data.size != weight.shape[1] or bias_data.ndim > 1 and bias_data.shape[-1] != bias_data.size:
+                continue
+            if tuple(add.outputs[0].shape or ()) != tuple(matmul.outputs[0].shape or (None,)):
+                continue  # the bias must not broadcast the result to a larger shape
+            _ensure_domain(model)
+            fused = _fused(matmul, "FusedMatMul", [matmul.inputs[0], matmul.inputs[1], bias])
+            fused.outputs[0].shape, fused.outputs[0].type = add.outputs[0].shape, add.outputs[0].type
+            if bypass(add, fused.outputs[0]):
+                model.graph.remove(matmul, safe=True)
+            break
+    return model
+
+
+def _fuse_silu(model: ir.Model) -> None:
+    """x * Sigmoid(x) -> sparsec.Activation(SILU)."""
+    for mul in list(model.graph):
+        if not _is(mul, "Mul"):
+            continue
+        for i in (0, 1):
+            sig = mul.inputs[i].producer()
+            if _is(sig, "Sigmoid") and sig.inputs[0] is mul.inputs[1 - i] and only_consumer(sig.outputs[0]) is mul:
+                _ensure_domain(model)
+                node = ir.Node(FUSED_DOMAIN, "Activation", [sig.inputs[0]], name=mul.name)
+                attach(node, (Activation.SILU, 0.0, 0.0))
+                model.graph.insert_before(mul, node)
+                node.outputs[0].shape, node.outputs[0].type = mul.outputs[0].shape, mul.outputs[0].type
+                if bypass(mul, node.outputs[0]):
+                    model.graph.remove(sig, safe=True)
+                else:
+                    model.graph.remove(node, safe=True)
+                break
+
+
+def fuse_activations(model: ir.Model) -> ir.Model:
+    """Activation after Conv/Gemm/MatMul/Add -> one sparsec.Fused* node applying it in the epilogue; x*Sigmoid(x) -> SiLU."""
+    _fuse_silu(model)
+    for act_node in list(model.graph):
+        act = activation_of(act_node)
+        producer = act_node.inputs[0].producer() if act and act_node.inputs else None
+        if producer is None or only_consumer(act_node.inputs[0]) is not act_node:
+            continue
+        standard = producer.domain in ("", "ai.onnx") and producer.op_type in FUSABLE
+        refusable = producer.domain == FUSED_DOMAIN and producer.op_type.startswith("Fused")
+        if not (standard or refusable) or (refusable and attached(producer)[0] != Activation.NONE):
+            continue
+        _ensure_domain(model)
+        fused = producer if refusable else _fused(producer, "Fused" + producer.op_type, list(producer.inputs))
+        attach(fused, act)
+        fused.outputs[0].shape, fused.outputs[0].type = act_node.outputs[0].shape, act_node.outputs[0].type
+        if bypass(act_node, fused.outputs[0]):
+            if not refusable:
+                model.graph.remove(producer, safe=True)
+        elif not refusable:
+            model.graph.remove(fused, safe=True)
+    return model
+
+
+def to_standard_onnx(model: ir.Model) -> ir.Model:
+    """Expands every sparsec-domain node back into standard ONNX ops (to check fused graphs with onnxruntime)."""
+    graph = model.graph
+    for node in list(graph):
+        if node.domain != FUSED_DOMAIN:
+            continue
+        act = attached(node)
+        if node.op_type == "Activation":
+            nodes, y = standard_nodes(node.inputs[0], act, node.name)
+        else:
+            op = node.op_type.removeprefix("Fused")
+            attrs = [a for a in node.attributes.values() if a.name not in ("activation", "activation_params")]
+            inputs = list(node.inputs[:2]) if op == "MatMul" else list(node.inputs)
+            base = ir.Node("", op, inputs, attributes=attrs, name=node.name + "/base")
+            nodes = [base]
+            z = base.outputs[0]
+            if op == "MatMul" and len(node.inputs) > 2:
+                nodes.append(ir.node("Add", [z, node.inputs[2]], name=node.name + "/bias"))
+                z = nodes[-1].outputs[0]
+            act_nodes, y = standard_nodes(z, act, node.name)
+            nodes += act_nodes
+        graph.insert_before(node, nodes)
+        old = node.outputs[0]
+        name = old.name
+        y.shape, y.type = old.shape, old.type
+        old.replace_all_uses_with(y, replace_graph_outputs=True)
+        graph.remove(node, safe=True)
+        y.name = name
+    model.opset_imports.pop(FUSED_DOMAIN, None)
+    return model

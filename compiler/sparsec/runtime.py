@@ -1,0 +1,102 @@
+"""Loading and running artifacts. Needs only numpy and the C++ module: no onnx, no torch."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from sparsec import _rt
+from sparsec.errors import ArtifactError, InputError, SparsecError
+
+# sparsec_status codes (runtime/include/sparsec_rt.h)
+_IO, _FORMAT, _CHECKSUM, _VERSION, _TARGET, _INVALID_ARGUMENT = 1, 2, 3, 4, 5, 6
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Like onnxruntime's NodeArg: name, static shape and numpy dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def _translate(error: _rt.StatusError) -> SparsecError:
+    code, message = error.args
+    if code == _INVALID_ARGUMENT:
+        return InputError(message)
+    if code in (_IO, _FORMAT, _CHECKSUM, _VERSION, _TARGET):
+        return ArtifactError(message)
+    return SparsecError(message)
+
+
+class Session:
+    """A loaded artifact, run like onnxruntime.InferenceSession: `run(None, {"input": x})`."""
+
+    def __init__(self, artifact: str | os.PathLike | bytes):
+        if isinstance(artifact, (bytes, bytearray, memoryview)):
+            data, self.path = bytes(artifact), None
+        else:
+            self.path = os.fspath(artifact)
+            try:
+                with open(self.path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise ArtifactError(f"cannot read artifact {self.path}: {e.strerror}") from None
+        try:
+            self._session = _rt.Session(data)
+        except _rt.StatusError as e:
+            raise _translate(e) from None
+        self._inputs = [TensorInfo(d["name"], tuple(d["shape"]), np.dtype(d["dtype"])) for d in self._session.inputs()]
+        self._outputs = [TensorInfo(d["name"], tuple(d["shape"]), np.dtype(d["dtype"])) for d in self._session.outputs()]
+
+    def get_inputs(self) -> list[TensorInfo]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[TensorInfo]:
+        return list(self._outputs)
+
+    @property
+    def arena_bytes(self) -> int:
+        """Bytes of the one activation arena (memory plan + kernel scratch), allocated at load."""
+        return self._session.arena_bytes
+
+    def run(self, output_names: list[str] | None, input_feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        expected = {i.name for i in self._inputs}
+        unknown = sorted(set(input_feed) - expected)
+        missing = sorted(expected - set(input_feed))
+        if unknown or missing:
+            raise InputError(
+                f"inputs do not match the artifact: unknown {unknown}, missing {missing}; expected {sorted(expected)}"
+            )
+        arrays = []
+        for info in self._inputs:
+            value = np.asarray(input_feed[info.name])
+            if value.dtype != info.dtype:
+                raise InputError(f"input '{info.name}' must be {info.dtype}, got {value.dtype}")
+            if tuple(value.shape) != info.shape:
+                raise InputError(f"input '{info.name}' must have shape {list(info.shape)}, got {list(value.shape)}")
+            arrays.append(np.ascontiguousarray(value))
+        try:
+            results = self._session.run(arrays)
+        except _rt.StatusError as e:
+            raise _translate(e) from None
+        if output_names is None:
+            return results
+        index = {o.name: i for i, o in enumerate(self._outputs)}
+        bad = [n for n in output_names if n not in index]
+        if bad:
+            raise InputError(f"unknown output name(s) {bad}; the artifact has {list(index)}")
+        return [results[index[n]] for n in output_names]
+
+
+def load(path: str | os.PathLike | bytes) -> Session:
+    """Load a .spx artifact (path or bytes) for running."""
+    return Session(path)
+
+
+def runtime_target() -> str:
+    """The target this installed runtime was built for (x86_64, arm64, wasm32)."""
+    return _rt.runtime_target()

@@ -1,0 +1,72 @@
+// sparsec microkernels: one job each, float32, NCHW data.
+// Naming: <type>_<op>[_<tile>]__<isa>. Every variant is tested against its __scalar reference
+// (tests/kernels/kernel_test.cpp). The executor picks a variant; kernels never allocate.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace sparsec {
+
+// Activation applied in kernel epilogues (fused by the compiler) and by the unary op.
+enum class Activation : int32_t {
+  kNone = 0,
+  kRelu = 1,
+  kClip = 2,         // min(max(x, a), b)
+  kHardSwish = 3,    // x * clip(x / 6 + 0.5, 0, 1)
+  kHardSigmoid = 4,  // clip(a * x + b, 0, 1)
+  kSigmoid = 5,
+  kSiLU = 6,         // x * sigmoid(x)
+  kGelu = 7,         // 0.5 x (1 + erf(x / sqrt 2))
+  kGeluTanh = 8,     // tanh approximation
+  kTanh = 9,
+  kLeakyRelu = 10,   // x < 0 ? a * x : x
+  kElu = 11,         // x < 0 ? a * (exp(x) - 1) : x
+  kSoftplus = 12,
+  kLast = kSoftplus,
+};
+
+struct ActParams {
+  Activation kind = Activation::kNone;
+  float a = 0.0f;
+  float b = 0.0f;
+};
+
+float activate(const ActParams& act, float x);
+// In place over n contiguous values.
+void f32_activation__scalar(const ActParams& act, float* data, size_t n);
+void f32_activation__portable(const ActParams& act, float* data, size_t n);  // kind hoisted, vectorisable
+
+enum class BiasMode : int32_t { kNone = 0, kPerRow = 1, kPerColumn = 2 };
+
+// C[M,N] = A[M,K] * B[K,N] (+ bias[M] per row or bias[N] per column), then act.
+// Row-major with leading dimensions lda, ldb, ldc (in elements).
+struct GemmArgs {
+  size_t M, N, K;
+  const float* A; size_t lda;
+  const float* B; size_t ldb;
+  float* C; size_t ldc;
+  const float* bias; BiasMode bias_mode;
+  ActParams act;
+};
+void f32_gemm__scalar(const GemmArgs& g);
+void f32_gemm__portable(const GemmArgs& g);  // register-tiled, auto-vectorised C++
+
+// 2-D convolution of one image, NCHW. Weights [M, C/G, KH, KW], bias [M] or null.
+struct Conv2dShape {
+  size_t C, H, W;        // input channels, height, width
+  size_t M, OH, OW;      // output channels, height, width
+  size_t KH, KW;
+  size_t SH, SW;         // strides
+  size_t PT, PL;         // top / left padding (bottom/right follow from OH/OW)
+  size_t DH, DW;         // dilations
+  size_t G;              // groups
+};
+void f32_conv2d__scalar(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                        const ActParams& act, float* y);
+// cols[(c*KH+kh)*KW+kw, oh*OW+ow] for channels [c0, c0+nc); zero where the window is in padding.
+void f32_im2col__scalar(const Conv2dShape& s, const float* x, size_t c0, size_t nc, float* cols);
+// Depthwise: G == C == M, weights [C, 1, KH, KW].
+void f32_dwconv2d__portable(const Conv2dShape& s, const float* x, const float* w,
+                            const float* bias, const ActParams& act, float* y);
+
+}  // namespace sparsec

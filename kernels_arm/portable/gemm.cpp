@@ -1,0 +1,116 @@
+// Portable register-tiled GEMM: plain C++ loops shaped so GCC/Clang vectorise across N.
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+
+#include "sparsec/kernels.h"
+
+namespace sparsec {
+namespace {
+
+// Tile sized to the vector register file: MR x NR accumulators plus MR broadcast A values.
+#if defined(__AVX__) || defined(__aarch64__)
+constexpr size_t kMR = 4, kNR = 24;  // 16 x 256-bit (AVX) or 32 x 128-bit (NEON) registers
+#else
+constexpr size_t kMR = 4, kNR = 12;  // 16 x 128-bit registers (SSE, wasm simd128)
+#endif
+constexpr size_t kKC = 256;  // K block: the packed KC x NR panel of B stays in L1
+constexpr size_t kMC = 128;  // M block: the MC x KC block of A stays in L2 across panels
+
+// acc = first ? row_bias[i] + col_bias[j] : C;  acc += A[0:MR, 0:kc] * B[0:kc, 0:NR];  C = acc.
+// The loop nest (j outside, unrolled i inside) is the one GCC and Clang both turn into
+// broadcast-A / vector-B FMAs with the accumulators held in registers.
+template <size_t MR>
+void micro_tile(const float* a, size_t lda, size_t kc, const float* b, size_t ldb, float* c,
+                size_t ldc, bool first, const float* row_bias, const float* col_bias) {
+  float acc[MR][kNR];
+  if (first) {
+    for (size_t i = 0; i < MR; ++i)
+      for (size_t j = 0; j < kNR; ++j) acc[i][j] = row_bias[i] + col_bias[j];
+  } else {
+    for (size_t i = 0; i < MR; ++i)
+      for (size_t j = 0; j < kNR; ++j) acc[i][j] = c[i * ldc + j];
+  }
+  for (size_t k = 0; k < kc; ++k) {
+    const float* b_row = b + k * ldb;
+    float a_col[MR];
+    for (size_t i = 0; i < MR; ++i) a_col[i] = a[i * lda + k];
+    for (size_t j = 0; j < kNR; ++j) {
+      const float b_kj = b_row[j];
+#pragma GCC unroll 8
+      for (size_t i = 0; i < MR; ++i) acc[i][j] += a_col[i] * b_kj;
+    }
+  }
+  for (size_t i = 0; i < MR; ++i)
+    for (size_t j = 0; j < kNR; ++j) c[i * ldc + j] = acc[i][j];
+}
+
+using MicroTile = void (*)(const float*, size_t, size_t, const float*, size_t, float*, size_t, bool,
+                           const float*, const float*);
+template <size_t... I>
+constexpr std::array<MicroTile, sizeof...(I)> micro_tiles(std::index_sequence<I...>) {
+  return {&micro_tile<I + 1>...};
+}
+// kMicroTiles[mr - 1] handles mr rows, so edge rows cost no wasted work.
+constexpr std::array<MicroTile, kMR> kMicroTiles = micro_tiles(std::make_index_sequence<kMR>());
+
+// Contiguous copy of a kc x nr slice of B, zero-padded to NR columns.
+void pack_panel(const float* b, size_t ldb, size_t kc, size_t nr, float* panel) {
+  for (size_t k = 0; k < kc; ++k) {
+    std::memcpy(panel + k * kNR, b + k * ldb, nr * sizeof(float));
+    std::fill(panel + k * kNR + nr, panel + (k + 1) * kNR, 0.0f);
+  }
+}
+
+}  // namespace
+
+void f32_gemm__portable(const GemmArgs& g) {
+  if (g.M == 0 || g.N == 0) return;
+  static const float kZeros[std::max(kMR, kNR)] = {};
+  const bool per_row = g.bias_mode == BiasMode::kPerRow;
+  const bool per_column = g.bias_mode == BiasMode::kPerColumn;
+  // A single row block reads each panel once, so copying it only pays at the padded N edge.
+  const bool pack_all = g.M > kMR;
+  float panel[kKC * kNR];
+  // K == 0 still runs one (empty) block so C receives bias and activation.
+  for (size_t pc = 0; pc < std::max<size_t>(g.K, 1); pc += kKC) {
+    const size_t kc = std::min(kKC, g.K - pc);
+    const bool first = pc == 0, last = pc + kc >= g.K;
+    for (size_t icb = 0; icb < g.M; icb += kMC) {
+      const size_t mc = std::min(kMC, g.M - icb);
+      for (size_t jr = 0; jr < g.N; jr += kNR) {
+        const size_t nr = std::min(kNR, g.N - jr);
+        const bool edge = nr < kNR;
+        const float* b = g.B + pc * g.ldb + jr;
+        if (pack_all || edge) pack_panel(b, g.ldb, kc, nr, panel);
+        const float* b_panel = pack_all || edge ? panel : b;
+        const size_t ld_panel = pack_all || edge ? kNR : g.ldb;
+        float edge_col_bias[kNR] = {};
+        if (edge && per_column) std::memcpy(edge_col_bias, g.bias + jr, nr * sizeof(float));
+        const float* col_bias = !per_column ? kZeros : edge ? edge_col_bias : g.bias + jr;
+        for (size_t ic = icb; ic < icb + mc; ic += kMR) {
+          const size_t mr = std::min(kMR, icb + mc - ic);
+          const float* a = g.A + ic * g.lda + pc;
+          const float* row_bias = per_row ? g.bias + ic : kZeros;
+          float* c = g.C + ic * g.ldc + jr;
+          if (!edge) {
+            kMicroTiles[mr - 1](a, g.lda, kc, b_panel, ld_panel, c, g.ldc, first, row_bias, col_bias);
+          } else {  // run a full-width tile on a scratch copy, keep the valid nr columns
+            float tile[kMR * kNR] = {};
+            if (!first)
+              for (size_t i = 0; i < mr; ++i)
+                std::memcpy(tile + i * kNR, c + i * g.ldc, nr * sizeof(float));
+            kMicroTiles[mr - 1](a, g.lda, kc, b_panel, ld_panel, tile, kNR, first, row_bias, col_bias);
+            for (size_t i = 0; i < mr; ++i)
+              std::memcpy(c + i * g.ldc, tile + i * kNR, nr * sizeof(float));
+          }
+          if (last)
+            for (size_t i = 0; i < mr; ++i) f32_activation__portable(g.act, c + i * g.ldc, nr);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace sparsec

@@ -1,0 +1,47 @@
+// Scalar reference direct convolution and im2col (NCHW, groups, stride, padding, dilation).
+#include "conv_window.h"
+#include "sparsec/kernels.h"
+
+namespace sparsec {
+
+using conv_window::input_coord;
+using conv_window::inside;
+
+void f32_conv2d__scalar(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                        const ActParams& act, float* y) {
+  const size_t group_in = s.C / s.G, group_out = s.M / s.G, taps = s.KH * s.KW;
+  for (size_t m = 0; m < s.M; ++m) {
+    const float* x_group = x + (m / group_out) * group_in * s.H * s.W;
+    const float* w_m = w + m * group_in * taps;
+    for (size_t oh = 0; oh < s.OH; ++oh) {
+      for (size_t ow = 0; ow < s.OW; ++ow) {
+        float acc = 0.0f;
+        for (size_t c = 0; c < group_in; ++c)
+          acc = conv_window::accumulate_window(s, x_group + c * s.H * s.W, w_m + c * taps, oh, ow, acc);
+        if (bias) acc += bias[m];
+        y[(m * s.OH + oh) * s.OW + ow] = activate(act, acc);
+      }
+    }
+  }
+}
+
+void f32_im2col__scalar(const Conv2dShape& s, const float* x, size_t c0, size_t nc, float* cols) {
+  const size_t plane = s.OH * s.OW;
+  for (size_t c = 0; c < nc; ++c) {
+    const float* x_c = x + (c0 + c) * s.H * s.W;
+    for (size_t kh = 0; kh < s.KH; ++kh) {
+      for (size_t kw = 0; kw < s.KW; ++kw) {
+        float* row = cols + ((c * s.KH + kh) * s.KW + kw) * plane;
+        for (size_t oh = 0; oh < s.OH; ++oh) {
+          const ptrdiff_t ih = input_coord(oh, s.SH, s.PT, kh, s.DH);
+          for (size_t ow = 0; ow < s.OW; ++ow) {
+            const ptrdiff_t iw = input_coord(ow, s.SW, s.PL, kw, s.DW);
+            row[oh * s.OW + ow] = inside(ih, s.H) && inside(iw, s.W) ? x_c[ih * s.W + iw] : 0.0f;
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace sparsec

@@ -1,0 +1,99 @@
+// Shape checks, broadcasting plans and activation parameters shared by all ops.
+#include "op_util.h"
+
+#include "sparsec_rt.h"
+
+namespace sparsec {
+
+std::string shape_str(const Tensor& t) {
+  std::string s = "[";
+  for (uint32_t i = 0; i < t.ndim; ++i) s += (i ? "," : "") + std::to_string(t.dims[i]);
+  return s + "]";
+}
+
+size_t product(const int64_t* dims, size_t begin, size_t end) {
+  size_t p = 1;
+  for (size_t i = begin; i < end; ++i) p *= size_t(dims[i]);
+  return p;
+}
+
+bool check_arity(const Op& op, size_t min_in, size_t max_in, size_t n_out, size_t n_iattr, size_t n_fattr,
+                 std::string* err) {
+  SPX_REQUIRE(op.in.size() >= min_in && op.in.size() <= max_in, "wrong number of inputs");
+  for (size_t i = 0; i < min_in; ++i) SPX_REQUIRE(op.in[i] != nullptr, "a required input is missing");
+  SPX_REQUIRE(n_out == 0 ? !op.out.empty() : op.out.size() == n_out, "wrong number of outputs");
+  SPX_REQUIRE(op.iattr.size() == n_iattr, "wrong number of integer attributes");
+  SPX_REQUIRE(op.fattr.size() == n_fattr, "wrong number of float attributes");
+  return true;
+}
+
+bool check_f32(const Op& op, std::string* err) {
+  for (const Tensor* t : op.in) SPX_REQUIRE(!t || t->dtype == SPARSEC_F32, "expects float32 inputs");
+  for (const Tensor* t : op.out) SPX_REQUIRE(t->dtype == SPARSEC_F32, "expects float32 outputs");
+  return true;
+}
+
+bool check_activation(int64_t kind, std::string* err) {
+  SPX_REQUIRE(kind >= 0 && kind <= int64_t(Activation::kLast), "unknown activation " + std::to_string(kind));
+  return true;
+}
+
+ActParams act_from(const Op& op, size_t kind_index) {
+  ActParams act;
+  act.kind = static_cast<Activation>(op.iattr[kind_index]);
+  act.a = op.fattr[0];
+  act.b = op.fattr[1];
+  return act;
+}
+
+void contiguous_strides(const Tensor& t, int64_t* strides) {
+  int64_t s = 1;
+  for (int d = int(t.ndim) - 1; d >= 0; --d) {
+    strides[d] = s;
+    s *= t.dims[d];
+  }
+}
+
+bool make_broadcast(const Tensor& out, const Tensor* const* operands, size_t n, Broadcast* b) {
+  int64_t dims[kMaxDims];
+  int64_t stride[kMaxOperands][kMaxDims];
+  const size_t nd = out.ndim == 0 ? 1 : out.ndim;
+  for (size_t d = 0; d < nd; ++d) dims[d] = out.ndim == 0 ? 1 : out.dims[d];
+  for (size_t k = 0; k < n; ++k) {
+    const Tensor& t = *operands[k];
+    if (t.ndim > nd) return false;
+    int64_t s = 1;
+    for (int d = int(nd) - 1; d >= 0; --d) {
+      const int td = d - int(nd - t.ndim);
+      const int64_t extent = td >= 0 ? t.dims[td] : 1;
+      if (extent != dims[d] && extent != 1) return false;
+      stride[k][d] = extent == 1 ? 0 : s;
+      s *= extent;
+    }
+  }
+  // Merge neighbouring dims that every operand walks contiguously; drop size-1 dims.
+  b->n_operands = n;
+  b->ndim = 0;
+  for (size_t d = 0; d < nd; ++d) {
+    if (dims[d] == 1 && nd > 1) continue;
+    bool merge = b->ndim > 0;
+    for (size_t k = 0; k < n && merge; ++k)
+      merge = b->stride[k][b->ndim - 1] == stride[k][d] * dims[d];
+    if (merge) {
+      b->dims[b->ndim - 1] *= dims[d];
+      for (size_t k = 0; k < n; ++k) b->stride[k][b->ndim - 1] = stride[k][d];
+    } else {
+      b->dims[b->ndim] = dims[d];
+      for (size_t k = 0; k < n; ++k) b->stride[k][b->ndim] = stride[k][d];
+      ++b->ndim;
+    }
+  }
+  if (b->ndim == 0) {
+    b->ndim = 1;
+    b->dims[0] = 1;
+    for (size_t k = 0; k < n; ++k) b->stride[k][0] = 0;
+  }
+  return true;
+}
+
+}  // namespace sparsec

@@ -1,0 +1,65 @@
+// Helpers shared by the op implementations: shape checks with messages, broadcasting, odometers.
+#pragma once
+#include <cstring>
+#include <string>
+
+#include "ops.h"
+#include "sparsec/kernels.h"
+
+namespace sparsec {
+
+std::string shape_str(const Tensor& t);
+
+// Evaluates to false from the enclosing check function with *err set.
+#define SPX_REQUIRE(cond, message)     \
+  do {                                 \
+    if (!(cond)) {                     \
+      *err = (message);                \
+      return false;                    \
+    }                                  \
+  } while (0)
+
+bool check_arity(const Op& op, size_t min_in, size_t max_in, size_t n_out, size_t n_iattr, size_t n_fattr,
+                 std::string* err);
+bool check_f32(const Op& op, std::string* err);  // every present input and output is float32
+bool check_activation(int64_t kind, std::string* err);
+ActParams act_from(const Op& op, size_t kind_index);  // kind = iattr[kind_index], a/b = fattr[0..1]
+size_t product(const int64_t* dims, size_t begin, size_t end);
+
+constexpr size_t kMaxOperands = 3;
+
+// Output iterated as runs along its innermost (collapsed) dimension; operand strides in elements,
+// 0 where an operand is broadcast.
+struct Broadcast {
+  size_t ndim = 0;
+  int64_t dims[kMaxDims] = {};
+  int64_t stride[kMaxOperands][kMaxDims] = {};
+  size_t n_operands = 0;
+};
+
+bool make_broadcast(const Tensor& out, const Tensor* const* operands, size_t n, Broadcast* b);
+
+// Calls run(out_offset, operand_offsets, run_length) for each innermost run.
+template <typename F>
+void for_each_run(const Broadcast& b, F&& run) {
+  const size_t nd = b.ndim;
+  const int64_t n = b.dims[nd - 1];
+  size_t outer = product(b.dims, 0, nd - 1);
+  int64_t idx[kMaxDims] = {};
+  int64_t off[kMaxOperands] = {};
+  size_t out_off = 0;
+  for (size_t o = 0; o < outer; ++o, out_off += size_t(n)) {
+    run(out_off, off, n);
+    for (int d = int(nd) - 2; d >= 0; --d) {
+      for (size_t k = 0; k < b.n_operands; ++k) off[k] += b.stride[k][d];
+      if (++idx[d] < b.dims[d]) break;
+      for (size_t k = 0; k < b.n_operands; ++k) off[k] -= b.stride[k][d] * b.dims[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+// Row-major element strides of a tensor's dims.
+void contiguous_strides(const Tensor& t, int64_t* strides);
+
+}  // namespace sparsec

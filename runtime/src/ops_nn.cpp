@@ -1,0 +1,341 @@
+// Neural-network ops: convolution, matmul, pooling, normalisation, softmax.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "op_util.h"
+
+namespace sparsec {
+namespace {
+
+int64_t conv_out_extent(int64_t in, int64_t pad_begin, int64_t pad_end, int64_t k, int64_t stride, int64_t dil) {
+  const int64_t span = dil * (k - 1) + 1;
+  if (in + pad_begin + pad_end < span) return 0;
+  return (in + pad_begin + pad_end - span) / stride + 1;
+}
+
+Conv2dShape conv_shape(const Op& op) {
+  const Tensor& x = *op.in[0];
+  const Tensor& w = *op.in[1];
+  const Tensor& y = *op.out[0];
+  const auto& a = op.iattr;
+  Conv2dShape s;
+  s.C = size_t(x.dims[1]); s.H = size_t(x.dims[2]); s.W = size_t(x.dims[3]);
+  s.M = size_t(y.dims[1]); s.OH = size_t(y.dims[2]); s.OW = size_t(y.dims[3]);
+  s.KH = size_t(w.dims[2]); s.KW = size_t(w.dims[3]);
+  s.G = size_t(a[0]); s.SH = size_t(a[1]); s.SW = size_t(a[2]);
+  s.PT = size_t(a[3]); s.PL = size_t(a[4]);
+  s.DH = size_t(a[7]); s.DW = size_t(a[8]);
+  return s;
+}
+
+bool is_depthwise(const Conv2dShape& s) { return s.G == s.C && s.G == s.M && s.G > 1; }
+
+bool is_pointwise(const Op& op, const Conv2dShape& s) {
+  const auto& a = op.iattr;
+  return s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && a[3] == 0 && a[4] == 0 && a[5] == 0 && a[6] == 0;
+}
+
+}  // namespace
+
+bool check_conv(const Op& op, size_t* scratch, std::string* err) {
+  if (!check_arity(op, 2, 3, 1, 10, 2, err) || !check_f32(op, err)) return false;
+  const Tensor& x = *op.in[0];
+  const Tensor& w = *op.in[1];
+  const Tensor& y = *op.out[0];
+  SPX_REQUIRE(x.ndim == 4 && w.ndim == 4 && y.ndim == 4, "supports 2-D convolution on NCHW only");
+  const auto& a = op.iattr;
+  for (size_t i = 0; i < 9; ++i) SPX_REQUIRE(a[i] >= (i >= 3 && i <= 6 ? 0 : 1), "invalid stride/pad/dilation/group");
+  if (!check_activation(a[9], err)) return false;
+  const int64_t G = a[0];
+  SPX_REQUIRE(x.dims[1] % G == 0 && w.dims[0] % G == 0 && w.dims[1] * G == x.dims[1],
+              "weight " + shape_str(w) + " does not fit input " + shape_str(x) + " with group " + std::to_string(G));
+  const int64_t oh = conv_out_extent(x.dims[2], a[3], a[5], w.dims[2], a[1], a[7]);
+  const int64_t ow = conv_out_extent(x.dims[3], a[4], a[6], w.dims[3], a[2], a[8]);
+  SPX_REQUIRE(y.dims[0] == x.dims[0] && y.dims[1] == w.dims[0] && y.dims[2] == oh && y.dims[3] == ow && oh > 0 && ow > 0,
+              "output " + shape_str(y) + " does not match input " + shape_str(x) + " and weight " + shape_str(w));
+  if (op.in.size() == 3 && op.in[2]) SPX_REQUIRE(op.in[2]->numel == size_t(w.dims[0]), "bias size differs from output channels");
+  const Conv2dShape s = conv_shape(op);
+  if (!is_depthwise(s) && !is_pointwise(op, s)) *scratch = (s.C / s.G) * s.KH * s.KW * s.OH * s.OW;
+  return true;
+}
+
+bool run_conv(const Op& op, float* scratch, std::string*) {
+  const Conv2dShape s = conv_shape(op);
+  const float* w = op.in[1]->f32();
+  const float* bias = op.in.size() == 3 && op.in[2] ? op.in[2]->f32() : nullptr;
+  const ActParams act = act_from(op, 9);
+  const size_t in_size = s.C * s.H * s.W, out_plane = s.OH * s.OW;
+  const size_t Cg = s.C / s.G, Mg = s.M / s.G, Kg = Cg * s.KH * s.KW;
+  const bool depthwise = is_depthwise(s), pointwise = is_pointwise(op, s);
+  for (int64_t n = 0; n < op.in[0]->dims[0]; ++n) {
+    const float* x = op.in[0]->f32() + n * in_size;
+    float* y = op.out[0]->f32() + n * s.M * out_plane;
+    if (depthwise) {
+      f32_dwconv2d__portable(s, x, w, bias, act, y);
+      continue;
+    }
+    for (size_t g = 0; g < s.G; ++g) {
+      const float* cols = x + g * Cg * s.H * s.W;
+      if (!pointwise) {
+        f32_im2col__scalar(s, x, g * Cg, Cg, scratch);
+        cols = scratch;
+      }
+      GemmArgs gemm{Mg, out_plane, Kg, w + g * Mg * Kg, Kg, cols, out_plane, y + g * Mg * out_plane, out_plane,
+                    bias ? bias + g * Mg : nullptr, bias ? BiasMode::kPerRow : BiasMode::kNone, act};
+      f32_gemm__portable(gemm);
+    }
+  }
+  return true;
+}
+
+bool check_matmul(const Op& op, size_t*, std::string* err) {
+  if (!check_arity(op, 2, 3, 1, 1, 2, err) || !check_f32(op, err) || !check_activation(op.iattr[0], err)) return false;
+  const Tensor& a = *op.in[0];
+  const Tensor& b = *op.in[1];
+  const Tensor& y = *op.out[0];
+  SPX_REQUIRE(a.ndim >= 2 && b.ndim >= 2 && y.ndim == std::max(a.ndim, b.ndim), "expects operands of rank >= 2");
+  const int64_t M = a.dims[a.ndim - 2], K = a.dims[a.ndim - 1], N = b.dims[b.ndim - 1];
+  SPX_REQUIRE(b.dims[b.ndim - 2] == K && y.dims[y.ndim - 2] == M && y.dims[y.ndim - 1] == N,
+              "shapes " + shape_str(a) + " x " + shape_str(b) + " -> " + shape_str(y) + " do not multiply");
+  for (uint32_t d = 0; d + 2 < y.ndim; ++d) {
+    const int ad = int(d) - int(y.ndim - a.ndim), bd = int(d) - int(y.ndim - b.ndim);
+    const int64_t ae = ad >= 0 ? a.dims[ad] : 1, be = bd >= 0 ? b.dims[bd] : 1;
+    SPX_REQUIRE((ae == y.dims[d] || ae == 1) && (be == y.dims[d] || be == 1), "batch dimensions do not broadcast");
+  }
+  if (op.in.size() == 3 && op.in[2]) SPX_REQUIRE(op.in[2]->numel == size_t(N), "bias size differs from N");
+  return true;
+}
+
+bool run_matmul(const Op& op, float*, std::string*) {
+  const Tensor& a = *op.in[0];
+  const Tensor& b = *op.in[1];
+  const Tensor& y = *op.out[0];
+  const size_t M = size_t(y.dims[y.ndim - 2]), N = size_t(y.dims[y.ndim - 1]), K = size_t(a.dims[a.ndim - 1]);
+  const float* bias = op.in.size() == 3 && op.in[2] ? op.in[2]->f32() : nullptr;
+  // Batch strides in matrices, 0 where an operand's batch dim is broadcast.
+  const size_t nb = y.ndim - 2;
+  int64_t sa[kMaxDims], sb[kMaxDims];
+  int64_t acc_a = 1, acc_b = 1;
+  for (int d = int(nb) - 1; d >= 0; --d) {
+    const int ad = d - int(y.ndim - a.ndim), bd = d - int(y.ndim - b.ndim);
+    const int64_t ae = ad >= 0 ? a.dims[ad] : 1, be = bd >= 0 ? b.dims[bd] : 1;
+    sa[d] = ae == 1 ? 0 : acc_a;
+    sb[d] = be == 1 ? 0 : acc_b;
+    acc_a *= ae;
+    acc_b *= be;
+  }
+  int64_t idx[kMaxDims] = {};
+  size_t off_a = 0, off_b = 0;
+  const size_t batches = product(y.dims, 0, nb);
+  for (size_t i = 0; i < batches; ++i) {
+    GemmArgs g{M, N, K, a.f32() + off_a * M * K, K, b.f32() + off_b * K * N, N, y.f32() + i * M * N, N,
+               bias, bias ? BiasMode::kPerColumn : BiasMode::kNone, act_from(op, 0)};
+    f32_gemm__portable(g);
+    for (int d = int(nb) - 1; d >= 0; --d) {
+      off_a += sa[d];
+      off_b += sb[d];
+      if (++idx[d] < y.dims[d]) break;
+      off_a -= sa[d] * y.dims[d];
+      off_b -= sb[d] * y.dims[d];
+      idx[d] = 0;
+    }
+  }
+  return true;
+}
+
+bool check_pool(const Op& op, size_t*, std::string* err) {
+  if (!check_arity(op, 1, 1, 1, 12, 0, err) || !check_f32(op, err)) return false;
+  const Tensor& x = *op.in[0];
+  const Tensor& y = *op.out[0];
+  const auto& a = op.iattr;
+  SPX_REQUIRE(x.ndim == 4 && y.ndim == 4, "supports 2-D pooling on NCHW only");
+  SPX_REQUIRE(a[0] >= 0 && a[0] <= int64_t(PoolKind::kLast), "unknown pooling kind");
+  for (size_t i = 1; i < 11; ++i) SPX_REQUIRE(a[i] >= (i >= 5 && i <= 8 ? 0 : 1), "invalid kernel/stride/pad/dilation");
+  // Ceil mode may add one window; the kernel clamps every window to the input.
+  const int64_t oh = conv_out_extent(x.dims[2], a[5], a[7] + a[3] - 1, a[1], a[3], a[9]);
+  const int64_t ow = conv_out_extent(x.dims[3], a[6], a[8] + a[4] - 1, a[2], a[4], a[10]);
+  SPX_REQUIRE(y.dims[0] == x.dims[0] && y.dims[1] == x.dims[1] && y.dims[2] >= 1 && y.dims[3] >= 1 &&
+                  y.dims[2] <= oh && y.dims[3] <= ow,
+              "output " + shape_str(y) + " does not match input " + shape_str(x));
+  return true;
+}
+
+bool run_pool(const Op& op, float*, std::string*) {
+  const Tensor& x = *op.in[0];
+  const Tensor& y = *op.out[0];
+  const auto& a = op.iattr;
+  const bool is_max = a[0] == int64_t(PoolKind::kMax);
+  const int64_t H = x.dims[2], W = x.dims[3], OH = y.dims[2], OW = y.dims[3];
+  const int64_t KH = a[1], KW = a[2], SH = a[3], SW = a[4], PT = a[5], PL = a[6], PB = a[7], PR = a[8];
+  const int64_t DH = a[9], DW = a[10];
+  const bool include_pad = a[11] != 0;
+  const size_t planes = size_t(x.dims[0] * x.dims[1]);
+  for (size_t p = 0; p < planes; ++p) {
+    const float* in = x.f32() + p * H * W;
+    float* out = y.f32() + p * OH * OW;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const int64_t h0 = oh * SH - PT, w0 = ow * SW - PL;
+        float acc = is_max ? -std::numeric_limits<float>::infinity() : 0.0f;
+        int64_t count = 0;
+        for (int64_t kh = 0; kh < KH; ++kh) {
+          const int64_t h = h0 + kh * DH;
+          if (h < 0 || h >= H) continue;
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            const int64_t w = w0 + kw * DW;
+            if (w < 0 || w >= W) continue;
+            const float v = in[h * W + w];
+            acc = is_max ? std::max(acc, v) : acc + v;
+            ++count;
+          }
+        }
+        if (!is_max) {
+          // count_include_pad counts the window clipped to the padded input, as ONNX does.
+          if (include_pad) {
+            const int64_t hs = std::max<int64_t>(h0, -PT), he = std::min<int64_t>(h0 + (KH - 1) * DH + 1, H + PB);
+            const int64_t ws = std::max<int64_t>(w0, -PL), we = std::min<int64_t>(w0 + (KW - 1) * DW + 1, W + PR);
+            count = ((he - hs + DH - 1) / DH) * ((we - ws + DW - 1) / DW);
+          }
+          acc = count > 0 ? acc / float(count) : 0.0f;
+        }
+        out[oh * OW + ow] = acc;
+      }
+    }
+  }
+  return true;
+}
+
+bool check_softmax(const Op& op, size_t*, std::string* err) {
+  if (!check_arity(op, 1, 1, 1, 2, 0, err) || !check_f32(op, err)) return false;
+  const Tensor& x = *op.in[0];
+  SPX_REQUIRE(op.iattr[0] >= 0 && op.iattr[0] < int64_t(x.ndim), "axis out of range");
+  SPX_REQUIRE(op.out[0]->numel == x.numel, "output size differs from input");
+  return true;
+}
+
+bool run_softmax(const Op& op, float*, std::string*) {
+  const Tensor& x = *op.in[0];
+  const size_t axis = size_t(op.iattr[0]);
+  const bool log = op.iattr[1] != 0;
+  const size_t outer = product(x.dims, 0, axis), len = size_t(x.dims[axis]), inner = product(x.dims, axis + 1, x.ndim);
+  for (size_t o = 0; o < outer; ++o) {
+    for (size_t i = 0; i < inner; ++i) {
+      const float* in = x.f32() + o * len * inner + i;
+      float* out = op.out[0]->f32() + o * len * inner + i;
+      float m = -std::numeric_limits<float>::infinity();
+      for (size_t k = 0; k < len; ++k) m = std::max(m, in[k * inner]);
+      float sum = 0.0f;
+      for (size_t k = 0; k < len; ++k) {
+        const float e = std::exp(in[k * inner] - m);
+        out[k * inner] = e;
+        sum += e;
+      }
+      if (log) {
+        const float log_sum = std::log(sum);
+        for (size_t k = 0; k < len; ++k) out[k * inner] = in[k * inner] - m - log_sum;
+      } else {
+        const float inv = 1.0f / sum;
+        for (size_t k = 0; k < len; ++k) out[k * inner] *= inv;
+      }
+    }
+  }
+  return true;
+}
+
+bool check_layernorm(const Op& op, size_t*, std::string* err) {
+  if (!check_arity(op, 2, 3, 1, 1, 1, err) || !check_f32(op, err)) return false;
+  const Tensor& x = *op.in[0];
+  const int64_t axis = op.iattr[0];
+  SPX_REQUIRE(axis >= 0 && axis < int64_t(x.ndim), "axis out of range");
+  const size_t norm = product(x.dims, size_t(axis), x.ndim);
+  SPX_REQUIRE(op.in[1]->numel == norm, "scale size differs from the normalised size");
+  if (op.in.size() == 3 && op.in[2]) SPX_REQUIRE(op.in[2]->numel == norm, "bias size differs from the normalised size");
+  SPX_REQUIRE(op.out[0]->numel == x.numel, "output size differs from input");
+  return true;
+}
+
+// Mean and 1/sqrt(variance + eps) of n values, accumulated in double for long rows.
+void moments(const float* x, size_t n, float eps, float* mean, float* inv_std) {
+  double sum = 0.0;
+  for (size_t i = 0; i < n; ++i) sum += x[i];
+  const double m = sum / double(n);
+  double var = 0.0;
+  for (size_t i = 0; i < n; ++i) var += (x[i] - m) * (x[i] - m);
+  *mean = float(m);
+  *inv_std = float(1.0 / std::sqrt(var / double(n) + eps));
+}
+
+bool run_layernorm(const Op& op, float*, std::string*) {
+  const Tensor& x = *op.in[0];
+  const size_t axis = size_t(op.iattr[0]);
+  const size_t norm = product(x.dims, axis, x.ndim), rows = x.numel / std::max<size_t>(norm, 1);
+  const float* shift = op.in.size() == 3 && op.in[2] ? op.in[2]->f32() : nullptr;
+  const float* scale = op.in[1]->f32();
+  for (size_t r = 0; r < rows; ++r) {
+    const float* in = x.f32() + r * norm;
+    float* out = op.out[0]->f32() + r * norm;
+    float mean, inv_std;
+    moments(in, norm, op.fattr[0], &mean, &inv_std);
+    for (size_t i = 0; i < norm; ++i) out[i] = (in[i] - mean) * inv_std * scale[i] + (shift ? shift[i] : 0.0f);
+  }
+  return true;
+}
+
+bool check_group_norm(const Op& op, size_t*, std::string* err) {
+  if (!check_arity(op, 3, 3, 1, 1, 1, err) || !check_f32(op, err)) return false;
+  const Tensor& x = *op.in[0];
+  SPX_REQUIRE(x.ndim >= 2, "expects [N, C, ...] input");
+  const int64_t C = x.dims[1], groups = op.iattr[0];
+  SPX_REQUIRE(groups >= 1 && C % groups == 0, "groups must divide channels");
+  SPX_REQUIRE(op.in[1]->numel == size_t(C) && op.in[2]->numel == size_t(C), "scale/bias must have C values");
+  SPX_REQUIRE(op.out[0]->numel == x.numel, "output size differs from input");
+  return true;
+}
+
+bool run_group_norm(const Op& op, float*, std::string*) {
+  const Tensor& x = *op.in[0];
+  const size_t C = size_t(x.dims[1]), groups = size_t(op.iattr[0]), spatial = product(x.dims, 2, x.ndim);
+  const size_t cg = C / groups, n = cg * spatial;
+  for (size_t b = 0; b < size_t(x.dims[0]); ++b) {
+    for (size_t g = 0; g < groups; ++g) {
+      const size_t off = (b * C + g * cg) * spatial;
+      float mean, inv_std;
+      moments(x.f32() + off, n, op.fattr[0], &mean, &inv_std);
+      for (size_t c = g * cg; c < (g + 1) * cg; ++c) {
+        const float s = inv_std * op.in[1]->f32()[c], t = op.in[2]->f32()[c] - mean * s;
+        const float* in = x.f32() + (b * C + c) * spatial;
+        float* out = op.out[0]->f32() + (b * C + c) * spatial;
+        for (size_t i = 0; i < spatial; ++i) out[i] = in[i] * s + t;
+      }
+    }
+  }
+  return true;
+}
+
+bool check_channel_affine(const Op& op, size_t*, std::string* err) {
+  if (!check_arity(op, 3, 3, 1, 1, 2, err) || !check_f32(op, err) || !check_activation(op.iattr[0], err)) return false;
+  const Tensor& x = *op.in[0];
+  SPX_REQUIRE(x.ndim >= 2, "expects [N, C, ...] input");
+  SPX_REQUIRE(op.in[1]->numel == size_t(x.dims[1]) && op.in[2]->numel == size_t(x.dims[1]), "scale/shift must have C values");
+  SPX_REQUIRE(op.out[0]->numel == x.numel, "output size differs from input");
+  return true;
+}
+
+bool run_channel_affine(const Op& op, float*, std::string*) {
+  const Tensor& x = *op.in[0];
+  const size_t C = size_t(x.dims[1]), inner = product(x.dims, 2, x.ndim);
+  const ActParams act = act_from(op, 0);
+  for (size_t b = 0; b < size_t(x.dims[0]); ++b) {
+    for (size_t c = 0; c < C; ++c) {
+      const float s = op.in[1]->f32()[c], t = op.in[2]->f32()[c];
+      const float* in = x.f32() + (b * C + c) * inner;
+      float* out = op.out[0]->f32() + (b * C + c) * inner;
+      for (size_t i = 0; i < inner; ++i) out[i] = in[i] * s + t;
+      if (act.kind != Activation::kNone) f32_activation__scalar(act, out, inner);
+    }
+  }
+  return true;
+}
+
+}  // namespace sparsec

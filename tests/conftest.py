@@ -1,0 +1,59 @@
+"""Shared test helpers: compile with sparsec, run with sparsec and onnxruntime, compare."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import sparsec
+
+
+def max_rel_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """max|actual - expected| / max|expected| (the issue's relative error)."""
+    scale = max(float(np.max(np.abs(expected))), 1e-12) if expected.size else 1.0
+    return float(np.max(np.abs(actual.astype(np.float64) - expected))) / scale if expected.size else 0.0
+
+
+def run_onnxruntime(model, feed: dict) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else open(model, "rb").read()
+    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    return session.run(None, feed)
+
+
+def compile_and_compare(model, feed: dict, tmp_path, **options) -> float:
+    """Compiles model, runs both engines, returns the worst relative error over outputs."""
+    result = sparsec.compile(model, output=tmp_path / "model.spx", **options)
+    ours = sparsec.load(result.path).run(None, feed)
+    ref = run_onnxruntime(model, feed)
+    assert len(ours) == len(ref)
+    for a, r in zip(ours, ref):
+        assert a.shape == r.shape and a.dtype == r.dtype
+    return max(max_rel_error(a, r) for a, r in zip(ours, ref))
+
+
+def single_op_model(op_type: str, inputs: list[tuple[str, list[int]]], output_shape=None, initializers=(),
+                    attrs=None, opset: int = 17, dtypes=None, outputs=None) -> onnx.ModelProto:
+    """A one-node model: float inputs by name/shape, constant initializers, one (or more) outputs."""
+    dtypes = dtypes or {}
+    graph_inputs = [helper.make_tensor_value_info(n, dtypes.get(n, TensorProto.FLOAT), s) for n, s in inputs]
+    inits = [onnx.numpy_helper.from_array(a, n) for n, a in initializers]
+    input_names = [n for n, _ in inputs] + [n for n, _ in initializers]
+    out_names = outputs or ["y"]
+    node = helper.make_node(op_type, input_names, out_names, name=f"{op_type}_0", **(attrs or {}))
+    graph_outputs = [helper.make_tensor_value_info(n, dtypes.get(n, TensorProto.FLOAT), output_shape) for n in out_names]
+    graph = helper.make_graph([node], "g", graph_inputs, graph_outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    if output_shape is None:  # let ONNX fill in the outputs' types
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    return model
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,209 @@
+"""The test zoo: torchvision models plus a small BERT-style encoder, exported to ONNX.
+
+Every model is built with random weights from a fixed seed (no downloads), so an export is
+reproducible. torch/torchvision are imported lazily: importing this module needs only numpy.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+# Bump whenever a builder or the export settings change, so stale cache entries are ignored.
+ZOO_VERSION = "1"
+OPSET = 17
+
+BERT_VOCAB = 1000
+BERT_SEQ = 32
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # numpy dtype name
+    high: int | None = None  # exclusive upper bound for integer inputs (e.g. vocab size)
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    name: str
+    inputs: tuple[InputSpec, ...]
+    build: Callable[[], "torch.nn.Module"]  # noqa: F821 (torch is imported lazily)
+
+
+def _build_torchvision(arch: str, **kwargs):
+    import torchvision
+
+    return torchvision.models.get_model(arch, weights=None, **kwargs)
+
+
+def _build_bert_encoder(
+    vocab: int = BERT_VOCAB, seq: int = BERT_SEQ, hidden: int = 128, heads: int = 4, ffn: int = 512, layers: int = 2
+):
+    import torch
+    from torch import nn
+
+    class SelfAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.heads, self.head_dim = heads, hidden // heads
+            self.scale = self.head_dim**-0.5
+            self.q, self.k, self.v = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)
+            self.out = nn.Linear(hidden, hidden)
+
+        def split_heads(self, x):  # [B, T, C] -> [B, heads, T, head_dim]
+            b, t, _ = x.shape
+            return x.reshape(b, t, self.heads, self.head_dim).transpose(1, 2)
+
+        def forward(self, x):
+            b, t, c = x.shape
+            q, k, v = self.split_heads(self.q(x)), self.split_heads(self.k(x)), self.split_heads(self.v(x))
+            probs = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * self.scale, dim=-1)
+            context = torch.matmul(probs, v).transpose(1, 2).reshape(b, t, c)
+            return self.out(context)
+
+    class EncoderLayer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention, self.attention_norm = SelfAttention(), nn.LayerNorm(hidden)
+            self.ffn = nn.Sequential(nn.Linear(hidden, ffn), nn.GELU(), nn.Linear(ffn, hidden))
+            self.ffn_norm = nn.LayerNorm(hidden)
+
+        def forward(self, x):  # post-LN, as in the original BERT
+            x = self.attention_norm(x + self.attention(x))
+            return self.ffn_norm(x + self.ffn(x))
+
+    class BertEncoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.token = nn.Embedding(vocab, hidden)
+            self.position = nn.Embedding(seq, hidden)
+            self.embedding_norm = nn.LayerNorm(hidden)
+            self.layers = nn.Sequential(*(EncoderLayer() for _ in range(layers)))
+
+        def forward(self, input_ids):
+            x = self.token(input_ids) + self.position.weight[: input_ids.shape[1]]
+            return self.layers(self.embedding_norm(x))
+
+    return BertEncoder()
+
+
+_IMAGE = (InputSpec("input", (1, 3, 224, 224), "float32"),)
+
+
+def _torchvision_model(arch: str, **kwargs) -> ZooModel:
+    return ZooModel(arch, _IMAGE, functools.partial(_build_torchvision, arch, **kwargs))
+
+
+ZOO: dict[str, ZooModel] = {
+    m.name: m
+    for m in [
+        _torchvision_model("resnet18"),
+        _torchvision_model("resnet50"),
+        _torchvision_model("mobilenet_v2"),
+        _torchvision_model("mobilenet_v3_small"),
+        _torchvision_model("efficientnet_b0"),
+        _torchvision_model("squeezenet1_1"),
+        _torchvision_model("shufflenet_v2_x1_0"),
+        _torchvision_model("densenet121"),
+        _torchvision_model("googlenet", aux_logits=False, init_weights=True),
+        _torchvision_model("regnet_y_400mf"),
+        _torchvision_model("convnext_tiny"),
+        _torchvision_model("vit_b_16"),
+        ZooModel(
+            "bert_encoder",
+            (InputSpec("input_ids", (1, BERT_SEQ), "int64", high=BERT_VOCAB),),
+            _build_bert_encoder,
+        ),
+    ]
+}
+
+SLOW: set[str] = {"vit_b_16", "resnet50", "densenet121", "convnext_tiny"}
+
+
+def _randomise_batchnorm(model) -> None:
+    """Fresh BatchNorm is an identity (mean 0, var 1, weight 1, bias 0); make folding it non-trivial."""
+    import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    with torch.no_grad():
+        for bn in model.modules():
+            if isinstance(bn, _BatchNorm):
+                bn.running_mean.normal_(0.0, 0.1)
+                bn.running_var.uniform_(0.5, 1.5)
+                if bn.affine:
+                    bn.weight.uniform_(0.5, 1.5)
+                    bn.bias.normal_(0.0, 0.1)
+
+
+def export(name: str, path) -> Path:
+    """Build zoo model `name` (seeded, eval mode) and export it to ONNX at `path`."""
+    import torch
+
+    spec = ZOO[name]
+    torch.manual_seed(0)
+    model = spec.build()
+    _randomise_batchnorm(model)
+    model.eval()
+    args = tuple(torch.from_numpy(a) for a in example_inputs(name).values())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but deliberate here; vit_b_16's shape asserts raise
+        # TracerWarnings that are harmless because every shape is static.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            model,
+            args,
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[i.name for i in spec.inputs],
+            output_names=["output"],
+            do_constant_folding=True,
+        )
+    return path
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SPARSEC_ZOO_CACHE") or Path.home() / ".cache" / "sparsec" / "zoo")
+
+
+def cached(name: str, cache_dir=None) -> Path:
+    """Path of zoo model `name`, exporting it on first use."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = cache_dir / f"{name}-v{ZOO_VERSION}.onnx"
+    if path.exists():
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Export to a private temp file and rename: concurrent or aborted runs never expose a partial file.
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f".{name}-", suffix=".onnx.tmp")
+    os.close(fd)
+    try:
+        export(name, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def example_inputs(name: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic inputs for zoo model `name`: N(0,1) floats, uniform ints in [0, high)."""
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for spec in ZOO[name].inputs:
+        if spec.high is not None:
+            inputs[spec.name] = rng.integers(0, spec.high, size=spec.shape, dtype=spec.dtype)
+        else:
+            inputs[spec.name] = rng.standard_normal(spec.shape, dtype=spec.dtype)
+    return inputs
