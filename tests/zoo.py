@@ -129,19 +129,22 @@ ZOO: dict[str, ZooModel] = {
 SLOW: set[str] = {"vit_b_16", "resnet50", "densenet121", "convnext_tiny"}
 
 
-def _randomise_batchnorm(model) -> None:
-    """Fresh BatchNorm is an identity (mean 0, var 1, weight 1, bias 0); make folding it non-trivial."""
+def _randomise_constant_tensors(model) -> None:
+    """Fresh models are full of constant tensors: BatchNorm/LayerNorm identity affine and running
+    stats, zero biases, ViT's zero head (its output would be all zeros), ConvNeXt's 1e-6 layer scale.
+    A compiler that drops, swaps or mis-folds them would still match the reference, so randomise them:
+    zeros (shifts, means) ~ N(0, 0.1), other constants (scales, variances) ~ U(0.5, 1.5)."""
     import torch
     from torch.nn.modules.batchnorm import _BatchNorm
 
+    running_stats = [t for m in model.modules() if isinstance(m, _BatchNorm) for t in (m.running_mean, m.running_var)]
     with torch.no_grad():
-        for bn in model.modules():
-            if isinstance(bn, _BatchNorm):
-                bn.running_mean.normal_(0.0, 0.1)
-                bn.running_var.uniform_(0.5, 1.5)
-                if bn.affine:
-                    bn.weight.uniform_(0.5, 1.5)
-                    bn.bias.normal_(0.0, 0.1)
+        for t in [*model.parameters(), *running_stats]:
+            if bool((t == t.flatten()[0]).all()):
+                if t.flatten()[0] == 0:
+                    t.normal_(0.0, 0.1)
+                else:
+                    t.uniform_(0.5, 1.5)
 
 
 def export(name: str, path) -> Path:
@@ -151,7 +154,7 @@ def export(name: str, path) -> Path:
     spec = ZOO[name]
     torch.manual_seed(0)
     model = spec.build()
-    _randomise_batchnorm(model)
+    _randomise_constant_tensors(model)
     model.eval()
     args = tuple(torch.from_numpy(a) for a in example_inputs(name).values())
     path = Path(path)

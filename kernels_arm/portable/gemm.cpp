@@ -9,14 +9,22 @@
 namespace sparsec {
 namespace {
 
-// Tile sized to the vector register file: MR x NR accumulators plus MR broadcast A values.
-#if defined(__AVX__) || defined(__aarch64__)
-constexpr size_t kMR = 4, kNR = 24;  // 16 x 256-bit (AVX) or 32 x 128-bit (NEON) registers
+// Tile sized to the vector register file (MR x NR accumulators), picked by measurement.
+// NR must stay above 16: GCC fully unrolls shorter j loops before vectorising and then
+// vectorises along K with lane shuffles, which is several times slower.
+#if defined(__AVX__)
+constexpr size_t kMR = 3, kNR = 32;  // 16 x 256-bit registers
+#elif defined(__aarch64__)
+constexpr size_t kMR = 4, kNR = 24;  // 32 x 128-bit registers
 #else
-constexpr size_t kMR = 4, kNR = 12;  // 16 x 128-bit registers (SSE, wasm simd128)
+constexpr size_t kMR = 3, kNR = 24;  // 16 x 128-bit registers (SSE2, wasm simd128)
 #endif
+static_assert(kNR > 16, "see above");
 constexpr size_t kKC = 256;  // K block: the packed KC x NR panel of B stays in L1
 constexpr size_t kMC = 128;  // M block: the MC x KC block of A stays in L2 across panels
+// Up to this many columns, dot products along K beat tiles padded to NR columns.
+constexpr size_t kDotMaxN = 4;
+constexpr size_t kDotLanes = 32;  // partial sums; > 16 for the same reason as NR
 
 // acc = first ? row_bias[i] + col_bias[j] : C;  acc += A[0:MR, 0:kc] * B[0:kc, 0:NR];  C = acc.
 // The loop nest (j outside, unrolled i inside) is the one GCC and Clang both turn into
@@ -63,10 +71,40 @@ void pack_panel(const float* b, size_t ldb, size_t kc, size_t nr, float* panel) 
   }
 }
 
+float dot(const float* a, const float* b, size_t n) {
+  float lanes[kDotLanes] = {};
+  size_t k = 0;
+  for (; k + kDotLanes <= n; k += kDotLanes)
+    for (size_t l = 0; l < kDotLanes; ++l) lanes[l] += a[k + l] * b[k + l];
+  float sum = 0.0f;
+  for (size_t l = 0; l < kDotLanes; ++l) sum += lanes[l];
+  for (; k < n; ++k) sum += a[k] * b[k];
+  return sum;
+}
+
+// Narrow C (N <= kDotMaxN, e.g. a 1x1 conv on a pooled 1x1 map): each element is a dot product
+// of a row of A with a column of B, copied contiguous in K blocks.
+void gemm_narrow(const GemmArgs& g) {
+  float b_col[kKC];
+  for (size_t j = 0; j < g.N; ++j) {
+    for (size_t i = 0; i < g.M; ++i)
+      g.C[i * g.ldc + j] = g.bias_mode == BiasMode::kPerRow      ? g.bias[i]
+                           : g.bias_mode == BiasMode::kPerColumn ? g.bias[j]
+                                                                 : 0.0f;
+    for (size_t pc = 0; pc < g.K; pc += kKC) {
+      const size_t kc = std::min(kKC, g.K - pc);
+      for (size_t k = 0; k < kc; ++k) b_col[k] = g.B[(pc + k) * g.ldb + j];
+      for (size_t i = 0; i < g.M; ++i) g.C[i * g.ldc + j] += dot(g.A + i * g.lda + pc, b_col, kc);
+    }
+    for (size_t i = 0; i < g.M; ++i) f32_activation__portable(g.act, g.C + i * g.ldc + j, 1);
+  }
+}
+
 }  // namespace
 
 void f32_gemm__portable(const GemmArgs& g) {
   if (g.M == 0 || g.N == 0) return;
+  if (g.N <= kDotMaxN) return gemm_narrow(g);
   static const float kZeros[std::max(kMR, kNR)] = {};
   const bool per_row = g.bias_mode == BiasMode::kPerRow;
   const bool per_column = g.bias_mode == BiasMode::kPerColumn;

@@ -11,10 +11,16 @@ from sparsec.passes.util import bypass, const_array
 _FOLD_LIMIT = 1 << 26  # elements: static models fold whole shape subgraphs and weight transforms
 
 
+def _fold_shape_constants(node: ir.Node) -> bool | None:
+    # onnxscript keeps ConstantOfShape to save space; the runtime has no such op, so it must fold.
+    return True if node.op_type == "ConstantOfShape" and node.domain in ("", "ai.onnx") else None
+
+
 def fold_constants(model: ir.Model) -> ir.Model:
     """Evaluates every node whose inputs are constant (shape subgraphs too) and keeps the results as initializers."""
     onnxscript.optimizer.fold_constants_ir(
-        model, onnx_shape_inference=True, input_size_limit=_FOLD_LIMIT, output_size_limit=_FOLD_LIMIT
+        model, onnx_shape_inference=True, input_size_limit=_FOLD_LIMIT, output_size_limit=_FOLD_LIMIT,
+        should_fold=_fold_shape_constants,
     )
     LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
     RemoveUnusedNodesPass()(model)

@@ -1,0 +1,311 @@
+// Checks every fast kernel variant against its scalar reference on many small and odd shapes.
+// Standard library only, so it also builds with the aarch64 and wasm32 cross compilers.
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "sparsec/kernels.h"
+
+using namespace sparsec;
+
+namespace {
+
+constexpr float kRelTol = 1e-5f;  // relative to sum |a*b| (+ |bias|) of each output
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+size_t g_passed = 0, g_failed = 0;
+
+// Records one case; a failing case prints one line naming it.
+void record(bool ok, const std::string& name, const std::string& detail) {
+  if (ok) {
+    ++g_passed;
+  } else {
+    ++g_failed;
+    std::printf("FAIL %s: %s\n", name.c_str(), detail.c_str());
+  }
+}
+
+std::string fmt(const char* format, double a, double b, double c) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, format, a, b, c);
+  return buf;
+}
+
+std::mt19937 g_rng(12345);
+
+std::vector<float> random_vector(size_t n) {
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(g_rng);
+  return v;
+}
+
+// rows x cols values at row stride ld; the padding holds NaN so reading it poisons a result.
+std::vector<float> random_strided(size_t rows, size_t cols, size_t ld) {
+  std::vector<float> v = random_vector(rows * ld);
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t c = cols; c < ld; ++c) v[r * ld + c] = kNaN;
+  return v;
+}
+
+std::vector<float> absolute(std::vector<float> v) {
+  for (float& x : v) x = std::fabs(x);
+  return v;
+}
+
+const char* kActivationNames[] = {"none", "relu", "clip", "hardswish", "hardsigmoid",
+                                  "sigmoid", "silu", "gelu", "gelu_tanh", "tanh",
+                                  "leaky_relu", "elu", "softplus"};
+const char* kBiasNames[] = {"none", "row", "column"};
+
+// Every kind, with parameters chosen so each piece of a piecewise kind is reached.
+ActParams activation(int kind) {
+  ActParams act;
+  act.kind = static_cast<Activation>(kind);
+  switch (act.kind) {
+    case Activation::kClip: act.a = -0.5f; act.b = 0.7f; break;
+    case Activation::kHardSigmoid: act.a = 0.2f; act.b = 0.5f; break;
+    case Activation::kLeakyRelu: act.a = 0.1f; break;
+    case Activation::kElu: act.a = 1.3f; break;
+    default: break;
+  }
+  return act;
+}
+constexpr int kActivationCount = static_cast<int>(Activation::kLast) + 1;
+
+// Bounds how much an activation can magnify an error in its input.
+float max_slope(const ActParams& act) {
+  return std::max(1.5f, std::fabs(act.a));
+}
+
+// Compares got to want within kRelTol * slope * magnitude, magnitude being the reference kernel
+// run on absolute values; returns "" or a description of the first mismatch.
+std::string compare(const std::vector<float>& got, const std::vector<float>& want,
+                    const std::vector<float>& magnitude, float slope) {
+  for (size_t i = 0; i < want.size(); ++i) {
+    const float tol = kRelTol * slope * magnitude[i] + 1e-30f;
+    if (!(std::fabs(got[i] - want[i]) <= tol))  // negated so NaN fails
+      return fmt("element %.0f got %.9g want %.9g", static_cast<double>(i), got[i], want[i]);
+  }
+  return "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activations
+
+void check_activation_values() {
+  struct Known {
+    int kind;
+    float x;
+    double want;
+  };
+  const Known known[] = {
+      {1, -2.0f, 0.0}, {1, 3.0f, 3.0},
+      {2, 5.0f, 0.7}, {2, -5.0f, -0.5}, {2, 0.3f, 0.3},
+      {3, -3.0f, 0.0}, {3, 3.0f, 3.0}, {3, 1.0f, 2.0 / 3.0}, {3, -4.0f, 0.0},
+      {4, 1.0f, 0.7}, {4, 10.0f, 1.0}, {4, -10.0f, 0.0},
+      {5, 0.0f, 0.5}, {5, 2.0f, 0.8807970779778823}, {5, -100.0f, 0.0}, {5, 100.0f, 1.0},
+      {6, 1.0f, 0.7310585786300049}, {6, 2.0f, 1.7615941559557646},
+      {7, 1.0f, 0.8413447460685429}, {7, -1.0f, -0.15865525393145707},
+      {8, 1.0f, 0.8411919906082768}, {8, -1.5f, -0.10042842301976707},
+      {9, 0.5f, 0.46211715726000974}, {9, -20.0f, -1.0},
+      {10, -2.0f, -0.2}, {10, 2.0f, 2.0},
+      {11, -1.0f, 1.3 * -0.6321205588285577}, {11, 2.0f, 2.0},
+      {12, 0.0f, 0.6931471805599453}, {12, 2.0f, 2.1269280110429727},
+      {12, -3.0f, 0.04858735157374206}, {12, 100.0f, 100.0}, {12, -100.0f, 3.720075976020836e-44},
+  };
+  for (const Known& k : known) {
+    const float got = activate(activation(k.kind), k.x);
+    const bool ok = std::fabs(got - k.want) <= 2e-6 * std::fabs(k.want) + 1e-7;
+    record(ok, std::string("activate ") + kActivationNames[k.kind] + fmt(" x=%g", k.x, 0, 0),
+           fmt("got %.9g want %.9g", got, k.want, 0));
+  }
+}
+
+void check_activation_variants() {
+  for (int kind = 0; kind < kActivationCount; ++kind) {
+    const ActParams act = activation(kind);
+    for (size_t n : {1, 3, 8, 17, 64, 203}) {
+      std::vector<float> want(n);
+      for (size_t i = 0; i < n; ++i) want[i] = -12.0f + 24.0f * i / n;
+      if (n > 2) want[0] = -100.0f, want[1] = 100.0f;
+      std::vector<float> got = want;
+      f32_activation__scalar(act, want.data(), n);
+      f32_activation__portable(act, got.data(), n);
+      bool ok = true;  // equal up to FMA contraction, which the compiler may apply to either
+      for (size_t i = 0; i < n; ++i) ok &= std::fabs(got[i] - want[i]) <= 1e-6f * std::fabs(want[i]) + 1e-7f;
+      record(ok, std::string("f32_activation__portable ") + kActivationNames[kind] +
+                     fmt(" n=%.0f", static_cast<double>(n), 0, 0), "differs from scalar");
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMM
+
+void check_gemm(size_t M, size_t N, size_t K, size_t pad, BiasMode bias_mode, int act_kind) {
+  const size_t lda = K + pad, ldb = N + pad, ldc = N + pad;
+  const std::vector<float> a = random_strided(M, K, lda), b = random_strided(K, N, ldb);
+  const std::vector<float> bias = random_vector(bias_mode == BiasMode::kPerRow ? M : N);
+  const ActParams act = activation(act_kind);
+
+  std::vector<float> want(M * N), magnitude(M * N);
+  f32_gemm__scalar({M, N, K, a.data(), lda, b.data(), ldb, want.data(), N, bias.data(), bias_mode, act});
+  const std::vector<float> abs_a = absolute(a), abs_b = absolute(b), abs_bias = absolute(bias);
+  f32_gemm__scalar({M, N, K, abs_a.data(), lda, abs_b.data(), ldb, magnitude.data(), N,
+                    abs_bias.data(), bias_mode, ActParams{}});
+
+  std::vector<float> c(M * ldc, kNaN);  // NaN also shows a read of C before its first write
+  f32_gemm__portable({M, N, K, a.data(), lda, b.data(), ldb, c.data(), ldc, bias.data(), bias_mode, act});
+  std::vector<float> got(M * N);
+  bool padding_kept = true;
+  for (size_t i = 0; i < M; ++i) {
+    for (size_t j = 0; j < ldc; ++j) {
+      if (j < N) got[i * N + j] = c[i * ldc + j];
+      else padding_kept &= std::isnan(c[i * ldc + j]);
+    }
+  }
+  std::string problem = compare(got, want, magnitude, max_slope(act));
+  if (!padding_kept) problem = "wrote past N into the ldc padding";
+  record(problem.empty(),
+         fmt("f32_gemm__portable M=%.0f N=%.0f K=%.0f", M, N, K) +
+             fmt(" pad=%.0f", pad, 0, 0) + " bias=" + kBiasNames[static_cast<int>(bias_mode)] +
+             " act=" + kActivationNames[act_kind],
+         problem);
+}
+
+void check_gemm_all() {
+  const size_t sizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64};
+  int act_kind = 0;
+  for (size_t M : sizes)
+    for (size_t N : sizes)
+      for (size_t K : sizes)
+        for (int bias = 0; bias < 3; ++bias)
+          for (size_t pad : {0, 3}) {
+            check_gemm(M, N, K, pad, static_cast<BiasMode>(bias), act_kind);
+            act_kind = (act_kind + 1) % kActivationCount;
+          }
+  // Every activation with every bias mode, on tiled and narrow (dot product) shapes.
+  for (int kind = 0; kind < kActivationCount; ++kind)
+    for (int bias = 0; bias < 3; ++bias) {
+      check_gemm(7, 45, 19, 1, static_cast<BiasMode>(bias), kind);
+      check_gemm(9, 3, 40, 2, static_cast<BiasMode>(bias), kind);
+    }
+  // Shapes crossing the K, M and N blocking, and K == 0 (C = act(bias)).
+  const size_t big[][3] = {{1, 1000, 300},  {130, 50, 257},  {200, 37, 600}, {5, 300, 513},
+                           {129, 1, 700},   {3, 4, 1025},    {64, 200, 256}, {17, 65, 0},
+                           {2, 3, 0},       {300, 70, 40},   {1, 97, 1000}};
+  for (const auto& s : big)
+    for (int bias = 0; bias < 3; ++bias)
+      check_gemm(s[0], s[1], s[2], 5, static_cast<BiasMode>(bias), (act_kind++) % kActivationCount);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution
+
+std::string conv_name(const char* kernel, const Conv2dShape& s) {
+  return std::string(kernel) + fmt(" C=%.0f M=%.0f G=%.0f", s.C, s.M, s.G) +
+         fmt(" H=%.0f W=%.0f", s.H, s.W, 0) + fmt(" OH=%.0f OW=%.0f", s.OH, s.OW, 0) +
+         fmt(" K=%.0fx%.0f", s.KH, s.KW, 0) + fmt(" S=%.0fx%.0f", s.SH, s.SW, 0) +
+         fmt(" P=%.0f,%.0f", s.PT, s.PL, 0) + fmt(" D=%.0fx%.0f", s.DH, s.DW, 0);
+}
+
+// The executor's im2col path: per group, cols = im2col(x), y_g = W_g * cols + bias, act.
+void conv_by_im2col(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                    const ActParams& act, float* y) {
+  const size_t group_in = s.C / s.G, group_out = s.M / s.G, rows = group_in * s.KH * s.KW;
+  const size_t plane = s.OH * s.OW;
+  std::vector<float> cols(rows * plane);
+  for (size_t g = 0; g < s.G; ++g) {
+    f32_im2col__scalar(s, x, g * group_in, group_in, cols.data());
+    f32_gemm__portable({group_out, plane, rows, w + g * group_out * rows, rows, cols.data(), plane,
+                        y + g * group_out * plane, plane, bias ? bias + g * group_out : nullptr,
+                        bias ? BiasMode::kPerRow : BiasMode::kNone, act});
+  }
+}
+
+using ConvFn = void (*)(const Conv2dShape&, const float*, const float*, const float*,
+                        const ActParams&, float*);
+
+void check_conv(const char* kernel, ConvFn fast, const Conv2dShape& s, bool with_bias, int act_kind) {
+  const ActParams act = activation(act_kind);
+  const std::vector<float> x = random_vector(s.C * s.H * s.W);
+  const std::vector<float> w = random_vector(s.M * (s.C / s.G) * s.KH * s.KW);
+  const std::vector<float> bias = random_vector(s.M);
+  const float* bias_or_null = with_bias ? bias.data() : nullptr;
+  const size_t out = s.M * s.OH * s.OW;
+  std::vector<float> want(out), magnitude(out), got(out, kNaN);
+  f32_conv2d__scalar(s, x.data(), w.data(), bias_or_null, act, want.data());
+  const std::vector<float> abs_x = absolute(x), abs_w = absolute(w), abs_bias = absolute(bias);
+  f32_conv2d__scalar(s, abs_x.data(), abs_w.data(), with_bias ? abs_bias.data() : nullptr,
+                     ActParams{}, magnitude.data());
+  fast(s, x.data(), w.data(), bias_or_null, act, got.data());
+  const std::string problem = compare(got, want, magnitude, max_slope(act));
+  record(problem.empty(),
+         conv_name(kernel, s) + (with_bias ? " bias" : " no-bias") + " act=" +
+             kActivationNames[act_kind],
+         problem);
+}
+
+// Output extent for an input extent with top/left pad `pad` and bottom/right pad `pad_end`;
+// 0 when no window fits.
+size_t output_extent(size_t in, size_t pad, size_t pad_end, size_t taps, size_t stride,
+                     size_t dilation) {
+  const size_t span = (taps - 1) * dilation + 1;
+  return in + pad + pad_end < span ? 0 : (in + pad + pad_end - span) / stride + 1;
+}
+
+void check_conv_all() {
+  struct Groups {
+    size_t C, M, G;
+  };
+  const Groups groupings[] = {{3, 4, 1}, {4, 6, 2}, {3, 3, 3}};  // dense, grouped, depthwise
+  const size_t kernels[][2] = {{1, 1}, {3, 3}, {5, 5}, {7, 7}, {3, 5}};
+  const size_t strides[][2] = {{1, 1}, {2, 2}, {1, 2}, {3, 3}};
+  const size_t dilations[][2] = {{1, 1}, {2, 2}, {2, 1}};
+  const size_t images[][2] = {{6, 7}, {9, 37}};
+  int act_kind = 0;
+  for (const Groups& grouping : groupings)
+    for (const auto& k : kernels)
+      for (const auto& st : strides)
+        for (const auto& d : dilations)
+          for (const auto& img : images)
+            for (size_t pad_top = 0; pad_top < 4; ++pad_top)
+              for (size_t pad_bottom = 0; pad_bottom < 4; ++pad_bottom) {
+                // Left/right pads mirror bottom/top so both sides see every asymmetry.
+                const size_t pad_left = pad_bottom, pad_right = pad_top;
+                const size_t OH = output_extent(img[0], pad_top, pad_bottom, k[0], st[0], d[0]);
+                const size_t OW = output_extent(img[1], pad_left, pad_right, k[1], st[1], d[1]);
+                if (OH == 0 || OW == 0) continue;
+                const Conv2dShape s{grouping.C, img[0], img[1], grouping.M, OH, OW, k[0], k[1],
+                                    st[0], st[1], pad_top, pad_left, d[0], d[1], grouping.G};
+                const bool with_bias = act_kind % 2 == 0;
+                check_conv("im2col+f32_gemm__portable", conv_by_im2col, s, with_bias, act_kind);
+                if (s.G == s.C && s.C == s.M)
+                  check_conv("f32_dwconv2d__portable", f32_dwconv2d__portable, s, with_bias, act_kind);
+                act_kind = (act_kind + 1) % kActivationCount;
+              }
+  // Wide depthwise planes: several full interior blocks per row, stride 1 and 2.
+  for (size_t stride : {1, 2})
+    for (size_t k : {3, 5})
+      for (size_t W : {40, 77}) {
+        const size_t pad = k / 2, OH = output_extent(13, pad, pad, k, stride, 1),
+                     OW = output_extent(W, pad, pad, k, stride, 1);
+        const Conv2dShape s{8, 13, W, 8, OH, OW, k, k, stride, stride, pad, pad, 1, 1, 8};
+        check_conv("f32_dwconv2d__portable", f32_dwconv2d__portable, s, true, 1);
+      }
+}
+
+}  // namespace
+
+int main() {
+  check_activation_values();
+  check_activation_variants();
+  check_gemm_all();
+  check_conv_all();
+  std::printf("%zu passed, %zu failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}
