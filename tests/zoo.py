@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import torch
+
 # Bump whenever a builder or the export settings change, so stale cache entries are ignored.
-ZOO_VERSION = "1"
+ZOO_VERSION = "2"
 OPSET = 17
 
 BERT_VOCAB = 1000
@@ -36,7 +39,7 @@ class InputSpec:
 class ZooModel:
     name: str
     inputs: tuple[InputSpec, ...]
-    build: Callable[[], "torch.nn.Module"]  # noqa: F821 (torch is imported lazily)
+    build: Callable[[], torch.nn.Module]  # seeded by the caller; returns a fresh model
 
 
 def _build_torchvision(arch: str, **kwargs):
@@ -188,15 +191,13 @@ def cached(name: str, cache_dir=None) -> Path:
     if path.exists():
         return path
     cache_dir.mkdir(parents=True, exist_ok=True)
-    # Export to a private temp file and rename: concurrent or aborted runs never expose a partial file.
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f".{name}-", suffix=".onnx.tmp")
-    os.close(fd)
+    # Export to a unique temp file and rename: concurrent or aborted runs never expose a partial file.
+    tmp = cache_dir / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
         export(name, tmp)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -1,85 +1,70 @@
-// Portable depthwise convolution: bounds-free vectorisable interior, checked border, fused epilogue.
+// Portable depthwise convolution: each output row accumulates whole-row, bounds-free tap passes.
 #include <algorithm>
 #include <cstddef>
 
-#include "../ref/conv_window.h"
 #include "sparsec/kernels.h"
 
 namespace sparsec {
 namespace {
 
-// Interior outputs computed together; 16 floats fill a few vector registers on every target.
-constexpr size_t kBlock = 16;
-
-// Half-open range [lo, hi) of outputs whose whole window lies inside an input of this extent.
+// Outputs o in [lo, hi) read input o * stride + offset inside [0, extent): the clipped range
+// replaces per-element bounds checks, so padding costs nothing and loops stay branch-free.
 struct Range {
   size_t lo, hi;
 };
-Range interior_range(size_t out, size_t in, size_t stride, size_t pad, size_t taps, size_t dilation) {
-  const size_t lo = std::min(out, (pad + stride - 1) / stride);
-  const size_t span = (taps - 1) * dilation;  // input extent of a window minus one
-  const size_t hi = in + pad < span + 1 ? 0 : std::min(out, (in - 1 + pad - span) / stride + 1);
-  return {lo, std::max(lo, hi)};
+Range valid_outputs(size_t out, size_t extent, size_t stride, ptrdiff_t offset) {
+  const ptrdiff_t s = static_cast<ptrdiff_t>(stride);
+  const ptrdiff_t lo = offset >= 0 ? 0 : (-offset + s - 1) / s;
+  const ptrdiff_t last_input = static_cast<ptrdiff_t>(extent) - 1 - offset;
+  const ptrdiff_t hi = last_input < 0 ? 0 : last_input / s + 1;
+  const size_t clipped_hi = std::min(out, static_cast<size_t>(hi));
+  return {std::min(static_cast<size_t>(lo), clipped_hi), clipped_hi};
 }
 
-// Outputs [cols.lo, cols.hi) of row oh with bounds checks, for windows overlapping the padding.
-void border_outputs(const Conv2dShape& s, const float* x, const float* w, float bias, size_t oh,
-                    Range cols, float* y_row) {
-  for (size_t ow = cols.lo; ow < cols.hi; ++ow) y_row[ow] = conv_window::accumulate_window(s, x, w, oh, ow, bias);
-}
-
-// WIDTH adjacent interior outputs starting at (oh, ow); kStride 0 means the stride is s.SW.
-// A compile-time stride lets the loads along OW vectorise (contiguous or even/odd pairs).
-template <size_t WIDTH, size_t kStride>
-void interior_outputs(const Conv2dShape& s, const float* x, const float* w, float bias, size_t oh,
-                      size_t ow, float* y) {
-  const size_t stride = kStride ? kStride : s.SW;
-  float acc[WIDTH];
-  for (size_t j = 0; j < WIDTH; ++j) acc[j] = bias;
-  const float* x_origin = x + (oh * s.SH - s.PT) * s.W + (ow * stride - s.PL);
-  for (size_t kh = 0; kh < s.KH; ++kh) {
-    const float* x_row = x_origin + kh * s.DH * s.W;
-    for (size_t kw = 0; kw < s.KW; ++kw) {
-      const float weight = w[kh * s.KW + kw];
-      const float* x_tap = x_row + kw * s.DW;
-      for (size_t j = 0; j < WIDTH; ++j) acc[j] += weight * x_tap[j * stride];
-    }
-  }
-  for (size_t j = 0; j < WIDTH; ++j) y[j] = acc[j];
+// y_row[lo:hi] += weight * x_row[o * stride + offset]; a compile-time stride (0 = runtime)
+// lets the loads vectorise (contiguous, or even/odd deinterleave for stride 2).
+template <size_t kStride>
+void accumulate_tap(float weight, const float* x_row, size_t stride, ptrdiff_t offset, Range r,
+                    float* y_row) {
+  const size_t step = kStride ? kStride : stride;
+  const float* x = x_row + (static_cast<ptrdiff_t>(r.lo * step) + offset);  // first input read
+  float* y = y_row + r.lo;
+  const size_t n = r.hi - r.lo;
+  for (size_t o = 0; o < n; ++o) y[o] += weight * x[o * step];
 }
 
 template <size_t kStride>
-void interior_row(const Conv2dShape& s, const float* x, const float* w, float bias, size_t oh,
-                  Range cols, float* y_row) {
-  size_t ow = cols.lo;
-  for (; ow + kBlock <= cols.hi; ow += kBlock)
-    interior_outputs<kBlock, kStride>(s, x, w, bias, oh, ow, y_row + ow);
-  for (; ow < cols.hi; ++ow) interior_outputs<1, kStride>(s, x, w, bias, oh, ow, y_row + ow);
+void dwconv_plane(const Conv2dShape& s, const float* x, const float* w, float bias, float* y) {
+  for (size_t oh = 0; oh < s.OH; ++oh) {
+    float* y_row = y + oh * s.OW;
+    std::fill(y_row, y_row + s.OW, bias);
+    for (size_t kh = 0; kh < s.KH; ++kh) {
+      const ptrdiff_t ih = static_cast<ptrdiff_t>(oh * s.SH + kh * s.DH) - static_cast<ptrdiff_t>(s.PT);
+      if (ih < 0 || ih >= static_cast<ptrdiff_t>(s.H)) continue;
+      const float* x_row = x + ih * s.W;
+      for (size_t kw = 0; kw < s.KW; ++kw) {
+        const ptrdiff_t offset = static_cast<ptrdiff_t>(kw * s.DW) - static_cast<ptrdiff_t>(s.PL);
+        const Range r = valid_outputs(s.OW, s.W, s.SW, offset);
+        accumulate_tap<kStride>(w[kh * s.KW + kw], x_row, s.SW, offset, r, y_row);
+      }
+    }
+  }
 }
 
 }  // namespace
 
 void f32_dwconv2d__portable(const Conv2dShape& s, const float* x, const float* w,
                             const float* bias, const ActParams& act, float* y) {
-  const Range rows = interior_range(s.OH, s.H, s.SH, s.PT, s.KH, s.DH);
-  const Range cols = interior_range(s.OW, s.W, s.SW, s.PL, s.KW, s.DW);
+  const size_t in_plane = s.H * s.W, out_plane = s.OH * s.OW, taps = s.KH * s.KW;
   for (size_t c = 0; c < s.C; ++c) {
-    const float* x_c = x + c * s.H * s.W;
-    const float* w_c = w + c * s.KH * s.KW;
+    const float* x_c = x + c * in_plane;
+    const float* w_c = w + c * taps;
+    float* y_c = y + c * out_plane;
     const float b = bias ? bias[c] : 0.0f;
-    for (size_t oh = 0; oh < s.OH; ++oh) {
-      float* y_row = y + (c * s.OH + oh) * s.OW;
-      if (oh < rows.lo || oh >= rows.hi) {
-        border_outputs(s, x_c, w_c, b, oh, {0, s.OW}, y_row);
-      } else {
-        border_outputs(s, x_c, w_c, b, oh, {0, cols.lo}, y_row);
-        if (s.SW == 1) interior_row<1>(s, x_c, w_c, b, oh, cols, y_row);
-        else if (s.SW == 2) interior_row<2>(s, x_c, w_c, b, oh, cols, y_row);
-        else interior_row<0>(s, x_c, w_c, b, oh, cols, y_row);
-        border_outputs(s, x_c, w_c, b, oh, {cols.hi, s.OW}, y_row);
-      }
-      f32_activation__portable(act, y_row, s.OW);
-    }
+    if (s.SW == 1) dwconv_plane<1>(s, x_c, w_c, b, y_c);
+    else if (s.SW == 2) dwconv_plane<2>(s, x_c, w_c, b, y_c);
+    else dwconv_plane<0>(s, x_c, w_c, b, y_c);
+    f32_activation__portable(act, y_c, out_plane);
   }
 }
 

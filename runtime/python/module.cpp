@@ -25,9 +25,12 @@ py::dtype numpy_dtype(int32_t dtype) {
   }
 }
 
+// Names come from the artifact: never trust them to be valid UTF-8.
+py::str text(const char* s) { return py::reinterpret_steal<py::str>(PyUnicode_DecodeUTF8(s, Py_ssize_t(std::strlen(s)), "replace")); }
+
 py::dict info_dict(const sparsec_tensor_info& info) {
   py::dict d;
-  d["name"] = std::string(info.name);
+  d["name"] = text(info.name);
   d["dtype"] = numpy_dtype(info.dtype);
   d["shape"] = std::vector<int64_t>(info.dims, info.dims + info.ndim);
   return d;
@@ -46,7 +49,7 @@ class Session {
   static void check(sparsec_status status) {
     if (status != SPARSEC_OK) {
       static py::object error = py::module_::import("sparsec._rt").attr("StatusError");
-      PyErr_SetObject(error.ptr(), py::make_tuple(int(status), std::string(sparsec_last_error())).ptr());
+      PyErr_SetObject(error.ptr(), py::make_tuple(int(status), text(sparsec_last_error())).ptr());
       throw py::error_already_set();
     }
   }

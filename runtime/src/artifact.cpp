@@ -151,6 +151,12 @@ bool parse_artifact(const uint8_t* data, size_t size, Artifact* out, ParseError*
     if (d.offset > limit || d.nbytes > limit - d.offset || (d.storage == Storage::kConst && d.offset % 64))
       return fail(err, SPARSEC_ERR_FORMAT, where + " ('" + d.name + "') lies outside its section");
   }
+  // A plan never needs more than one buffer per activation: a larger arena is a corrupt header.
+  uint64_t naive_arena = 0;
+  for (const TensorDesc& d : out->tensors)
+    if (d.storage == Storage::kArena) naive_arena += (d.nbytes + 63) / 64 * 64 + 64;
+  if (r.ok() && out->arena_size > naive_arena)
+    return fail(err, SPARSEC_ERR_FORMAT, "arena size exceeds what its tensors can need");
   const uint32_t n_ops = r.read_count(24);
   out->ops.resize(n_ops);
   for (uint32_t o = 0; o < n_ops && r.ok(); ++o) {

@@ -38,7 +38,7 @@ struct AlignedFree {
 };
 using AlignedBuffer = std::unique_ptr<uint8_t, AlignedFree>;
 
-// 64-byte aligned, zeroed; null on failure (a hostile size must not abort the process).
+// 64-byte aligned; null on failure (a hostile size must not abort the process).
 AlignedBuffer allocate(uint64_t size) {
   if (size > (uint64_t(1) << 40)) return AlignedBuffer(nullptr);
   const size_t rounded = size_t((size + 63) / 64 * 64) + 64;
@@ -48,7 +48,6 @@ AlignedBuffer allocate(uint64_t size) {
 #else
   if (posix_memalign(&p, 64, rounded) != 0) p = nullptr;
 #endif
-  if (p) std::memset(p, 0, rounded);
   return AlignedBuffer(static_cast<uint8_t*>(p));
 }
 
