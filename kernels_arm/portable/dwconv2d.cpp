@@ -12,7 +12,7 @@ namespace {
 struct Range {
   size_t lo, hi;
 };
-Range valid_outputs(size_t out, size_t extent, size_t stride, ptrdiff_t offset) {
+inline Range valid_outputs(size_t out, size_t extent, size_t stride, ptrdiff_t offset) {
   const ptrdiff_t s = static_cast<ptrdiff_t>(stride);
   const ptrdiff_t lo = offset >= 0 ? 0 : (-offset + s - 1) / s;
   const ptrdiff_t last_input = static_cast<ptrdiff_t>(extent) - 1 - offset;
@@ -21,12 +21,11 @@ Range valid_outputs(size_t out, size_t extent, size_t stride, ptrdiff_t offset) 
   return {std::min(static_cast<size_t>(lo), clipped_hi), clipped_hi};
 }
 
-// y_row[lo:hi] += weight * x_row[o * stride + offset]; a compile-time stride (0 = runtime)
+// y_row[lo:hi] += weight * x_row[o * step + offset]; a compile-time stride (0 = runtime)
 // lets the loads vectorise (contiguous, or even/odd deinterleave for stride 2).
 template <size_t kStride>
-void accumulate_tap(float weight, const float* x_row, size_t stride, ptrdiff_t offset, Range r,
+void accumulate_tap(float weight, const float* x_row, size_t step, ptrdiff_t offset, Range r,
                     float* y_row) {
-  const size_t step = kStride ? kStride : stride;
   const float* x = x_row + (static_cast<ptrdiff_t>(r.lo * step) + offset);  // first input read
   float* y = y_row + r.lo;
   const size_t n = r.hi - r.lo;
@@ -35,6 +34,7 @@ void accumulate_tap(float weight, const float* x_row, size_t stride, ptrdiff_t o
 
 template <size_t kStride>
 void dwconv_plane(const Conv2dShape& s, const float* x, const float* w, float bias, float* y) {
+  const size_t step = kStride ? kStride : s.SW;  // constant strides also make the range cheap
   for (size_t oh = 0; oh < s.OH; ++oh) {
     float* y_row = y + oh * s.OW;
     std::fill(y_row, y_row + s.OW, bias);
@@ -44,8 +44,8 @@ void dwconv_plane(const Conv2dShape& s, const float* x, const float* w, float bi
       const float* x_row = x + ih * s.W;
       for (size_t kw = 0; kw < s.KW; ++kw) {
         const ptrdiff_t offset = static_cast<ptrdiff_t>(kw * s.DW) - static_cast<ptrdiff_t>(s.PL);
-        const Range r = valid_outputs(s.OW, s.W, s.SW, offset);
-        accumulate_tap<kStride>(w[kh * s.KW + kw], x_row, s.SW, offset, r, y_row);
+        const Range r = valid_outputs(s.OW, s.W, step, offset);
+        accumulate_tap<kStride>(w[kh * s.KW + kw], x_row, step, offset, r, y_row);
       }
     }
   }
