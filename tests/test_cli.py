@@ -40,3 +40,12 @@ def test_run_with_missing_input_file(tmp_path, capsys):
     art = sparsec.compile(model, output=tmp_path / "r.spx").path
     assert main(["run", str(art), "--input", str(tmp_path / "absent.npy")]) == 1
     assert "cannot read input file" in capsys.readouterr().err
+
+
+def test_profile_names_every_op(tmp_path, rng):
+    model = single_op_model("Conv", [("x", [1, 3, 8, 8])], None,
+                            [("w", rng.standard_normal((4, 3, 3, 3)).astype(np.float32))])
+    sess = sparsec.load(sparsec.compile(model, output=tmp_path / "p.spx").path)
+    rows = sess.profile({"x": np.ones((1, 3, 8, 8), np.float32)}, repeats=3)
+    assert [(name, kind) for name, kind, _ in rows] == [("Conv_0", "Conv")]
+    assert rows[0][2] > 0

@@ -63,6 +63,18 @@ class Session:
         """Bytes of the one activation arena (memory plan + kernel scratch), allocated at load."""
         return self._session.arena_bytes
 
+    def profile(self, input_feed: dict[str, np.ndarray], repeats: int = 10) -> list[tuple[str, str, float]]:
+        """Median seconds per runtime op over `repeats` runs: [(node name, op kind, seconds)]."""
+        self._session.set_profiling(True)
+        try:
+            samples = []
+            for _ in range(repeats):
+                self.run(None, input_feed)
+                samples.append(self._session.op_times())
+        finally:
+            self._session.set_profiling(False)
+        return [(name, kind, float(np.median([s[i][2] for s in samples]))) for i, (name, kind, _) in enumerate(samples[0])]
+
     def run(self, output_names: list[str] | None, input_feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         expected = {i.name for i in self._inputs}
         unknown = sorted(set(input_feed) - expected)

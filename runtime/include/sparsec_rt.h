@@ -59,6 +59,13 @@ uint64_t sparsec_arena_bytes(const sparsec_session* session);
 /* Copies nbytes (must equal the input's size) into the input's buffer. */
 sparsec_status sparsec_set_input(sparsec_session* session, int32_t index, const void* data, size_t nbytes);
 sparsec_status sparsec_run(sparsec_session* session);
+/* Per-op timing of later runs (off by default): seconds of the last run per op, in op order. */
+sparsec_status sparsec_set_profiling(sparsec_session* session, int32_t enabled);
+int32_t sparsec_num_ops(const sparsec_session* session);
+/* Name of op `index` (the ONNX node it came from) and its runtime op kind. */
+sparsec_status sparsec_op_info(const sparsec_session* session, int32_t index, const char** name, const char** kind,
+                               double* last_run_seconds);
+
 /* Pointer to the output's buffer inside the arena, valid until the next run or free. */
 sparsec_status sparsec_get_output(const sparsec_session* session, int32_t index, const void** data, size_t* nbytes);
 

@@ -95,6 +95,20 @@ class Session {
 
   uint64_t arena_bytes() const { return sparsec_arena_bytes(session_); }
 
+  void set_profiling(bool enabled) { check(sparsec_set_profiling(session_, enabled)); }
+
+  // [(node name, runtime op kind, seconds of the last run)] in execution order.
+  py::list op_times() const {
+    py::list out;
+    for (int32_t i = 0; i < sparsec_num_ops(session_); ++i) {
+      const char *name, *kind;
+      double seconds;
+      check(sparsec_op_info(session_, i, &name, &kind, &seconds));
+      out.append(py::make_tuple(text(name), text(kind), seconds));
+    }
+    return out;
+  }
+
  private:
   sparsec_session* session_ = nullptr;
 };
@@ -119,5 +133,7 @@ class StatusError(Exception):
       .def("inputs", [](const Session& s) { return s.infos(true); })
       .def("outputs", [](const Session& s) { return s.infos(false); })
       .def("run", &Session::run, py::arg("inputs"))
+      .def("set_profiling", &Session::set_profiling, py::arg("enabled"))
+      .def("op_times", &Session::op_times)
       .def_property_readonly("arena_bytes", &Session::arena_bytes);
 }

@@ -1,5 +1,6 @@
 // The C API: load (validate everything, allocate once), set inputs, run, read outputs.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -61,6 +62,8 @@ struct sparsec_session {
   std::vector<sparsec::Op> ops;
   float* scratch = nullptr;
   uint64_t arena_bytes = 0;
+  bool profiling = false;
+  std::vector<double> op_seconds;  // sized at load: run() allocates nothing
 };
 
 extern "C" {
@@ -129,6 +132,7 @@ sparsec_status sparsec_load(const void* data, size_t size, sparsec_session** out
   for (size_t i = 0; i < a.tensors.size(); ++i)
     s->tensors[i].data = (s->tensors[i].is_const ? constants : s->arena.get()) + a.tensors[i].offset;
   s->scratch = reinterpret_cast<float*>(s->arena.get() + scratch_offset);
+  s->op_seconds.assign(s->ops.size(), 0.0);
   *out = s.release();
   return SPARSEC_OK;
 }
@@ -187,12 +191,34 @@ sparsec_status sparsec_set_input(sparsec_session* s, int32_t index, const void* 
 
 sparsec_status sparsec_run(sparsec_session* s) {
   if (!s) return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "null session");
+  using Clock = std::chrono::steady_clock;
   std::string why;
   for (size_t i = 0; i < s->ops.size(); ++i) {
-    if (!sparsec::run_op(s->ops[i], s->scratch, &why))
+    const Clock::time_point start = s->profiling ? Clock::now() : Clock::time_point();
+    const bool ok = sparsec::run_op(s->ops[i], s->scratch, &why);
+    if (s->profiling) s->op_seconds[i] = std::chrono::duration<double>(Clock::now() - start).count();
+    if (!ok)
       return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "op " + std::to_string(i) + " '" + *s->ops[i].name + "' (" +
                                                          sparsec::opcode_name(uint32_t(s->ops[i].code)) + "): " + why);
   }
+  return SPARSEC_OK;
+}
+
+sparsec_status sparsec_set_profiling(sparsec_session* s, int32_t enabled) {
+  if (!s) return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "null session");
+  s->profiling = enabled != 0;
+  return SPARSEC_OK;
+}
+
+int32_t sparsec_num_ops(const sparsec_session* s) { return s ? int32_t(s->ops.size()) : 0; }
+
+sparsec_status sparsec_op_info(const sparsec_session* s, int32_t index, const char** name, const char** kind,
+                               double* last_run_seconds) {
+  if (!s || index < 0 || size_t(index) >= s->ops.size() || !name || !kind || !last_run_seconds)
+    return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "no such op index " + std::to_string(index));
+  *name = s->ops[size_t(index)].name->c_str();
+  *kind = sparsec::opcode_name(uint32_t(s->ops[size_t(index)].code));
+  *last_run_seconds = s->op_seconds[size_t(index)];
   return SPARSEC_OK;
 }
 
