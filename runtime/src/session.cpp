@@ -52,6 +52,20 @@ AlignedBuffer allocate(uint64_t size) {
   return AlignedBuffer(static_cast<uint8_t*>(p));
 }
 
+// Runs body; an exception (std::bad_alloc) never crosses the C API. No-op where exceptions are off.
+template <typename Body>
+sparsec_status guarded(Body&& body) {
+#if defined(__cpp_exceptions)
+  try {
+    return body();
+  } catch (...) {
+    return set_error(SPARSEC_ERR_OUT_OF_MEMORY, "out of memory");
+  }
+#else
+  return body();
+#endif
+}
+
 }  // namespace
 
 struct sparsec_session {
@@ -72,7 +86,7 @@ const char* sparsec_last_error(void) { return g_last_error.c_str(); }
 const char* sparsec_runtime_target(void) { return sparsec::target_name(SPARSEC_TARGET_ID); }
 uint32_t sparsec_format_version(void) { return sparsec::kFormatVersion; }
 
-sparsec_status sparsec_load(const void* data, size_t size, sparsec_session** out) {
+static sparsec_status load_unguarded(const void* data, size_t size, sparsec_session** out) {
   using namespace sparsec;
   if (!data || !out) return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "null argument");
   *out = nullptr;
@@ -137,7 +151,11 @@ sparsec_status sparsec_load(const void* data, size_t size, sparsec_session** out
   return SPARSEC_OK;
 }
 
-sparsec_status sparsec_load_file(const char* path, sparsec_session** out) {
+sparsec_status sparsec_load(const void* data, size_t size, sparsec_session** out) {
+  return guarded([&] { return load_unguarded(data, size, out); });
+}
+
+static sparsec_status load_file_unguarded(const char* path, sparsec_session** out) {
   if (!path || !out) return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "null argument");
   std::FILE* f = std::fopen(path, "rb");
   if (!f) return set_error(SPARSEC_ERR_IO, std::string("cannot open ") + path);
@@ -148,7 +166,11 @@ sparsec_status sparsec_load_file(const char* path, sparsec_session** out) {
   const bool failed = std::ferror(f) != 0;
   std::fclose(f);
   if (failed) return set_error(SPARSEC_ERR_IO, std::string("cannot read ") + path);
-  return sparsec_load(bytes.data(), bytes.size(), out);
+  return load_unguarded(bytes.data(), bytes.size(), out);
+}
+
+sparsec_status sparsec_load_file(const char* path, sparsec_session** out) {
+  return guarded([&] { return load_file_unguarded(path, out); });
 }
 
 void sparsec_free(sparsec_session* session) { delete session; }
@@ -189,7 +211,7 @@ sparsec_status sparsec_set_input(sparsec_session* s, int32_t index, const void* 
   return SPARSEC_OK;
 }
 
-sparsec_status sparsec_run(sparsec_session* s) {
+static sparsec_status run_unguarded(sparsec_session* s) {
   if (!s) return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "null session");
   using Clock = std::chrono::steady_clock;
   std::string why;
@@ -202,6 +224,10 @@ sparsec_status sparsec_run(sparsec_session* s) {
                                                          sparsec::opcode_name(uint32_t(s->ops[i].code)) + "): " + why);
   }
   return SPARSEC_OK;
+}
+
+sparsec_status sparsec_run(sparsec_session* s) {
+  return guarded([&] { return run_unguarded(s); });
 }
 
 sparsec_status sparsec_set_profiling(sparsec_session* s, int32_t enabled) {
