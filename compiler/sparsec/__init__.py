@@ -8,8 +8,10 @@ from sparsec.errors import (
     InputError,
     InternalError,
     ModelLoadError,
+    RuntimeBuildError,
     ShapeError,
     SparsecError,
+    ToolchainError,
     UnsupportedOpError,
 )
 from sparsec.runtime import Session, TensorInfo, load, runtime_target
@@ -32,10 +34,12 @@ __all__ = [
     "InputError",
     "InternalError",
     "ModelLoadError",
+    "RuntimeBuildError",
     "Session",
     "ShapeError",
     "SparsecError",
     "TensorInfo",
+    "ToolchainError",
     "UnsupportedOpError",
     "compile",
     "load",

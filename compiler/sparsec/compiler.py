@@ -16,6 +16,7 @@ from sparsec.errors import SparsecError
 from sparsec.frontend import load_model
 from sparsec.lower import lower_model, plan_memory
 from sparsec.passes import CLEANUP, PASSES, op_counts, run_passes
+from sparsec.targets import CROSS_TARGETS, install_runtime, runtime_dir
 
 TARGETS = ("host", *TARGET_IDS)
 
@@ -80,7 +81,10 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
     lowered = lower_model(graph, notify)
     memory = plan_memory(lowered)
     data = serialize(resolved, lowered.tensors, lowered.ops, lowered.inputs, lowered.outputs, memory["arena_bytes"])
+    # Built (or found in the cache) before anything is written: a failed compile leaves -o untouched.
+    runtime = runtime_dir(resolved, notify) if resolved in CROSS_TARGETS else None
     _write_atomically(path, data)
+    runtime_bytes = install_runtime(runtime, resolved, path.parent) if runtime else {}
     report = {
         "model": str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__,
         "target": resolved,
@@ -92,6 +96,7 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
         "constant_bytes": sum(t.nbytes for t in lowered.tensors if t.is_const),
         "peak_activation_bytes": memory["arena_bytes"],
         "naive_activation_bytes": memory["naive_bytes"],
+        "runtime_files_bytes": runtime_bytes,
         "seconds": round(time.perf_counter() - start, 3),
     }
     _write_atomically(path.with_suffix(".report.json"), json.dumps(report, indent=2).encode())

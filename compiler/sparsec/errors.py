@@ -32,6 +32,14 @@ class ArtifactError(SparsecError):
     """An artifact is corrupt, truncated, of another format version, or built for another target."""
 
 
+class ToolchainError(SparsecError):
+    """No compiler (or cmake/ninja) that can build the runtime for the requested target."""
+
+
+class RuntimeBuildError(SparsecError):
+    """Building the runtime for a target failed; the message carries the end of the build log."""
+
+
 class InternalError(SparsecError):
     """A bug in sparsec. CLI exit code 2."""
 

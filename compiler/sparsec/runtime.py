@@ -36,17 +36,11 @@ class Session:
     """A loaded artifact, run like onnxruntime.InferenceSession: `run(None, {"input": x})`."""
 
     def __init__(self, artifact: str | os.PathLike | bytes):
-        if isinstance(artifact, (bytes, bytearray, memoryview)):
-            data, self.path = bytes(artifact), None
-        else:
-            self.path = os.fspath(artifact)
-            try:
-                with open(self.path, "rb") as f:
-                    data = f.read()
-            except OSError as e:
-                raise ArtifactError(f"cannot read artifact {self.path}: {e.strerror}") from None
+        from_bytes = isinstance(artifact, (bytes, bytearray, memoryview))
+        self.path = None if from_bytes else os.fspath(artifact)
         try:
-            self._session = _rt.Session(data)
+            # From a path the C++ loader reads the file itself: the weights are in memory once.
+            self._session = _rt.Session(bytes(artifact)) if from_bytes else _rt.Session.from_file(self.path)
         except _rt.StatusError as e:
             raise _translate(e) from None
         self._inputs = [TensorInfo(d["name"], tuple(d["shape"]), np.dtype(d["dtype"])) for d in self._session.inputs()]

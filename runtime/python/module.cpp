@@ -42,6 +42,7 @@ class Session {
     const std::string_view bytes = data;
     check(sparsec_load(bytes.data(), bytes.size(), &session_));
   }
+  explicit Session(const std::string& path) { check(sparsec_load_file(path.c_str(), &session_)); }
   ~Session() { sparsec_free(session_); }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -130,6 +131,7 @@ class StatusError(Exception):
   });
   py::class_<Session>(m, "Session")
       .def(py::init<py::bytes>(), py::arg("artifact"))
+      .def_static("from_file", [](const std::string& path) { return std::make_unique<Session>(path); }, py::arg("path"))
       .def("inputs", [](const Session& s) { return s.infos(true); })
       .def("outputs", [](const Session& s) { return s.infos(false); })
       .def("run", &Session::run, py::arg("inputs"))

@@ -86,15 +86,12 @@ const char* sparsec_last_error(void) { return g_last_error.c_str(); }
 const char* sparsec_runtime_target(void) { return sparsec::target_name(SPARSEC_TARGET_ID); }
 uint32_t sparsec_format_version(void) { return sparsec::kFormatVersion; }
 
-static sparsec_status load_unguarded(const void* data, size_t size, sparsec_session** out) {
+// Takes the artifact's bytes (64-byte aligned) and validates everything before anything uses them.
+static sparsec_status load_owned(AlignedBuffer file, size_t size, sparsec_session** out) {
   using namespace sparsec;
-  if (!data || !out) return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "null argument");
-  *out = nullptr;
   std::unique_ptr<sparsec_session> s(new (std::nothrow) sparsec_session());
   if (!s) return set_error(SPARSEC_ERR_OUT_OF_MEMORY, "out of memory");
-  s->file = allocate(size);
-  if (!s->file) return set_error(SPARSEC_ERR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(size) + " bytes");
-  std::memcpy(s->file.get(), data, size);
+  s->file = std::move(file);
   ParseError perr;
   if (!parse_artifact(s->file.get(), size, &s->artifact, &perr))
     return set_error(sparsec_status(perr.code), perr.message);
@@ -151,22 +148,34 @@ static sparsec_status load_unguarded(const void* data, size_t size, sparsec_sess
   return SPARSEC_OK;
 }
 
-sparsec_status sparsec_load(const void* data, size_t size, sparsec_session** out) {
-  return guarded([&] { return load_unguarded(data, size, out); });
+static sparsec_status load_copy(const void* data, size_t size, sparsec_session** out) {
+  if (!data || !out) return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "null argument");
+  *out = nullptr;
+  AlignedBuffer file = allocate(size);
+  if (!file) return set_error(SPARSEC_ERR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(size) + " bytes");
+  std::memcpy(file.get(), data, size);
+  return load_owned(std::move(file), size, out);
 }
 
+sparsec_status sparsec_load(const void* data, size_t size, sparsec_session** out) {
+  return guarded([&] { return load_copy(data, size, out); });
+}
+
+// Reads the file straight into the session's buffer: one copy of the weights in memory.
 static sparsec_status load_file_unguarded(const char* path, sparsec_session** out) {
   if (!path || !out) return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "null argument");
+  *out = nullptr;
   std::FILE* f = std::fopen(path, "rb");
   if (!f) return set_error(SPARSEC_ERR_IO, std::string("cannot open ") + path);
-  std::vector<uint8_t> bytes;
-  uint8_t chunk[1 << 16];
-  size_t n;
-  while ((n = std::fread(chunk, 1, sizeof(chunk), f)) > 0) bytes.insert(bytes.end(), chunk, chunk + n);
-  const bool failed = std::ferror(f) != 0;
+  long size = -1;
+  if (std::fseek(f, 0, SEEK_END) == 0) size = std::ftell(f);
+  AlignedBuffer file(nullptr);
+  if (size >= 0 && std::fseek(f, 0, SEEK_SET) == 0) file = allocate(uint64_t(size));
+  const bool read = file && std::fread(file.get(), 1, size_t(size), f) == size_t(size);
   std::fclose(f);
-  if (failed) return set_error(SPARSEC_ERR_IO, std::string("cannot read ") + path);
-  return load_unguarded(bytes.data(), bytes.size(), out);
+  if (size >= 0 && !file) return set_error(SPARSEC_ERR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(size) + " bytes");
+  if (!read) return set_error(SPARSEC_ERR_IO, std::string("cannot read ") + path);
+  return load_owned(std::move(file), size_t(size), out);
 }
 
 sparsec_status sparsec_load_file(const char* path, sparsec_session** out) {
