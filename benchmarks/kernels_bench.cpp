@@ -1,4 +1,5 @@
-// Timing driver for the kernels: prints "<kernel> <variant> <shape> <gflops>" lines for bench_kernels.py.
+// Kernel timing driver for bench_kernels.py: prints "<kernel> <variant> <shape> <GFLOP/s>" lines.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>

@@ -16,20 +16,36 @@ from typing import Callable
 
 from sparsec.errors import RuntimeBuildError, ToolchainError
 
-# What each target ships next to the .spx.
-RUNTIME_FILES = {
-    "arm64": ("libsparsec_rt.a", "sparsec-run", "sparsec_rt.h"),
+@dataclass(frozen=True)
+class TargetRuntime:
+    """What a target ships next to the .spx: files built by CMake targets, plus source files as they are."""
+
+    cmake_targets: tuple[str, ...]
+    built_files: tuple[str, ...]  # in the build directory
+    source_files: tuple[str, ...]  # relative to the source root
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (*self.built_files, *(Path(p).name for p in self.source_files))
+
+
+RUNTIMES = {
+    "arm64": TargetRuntime(("sparsec_rt", "sparsec-run"), ("libsparsec_rt.a", "sparsec-run"),
+                           ("runtime/include/sparsec_rt.h",)),
+    "wasm32": TargetRuntime(("sparsec_rt_wasm",), ("sparsec_rt.wasm",), ("runtime/wasm/sparsec.js",)),
 }
-CROSS_TARGETS = tuple(RUNTIME_FILES)
+CROSS_TARGETS = tuple(RUNTIMES)
 
 # zig target triple and flags per sparsec target (zig emits debug info unless told -g0).
-# NEON is baseline on aarch64, so the generic CPU has it.
+# NEON is baseline on aarch64, so the generic CPU has it; wasm32 needs SIMD128 asked for.
 _ZIG_TARGETS = {
     "arm64": ("aarch64-linux-musl", ["-mcpu=generic", "-g0"]),
+    "wasm32": ("wasm32-wasi", ["-msimd128", "-fno-exceptions", "-g0"]),
 }
 # CMake cache entries that make a cross build; executables are linked static and stripped.
 _CMAKE_SYSTEMS = {
     "arm64": {"CMAKE_SYSTEM_NAME": "Linux", "CMAKE_SYSTEM_PROCESSOR": "aarch64", "CMAKE_EXE_LINKER_FLAGS": "-static -s"},
+    "wasm32": {"CMAKE_SYSTEM_NAME": "Generic", "CMAKE_SYSTEM_PROCESSOR": "wasm32", "CMAKE_EXE_LINKER_FLAGS": "-s"},
 }
 _GNU_COMPILERS = {"arm64": "aarch64-linux-gnu-g++"}
 _INSTALL_HINT = "pip install ziglang (or: pip install 'sparsec[cross]')"
@@ -110,10 +126,10 @@ def source_root() -> Path:
 
 
 def sources_hash(root: Path) -> str:
-    """Hash of everything that goes into a runtime build (CMakeLists.txt, runtime/, kernels_arm/)."""
-    digest = hashlib.sha256()
+    """Hash of everything that goes into a runtime build: CMakeLists.txt, runtime/, kernels_arm/ and these flags."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
     files = [root / "CMakeLists.txt", *(p for d in ("runtime", "kernels_arm") for p in (root / d).rglob("*"))]
-    for path in sorted(p for p in files if p.is_file() and "__pycache__" not in p.parts):
+    for path in sorted(p for p in files if p.is_file()):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -155,10 +171,10 @@ def cache_root() -> Path:
 
 
 def runtime_dir(target: str, notify: Notify | None = None) -> Path:
-    """Directory holding target's RUNTIME_FILES, built once per target, version, toolchain and source hash."""
+    """Directory holding target's runtime files, built once per target, version, toolchain and source hash."""
     from sparsec import __version__
 
-    if target not in RUNTIME_FILES:
+    if target not in RUNTIMES:
         raise ToolchainError(f"no runtime build for target {target}; cross targets: {', '.join(CROSS_TARGETS)}")
     root = source_root()
     key = f"{target}-{__version__}-{find_toolchain(target).name}-{sources_hash(root)[:16]}"
@@ -168,12 +184,14 @@ def runtime_dir(target: str, notify: Notify | None = None) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}."))
     try:
-        build = cmake_build(target, work / "build", ["sparsec_rt", "sparsec-run"], notify=notify)
+        runtime = RUNTIMES[target]
+        build = cmake_build(target, work / "build", list(runtime.cmake_targets), notify=notify)
         staged = work / "out"
         staged.mkdir()
-        shutil.copy2(build / "libsparsec_rt.a", staged)
-        shutil.copy2(build / "sparsec-run", staged)
-        shutil.copy2(root / "runtime" / "include" / "sparsec_rt.h", staged)
+        for name in runtime.built_files:
+            shutil.copy2(build / name, staged)
+        for relative in runtime.source_files:
+            shutil.copy2(root / relative, staged)
         try:
             os.rename(staged, final)  # atomic: readers see a complete directory or none
         except OSError:
@@ -187,7 +205,7 @@ def runtime_dir(target: str, notify: Notify | None = None) -> Path:
 def install_runtime(runtime: Path, target: str, output_dir: Path) -> dict[str, int]:
     """Copies target's runtime files from runtime_dir() into output_dir; returns {file name: bytes}."""
     sizes = {}
-    for name in RUNTIME_FILES[target]:
+    for name in RUNTIMES[target].files:
         fd, tmp = tempfile.mkstemp(dir=output_dir, prefix=f".{name}.", suffix=".tmp")
         os.close(fd)
         try:

@@ -20,18 +20,29 @@ constexpr size_t kMR = 4, kNR = 24;  // 32 x 128-bit registers
 constexpr size_t kMR = 3, kNR = 24;  // 16 x 128-bit registers (SSE2, wasm simd128)
 #endif
 static_assert(kNR > 16, "see above");
+// GCC's -O3 unroll-and-jam doubles the K step of the micro tile, which spills accumulators
+// (on aarch64 it leaves them in memory); the tile is already unrolled where it matters.
+#if defined(__GNUC__) && !defined(__clang__)
+#define SPARSEC_NO_UNROLL_AND_JAM __attribute__((optimize("no-loop-unroll-and-jam")))
+#else
+#define SPARSEC_NO_UNROLL_AND_JAM
+#endif
+
 constexpr size_t kKC = 256;  // K block: the packed KC x NR panel of B stays in L1
 constexpr size_t kMC = 128;  // M block: the MC x KC block of A stays in L2 across panels
-// Up to this many columns, dot products along K beat tiles padded to NR columns.
-constexpr size_t kDotMaxN = 4;
+// Up to this many columns, dot products along K beat tiles padded to NR columns (measured
+// crossover with AVX2: 12 of 32).
+constexpr size_t kDotMaxN = kNR * 3 / 8;
 constexpr size_t kDotLanes = 32;  // partial sums; > 16 for the same reason as NR
+constexpr size_t kDotKC = 1024;   // K block of the copied B column: few lane reductions per row
 
 // acc = first ? row_bias[i] + col_bias[j] : C;  acc += A[0:MR, 0:kc] * B[0:kc, 0:NR];  C = acc.
-// The loop nest (j outside, unrolled i inside) is the one GCC and Clang both turn into
-// broadcast-A / vector-B FMAs with the accumulators held in registers.
+// The loop nest (j outside and vectorised, i unrolled inside) is the one GCC and Clang both turn
+// into broadcast-A / vector-B FMAs with the accumulators held in registers.
 template <size_t MR>
-void micro_tile(const float* a, size_t lda, size_t kc, const float* b, size_t ldb, float* c,
-                size_t ldc, bool first, const float* row_bias, const float* col_bias) {
+SPARSEC_NO_UNROLL_AND_JAM void micro_tile(const float* a, size_t lda, size_t kc, const float* b,
+                                          size_t ldb, float* c, size_t ldc, bool first,
+                                          const float* row_bias, const float* col_bias) {
   float acc[MR][kNR];
   if (first) {
     for (size_t i = 0; i < MR; ++i)
@@ -54,8 +65,8 @@ void micro_tile(const float* a, size_t lda, size_t kc, const float* b, size_t ld
     for (size_t j = 0; j < kNR; ++j) c[i * ldc + j] = acc[i][j];
 }
 
-using MicroTile = void (*)(const float*, size_t, size_t, const float*, size_t, float*, size_t, bool,
-                           const float*, const float*);
+using MicroTile = void (*)(const float*, size_t, size_t, const float*, size_t, float*, size_t,
+                           bool, const float*, const float*);
 template <size_t... I>
 constexpr std::array<MicroTile, sizeof...(I)> micro_tiles(std::index_sequence<I...>) {
   return {&micro_tile<I + 1>...};
@@ -76,8 +87,9 @@ float dot(const float* a, const float* b, size_t n) {
   size_t k = 0;
   for (; k + kDotLanes <= n; k += kDotLanes)
     for (size_t l = 0; l < kDotLanes; ++l) lanes[l] += a[k + l] * b[k + l];
-  float sum = 0.0f;
-  for (size_t l = 0; l < kDotLanes; ++l) sum += lanes[l];
+  for (size_t width = kDotLanes / 2; width > 0; width /= 2)  // pairwise: vectorises, short chain
+    for (size_t l = 0; l < width; ++l) lanes[l] += lanes[l + width];
+  float sum = lanes[0];
   for (; k < n; ++k) sum += a[k] * b[k];
   return sum;
 }
@@ -85,19 +97,20 @@ float dot(const float* a, const float* b, size_t n) {
 // Narrow C (N <= kDotMaxN, e.g. a 1x1 conv on a pooled 1x1 map): each element is a dot product
 // of a row of A with a column of B, copied contiguous in K blocks.
 void gemm_narrow(const GemmArgs& g) {
-  float b_col[kKC];
+  float b_col[kDotKC];
   for (size_t j = 0; j < g.N; ++j) {
     for (size_t i = 0; i < g.M; ++i)
       g.C[i * g.ldc + j] = g.bias_mode == BiasMode::kPerRow      ? g.bias[i]
                            : g.bias_mode == BiasMode::kPerColumn ? g.bias[j]
                                                                  : 0.0f;
-    for (size_t pc = 0; pc < g.K; pc += kKC) {
-      const size_t kc = std::min(kKC, g.K - pc);
+    for (size_t pc = 0; pc < g.K; pc += kDotKC) {
+      const size_t kc = std::min(kDotKC, g.K - pc);
       for (size_t k = 0; k < kc; ++k) b_col[k] = g.B[(pc + k) * g.ldb + j];
-      for (size_t i = 0; i < g.M; ++i) g.C[i * g.ldc + j] += dot(g.A + i * g.lda + pc, b_col, kc);
+      for (size_t i = 0; i < g.M; ++i)
+        g.C[i * g.ldc + j] += dot(g.A + i * g.lda + pc, b_col, kc);
     }
-    for (size_t i = 0; i < g.M; ++i) f32_activation__portable(g.act, g.C + i * g.ldc + j, 1);
   }
+  for (size_t i = 0; i < g.M; ++i) f32_activation__portable(g.act, g.C + i * g.ldc, g.N);
 }
 
 }  // namespace
@@ -131,15 +144,16 @@ void f32_gemm__portable(const GemmArgs& g) {
           const size_t mr = std::min(kMR, icb + mc - ic);
           const float* a = g.A + ic * g.lda + pc;
           const float* row_bias = per_row ? g.bias + ic : kZeros;
+          const MicroTile tile_fn = kMicroTiles[mr - 1];
           float* c = g.C + ic * g.ldc + jr;
           if (!edge) {
-            kMicroTiles[mr - 1](a, g.lda, kc, b_panel, ld_panel, c, g.ldc, first, row_bias, col_bias);
+            tile_fn(a, g.lda, kc, b_panel, ld_panel, c, g.ldc, first, row_bias, col_bias);
           } else {  // run a full-width tile on a scratch copy, keep the valid nr columns
             float tile[kMR * kNR] = {};
             if (!first)
               for (size_t i = 0; i < mr; ++i)
                 std::memcpy(tile + i * kNR, c + i * g.ldc, nr * sizeof(float));
-            kMicroTiles[mr - 1](a, g.lda, kc, b_panel, ld_panel, tile, kNR, first, row_bias, col_bias);
+            tile_fn(a, g.lda, kc, b_panel, ld_panel, tile, kNR, first, row_bias, col_bias);
             for (size_t i = 0; i < mr; ++i)
               std::memcpy(c + i * g.ldc, tile + i * kNR, nr * sizeof(float));
           }

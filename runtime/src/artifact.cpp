@@ -137,7 +137,7 @@ bool parse_artifact(const uint8_t* data, size_t size, Artifact* out, ParseError*
     uint64_t numel = 1;
     for (uint32_t i = 0; i < d.ndim; ++i) {
       d.dims[i] = r.read<int64_t>();
-      if (d.dims[i] < 0 || (d.dims[i] > 0 && numel > (uint64_t(1) << 48) / uint64_t(d.dims[i])))
+      if (d.dims[i] < 0 || d.dims[i] > kMaxDim || (d.dims[i] > 0 && numel > kMaxNumel / uint64_t(d.dims[i])))
         return fail(err, SPARSEC_ERR_FORMAT, where + " has an invalid dimension");
       numel *= uint64_t(d.dims[i]);
     }
@@ -148,7 +148,7 @@ bool parse_artifact(const uint8_t* data, size_t size, Artifact* out, ParseError*
     if (d.nbytes != numel * dtype_size(d.dtype))
       return fail(err, SPARSEC_ERR_FORMAT, where + " ('" + d.name + "') size does not match its shape");
     const uint64_t limit = d.storage == Storage::kConst ? out->data_size : out->arena_size;
-    if (d.offset > limit || d.nbytes > limit - d.offset || (d.storage == Storage::kConst && d.offset % 64))
+    if (d.offset > limit || d.nbytes > limit - d.offset || d.offset % 64 != 0)
       return fail(err, SPARSEC_ERR_FORMAT, where + " ('" + d.name + "') lies outside its section");
   }
   // A plan never needs more than one buffer per activation: a larger arena is a corrupt header.

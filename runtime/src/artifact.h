@@ -6,7 +6,7 @@
 //  32  u64 data offset (64-aligned)   40 u64 data size   48 u64 arena size   56 u64 reserved
 //  64  meta: u32 n_tensors, tensor records; u32 n_ops, op records; u32 n_inputs, ids; u32 n_outputs, ids
 //      tensor: u8 dtype, u8 storage (0 const, 1 arena), u8 ndim, u8 0, i64 dims[ndim],
-//              u64 offset (in data or arena), u64 nbytes, u32 name length, name
+//              u64 offset (in data or arena, 64-aligned), u64 nbytes, u32 name length, name
 //      op:     u32 opcode, u32 n_in, u32 n_out, u32 n_iattr, u32 n_fattr, u32 in[n_in] (kAbsent = none),
 //              u32 out[n_out], i64 iattr[n_iattr], f32 fattr[n_fattr], u32 name length, name
 //  data offset: constant tensor bytes (each 64-aligned)
@@ -22,6 +22,10 @@ constexpr uint32_t kFormatVersion = 1;
 constexpr size_t kHeaderSize = 64;
 constexpr size_t kMaxDims = 8;
 constexpr uint32_t kAbsent = 0xFFFFFFFFu;
+// Bounds that keep every shape computation far from int64 overflow.
+constexpr int64_t kMaxDim = int64_t(1) << 32;
+constexpr uint64_t kMaxNumel = uint64_t(1) << 40;
+constexpr int64_t kMaxAttr = int64_t(1) << 32;
 
 enum class Storage : uint8_t { kConst = 0, kArena = 1 };
 

@@ -69,6 +69,12 @@ bool check_op(const Op& op, size_t* scratch_floats, std::string* err) {
     *err = "needs at least one input and one output";
     return false;
   }
+  for (int64_t v : op.iattr) {
+    if (v > kMaxAttr || v < -kMaxAttr) {
+      *err = "attribute value out of range";
+      return false;
+    }
+  }
   return e->check(op, scratch_floats, err);
 }
 

@@ -8,6 +8,8 @@
 namespace sparsec {
 namespace {
 
+constexpr int64_t kMaxSpatialAttr = int64_t(1) << 16;  // strides, pads, dilations, pool windows
+
 int64_t conv_out_extent(int64_t in, int64_t pad_begin, int64_t pad_end, int64_t k, int64_t stride, int64_t dil) {
   const int64_t span = dil * (k - 1) + 1;
   if (in + pad_begin + pad_end < span) return 0;
@@ -45,7 +47,8 @@ bool check_conv(const Op& op, size_t* scratch, std::string* err) {
   const Tensor& y = *op.out[0];
   SPX_REQUIRE(x.ndim == 4 && w.ndim == 4 && y.ndim == 4, "supports 2-D convolution on NCHW only");
   const auto& a = op.iattr;
-  for (size_t i = 0; i < 9; ++i) SPX_REQUIRE(a[i] >= (i >= 3 && i <= 6 ? 0 : 1), "invalid stride/pad/dilation/group");
+  for (size_t i = 0; i < 9; ++i)
+    SPX_REQUIRE(a[i] >= (i >= 3 && i <= 6 ? 0 : 1) && a[i] <= kMaxSpatialAttr, "invalid stride/pad/dilation/group");
   if (!check_activation(a[9], err)) return false;
   const int64_t G = a[0];
   SPX_REQUIRE(x.dims[1] % G == 0 && w.dims[0] % G == 0 && w.dims[1] * G == x.dims[1],
@@ -56,7 +59,11 @@ bool check_conv(const Op& op, size_t* scratch, std::string* err) {
               "output " + shape_str(y) + " does not match input " + shape_str(x) + " and weight " + shape_str(w));
   if (op.in.size() == 3 && op.in[2]) SPX_REQUIRE(op.in[2]->numel == size_t(w.dims[0]), "bias size differs from output channels");
   const Conv2dShape s = conv_shape(op);
-  if (!is_depthwise(s) && !is_pointwise(op, s)) *scratch = (s.C / s.G) * s.KH * s.KW * s.OH * s.OW;
+  if (!is_depthwise(s) && !is_pointwise(op, s)) {
+    const double cols = double(s.C / s.G) * double(s.KH * s.KW) * double(s.OH * s.OW);
+    SPX_REQUIRE(cols <= double(kMaxNumel), "im2col buffer would be too large");
+    *scratch = (s.C / s.G) * s.KH * s.KW * s.OH * s.OW;
+  }
   return true;
 }
 
@@ -151,7 +158,8 @@ bool check_pool(const Op& op, size_t*, std::string* err) {
   const auto& a = op.iattr;
   SPX_REQUIRE(x.ndim == 4 && y.ndim == 4, "supports 2-D pooling on NCHW only");
   SPX_REQUIRE(a[0] >= 0 && a[0] <= int64_t(PoolKind::kLast), "unknown pooling kind");
-  for (size_t i = 1; i < 11; ++i) SPX_REQUIRE(a[i] >= (i >= 5 && i <= 8 ? 0 : 1), "invalid kernel/stride/pad/dilation");
+  for (size_t i = 1; i < 11; ++i)
+    SPX_REQUIRE(a[i] >= (i >= 5 && i <= 8 ? 0 : 1) && a[i] <= kMaxSpatialAttr, "invalid kernel/stride/pad/dilation");
   // Ceil mode may add one window; the kernel clamps every window to the input.
   const int64_t oh = conv_out_extent(x.dims[2], a[5], a[7] + a[3] - 1, a[1], a[3], a[9]);
   const int64_t ow = conv_out_extent(x.dims[3], a[6], a[8] + a[4] - 1, a[2], a[4], a[10]);

@@ -318,6 +318,8 @@ bool check_slice(const Op& op, size_t*, std::string* err) {
     const int64_t start = op.iattr[d], step = op.iattr[x.ndim + d];
     SPX_REQUIRE(step != 0, "slice step is zero");
     if (y.dims[d] == 0) continue;
+    const int64_t span = x.dims[d] - 1, magnitude = step < 0 ? -step : step;
+    SPX_REQUIRE(y.dims[d] - 1 <= span / magnitude, "slice of " + shape_str(x) + " to " + shape_str(y) + " is too long");
     const int64_t last = start + (y.dims[d] - 1) * step;
     SPX_REQUIRE(start >= 0 && start < x.dims[d] && last >= 0 && last < x.dims[d],
                 "slice of " + shape_str(x) + " to " + shape_str(y) + " reads outside the input");

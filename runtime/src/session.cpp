@@ -27,7 +27,12 @@
 
 namespace {
 
+#if defined(__wasm__)
+// wasm32 runs one thread, and wasi-libc has no thread-exit destructors for a thread_local string.
+std::string g_last_error;
+#else
 thread_local std::string g_last_error;
+#endif
 
 sparsec_status set_error(sparsec_status code, std::string message) {
   g_last_error = std::move(message);

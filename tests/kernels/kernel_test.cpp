@@ -1,5 +1,6 @@
 // Checks every fast kernel variant against its scalar reference on many small and odd shapes.
 // Standard library only, so it also builds with the aarch64 and wasm32 cross compilers.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -28,9 +29,10 @@ void record(bool ok, const std::string& name, const std::string& detail) {
   }
 }
 
-std::string fmt(const char* format, double a, double b, double c) {
-  char buf[160];
-  std::snprintf(buf, sizeof buf, format, a, b, c);
+template <typename... Args>
+std::string fmt(const char* format, Args... args) {
+  char buf[200];
+  std::snprintf(buf, sizeof buf, format, args...);
   return buf;
 }
 
@@ -88,7 +90,7 @@ std::string compare(const std::vector<float>& got, const std::vector<float>& wan
   for (size_t i = 0; i < want.size(); ++i) {
     const float tol = kRelTol * slope * magnitude[i] + 1e-30f;
     if (!(std::fabs(got[i] - want[i]) <= tol))  // negated so NaN fails
-      return fmt("element %.0f got %.9g want %.9g", static_cast<double>(i), got[i], want[i]);
+      return fmt("element %zu got %.9g want %.9g", i, got[i], want[i]);
   }
   return "";
 }
@@ -120,8 +122,8 @@ void check_activation_values() {
   for (const Known& k : known) {
     const float got = activate(activation(k.kind), k.x);
     const bool ok = std::fabs(got - k.want) <= 2e-6 * std::fabs(k.want) + 1e-7;
-    record(ok, std::string("activate ") + kActivationNames[k.kind] + fmt(" x=%g", k.x, 0, 0),
-           fmt("got %.9g want %.9g", got, k.want, 0));
+    record(ok, fmt("activate %s x=%g", kActivationNames[k.kind], k.x),
+           fmt("got %.9g want %.9g", got, k.want));
   }
 }
 
@@ -136,9 +138,10 @@ void check_activation_variants() {
       f32_activation__scalar(act, want.data(), n);
       f32_activation__portable(act, got.data(), n);
       bool ok = true;  // equal up to FMA contraction, which the compiler may apply to either
-      for (size_t i = 0; i < n; ++i) ok &= std::fabs(got[i] - want[i]) <= 1e-6f * std::fabs(want[i]) + 1e-7f;
-      record(ok, std::string("f32_activation__portable ") + kActivationNames[kind] +
-                     fmt(" n=%.0f", static_cast<double>(n), 0, 0), "differs from scalar");
+      for (size_t i = 0; i < n; ++i)
+        ok &= std::fabs(got[i] - want[i]) <= 1e-6f * std::fabs(want[i]) + 1e-7f;
+      record(ok, fmt("f32_activation__portable %s n=%zu", kActivationNames[kind], n),
+             "differs from scalar");
     }
   }
 }
@@ -153,13 +156,15 @@ void check_gemm(size_t M, size_t N, size_t K, size_t pad, BiasMode bias_mode, in
   const ActParams act = activation(act_kind);
 
   std::vector<float> want(M * N), magnitude(M * N);
-  f32_gemm__scalar({M, N, K, a.data(), lda, b.data(), ldb, want.data(), N, bias.data(), bias_mode, act});
+  f32_gemm__scalar(
+      {M, N, K, a.data(), lda, b.data(), ldb, want.data(), N, bias.data(), bias_mode, act});
   const std::vector<float> abs_a = absolute(a), abs_b = absolute(b), abs_bias = absolute(bias);
   f32_gemm__scalar({M, N, K, abs_a.data(), lda, abs_b.data(), ldb, magnitude.data(), N,
                     abs_bias.data(), bias_mode, ActParams{}});
 
   std::vector<float> c(M * ldc, kNaN);  // NaN also shows a read of C before its first write
-  f32_gemm__portable({M, N, K, a.data(), lda, b.data(), ldb, c.data(), ldc, bias.data(), bias_mode, act});
+  f32_gemm__portable(
+      {M, N, K, a.data(), lda, b.data(), ldb, c.data(), ldc, bias.data(), bias_mode, act});
   std::vector<float> got(M * N);
   bool padding_kept = true;
   for (size_t i = 0; i < M; ++i) {
@@ -171,9 +176,8 @@ void check_gemm(size_t M, size_t N, size_t K, size_t pad, BiasMode bias_mode, in
   std::string problem = compare(got, want, magnitude, max_slope(act));
   if (!padding_kept) problem = "wrote past N into the ldc padding";
   record(problem.empty(),
-         fmt("f32_gemm__portable M=%.0f N=%.0f K=%.0f", M, N, K) +
-             fmt(" pad=%.0f", pad, 0, 0) + " bias=" + kBiasNames[static_cast<int>(bias_mode)] +
-             " act=" + kActivationNames[act_kind],
+         fmt("f32_gemm__portable M=%zu N=%zu K=%zu pad=%zu bias=%s act=%s", M, N, K, pad,
+             kBiasNames[static_cast<int>(bias_mode)], kActivationNames[act_kind]),
          problem);
 }
 
@@ -200,17 +204,17 @@ void check_gemm_all() {
                            {2, 3, 0},       {300, 70, 40},   {1, 97, 1000}};
   for (const auto& s : big)
     for (int bias = 0; bias < 3; ++bias)
-      check_gemm(s[0], s[1], s[2], 5, static_cast<BiasMode>(bias), (act_kind++) % kActivationCount);
+      check_gemm(s[0], s[1], s[2], 5, static_cast<BiasMode>(bias), act_kind++ % kActivationCount);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Convolution
 
 std::string conv_name(const char* kernel, const Conv2dShape& s) {
-  return std::string(kernel) + fmt(" C=%.0f M=%.0f G=%.0f", s.C, s.M, s.G) +
-         fmt(" H=%.0f W=%.0f", s.H, s.W, 0) + fmt(" OH=%.0f OW=%.0f", s.OH, s.OW, 0) +
-         fmt(" K=%.0fx%.0f", s.KH, s.KW, 0) + fmt(" S=%.0fx%.0f", s.SH, s.SW, 0) +
-         fmt(" P=%.0f,%.0f", s.PT, s.PL, 0) + fmt(" D=%.0fx%.0f", s.DH, s.DW, 0);
+  return fmt("%s C=%zu M=%zu G=%zu H=%zu W=%zu OH=%zu OW=%zu K=%zux%zu S=%zux%zu P=%zu,%zu "
+             "D=%zux%zu",
+             kernel, s.C, s.M, s.G, s.H, s.W, s.OH, s.OW, s.KH, s.KW, s.SH, s.SW, s.PT, s.PL,
+             s.DH, s.DW);
 }
 
 // The executor's im2col path: per group, cols = im2col(x), y_g = W_g * cols + bias, act.
@@ -230,7 +234,8 @@ void conv_by_im2col(const Conv2dShape& s, const float* x, const float* w, const 
 using ConvFn = void (*)(const Conv2dShape&, const float*, const float*, const float*,
                         const ActParams&, float*);
 
-void check_conv(const char* kernel, ConvFn fast, const Conv2dShape& s, bool with_bias, int act_kind) {
+void check_conv(const char* kernel, ConvFn fast, const Conv2dShape& s, bool with_bias,
+                int act_kind) {
   const ActParams act = activation(act_kind);
   const std::vector<float> x = random_vector(s.C * s.H * s.W);
   const std::vector<float> w = random_vector(s.M * (s.C / s.G) * s.KH * s.KW);
@@ -285,16 +290,17 @@ void check_conv_all() {
                 const bool with_bias = act_kind % 2 == 0;
                 check_conv("im2col+f32_gemm__portable", conv_by_im2col, s, with_bias, act_kind);
                 if (s.G == s.C && s.C == s.M)
-                  check_conv("f32_dwconv2d__portable", f32_dwconv2d__portable, s, with_bias, act_kind);
+                  check_conv("f32_dwconv2d__portable", f32_dwconv2d__portable, s, with_bias,
+                             act_kind);
                 act_kind = (act_kind + 1) % kActivationCount;
               }
-  // Wide depthwise planes: several full interior blocks per row, stride 1 and 2.
+  // Wide depthwise planes: many vector iterations per row, and rows too wide for the ring.
   for (size_t stride : {1, 2})
-    for (size_t k : {3, 5})
-      for (size_t W : {40, 77}) {
-        const size_t pad = k / 2, OH = output_extent(13, pad, pad, k, stride, 1),
+    for (size_t k : {3, 5, 7})
+      for (size_t W : {40, 77, 1500}) {
+        const size_t pad = k / 2, OH = output_extent(9, pad, pad, k, stride, 1),
                      OW = output_extent(W, pad, pad, k, stride, 1);
-        const Conv2dShape s{8, 13, W, 8, OH, OW, k, k, stride, stride, pad, pad, 1, 1, 8};
+        const Conv2dShape s{3, 9, W, 3, OH, OW, k, k, stride, stride, pad, pad, 1, 1, 3};
         check_conv("f32_dwconv2d__portable", f32_dwconv2d__portable, s, true, 1);
       }
 }

@@ -1,0 +1,226 @@
+"""sparsec vs onnxruntime on this machine: 1 thread, batch 1, latency, memory and artifact size.
+
+    python benchmarks/bench_host.py                          # mobilenet_v2, resnet18
+    python benchmarks/bench_host.py --all --repeats 10       # every model in tests/zoo.py
+    python benchmarks/bench_host.py --models squeezenet1_1,bert_encoder --json out.json --plot out.png
+
+Models come from the test zoo (exported with torch on first use, then cached). Latency is timed
+interleaved, sparsec and onnxruntime alternating in one loop, so machine noise hits both alike.
+Peak RSS growth is measured per engine in a fresh spawned process, so neither engine's allocations
+(nor the compiler's) leak into the other's number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+import sparsec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import zoo  # noqa: E402
+
+DEFAULT_MODELS = ["mobilenet_v2", "resnet18"]
+WARMUP_RUNS = 3
+RSS_RUNS = 5
+MB = 1024 * 1024
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def ort_session(onnx_path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def max_rel_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    scale = max(float(np.max(np.abs(expected))), 1e-12)
+    return float(np.max(np.abs(actual.astype(np.float64) - expected))) / scale
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak RSS. On Linux ru_maxrss survives fork+exec, so a fresh child would start
+    at the parent's peak and show no growth; /proc's VmHWM belongs to this process alone."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        hwm_line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+        return int(hwm_line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS
+
+
+def peak_rss_growth(engine: str, model_name: str, path: str) -> float:
+    """Runs in a spawned child: MB of peak RSS added by creating one session and running it."""
+    feed = zoo.example_inputs(model_name)
+    before = peak_rss_bytes()
+    session = sparsec.load(path) if engine == "sparsec" else ort_session(Path(path))
+    for _ in range(RSS_RUNS):
+        session.run(None, feed)
+    return (peak_rss_bytes() - before) / MB
+
+
+def measure_in_fresh_process(engine: str, model_name: str, path: Path) -> float:
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(peak_rss_growth, engine, model_name, str(path)).result()
+
+
+def time_interleaved(ours: sparsec.Session, theirs: ort.InferenceSession, feed: dict, repeats: int):
+    """Median ms of each engine; which one runs first swaps every iteration so neither always gets
+    the caches the other just warmed."""
+    runs = {"sparsec": lambda: ours.run(None, feed), "ort": lambda: theirs.run(None, feed)}
+    samples = {name: [] for name in runs}
+    for i in range(repeats):
+        for name in (["sparsec", "ort"] if i % 2 == 0 else ["ort", "sparsec"]):
+            start = time.perf_counter()
+            runs[name]()
+            samples[name].append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples["sparsec"]), statistics.median(samples["ort"])
+
+
+def bench_model(name: str, workdir: Path, repeats: int) -> dict:
+    progress(f"{name}: preparing ONNX (exported with torch on first use)")
+    onnx_path = zoo.cached(name)
+    progress(f"{name}: compiling")
+    result = sparsec.compile(onnx_path, output=workdir)
+    ours, theirs = sparsec.load(result.path), ort_session(onnx_path)
+    feed = zoo.example_inputs(name)
+
+    progress(f"{name}: timing ({WARMUP_RUNS} warm-up + {repeats} interleaved runs each)")
+    error = max(max_rel_error(a, b) for a, b in zip(ours.run(None, feed), theirs.run(None, feed)))
+    for _ in range(WARMUP_RUNS):
+        ours.run(None, feed)
+        theirs.run(None, feed)
+    sparsec_ms, ort_ms = time_interleaved(ours, theirs, feed, repeats)
+
+    progress(f"{name}: peak RSS, one fresh process per engine")
+    return {
+        "model": name,
+        "sparsec_ms": sparsec_ms,
+        "ort_ms": ort_ms,
+        "ratio": sparsec_ms / ort_ms,
+        "max_rel_error": error,
+        "arena_bytes": ours.arena_bytes,
+        "planned_activation_bytes": result.report["peak_activation_bytes"],
+        "naive_activation_bytes": result.report["naive_activation_bytes"],
+        "sparsec_rss_mb": measure_in_fresh_process("sparsec", name, result.path),
+        "ort_rss_mb": measure_in_fresh_process("ort", name, onnx_path),
+        "artifact_bytes": result.path.stat().st_size,
+        "onnx_bytes": onnx_path.stat().st_size,
+    }
+
+
+# (header, row key, format); byte counts are shown in MB.
+COLUMNS = [
+    ("model", "model", "{:<18}"),
+    ("sparsec ms", "sparsec_ms", "{:>10.2f}"),
+    ("ort ms", "ort_ms", "{:>8.2f}"),
+    ("ratio", "ratio", "{:>6.2f}"),
+    ("rel err", "max_rel_error", "{:>8.1e}"),
+    ("arena MB", "arena_bytes", "{:>8.2f}"),
+    ("plan MB", "planned_activation_bytes", "{:>8.2f}"),
+    ("naive MB", "naive_activation_bytes", "{:>8.2f}"),
+    ("RSS spx MB", "sparsec_rss_mb", "{:>10.1f}"),
+    ("RSS ort MB", "ort_rss_mb", "{:>10.1f}"),
+    ("spx MB", "artifact_bytes", "{:>8.2f}"),
+    ("onnx MB", "onnx_bytes", "{:>8.2f}"),
+]
+
+
+def format_table(rows: list[dict]) -> str:
+    # Every format is at least as wide as its header, so headers line up with their cells.
+    header_cells = [header.ljust(18) if key == "model" else header.rjust(len(fmt.format(0.0)))
+                    for header, key, fmt in COLUMNS]
+    lines = ["  ".join(header_cells)]
+    for row in rows:
+        cells = [row[key] / MB if key.endswith("_bytes") else row[key] for _, key, _ in COLUMNS]
+        lines.append("  ".join(fmt.format(cell) for (_, _, fmt), cell in zip(COLUMNS, cells)))
+    return "\n".join(lines)
+
+
+def machine_info() -> dict:
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "numpy": np.__version__,
+        "sparsec": sparsec.__version__,
+        "runtime_target": sparsec.runtime_target(),
+    }
+
+
+def plot_ratios(rows: list[dict], path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        progress(f"matplotlib is not installed; skipping the plot {path}")
+        return
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(rows)), 3.5))
+    ax.bar([r["model"] for r in rows], [r["ratio"] for r in rows])
+    ax.axhline(1.0, color="black", linewidth=0.8)  # below the line: sparsec is faster
+    ax.set_ylabel("latency sparsec / onnxruntime")
+    ax.set_title("1 thread, batch 1: lower is better")
+    ax.tick_params(axis="x", labelrotation=45)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    progress(f"wrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--all", action="store_true", help="every model in tests/zoo.py")
+    choice.add_argument("--models", help=f"comma-separated zoo names (default {','.join(DEFAULT_MODELS)})")
+    parser.add_argument("--repeats", type=int, default=30, help="timed runs per engine (default 30)")
+    parser.add_argument("--json", help="write rows and machine info to this file")
+    parser.add_argument("--plot", help="write a bar chart of latency ratios to this PNG")
+    args = parser.parse_args()
+
+    names = list(zoo.ZOO) if args.all else args.models.split(",") if args.models else DEFAULT_MODELS
+    unknown = [n for n in names if n not in zoo.ZOO]
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; the zoo has {', '.join(zoo.ZOO)}")
+
+    rows, failures = [], {}
+    with tempfile.TemporaryDirectory(prefix="sparsec-bench-") as workdir:
+        for name in names:
+            try:
+                rows.append(bench_model(name, Path(workdir), args.repeats))
+            except sparsec.SparsecError as e:  # one unsupported model should not sink an --all run
+                progress(f"{name}: FAILED: {e}")
+                failures[name] = str(e)
+
+    print(format_table(rows))
+    for name, message in failures.items():
+        print(f"{name}: failed: {message}")
+    if args.json:
+        report = {"machine": machine_info(), "repeats": args.repeats, "rows": rows, "failures": failures}
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        progress(f"wrote {args.json}")
+    if args.plot:
+        plot_ratios(rows, args.plot)
+
+
+if __name__ == "__main__":
+    main()

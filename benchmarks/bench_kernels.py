@@ -1,0 +1,137 @@
+"""Single-thread GFLOP/s of the C++ kernels, built with and without -march=native, beside numpy.
+
+Builds benchmarks/kernels_bench.cpp with the system C++ compiler ($CXX or c++), runs it on
+conv- and linear-shaped GEMMs and MobileNet-style depthwise convolutions, and prints one row
+per kernel, variant, build and shape. numpy's float32 matmul (OpenBLAS, pinned to one thread)
+is the scale for the GEMM rows.
+
+    python benchmarks/bench_kernels.py [--min-seconds 0.3] [--json out.json]
+"""
+
+import os
+
+# Pin BLAS to one thread before numpy loads it: the kernels are single-threaded.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+KERNELS = REPO / "kernels_arm"
+
+# (M, N, K): 1x1 conv C[Cout, HW] = W[Cout, Cin] X[Cin, HW], an im2col 3x3 conv, a Linear layer
+# with batch 1 (M=1) and a 1x1 conv on a pooled 1x1 map (N=1), a Linear over a sequence.
+GEMM_SHAPES = [
+    (96, 3136, 24),
+    (64, 3136, 576),
+    (1, 1000, 1280),
+    (1000, 1, 1280),
+    (128, 768, 768),
+]
+# (channels, height = width, kernel, stride) with "same" padding.
+DWCONV_SHAPES = [
+    (32, 112, 3, 1),
+    (96, 112, 3, 2),
+    (144, 56, 3, 1),
+    (384, 14, 3, 1),
+    (240, 28, 5, 2),
+    (960, 7, 5, 1),
+]
+BUILDS = {"native": ["-O3", "-march=native"], "generic": ["-O3"]}
+
+
+def compiler():
+    cxx = os.environ.get("CXX") or shutil.which("c++")
+    if not cxx:
+        raise SystemExit("no C++ compiler: set CXX or install c++")
+    return cxx
+
+
+def build(cxx, flags, out):
+    sources = sorted(KERNELS.glob("ref/*.cpp")) + sorted(KERNELS.glob("portable/*.cpp"))
+    cmd = [cxx, "-std=c++17", *flags, "-I", str(KERNELS / "include"),
+           str(REPO / "benchmarks" / "kernels_bench.cpp"), *map(str, sources), "-o", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        return result.stderr.strip().splitlines()[-1:] or ["failed"]
+    return None
+
+
+def run_driver(binary, min_seconds):
+    args = [str(binary), str(min_seconds)]
+    for m, n, k in GEMM_SHAPES:
+        args += ["gemm", str(m), str(n), str(k)]
+    for c, h, k, s in DWCONV_SHAPES:
+        args += ["dwconv", str(c), str(h), str(k), str(s)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        kernel, variant, shape, gflops = line.split()
+        yield kernel, variant, shape, float(gflops)
+
+
+def numpy_gemm_gflops(m, n, k, min_seconds):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    c = np.empty((m, n), dtype=np.float32)
+    np.matmul(a, b, out=c)
+    best, spent, runs = float("inf"), 0.0, 0
+    while spent < min_seconds or runs < 3:
+        start = time.perf_counter()
+        np.matmul(a, b, out=c)
+        elapsed = time.perf_counter() - start
+        best, spent, runs = min(best, elapsed), spent + elapsed, runs + 1
+    return 2.0 * m * n * k / best * 1e-9
+
+
+def gemm_shape_name(m, n, k):
+    return f"M={m},N={n},K={k}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--min-seconds", type=float, default=0.3,
+                        help="time spent per measurement (best run is kept)")
+    parser.add_argument("--json", type=Path, help="also write the rows to this file")
+    args = parser.parse_args()
+
+    numpy_gflops = {gemm_shape_name(*s): numpy_gemm_gflops(*s, args.min_seconds)
+                    for s in GEMM_SHAPES}
+    cxx = compiler()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for build_name, flags in BUILDS.items():
+            binary = Path(tmp) / f"kernels_bench_{build_name}"
+            error = build(cxx, flags, binary)
+            if error:
+                print(f"skipping {build_name} build ({' '.join(flags)}): {error[0]}")
+                continue
+            for kernel, variant, shape, gflops in run_driver(binary, args.min_seconds):
+                rows.append({"kernel": kernel, "variant": variant, "build": " ".join(flags),
+                             "shape": shape, "gflops": gflops,
+                             "numpy_gflops": numpy_gflops.get(shape) if kernel == "gemm" else None})
+
+    header = (f"{'kernel':7} {'variant':9} {'build':18} {'shape':22} "
+              f"{'GFLOP/s':>8} {'numpy':>8} {'% numpy':>8}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        ref = r["numpy_gflops"]
+        ref_text = f"{ref:.1f}" if ref else "-"
+        pct_text = f"{100 * r['gflops'] / ref:.0f}%" if ref else "-"
+        print(f"{r['kernel']:7} {r['variant']:9} {r['build']:18} {r['shape']:22} "
+              f"{r['gflops']:8.1f} {ref_text:>8} {pct_text:>8}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""A short libFuzzer run of the artifact loader + executor under ASan/UBSan, seeded with real artifacts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sparsec
+from conftest import single_op_model
+
+ROOT = Path(__file__).resolve().parent.parent
+FUZZ_SECONDS = 45
+
+
+def runtime_sources() -> list[str]:
+    return sorted(str(p) for pattern in ("runtime/src/*.cpp", "kernels_arm/ref/*.cpp", "kernels_arm/portable/*.cpp")
+                  for p in ROOT.glob(pattern))
+
+
+def seed_corpus(directory: Path, rng) -> None:
+    """Valid artifacts of several op kinds: the fuzzer mutates from real structure."""
+    models = [
+        single_op_model("Conv", [("x", [1, 3, 6, 6])], None, [("w", rng.standard_normal((4, 3, 3, 3)).astype(np.float32))],
+                        {"pads": [1, 1, 1, 1], "group": 1}),
+        single_op_model("MatMul", [("a", [2, 3, 4])], None, [("b", rng.standard_normal((4, 5)).astype(np.float32))]),
+        single_op_model("Softmax", [("x", [2, 7])]),
+        single_op_model("MaxPool", [("x", [1, 2, 5, 5])], None, (), {"kernel_shape": [3, 3], "ceil_mode": 1, "strides": [2, 2]}),
+        single_op_model("Transpose", [("x", [2, 3, 4])], None, (), {"perm": [2, 0, 1]}),
+    ]
+    for i, model in enumerate(models):
+        sparsec.compile(model, output=directory / f"seed{i}.spx")
+    for report in directory.glob("*.report.json"):
+        report.unlink()
+
+
+def test_loader_survives_fuzzing(tmp_path, rng):
+    clang = shutil.which("clang++")
+    assert clang, "clang++ with libFuzzer is needed (.ci/run installs clang and libclang-rt-dev)"
+    binary = tmp_path / "fuzz_loader"
+    subprocess.run([clang, "-std=c++17", "-O1", "-g", "-fsanitize=fuzzer,address,undefined",
+                    "-fno-sanitize-recover=undefined", f"-I{ROOT / 'runtime/include'}", f"-I{ROOT / 'runtime/src'}",
+                    f"-I{ROOT / 'kernels_arm/include'}", str(ROOT / "tests/fuzz/fuzz_loader.cpp"), *runtime_sources(),
+                    "-o", str(binary)], check=True)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    seed_corpus(corpus, rng)
+    proc = subprocess.run([str(binary), str(corpus), f"-max_total_time={FUZZ_SECONDS}", "-max_len=65536",
+                           "-rss_limit_mb=2048", "-seed=1"], capture_output=True, text=True, timeout=FUZZ_SECONDS + 120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "Done" in proc.stderr

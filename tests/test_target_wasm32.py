@@ -1,0 +1,74 @@
+"""The wasm32 target: sparsec_rt.wasm + sparsec.js run in Node and match onnxruntime; errors are exceptions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sparsec
+import zoo
+from conftest import max_rel_error, run_onnxruntime, single_op_model
+
+TOLERANCE = 1e-4  # max|sparsec - onnxruntime| / max|onnxruntime|
+WASM_SIZE_GOAL = 150 * 1024
+DRIVER = Path(__file__).parent / "wasm" / "run_model.mjs"
+
+
+def run_in_node(build: Path, artifact: Path, out_dir: Path, input_files) -> subprocess.CompletedProcess:
+    node = shutil.which("node")
+    assert node, "node not found: apt-get install nodejs (Node >= 20)"
+    command = [node, str(DRIVER), str(build / "sparsec.js"), str(artifact), str(out_dir), *map(str, input_files)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def test_compile_ships_wasm_and_js(tmp_path):
+    result = sparsec.compile(single_op_model("Relu", [("x", [2, 3])]), target="wasm32", output=tmp_path / "model.spx")
+    assert {p.name for p in tmp_path.iterdir()} == {"model.spx", "model.report.json", "sparsec_rt.wasm", "sparsec.js"}
+    sizes = result.report["runtime_files_bytes"]
+    print(f"sparsec_rt.wasm: {sizes['sparsec_rt.wasm']:,} bytes")
+    assert sizes["sparsec_rt.wasm"] == (tmp_path / "sparsec_rt.wasm").stat().st_size
+    assert (tmp_path / "sparsec_rt.wasm").read_bytes()[:4] == b"\0asm"
+
+
+def test_wasm_size_goal(tmp_path):
+    result = sparsec.compile(single_op_model("Relu", [("x", [2, 3])]), target="wasm32", output=tmp_path / "model.spx")
+    assert result.report["runtime_files_bytes"]["sparsec_rt.wasm"] <= WASM_SIZE_GOAL
+
+
+def test_errors_are_messages(tmp_path):
+    sparsec.compile(single_op_model("Relu", [("x", [2, 3])]), target="wasm32", output=tmp_path / "model.spx")
+    data = bytearray((tmp_path / "model.spx").read_bytes())
+    data[len(data) // 2] ^= 0x10
+    (tmp_path / "bad.spx").write_bytes(bytes(data))
+    bad = run_in_node(tmp_path, tmp_path / "bad.spx", tmp_path, [])
+    assert bad.returncode == 1 and bad.stderr.startswith("sparsec: "), bad.stderr
+    host = sparsec.compile(single_op_model("Relu", [("x", [2, 3])]), target="x86_64", output=tmp_path / "host.spx")
+    refused = run_in_node(tmp_path, host.path, tmp_path, [])
+    assert refused.returncode == 1 and "built for target x86_64, this runtime is wasm32" in refused.stderr
+    (tmp_path / "short.bin").write_bytes(b"\0" * 8)
+    short = run_in_node(tmp_path, tmp_path / "model.spx", tmp_path, [tmp_path / "short.bin"])
+    assert short.returncode == 1 and "takes 24 bytes, got 8" in short.stderr
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18", "bert_encoder"])
+def test_zoo_model_in_node_matches_onnxruntime(name, tmp_path):
+    pytest.importorskip("torchvision")
+    path = zoo.cached(name)
+    result = sparsec.compile(path, target="wasm32", output=tmp_path)
+    feed = zoo.example_inputs(name)
+    for input_name, value in feed.items():
+        value.tofile(tmp_path / f"{input_name}.bin")
+    run = run_in_node(tmp_path, result.path, tmp_path, [tmp_path / f"{n}.bin" for n in feed])
+    assert run.returncode == 0, run.stderr
+    described = json.loads(run.stdout)
+    assert [i["name"] for i in described["inputs"]] == list(feed)
+    ref = run_onnxruntime(path, feed)
+    ours = [np.fromfile(tmp_path / f"{i}.bin", r.dtype).reshape(r.shape) for i, r in enumerate(ref)]
+    error = max(max_rel_error(a, r) for a, r in zip(ours, ref))
+    print(f"{name} in Node (wasm32): max relative error {error:.2e}")
+    assert error < TOLERANCE
