@@ -1,9 +1,34 @@
 // Vectorisable activation: the kind is chosen once per call so each loop body is branch-free.
+#include <cstdint>
+#include <cstring>
+
 #include "../ref/activation_math.h"
 #include "sparsec/kernels.h"
 
 namespace sparsec {
 namespace {
+
+// exp without a libm call, so loops using it vectorise: x = n ln2 + r (Cody-Waite), exp(r) by the
+// Cephes polynomial on |r| <= ln2/2, 2^n from the exponent bits. Relative error ~2 ulp.
+inline float exp_poly(float x) {
+  x = x < -87.0f ? -87.0f : x;  // (ternaries, not std::min/max: GCC if-converts these)
+  x = x > 88.0f ? 88.0f : x;
+  const float n = (x * 1.44269504089f + 12582912.0f) - 12582912.0f;  // round to nearest (1.5 * 2^23 trick)
+  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-6f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+inline float sigmoid_poly(float x) { return 1.0f / (1.0f + exp_poly(-x)); }
 
 template <typename F>
 void apply(float* data, size_t n, F f) {
@@ -22,8 +47,8 @@ void f32_activation__portable(const ActParams& act, float* data, size_t n) {
     case Activation::kHardSwish: return apply(data, n, hard_swish);
     case Activation::kHardSigmoid:
       return apply(data, n, [a, b](float x) { return hard_sigmoid(x, a, b); });
-    case Activation::kSigmoid: return apply(data, n, sigmoid);
-    case Activation::kSiLU: return apply(data, n, silu);
+    case Activation::kSigmoid: return apply(data, n, sigmoid_poly);
+    case Activation::kSiLU: return apply(data, n, [](float x) { return x * sigmoid_poly(x); });
     case Activation::kGelu: return apply(data, n, gelu);
     case Activation::kGeluTanh: return apply(data, n, gelu_tanh);
     case Activation::kTanh: return apply(data, n, [](float x) { return std::tanh(x); });

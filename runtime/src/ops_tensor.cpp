@@ -124,10 +124,34 @@ bool check_reduce(const Op& op, size_t*, std::string* err) {
   return true;
 }
 
+// Sum/mean/max/min over trailing axes: each output reduces one contiguous row (GlobalAveragePool).
+bool reduce_rows(const Tensor& x, ReduceKind kind, int64_t mask, float* out, size_t n_out) {
+  bool reducing = false;
+  for (uint32_t d = 0; d < x.ndim; ++d) {
+    const bool reduced = (mask >> d) & 1;
+    if (x.dims[d] == 1) continue;
+    if (reducing && !reduced) return false;
+    reducing |= reduced;
+  }
+  if (kind != ReduceKind::kMean && kind != ReduceKind::kSum && kind != ReduceKind::kMax && kind != ReduceKind::kMin)
+    return false;
+  const size_t row = x.numel / std::max<size_t>(n_out, 1);
+  for (size_t o = 0; o < n_out; ++o) {
+    const float* in = x.f32() + o * row;
+    float acc = kind == ReduceKind::kMax || kind == ReduceKind::kMin ? in[0] : 0.0f;
+    if (kind == ReduceKind::kMax) for (size_t i = 1; i < row; ++i) acc = std::max(acc, in[i]);
+    else if (kind == ReduceKind::kMin) for (size_t i = 1; i < row; ++i) acc = std::min(acc, in[i]);
+    else for (size_t i = 0; i < row; ++i) acc += in[i];
+    out[o] = kind == ReduceKind::kMean ? acc / float(row) : acc;
+  }
+  return true;
+}
+
 bool run_reduce(const Op& op, float*, std::string*) {
   const Tensor& x = *op.in[0];
   const ReduceKind kind = static_cast<ReduceKind>(op.iattr[0]);
   const int64_t mask = op.iattr[1];
+  if (x.numel > 0 && reduce_rows(x, kind, mask, op.out[0]->f32(), op.out[0]->numel)) return true;
   int64_t strides[kMaxDims];
   contiguous_strides(x, strides);
   // Split dims into kept (outer odometer) and reduced (inner odometer).
