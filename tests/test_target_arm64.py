@@ -121,3 +121,21 @@ def test_kernels_match_reference_on_arm64(tmp_path):
     result = run_on_arm64(build_kernel_test("arm64", tmp_path / "build"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert " 0 failed" in result.stdout
+
+
+def test_missing_toolchain_says_how_to_install(tmp_path, monkeypatch):
+    import sparsec.targets
+
+    monkeypatch.setattr(sparsec.targets, "_zig_binary", lambda: None)
+    monkeypatch.setattr(sparsec.targets.shutil, "which", lambda name: None)
+    with pytest.raises(sparsec.ToolchainError, match="pip install ziglang"):
+        sparsec.compile(single_op_model("Relu", [("x", [2, 3])]), target="arm64", output=tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # a failed compile writes nothing
+
+
+def test_runtime_is_built_once(relu_build):
+    from sparsec.targets import runtime_dir
+
+    first = runtime_dir("arm64")
+    stamp = (first / "sparsec-run").stat().st_mtime_ns
+    assert runtime_dir("arm64") == first and (first / "sparsec-run").stat().st_mtime_ns == stamp

@@ -44,18 +44,19 @@ void f32_conv2d__scalar(const Conv2dShape& s, const float* x, const float* w, co
   }
 }
 
-void f32_im2col__scalar(const Conv2dShape& s, const float* x, size_t c0, size_t nc, float* cols) {
-  const size_t plane = s.OH * s.OW;
+void f32_im2col__scalar(const Conv2dShape& s, const float* x, size_t c0, size_t nc, size_t oh0, size_t oh1,
+                        float* cols) {
+  const size_t band = (oh1 - oh0) * s.OW;
   for (size_t c = 0; c < nc; ++c) {
     const float* x_c = x + (c0 + c) * s.H * s.W;
     for (size_t kh = 0; kh < s.KH; ++kh) {
       for (size_t kw = 0; kw < s.KW; ++kw) {
-        float* row = cols + ((c * s.KH + kh) * s.KW + kw) * plane;
-        for (size_t oh = 0; oh < s.OH; ++oh) {
+        float* row = cols + ((c * s.KH + kh) * s.KW + kw) * band;
+        for (size_t oh = oh0; oh < oh1; ++oh) {
           const ptrdiff_t ih = input_coord(oh, s.SH, s.PT, kh, s.DH);
           for (size_t ow = 0; ow < s.OW; ++ow) {
             const ptrdiff_t iw = input_coord(ow, s.SW, s.PL, kw, s.DW);
-            row[oh * s.OW + ow] = inside(ih, s.H) && inside(iw, s.W) ? x_c[ih * s.W + iw] : 0.0f;
+            row[(oh - oh0) * s.OW + ow] = inside(ih, s.H) && inside(iw, s.W) ? x_c[ih * s.W + iw] : 0.0f;
           }
         }
       }

@@ -6,6 +6,10 @@
 
 #include "sparsec_rt.h"
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the .spx format is little-endian and the loader reads it in place: big-endian hosts need byte swaps"
+#endif
+
 namespace sparsec {
 namespace {
 
@@ -23,7 +27,7 @@ class Reader {
       ok_ = false;
       return value;
     }
-    std::memcpy(&value, data_ + pos_, sizeof(T));  // host is little-endian (checked at build)
+    std::memcpy(&value, data_ + pos_, sizeof(T));  // host is little-endian (checked above)
     pos_ += sizeof(T);
     return value;
   }

@@ -60,9 +60,9 @@ bool check_conv(const Op& op, size_t* scratch, std::string* err) {
   if (op.in.size() == 3 && op.in[2]) SPX_REQUIRE(op.in[2]->numel == size_t(w.dims[0]), "bias size differs from output channels");
   const Conv2dShape s = conv_shape(op);
   if (!is_depthwise(s) && !is_pointwise(op, s)) {
-    const double cols = double(s.C / s.G) * double(s.KH * s.KW) * double(s.OH * s.OW);
-    SPX_REQUIRE(cols <= double(kMaxNumel), "im2col buffer would be too large");
-    *scratch = (s.C / s.G) * s.KH * s.KW * s.OH * s.OW;
+    const double rows = double(s.C / s.G) * double(s.KH * s.KW);
+    SPX_REQUIRE(rows * double(kIm2colBandColumns + s.OW) <= double(kMaxNumel), "im2col buffer would be too large");
+    *scratch = f32_conv2d_im2col_scratch(s);
   }
   return true;
 }
@@ -82,14 +82,14 @@ bool run_conv(const Op& op, float* scratch, std::string*) {
       f32_dwconv2d__portable(s, x, w, bias, act, y);
       continue;
     }
-    for (size_t g = 0; g < s.G; ++g) {
-      const float* cols = x + g * Cg * s.H * s.W;
-      if (!pointwise) {
-        f32_im2col__scalar(s, x, g * Cg, Cg, scratch);
-        cols = scratch;
-      }
-      GemmArgs gemm{Mg, out_plane, Kg, w + g * Mg * Kg, Kg, cols, out_plane, y + g * Mg * out_plane, out_plane,
-                    bias ? bias + g * Mg : nullptr, bias ? BiasMode::kPerRow : BiasMode::kNone, act};
+    if (!pointwise) {
+      f32_conv2d_im2col__portable(s, x, w, bias, act, y, scratch);
+      continue;
+    }
+    for (size_t g = 0; g < s.G; ++g) {  // 1x1, stride 1, no padding: the input already is the column matrix
+      GemmArgs gemm{Mg, out_plane, Kg, w + g * Mg * Kg, Kg, x + g * Cg * s.H * s.W, out_plane,
+                    y + g * Mg * out_plane, out_plane, bias ? bias + g * Mg : nullptr,
+                    bias ? BiasMode::kPerRow : BiasMode::kNone, act};
       f32_gemm__portable(gemm);
     }
   }

@@ -217,18 +217,11 @@ std::string conv_name(const char* kernel, const Conv2dShape& s) {
              s.DH, s.DW);
 }
 
-// The executor's im2col path: per group, cols = im2col(x), y_g = W_g * cols + bias, act.
+// The executor's im2col path, with its banded scratch buffer.
 void conv_by_im2col(const Conv2dShape& s, const float* x, const float* w, const float* bias,
                     const ActParams& act, float* y) {
-  const size_t group_in = s.C / s.G, group_out = s.M / s.G, rows = group_in * s.KH * s.KW;
-  const size_t plane = s.OH * s.OW;
-  std::vector<float> cols(rows * plane);
-  for (size_t g = 0; g < s.G; ++g) {
-    f32_im2col__scalar(s, x, g * group_in, group_in, cols.data());
-    f32_gemm__portable({group_out, plane, rows, w + g * group_out * rows, rows, cols.data(), plane,
-                        y + g * group_out * plane, plane, bias ? bias + g * group_out : nullptr,
-                        bias ? BiasMode::kPerRow : BiasMode::kNone, act});
-  }
+  std::vector<float> scratch(f32_conv2d_im2col_scratch(s));
+  f32_conv2d_im2col__portable(s, x, w, bias, act, y, scratch.data());
 }
 
 using ConvFn = void (*)(const Conv2dShape&, const float*, const float*, const float*,
@@ -288,7 +281,7 @@ void check_conv_all() {
                 const Conv2dShape s{grouping.C, img[0], img[1], grouping.M, OH, OW, k[0], k[1],
                                     st[0], st[1], pad_top, pad_left, d[0], d[1], grouping.G};
                 const bool with_bias = act_kind % 2 == 0;
-                check_conv("im2col+f32_gemm__portable", conv_by_im2col, s, with_bias, act_kind);
+                check_conv("f32_conv2d_im2col__portable", conv_by_im2col, s, with_bias, act_kind);
                 if (s.G == s.C && s.C == s.M)
                   check_conv("f32_dwconv2d__portable", f32_dwconv2d__portable, s, with_bias,
                              act_kind);

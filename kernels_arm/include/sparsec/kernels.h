@@ -63,8 +63,16 @@ struct Conv2dShape {
 };
 void f32_conv2d__scalar(const Conv2dShape& s, const float* x, const float* w, const float* bias,
                         const ActParams& act, float* y);
-// cols[(c*KH+kh)*KW+kw, oh*OW+ow] for channels [c0, c0+nc); zero where the window is in padding.
-void f32_im2col__scalar(const Conv2dShape& s, const float* x, size_t c0, size_t nc, float* cols);
+// cols[((c-c0)*KH+kh)*KW+kw, (oh-oh0)*OW+ow] for channels [c0, c0+nc) and output rows [oh0, oh1);
+// zero where the window is in padding. Bands of rows keep the buffer small.
+void f32_im2col__scalar(const Conv2dShape& s, const float* x, size_t c0, size_t nc, size_t oh0, size_t oh1,
+                        float* cols);
+// Any convolution as im2col + f32_gemm__portable per group, over bands of output rows so the
+// column buffer stays near kIm2colBandColumns columns. scratch holds f32_conv2d_im2col_scratch(s) floats.
+constexpr size_t kIm2colBandColumns = 1024;
+size_t f32_conv2d_im2col_scratch(const Conv2dShape& s);
+void f32_conv2d_im2col__portable(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                                 const ActParams& act, float* y, float* scratch);
 // Depthwise: G == C == M, weights [C, 1, KH, KW].
 void f32_dwconv2d__portable(const Conv2dShape& s, const float* x, const float* w,
                             const float* bias, const ActParams& act, float* y);

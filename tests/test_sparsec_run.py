@@ -1,0 +1,43 @@
+"""sparsec-run built natively (the CMake target the arm64 target cross-builds): raw files in/out, clean errors."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+import sparsec
+from conftest import single_op_model
+from sparsec.targets import cmake_build
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    build = cmake_build("host", tmp_path_factory.mktemp("host-build"), ["sparsec-run"])
+    return build / "sparsec-run"
+
+
+def test_matches_python_session(runner, tmp_path, rng):
+    model = single_op_model("Add", [("a", [2, 3]), ("b", [2, 3])], outputs=["sum"])
+    artifact = sparsec.compile(model, output=tmp_path / "add.spx").path
+    a, b = rng.standard_normal((2, 2, 3), dtype=np.float32)
+    a.tofile(tmp_path / "a.bin")
+    b.tofile(tmp_path / "b.bin")
+    result = subprocess.run([runner, artifact, "--input", tmp_path / "a.bin", "--input", tmp_path / "b.bin",
+                             "--output", tmp_path / "sum.bin"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    expected = sparsec.load(artifact).run(None, {"a": a, "b": b})[0]
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "sum.bin", np.float32).reshape(2, 3), expected)
+    info = subprocess.run([runner, artifact, "--info"], capture_output=True, text=True)
+    assert "input  b: float32 [2, 3] 24 bytes" in info.stdout and "output sum: float32 [2, 3]" in info.stdout
+
+
+def test_errors_exit_1_with_message(runner, tmp_path):
+    artifact = sparsec.compile(single_op_model("Relu", [("x", [2, 3])]), output=tmp_path / "r.spx").path
+    (tmp_path / "cut.spx").write_bytes(artifact.read_bytes()[:100])
+    for args, message in [([tmp_path / "cut.spx", "--info"], "cut.spx: "), ([artifact, "--bogus"], "unexpected argument"),
+                          ([artifact, "--input", tmp_path / "absent.bin"], "cannot read")]:
+        result = subprocess.run([runner, *args], capture_output=True, text=True)
+        assert result.returncode == 1 and "sparsec-run: error:" in result.stderr and message in result.stderr, result
+    assert subprocess.run([runner, "--help"], capture_output=True, text=True).stdout.startswith("usage: sparsec-run")
