@@ -27,6 +27,8 @@ def _compile(args) -> None:
     print(f"runtime ops: {r['runtime_ops']}, constants: {r['constant_bytes']:,} bytes")
     print(f"activation memory: {r['peak_activation_bytes']:,} bytes planned vs {r['naive_activation_bytes']:,} "
           f"naive ({r['peak_activation_bytes'] / max(r['naive_activation_bytes'], 1):.0%})")
+    if r["runtime_files_bytes"]:
+        print("runtime files: " + ", ".join(f"{name} ({size:,} bytes)" for name, size in r["runtime_files_bytes"].items()))
 
 
 def _run(args) -> None:

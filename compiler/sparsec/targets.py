@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from sparsec.errors import RuntimeBuildError, ToolchainError
+
 
 @dataclass(frozen=True)
 class TargetRuntime:
@@ -74,7 +76,7 @@ def _zig_binary() -> Path | None:
 
 def _write_script(path: Path, command: list[str]) -> str:
     """A one-line exec wrapper: CMake wants a single executable per tool, zig needs a subcommand."""
-    path.write_text("#!/bin/sh\nexec " + " ".join(f"'{part}'" for part in command) + ' "$@"\n')
+    path.write_text(f'#!/bin/sh\nexec {shlex.join(command)} "$@"\n')
     path.chmod(0o755)
     return str(path)
 

@@ -1,4 +1,4 @@
-// Portable register-tiled GEMM: plain C++ loops shaped so GCC/Clang vectorise across N.
+// Portable register-tiled GEMM on GCC/Clang generic vectors (SSE/AVX, NEON, wasm simd128).
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -9,60 +9,71 @@
 namespace sparsec {
 namespace {
 
-// Tile sized to the vector register file (MR x NR accumulators), picked by measurement.
-// NR must stay above 16: GCC fully unrolls shorter j loops before vectorising and then
-// vectorises along K with lane shuffles, which is several times slower.
+// Tile sized to the vector register file: MR x NV accumulator vectors, plus NV vectors of B
+// and one broadcast A value per step. GCC and Clang vector extensions (rather than loops left to
+// the auto-vectoriser) make both compilers keep the accumulators in registers.
 #if defined(__AVX__)
-constexpr size_t kMR = 3, kNR = 32;  // 16 x 256-bit registers
+constexpr size_t kLanes = 8, kMR = 6, kNV = 2;  // 12 + 2 + 1 of 16 x 256-bit registers
 #elif defined(__aarch64__)
-constexpr size_t kMR = 4, kNR = 24;  // 32 x 128-bit registers
+constexpr size_t kLanes = 4, kMR = 8, kNV = 3;  // 24 + 3 + 1 of 32 x 128-bit registers
 #else
-constexpr size_t kMR = 3, kNR = 24;  // 16 x 128-bit registers (SSE2, wasm simd128)
+constexpr size_t kLanes = 4, kMR = 6, kNV = 2;  // 16 x 128-bit registers (SSE2, wasm simd128)
 #endif
-static_assert(kNR > 16, "see above");
-// GCC's -O3 unroll-and-jam doubles the K step of the micro tile, which spills accumulators
-// (on aarch64 it leaves them in memory); the tile is already unrolled where it matters.
-#if defined(__GNUC__) && !defined(__clang__)
-#define SPARSEC_NO_UNROLL_AND_JAM __attribute__((optimize("no-loop-unroll-and-jam")))
-#else
-#define SPARSEC_NO_UNROLL_AND_JAM
-#endif
+constexpr size_t kNR = kNV * kLanes;
+typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
+
+// Unaligned vector access; memcpy compiles to a single vector load or store.
+inline Vec load(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 
 constexpr size_t kKC = 256;  // K block: the packed KC x NR panel of B stays in L1
 constexpr size_t kMC = 128;  // M block: the MC x KC block of A stays in L2 across panels
 // Up to this many columns, dot products along K beat tiles padded to NR columns (measured
-// crossover with AVX2: 12 of 32).
-constexpr size_t kDotMaxN = kNR * 3 / 8;
-constexpr size_t kDotLanes = 32;  // partial sums; > 16 for the same reason as NR
+// crossover with AVX2: 5 of 16).
+constexpr size_t kDotMaxN = kNR / 3;
+constexpr size_t kDotLanes = 32;  // partial sums; > 16 so GCC vectorises across lanes, not K
 constexpr size_t kDotKC = 1024;   // K block of the copied B column: few lane reductions per row
 
 // acc = first ? row_bias[i] + col_bias[j] : C;  acc += A[0:MR, 0:kc] * B[0:kc, 0:NR];  C = acc.
-// The loop nest (j outside and vectorised, i unrolled inside) is the one GCC and Clang both turn
-// into broadcast-A / vector-B FMAs with the accumulators held in registers.
 template <size_t MR>
-SPARSEC_NO_UNROLL_AND_JAM void micro_tile(const float* a, size_t lda, size_t kc, const float* b,
-                                          size_t ldb, float* c, size_t ldc, bool first,
-                                          const float* row_bias, const float* col_bias) {
-  float acc[MR][kNR];
+void micro_tile(const float* a, size_t lda, size_t kc, const float* b, size_t ldb, float* c,
+                size_t ldc, bool first, const float* row_bias, const float* col_bias) {
+  // Short tiles have too few accumulators to hide FMA latency: they take turns over K between
+  // independent copies, summed at the end.
+  constexpr size_t kChains = MR * kNV >= 8 ? 1 : MR * kNV >= 4 ? 2 : 4;
+  Vec acc[kChains][MR][kNV] = {};
   if (first) {
-    for (size_t i = 0; i < MR; ++i)
-      for (size_t j = 0; j < kNR; ++j) acc[i][j] = row_bias[i] + col_bias[j];
+    for (size_t v = 0; v < kNV; ++v) {
+      const Vec col = load(col_bias + v * kLanes);
+      for (size_t i = 0; i < MR; ++i) acc[0][i][v] = row_bias[i] + col;
+    }
   } else {
     for (size_t i = 0; i < MR; ++i)
-      for (size_t j = 0; j < kNR; ++j) acc[i][j] = c[i * ldc + j];
+      for (size_t v = 0; v < kNV; ++v) acc[0][i][v] = load(c + i * ldc + v * kLanes);
   }
-  for (size_t k = 0; k < kc; ++k) {
-    const float* b_row = b + k * ldb;
-    float a_col[MR];
-    for (size_t i = 0; i < MR; ++i) a_col[i] = a[i * lda + k];
-    for (size_t j = 0; j < kNR; ++j) {
-      const float b_kj = b_row[j];
-#pragma GCC unroll 8
-      for (size_t i = 0; i < MR; ++i) acc[i][j] += a_col[i] * b_kj;
+  auto step = [&](Vec(&sum)[MR][kNV], size_t k) {
+    Vec b_row[kNV];
+    for (size_t v = 0; v < kNV; ++v) b_row[v] = load(b + k * ldb + v * kLanes);
+    for (size_t i = 0; i < MR; ++i) {
+      const float a_ik = a[i * lda + k];
+      for (size_t v = 0; v < kNV; ++v) sum[i][v] += a_ik * b_row[v];
     }
-  }
+  };
+  size_t k = 0;
+  // Clang would unroll further and run out of registers for the addresses and accumulators.
+#pragma GCC unroll 1
+  for (; k + kChains <= kc; k += kChains)
+    for (size_t chain = 0; chain < kChains; ++chain) step(acc[chain], k + chain);
+  for (; k < kc; ++k) step(acc[0], k);
+  for (size_t chain = 1; chain < kChains; ++chain)
+    for (size_t i = 0; i < MR; ++i)
+      for (size_t v = 0; v < kNV; ++v) acc[0][i][v] += acc[chain][i][v];
   for (size_t i = 0; i < MR; ++i)
-    for (size_t j = 0; j < kNR; ++j) c[i * ldc + j] = acc[i][j];
+    for (size_t v = 0; v < kNV; ++v) store(c + i * ldc + v * kLanes, acc[0][i][v]);
 }
 
 using MicroTile = void (*)(const float*, size_t, size_t, const float*, size_t, float*, size_t,
@@ -76,6 +87,13 @@ constexpr std::array<MicroTile, kMR> kMicroTiles = micro_tiles(std::make_index_s
 
 // Contiguous copy of a kc x nr slice of B, zero-padded to NR columns.
 void pack_panel(const float* b, size_t ldb, size_t kc, size_t nr, float* panel) {
+  // Whole vectors when full: a variable-length memcpy per row would cost as much as the FMAs.
+  if (nr == kNR) {
+    for (size_t k = 0; k < kc; ++k)
+      for (size_t v = 0; v < kNV; ++v)
+        store(panel + k * kNR + v * kLanes, load(b + k * ldb + v * kLanes));
+    return;
+  }
   for (size_t k = 0; k < kc; ++k) {
     std::memcpy(panel + k * kNR, b + k * ldb, nr * sizeof(float));
     std::fill(panel + k * kNR + nr, panel + (k + 1) * kNR, 0.0f);
