@@ -13,17 +13,32 @@ import pytest
 import sparsec
 import zoo
 from conftest import max_rel_error, run_onnxruntime, single_op_model
+from kernel_build import build_kernel_test
 
 TOLERANCE = 1e-4  # max|sparsec - onnxruntime| / max|onnxruntime|
 WASM_SIZE_GOAL = 150 * 1024
 DRIVER = Path(__file__).parent / "wasm" / "run_model.mjs"
+WASI_RUNNER = Path(__file__).parent / "wasm" / "run_wasi.mjs"
+
+
+def node() -> str:
+    path = shutil.which("node")
+    assert path, "node not found: apt-get install nodejs (Node >= 20)"
+    return path
 
 
 def run_in_node(build: Path, artifact: Path, out_dir: Path, input_files) -> subprocess.CompletedProcess:
-    node = shutil.which("node")
-    assert node, "node not found: apt-get install nodejs (Node >= 20)"
-    command = [node, str(DRIVER), str(build / "sparsec.js"), str(artifact), str(out_dir), *map(str, input_files)]
+    command = [node(), str(DRIVER), str(build / "sparsec.js"), str(artifact), str(out_dir), *map(str, input_files)]
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def test_kernels_match_reference_on_wasm32(tmp_path):
+    """The kernel test program built for wasm32 + SIMD128, run in Node's WASI."""
+    program = build_kernel_test("wasm32", tmp_path / "build")
+    result = subprocess.run([node(), "--no-warnings", str(WASI_RUNNER), str(program)], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert " 0 failed" in result.stdout
 
 
 def test_compile_ships_wasm_and_js(tmp_path):
