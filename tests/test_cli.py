@@ -23,6 +23,7 @@ def test_compile_run_inspect(tmp_path, capsys, rng):
     report = json.loads((tmp_path / "build" / "conv.report.json").read_text())
     assert report["artifact_bytes"] == artifact.stat().st_size
     assert [row["pass"] for row in report["passes"]][0] == "fold_constants"
+    assert report["passes"][0]["does"].startswith("Evaluates every node whose inputs are constant")
 
     x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)

@@ -52,6 +52,7 @@ def run_passes(model: ir.Model, passes: list[Pass], progress=None) -> tuple[ir.M
         changes = {op: after[op] - before[op] for op in sorted(set(before) | set(after)) if after[op] != before[op]}
         rows.append({
             "pass": p.name,
+            "does": p.doc,
             "nodes_before": sum(before.values()),
             "nodes_after": sum(after.values()),
             "changes": changes,
