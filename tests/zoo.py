@@ -167,6 +167,8 @@ def export(name: str, path) -> Path:
         # TracerWarnings that are harmless because every shape is static.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # PRESERVE + constant folding warns that training-mode parameters could change; the model is in eval mode.
+        warnings.filterwarnings("ignore", message=".*constant folding mutates model parameters")
         torch.onnx.export(
             model,
             args,
