@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -24,6 +26,21 @@ def run_onnxruntime(model, feed: dict) -> list[np.ndarray]:
     data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else open(model, "rb").read()
     session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     return session.run(None, feed)
+
+
+def write_raw_inputs(feed: dict, directory) -> list:
+    """Each input as <name>.bin (raw little-endian bytes, the format sparsec-run and sparsec.js read)."""
+    paths = []
+    for name, value in feed.items():
+        paths.append(Path(directory) / f"{name}.bin")
+        value.tofile(paths[-1])
+    return paths
+
+
+def raw_outputs_error(paths, reference: list[np.ndarray]) -> float:
+    """Worst relative error of raw output files against onnxruntime's outputs (same order)."""
+    ours = [np.fromfile(path, r.dtype).reshape(r.shape) for path, r in zip(paths, reference)]
+    return max(max_rel_error(a, r) for a, r in zip(ours, reference))
 
 
 def compile_and_compare(model, feed: dict, tmp_path, **options) -> float:

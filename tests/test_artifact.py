@@ -14,7 +14,6 @@ import pytest
 import sparsec
 from conftest import single_op_model
 from sparsec import _rt
-from sparsec.artifact.format import HEADER_SIZE
 from sparsec.artifact.opcodes import RUNTIME_NAMES
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 import sparsec
 import zoo
-from conftest import max_rel_error, run_onnxruntime
+from conftest import max_rel_error, run_onnxruntime, write_raw_inputs
 
 TOLERANCE = 1e-4  # max|sparsec - onnxruntime| / max|onnxruntime|
 BROWSER_DIR = Path(__file__).parent / "browser"
@@ -56,8 +56,7 @@ def test_mobilenet_v2_in_chromium_matches_onnxruntime(tmp_path):
     sparsec.compile(path, target="wasm32", output=site / "model.spx")
     shutil.copy(BROWSER_DIR / "index.html", site)
     feed = zoo.example_inputs(name)
-    for input_name, value in feed.items():
-        value.tofile(site / f"{input_name}.bin")
+    write_raw_inputs(feed, site)
 
     with serve(site) as url:
         run = subprocess.run([node, str(BROWSER_DIR / "run_page.mjs"), chromium, url + "index.html"],

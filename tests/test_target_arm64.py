@@ -12,7 +12,7 @@ import pytest
 
 import sparsec
 import zoo
-from conftest import max_rel_error, run_onnxruntime, single_op_model
+from conftest import raw_outputs_error, run_onnxruntime, single_op_model, write_raw_inputs
 from kernel_build import build_kernel_test
 from sparsec.cli import main
 
@@ -102,17 +102,13 @@ def test_zoo_model_on_arm64_matches_onnxruntime(name, tmp_path):
     path = zoo.cached(name)
     result = sparsec.compile(path, target="arm64", output=tmp_path)
     feed = zoo.example_inputs(name)
-    args = []
-    for input_name, value in feed.items():
-        value.tofile(tmp_path / f"{input_name}.bin")
-        args += ["--input", tmp_path / f"{input_name}.bin"]
     ref = run_onnxruntime(path, feed)
-    for i in range(len(ref)):
-        args += ["--output", tmp_path / f"output{i}.bin"]
+    outputs = [tmp_path / f"output{i}.bin" for i in range(len(ref))]
+    args = [a for p in write_raw_inputs(feed, tmp_path) for a in ("--input", p)]
+    args += [a for p in outputs for a in ("--output", p)]
     run = run_on_arm64(tmp_path / "sparsec-run", result.path, *args)
     assert run.returncode == 0, run.stderr
-    ours = [np.fromfile(tmp_path / f"output{i}.bin", r.dtype).reshape(r.shape) for i, r in enumerate(ref)]
-    error = max(max_rel_error(a, r) for a, r in zip(ours, ref))
+    error = raw_outputs_error(outputs, ref)
     print(f"{name} on arm64 (qemu): max relative error {error:.2e}")
     assert error < TOLERANCE
 

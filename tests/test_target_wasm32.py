@@ -7,12 +7,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import sparsec
 import zoo
-from conftest import max_rel_error, run_onnxruntime, single_op_model
+from conftest import raw_outputs_error, run_onnxruntime, single_op_model, write_raw_inputs
 from kernel_build import build_kernel_test
 
 TOLERANCE = 1e-4  # max|sparsec - onnxruntime| / max|onnxruntime|
@@ -76,14 +75,11 @@ def test_zoo_model_in_node_matches_onnxruntime(name, tmp_path):
     path = zoo.cached(name)
     result = sparsec.compile(path, target="wasm32", output=tmp_path)
     feed = zoo.example_inputs(name)
-    for input_name, value in feed.items():
-        value.tofile(tmp_path / f"{input_name}.bin")
-    run = run_in_node(tmp_path, result.path, tmp_path, [tmp_path / f"{n}.bin" for n in feed])
+    run = run_in_node(tmp_path, result.path, tmp_path, write_raw_inputs(feed, tmp_path))
     assert run.returncode == 0, run.stderr
     described = json.loads(run.stdout)
     assert [i["name"] for i in described["inputs"]] == list(feed)
     ref = run_onnxruntime(path, feed)
-    ours = [np.fromfile(tmp_path / f"{i}.bin", r.dtype).reshape(r.shape) for i, r in enumerate(ref)]
-    error = max(max_rel_error(a, r) for a, r in zip(ours, ref))
+    error = raw_outputs_error([tmp_path / f"{i}.bin" for i in range(len(ref))], ref)
     print(f"{name} in Node (wasm32): max relative error {error:.2e}")
     assert error < TOLERANCE

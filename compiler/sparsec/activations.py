@@ -8,6 +8,7 @@ import numpy as np
 import onnx_ir as ir
 
 from sparsec.artifact.opcodes import Activation
+from sparsec.naming import is_standard
 
 FUSED_DOMAIN = "sparsec"
 
@@ -25,7 +26,7 @@ def activation_of(node: ir.Node) -> tuple[Activation, float, float] | None:
     if node.domain == FUSED_DOMAIN and op == "Activation":
         a, b = node.attributes.get_floats("activation_params", [0.0, 0.0])
         return Activation[node.attributes.get_string("activation")], a, b
-    if node.domain not in ("", "ai.onnx"):
+    if not is_standard(node):
         return None
     get = node.attributes.get_float
     simple = {"Relu": Activation.RELU, "Sigmoid": Activation.SIGMOID, "Tanh": Activation.TANH,

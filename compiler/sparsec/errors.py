@@ -1,5 +1,7 @@
 """One exception family: every user-facing failure is a SparsecError naming the node and op involved."""
 
+from sparsec.naming import op_label
+
 
 class SparsecError(Exception):
     """Base of all sparsec errors. CLI exit code 1 (the user's input is at fault)."""
@@ -48,5 +50,4 @@ class InternalError(SparsecError):
 
 def node_label(node) -> str:
     """"node 'name' (OpType)" for messages."""
-    op = f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
-    return f"node '{node.name}' ({op})"
+    return f"node '{node.name}' ({op_label(node)})"

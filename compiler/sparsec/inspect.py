@@ -9,6 +9,8 @@ import onnx_ir as ir
 
 from sparsec.frontend import load_model
 from sparsec.lower.lower import rule_for
+from sparsec.naming import op_label
+from sparsec.passes import fold_constants, op_counts
 from sparsec.passes.util import const_array
 
 
@@ -35,11 +37,9 @@ def node_macs(node: ir.Node) -> int:
 
 def summarize(model: ir.Model) -> dict:
     """Counts per op type, parameters, MACs, and the nodes sparsec has no rule for."""
-    ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in model.graph)
+    ops = op_counts(model)
     params = sum(int(const_array(v).size) for v in model.graph.initializers.values())
-    unsupported = Counter(
-        n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in model.graph if rule_for(n) is None
-    )
+    unsupported = Counter(op_label(n) for n in model.graph if rule_for(n) is None)
     return {
         "inputs": [(v.name, _shape(v), str(v.dtype)) for v in model.graph.inputs],
         "outputs": [(v.name, _shape(v), str(v.dtype)) for v in model.graph.outputs],
@@ -54,6 +54,4 @@ def summarize(model: ir.Model) -> dict:
 
 def inspect_model(path, input_shapes=None) -> dict:
     """Loads (checker + shape inference) and summarises a model, after constant folding."""
-    from sparsec.passes import fold_constants
-
     return summarize(fold_constants(load_model(path, input_shapes)))

@@ -9,6 +9,7 @@ import onnx_ir as ir
 from onnx_ir.passes.common import RemoveInitializersFromInputsPass
 
 from sparsec.errors import ModelLoadError, ShapeError
+from sparsec.naming import STANDARD_DOMAINS
 
 MIN_OPSET = 17  # older models are converted up; the lowering reads opset >= 17 forms
 
@@ -51,7 +52,7 @@ def _read(source) -> onnx.ModelProto:
 
 def _default_opset(proto: onnx.ModelProto) -> int:
     for opset in proto.opset_import:
-        if opset.domain in ("", "ai.onnx"):
+        if opset.domain in STANDARD_DOMAINS:
             return opset.version
     raise ModelLoadError("model imports no default-domain opset")
 

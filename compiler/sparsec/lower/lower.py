@@ -13,6 +13,7 @@ from sparsec.activations import FUSED_DOMAIN, activation_of, attached
 from sparsec.artifact.format import DTYPE_CODES, OpEntry, TensorEntry
 from sparsec.artifact.opcodes import Activation, BinaryOp, OpCode, PadMode, PoolKind, ReduceKind, UnaryOp
 from sparsec.errors import ShapeError, UnsupportedOpError, node_label
+from sparsec.naming import is_standard, op_label
 from sparsec.passes.util import const_array
 
 
@@ -439,7 +440,7 @@ SUPPORTED_OPS = sorted(op for op in RULES if op not in _FUSED_RULES)
 def rule_for(node: ir.Node) -> Callable | None:
     if node.domain == FUSED_DOMAIN:
         return RULES.get(node.op_type) if node.op_type in _FUSED_RULES else None
-    if node.domain in ("", "ai.onnx") and node.op_type not in _FUSED_RULES:
+    if is_standard(node) and node.op_type not in _FUSED_RULES:
         return RULES.get(node.op_type)
     return None
 
@@ -457,8 +458,7 @@ def lower_model(model: ir.Model, progress=None) -> LoweredGraph:
             progress(f"lowering node {i + 1}/{len(nodes)}")
         rule = rule_for(node)
         if rule is None:
-            unsupported.append((node.name, node.op_type if not node.domain else f"{node.domain}.{node.op_type}",
-                                "no lowering rule for this op"))
+            unsupported.append((node.name, op_label(node), "no lowering rule for this op"))
             continue
         try:
             rule(b, node)

@@ -9,6 +9,7 @@ from typing import Callable
 
 import onnx_ir as ir
 
+from sparsec.naming import op_label
 from sparsec.passes.batchnorm import fold_batchnorm
 from sparsec.passes.cleanup import fold_constants, remove_dead_nodes, remove_identities
 from sparsec.passes.fusion import fuse_activations, fuse_matmul_bias
@@ -36,7 +37,7 @@ PASSES = {p.name: p for p in CLEANUP}
 
 
 def op_counts(model: ir.Model) -> Counter:
-    return Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in model.graph)
+    return Counter(op_label(n) for n in model.graph)
 
 
 def run_passes(model: ir.Model, passes: list[Pass], progress=None) -> tuple[ir.Model, list[dict]]:

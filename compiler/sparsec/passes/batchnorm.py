@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from sparsec.naming import is_standard
 from sparsec.passes.util import add_initializer, bypass, const_array, only_consumer
 
 
@@ -55,10 +56,10 @@ def _fold_into_gemm(gemm: ir.Node, scale: np.ndarray, shift: np.ndarray) -> bool
 def fold_batchnorm(model: ir.Model) -> ir.Model:
     """Folds inference BatchNormalization into the Conv/Gemm producing its input (scaled weights, new bias)."""
     for bn in list(model.graph):
-        if bn.op_type != "BatchNormalization" or bn.domain not in ("", "ai.onnx"):
+        if not is_standard(bn, "BatchNormalization"):
             continue
         producer = bn.inputs[0].producer()
-        if producer is None or only_consumer(bn.inputs[0]) is not bn or producer.domain not in ("", "ai.onnx"):
+        if not is_standard(producer) or only_consumer(bn.inputs[0]) is not bn:
             continue
         params = _bn_scale_shift(bn)
         if params is None:

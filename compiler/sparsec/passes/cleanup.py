@@ -6,6 +6,7 @@ import onnx_ir as ir
 import onnxscript.optimizer
 from onnx_ir.passes.common import LiftConstantsToInitializersPass, RemoveUnusedNodesPass
 
+from sparsec.naming import is_standard
 from sparsec.passes.util import bypass, const_array
 
 _FOLD_LIMIT = 1 << 26  # elements: static models fold whole shape subgraphs and weight transforms
@@ -13,7 +14,7 @@ _FOLD_LIMIT = 1 << 26  # elements: static models fold whole shape subgraphs and 
 
 def _fold_shape_constants(node: ir.Node) -> bool | None:
     # onnxscript keeps ConstantOfShape to save space; the runtime has no such op, so it must fold.
-    return True if node.op_type == "ConstantOfShape" and node.domain in ("", "ai.onnx") else None
+    return True if is_standard(node, "ConstantOfShape") else None
 
 
 def fold_constants(model: ir.Model) -> ir.Model:
@@ -30,7 +31,7 @@ def fold_constants(model: ir.Model) -> ir.Model:
 def remove_identities(model: ir.Model) -> ir.Model:
     """Removes Identity nodes and inference-mode Dropout (its mask output unused)."""
     for node in list(model.graph):
-        if node.domain not in ("", "ai.onnx"):
+        if not is_standard(node):
             continue
         is_dropout = (
             node.op_type == "Dropout"

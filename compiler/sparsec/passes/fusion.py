@@ -6,14 +6,11 @@ import onnx_ir as ir
 
 from sparsec.activations import FUSED_DOMAIN, activation_of, attach, attached, standard_nodes
 from sparsec.artifact.opcodes import Activation
+from sparsec.naming import is_standard
 from sparsec.passes.util import bypass, const_array, only_consumer
 
 # Producers whose kernels apply an activation in their epilogue.
 FUSABLE = {"Conv", "Gemm", "MatMul", "Add"}
-
-
-def _is(node: ir.Node | None, op: str) -> bool:
-    return node is not None and node.op_type == op and node.domain in ("", "ai.onnx")
 
 
 def _fused(node: ir.Node, op_type: str, inputs: list) -> ir.Node:
@@ -30,12 +27,12 @@ def _ensure_domain(model: ir.Model) -> None:
 def fuse_matmul_bias(model: ir.Model) -> ir.Model:
     """MatMul by a constant 2-D weight followed by Add of a constant [N] bias -> sparsec.FusedMatMul."""
     for add in list(model.graph):
-        if not _is(add, "Add"):
+        if not is_standard(add, "Add"):
             continue
         for i in (0, 1):
             matmul, bias = add.inputs[i].producer(), add.inputs[1 - i]
             bias_data = const_array(bias)
-            weight = const_array(matmul.inputs[1]) if _is(matmul, "MatMul") else None
+            weight = const_array(matmul.inputs[1]) if is_standard(matmul, "MatMul") else None
             if weight is None or bias_data is None or weight.ndim != 2 or only_consumer(add.inputs[i]) is not add:
                 continue
             if bias_data.size != weight.shape[1] or bias_data.ndim > 1 and bias_data.shape[-1] != bias_data.size:
@@ -54,11 +51,11 @@ def fuse_matmul_bias(model: ir.Model) -> ir.Model:
 def _fuse_silu(model: ir.Model) -> None:
     """x * Sigmoid(x) -> sparsec.Activation(SILU)."""
     for mul in list(model.graph):
-        if not _is(mul, "Mul"):
+        if not is_standard(mul, "Mul"):
             continue
         for i in (0, 1):
             sig = mul.inputs[i].producer()
-            if _is(sig, "Sigmoid") and sig.inputs[0] is mul.inputs[1 - i] and only_consumer(sig.outputs[0]) is mul:
+            if is_standard(sig, "Sigmoid") and sig.inputs[0] is mul.inputs[1 - i] and only_consumer(sig.outputs[0]) is mul:
                 _ensure_domain(model)
                 node = ir.Node(FUSED_DOMAIN, "Activation", [sig.inputs[0]], name=mul.name)
                 attach(node, (Activation.SILU, 0.0, 0.0))
@@ -79,7 +76,7 @@ def fuse_activations(model: ir.Model) -> ir.Model:
         producer = act_node.inputs[0].producer() if act and act_node.inputs else None
         if producer is None or only_consumer(act_node.inputs[0]) is not act_node:
             continue
-        standard = producer.domain in ("", "ai.onnx") and producer.op_type in FUSABLE
+        standard = is_standard(producer) and producer.op_type in FUSABLE
         refusable = producer.domain == FUSED_DOMAIN and producer.op_type.startswith("Fused")
         if not (standard or refusable) or (refusable and attached(producer)[0] != Activation.NONE):
             continue
