@@ -1,4 +1,4 @@
-"""The test zoo: torchvision models plus a small BERT-style encoder, exported to ONNX.
+"""The test zoo: torchvision models plus a small BERT-style encoder and a Llama-style block, exported to ONNX.
 
 Every model is built with random weights from a fixed seed (no downloads), so an export is
 reproducible. torch/torchvision are imported lazily: importing this module needs only numpy.
@@ -25,6 +25,7 @@ OPSET = 17
 
 BERT_VOCAB = 1000
 BERT_SEQ = 32
+LLAMA_SEQ = 32
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,80 @@ def _build_bert_encoder(
     return BertEncoder()
 
 
+def _build_llama_block(seq: int = LLAMA_SEQ, hidden: int = 128, heads: int = 4, kv_heads: int = 2, ffn: int = 344):
+    """One Llama decoder layer: RMSNorm, rotary grouped-query attention (causal), SwiGLU MLP."""
+    import torch
+    from torch import nn
+
+    head_dim = hidden // heads
+
+    class RMSNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(hidden))
+
+        def forward(self, x):
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.weight
+
+    def rotate_half(x):
+        half = x.shape[-1] // 2
+        return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj = nn.Linear(hidden, heads * head_dim, bias=False)
+            self.k_proj = nn.Linear(hidden, kv_heads * head_dim, bias=False)
+            self.v_proj = nn.Linear(hidden, kv_heads * head_dim, bias=False)
+            self.o_proj = nn.Linear(heads * head_dim, hidden, bias=False)
+            freqs = 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim))
+            angles = torch.outer(torch.arange(seq).float(), freqs)
+            angles = torch.cat((angles, angles), dim=-1)
+            self.register_buffer("cos", angles.cos(), persistent=False)
+            self.register_buffer("sin", angles.sin(), persistent=False)
+            self.register_buffer("mask", torch.full((seq, seq), float("-inf")).triu(1), persistent=False)
+
+        def split_heads(self, x, n):  # [B, T, n*D] -> [B, n, T, D]
+            b, t, _ = x.shape
+            return x.reshape(b, t, n, head_dim).transpose(1, 2)
+
+        def forward(self, x):
+            b, t, _ = x.shape
+            q = self.split_heads(self.q_proj(x), heads)
+            k = self.split_heads(self.k_proj(x), kv_heads)
+            v = self.split_heads(self.v_proj(x), kv_heads)
+            q = q * self.cos + rotate_half(q) * self.sin
+            k = k * self.cos + rotate_half(k) * self.sin
+            repeat = heads // kv_heads  # grouped-query attention: each K/V head serves `repeat` query heads
+            k = k[:, :, None].expand(b, kv_heads, repeat, t, head_dim).reshape(b, heads, t, head_dim)
+            v = v[:, :, None].expand(b, kv_heads, repeat, t, head_dim).reshape(b, heads, t, head_dim)
+            scores = torch.matmul(q, k.transpose(-2, -1)) * head_dim**-0.5 + self.mask
+            context = torch.matmul(torch.softmax(scores, dim=-1), v)
+            return self.o_proj(context.transpose(1, 2).reshape(b, t, heads * head_dim))
+
+    class MLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gate_proj = nn.Linear(hidden, ffn, bias=False)
+            self.up_proj = nn.Linear(hidden, ffn, bias=False)
+            self.down_proj = nn.Linear(ffn, hidden, bias=False)
+
+        def forward(self, x):
+            return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+
+    class LlamaBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input_norm, self.attention = RMSNorm(), Attention()
+            self.post_attention_norm, self.mlp = RMSNorm(), MLP()
+
+        def forward(self, x):
+            x = x + self.attention(self.input_norm(x))
+            return x + self.mlp(self.post_attention_norm(x))
+
+    return LlamaBlock()
+
+
 _IMAGE = (InputSpec("input", (1, 3, 224, 224), "float32"),)
 
 
@@ -111,6 +186,8 @@ ZOO: dict[str, ZooModel] = {
     for m in [
         _torchvision_model("resnet18"),
         _torchvision_model("resnet50"),
+        _torchvision_model("resnext50_32x4d"),
+        _torchvision_model("vgg11_bn"),
         _torchvision_model("mobilenet_v2"),
         _torchvision_model("mobilenet_v3_small"),
         _torchvision_model("efficientnet_b0"),
@@ -121,15 +198,17 @@ ZOO: dict[str, ZooModel] = {
         _torchvision_model("regnet_y_400mf"),
         _torchvision_model("convnext_tiny"),
         _torchvision_model("vit_b_16"),
+        _torchvision_model("swin_t"),
         ZooModel(
             "bert_encoder",
             (InputSpec("input_ids", (1, BERT_SEQ), "int64", high=BERT_VOCAB),),
             _build_bert_encoder,
         ),
+        ZooModel("llama_block", (InputSpec("hidden_states", (1, LLAMA_SEQ, 128), "float32"),), _build_llama_block),
     ]
 }
 
-SLOW: set[str] = {"vit_b_16", "resnet50", "densenet121", "convnext_tiny"}
+SLOW: set[str] = {"vit_b_16", "resnet50", "resnext50_32x4d", "vgg11_bn", "densenet121", "convnext_tiny", "swin_t"}
 
 
 def _randomise_constant_tensors(model) -> None:
