@@ -74,3 +74,23 @@ def single_op_model(op_type: str, inputs: list[tuple[str, list[int]]], output_sh
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def prune_and_check(model, feed: dict, tmp_path, ratio: float = 0.5, **options):
+    """Prunes model and checks the three things pruning promises; returns the report and both errors:
+    (1) mask: the original with the removed units' weights zeroed, vs the shrunk model (onnxruntime);
+    (2) sparsec runs the shrunk model like onnxruntime does; (3) params/MACs are what the report says."""
+    import onnx_ir as ir
+
+    from sparsec.inspect import mac_count, parameter_count
+    from sparsec.passes.pruning.shrink import mask
+    from sparsec.pruner import prepare
+
+    pruned, report = sparsec.prune(model, ratio, **options)
+    masked = ir.serde.serialize_model(mask(prepare(model), report.removed))
+    mask_error = max(max_rel_error(a, r) for a, r in zip(run_onnxruntime(pruned, feed), run_onnxruntime(masked, feed)))
+    sparsec_error = compile_and_compare(pruned, feed, tmp_path)
+    shrunk = prepare(pruned)
+    assert (parameter_count(shrunk), mac_count(shrunk)) == (report.params_after, report.macs_after)
+    assert report.params_after <= report.params_before and report.macs_after <= report.macs_before
+    return report, mask_error, sparsec_error

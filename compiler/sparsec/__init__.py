@@ -22,11 +22,26 @@ __version__ = "0.1.0"
 def compile(model, target: str = "host", output=None, **options):
     """Compile an ONNX model (path or ModelProto) into an artifact; returns a CompileResult.
 
-    Options: input_shapes={"name": [1, 3, 224, 224]}, passes=[...], progress=False.
+    Options: input_shapes={"name": [1, 3, 224, 224]}, passes=[...], progress=False,
+    prune=PruneOptions(...) or a ratio (structured pruning before the clean-up passes).
     """
     from sparsec.compiler import compile_model
 
     return compile_model(model, target=target, output=output, **options)
+
+
+def dependency_groups(model, input_shapes=None):
+    """Groups of coupled channels of an ONNX model (list of sparsec.passes.pruning.Group)."""
+    from sparsec.pruner import dependency_groups as find
+
+    return find(model, input_shapes)
+
+
+def prune(model, ratio: float = 0.5, criterion: str = "l2", **options):
+    """Structured pruning; returns (pruned onnx.ModelProto, PruneReport). See sparsec.pruner.prune."""
+    from sparsec.pruner import prune as run
+
+    return run(model, ratio, criterion, **options)
 
 
 __all__ = [
@@ -42,6 +57,8 @@ __all__ = [
     "ToolchainError",
     "UnsupportedOpError",
     "compile",
+    "dependency_groups",
     "load",
+    "prune",
     "runtime_target",
 ]

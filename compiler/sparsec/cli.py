@@ -1,4 +1,4 @@
-"""Command line: sparsec compile | run | inspect. Exit codes: 0 ok, 1 user error, 2 internal error."""
+"""Command line: sparsec compile | run | inspect | groups | prune. Exit codes: 0 ok, 1 user error, 2 internal error."""
 
 from __future__ import annotations
 
@@ -16,9 +16,13 @@ def _compile(args) -> None:
     from sparsec.compiler import compile_model
     from sparsec.frontend import parse_input_shapes
 
+    prune = _prune_options(args) if args.prune is not None else None
     result = compile_model(args.model, target=args.target, output=args.output,
-                           input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet)
+                           input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet, prune=prune)
     r = result.report
+    if r["prune"]:
+        print(f"pruned {args.prune:.0%}: params {r['prune']['params_before']:,} -> {r['prune']['params_after']:,}, "
+              f"MACs {r['prune']['macs_before']:,} -> {r['prune']['macs_after']:,}")
     print(f"compiled {r['model']} for {r['target']} -> {r['artifact']} ({r['artifact_bytes']:,} bytes) in {r['seconds']} s")
     print(f"{'pass':<20} {'nodes before':>12} {'after':>7}  changes")
     for row in r["passes"]:
@@ -55,6 +59,55 @@ def _run(args) -> None:
         print(f"{info.name}: shape {list(value.shape)} {value.dtype}, mean {float(np.mean(value)):.6g}")
 
 
+def _prune_options(args):
+    from sparsec.passes.pruning import PruneOptions
+
+    return PruneOptions(ratio=args.prune if args.command == "compile" else args.ratio, criterion=args.criterion,
+                        reduction=args.reduction, round_to=args.round_to, max_ratio=args.max_ratio,
+                        global_ranking=args.global_ranking, ignore=tuple(args.ignore), seed=args.seed)
+
+
+def _groups(args) -> None:
+    from sparsec.frontend import parse_input_shapes
+    from sparsec.pruner import dependency_groups
+
+    groups = dependency_groups(args.model, parse_input_shapes(args.input_shape))
+    if args.json:
+        print(json.dumps([{"group": g.index, "name": g.name, "units": g.channels, "unit_width": g.unit_width,
+                           "prunable": g.prunable, "blocked_by": g.blocked_by, "members": g.members()}
+                          for g in groups], indent=2))
+        return
+    print(f"{'group':<6} {'units':>6} {'width':>5}  {'prunable':<9} members / why not")
+    for g in groups:
+        members = ", ".join(g.members())
+        print(f"{g.index:<6} {g.channels:>6} {g.unit_width:>5}  {'yes' if g.prunable else 'no':<9} "
+              f"{members if g.prunable else g.blocked_by}")
+    prunable = [g for g in groups if g.prunable]
+    print(f"{len(groups)} groups, {len(prunable)} prunable "
+          f"({sum(g.channels for g in prunable):,} of {sum(g.channels for g in groups):,} units)")
+
+
+def _prune(args) -> None:
+    from pathlib import Path
+
+    from sparsec.compiler import _write_atomically, stderr_progress
+    from sparsec.frontend import parse_input_shapes
+    from sparsec.pruner import prune
+
+    options = _prune_options(args)
+    proto, report = prune(args.model, options.ratio, options.criterion, calib=args.calib,
+                          input_shapes=parse_input_shapes(args.input_shape),
+                          progress=None if args.quiet else stderr_progress,
+                          **{k: v for k, v in options.__dict__.items() if k not in ("ratio", "criterion")})
+    if not args.quiet:
+        print(file=sys.stderr)
+    _write_atomically(Path(args.output), proto.SerializeToString())
+    if args.report:
+        _write_atomically(Path(args.report), json.dumps(report.to_dict(), indent=2).encode())
+    print(report.table())
+    print(f"wrote {args.output}")
+
+
 def _inspect(args) -> None:
     from sparsec.frontend import parse_input_shapes
     from sparsec.inspect import inspect_model
@@ -74,6 +127,20 @@ def _inspect(args) -> None:
     print("all ops supported" if not s["unsupported"] else f"unsupported ops: {', '.join(s['unsupported'])}")
 
 
+def _add_prune_options(parser) -> None:
+    from sparsec.passes.pruning import CRITERIA
+    from sparsec.passes.pruning.importance import REDUCTIONS
+
+    parser.add_argument("--criterion", default="l2", choices=CRITERIA, help="unit importance (default l2)")
+    parser.add_argument("--reduction", default="mean", choices=list(REDUCTIONS), help="combine over a group's tensors")
+    parser.add_argument("--round-to", type=int, default=1, help="keep channel counts a multiple of this (e.g. 8)")
+    parser.add_argument("--max-ratio", type=float, default=0.9, help="no group loses more than this fraction")
+    parser.add_argument("--global", dest="global_ranking", action="store_true", help="rank units across groups")
+    parser.add_argument("--ignore", action="append", default=[], metavar="NAME",
+                        help="keep groups touching a node/tensor whose name contains NAME")
+    parser.add_argument("--seed", type=int, default=0, help="for --criterion random")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparsec", description="ONNX -> compact artifact + small C++ runtime")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,7 +150,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", help="output directory or .spx file (default: build/)")
     c.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...", help="static shape for an input")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    c.add_argument("--prune", type=float, metavar="RATIO", help="structured pruning before compiling (e.g. 0.5)")
+    _add_prune_options(c)
     c.set_defaults(func=_compile)
+    g = sub.add_parser("groups", help="dependency groups of coupled channels: members, units, prunable or why not")
+    g.add_argument("model")
+    g.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=_groups)
+    p = sub.add_parser("prune", help="structured pruning: a physically smaller, valid ONNX model")
+    p.add_argument("model")
+    p.add_argument("--ratio", type=float, default=0.5, help="fraction of each group's channels to remove")
+    p.add_argument("-o", "--output", required=True, help="pruned .onnx file")
+    p.add_argument("--calib", help=".npy (one input) or .npz (per input name) samples, for --criterion taylor")
+    p.add_argument("--report", help="write the report as JSON here")
+    p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    _add_prune_options(p)
+    p.set_defaults(func=_prune)
     r = sub.add_parser("run", help="run an artifact on .npy inputs")
     r.add_argument("artifact")
     r.add_argument("--input", action="append", default=[], metavar="X.npy", help="one per model input, in order")

@@ -16,6 +16,8 @@ from sparsec.errors import SparsecError
 from sparsec.frontend import load_model
 from sparsec.lower import lower_model, plan_memory
 from sparsec.passes import CLEANUP, PASSES, op_counts, run_passes
+from sparsec.passes.pruning import PruneOptions, prune_model
+from sparsec.pruner import PREPARE
 from sparsec.targets import CROSS_TARGETS, install_runtime, runtime_dir
 
 TARGETS = ("host", *TARGET_IDS)
@@ -66,7 +68,7 @@ def stderr_progress(message: str) -> None:
 
 
 def compile_model(model, target: str = "host", output=None, input_shapes=None, passes=None,
-                  progress=None) -> CompileResult:
+                  progress=None, prune=None) -> CompileResult:
     """Compiles model (path, ModelProto or ir.Model) for target; writes <output>/<name>.spx and .report.json."""
     start = time.perf_counter()
     resolved = resolve_target(target)
@@ -76,6 +78,11 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
         notify("loading model")
     graph = load_model(model, input_shapes)
     source_ops = op_counts(graph)
+    prune_report = None
+    if prune is not None:
+        options = prune if isinstance(prune, PruneOptions) else PruneOptions(ratio=float(prune))
+        graph, _ = run_passes(graph, PREPARE, notify)
+        graph, prune_report = prune_model(graph, options, progress=notify)
     selected = CLEANUP if passes is None else [PASSES[name] for name in passes]
     graph, pass_rows = run_passes(graph, selected, notify)
     lowered = lower_model(graph, notify)
@@ -92,6 +99,7 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
         "artifact_bytes": len(data),
         "source_nodes": sum(source_ops.values()),
         "passes": pass_rows,
+        "prune": prune_report.to_dict() if prune_report else None,
         "runtime_ops": len(lowered.ops),
         "constant_bytes": sum(t.nbytes for t in lowered.tensors if t.is_const),
         "peak_activation_bytes": memory["arena_bytes"],

@@ -11,42 +11,45 @@ from sparsec.frontend import load_model
 from sparsec.lower.lower import rule_for
 from sparsec.naming import op_label
 from sparsec.passes import fold_constants, op_counts
-from sparsec.passes.util import const_array
-
-
-def _shape(value: ir.Value | None) -> tuple[int, ...] | None:
-    if value is None or value.shape is None or not all(isinstance(d, int) for d in value.shape.dims):
-        return None
-    return tuple(value.shape.dims)
+from sparsec.passes.util import const_array, static_shape
 
 
 def node_macs(node: ir.Node) -> int:
     """Multiply-accumulates of Conv / Gemm / MatMul nodes (0 for others)."""
-    out = _shape(node.outputs[0]) if node.outputs else None
+    out = static_shape(node.outputs[0]) if node.outputs else None
     if out is None:
         return 0
     if node.op_type in ("Conv", "FusedConv"):
-        w = _shape(node.inputs[1])
+        w = static_shape(node.inputs[1])
         return math.prod(out) * math.prod(w[1:]) if w else 0
     if node.op_type in ("Gemm", "FusedGemm", "MatMul", "FusedMatMul"):
-        a = _shape(node.inputs[0])
+        a = static_shape(node.inputs[0])
         trans_a = node.op_type.endswith("Gemm") and node.attributes.get_int("transA", 0)
         return math.prod(out) * (a[0] if trans_a else a[-1]) if a else 0
     return 0
 
 
+def parameter_count(model: ir.Model) -> int:
+    """Elements of all initializers."""
+    return sum(int(const_array(v).size) for v in model.graph.initializers.values())
+
+
+def mac_count(model: ir.Model) -> int:
+    """Multiply-accumulates of one inference at the model's static shapes."""
+    return sum(node_macs(n) for n in model.graph)
+
+
 def summarize(model: ir.Model) -> dict:
     """Counts per op type, parameters, MACs, and the nodes sparsec has no rule for."""
     ops = op_counts(model)
-    params = sum(int(const_array(v).size) for v in model.graph.initializers.values())
     unsupported = Counter(op_label(n) for n in model.graph if rule_for(n) is None)
     return {
-        "inputs": [(v.name, _shape(v), str(v.dtype)) for v in model.graph.inputs],
-        "outputs": [(v.name, _shape(v), str(v.dtype)) for v in model.graph.outputs],
+        "inputs": [(v.name, static_shape(v), str(v.dtype)) for v in model.graph.inputs],
+        "outputs": [(v.name, static_shape(v), str(v.dtype)) for v in model.graph.outputs],
         "nodes": sum(ops.values()),
         "ops": dict(ops.most_common()),
-        "params": params,
-        "macs": sum(node_macs(n) for n in model.graph),
+        "params": parameter_count(model),
+        "macs": mac_count(model),
         "unsupported": dict(unsupported),
         "opset": model.opset_imports.get("", None),
     }

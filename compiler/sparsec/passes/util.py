@@ -6,6 +6,13 @@ import numpy as np
 import onnx_ir as ir
 
 
+def static_shape(value: ir.Value | None) -> tuple[int, ...] | None:
+    """The value's shape if every dimension is a known integer."""
+    if value is None or value.shape is None or not all(isinstance(d, int) for d in value.shape.dims):
+        return None
+    return tuple(value.shape.dims)
+
+
 def const_array(value: ir.Value | None) -> np.ndarray | None:
     """The value's constant data (initializer or folded), or None."""
     if value is None or value.const_value is None:

@@ -8,10 +8,12 @@ import numpy as np
 import onnx_ir as ir
 
 from sparsec.errors import InputError, InternalError
-from sparsec.passes.pruning.cost import mac_count, parameter_count
+from sparsec.inspect import mac_count, parameter_count
+from sparsec.passes.cleanup import remove_dead_nodes
+from sparsec.passes.pruning.calibration import consumer_activation_norms
 from sparsec.passes.pruning.groups import Group, find_groups
 from sparsec.passes.pruning.importance import CRITERIA, REDUCTIONS, select, unit_scores
-from sparsec.passes.pruning.shrink import removal_of, shrink
+from sparsec.passes.pruning.shrink import removal_names, removal_of, shrink
 
 __all__ = ["PruneOptions", "PruneReport", "Group", "find_groups", "prune_model", "CRITERIA"]
 
@@ -50,6 +52,7 @@ class PruneReport:
     params_after: int = 0
     macs_before: int = 0
     macs_after: int = 0
+    removed: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)  # (tensor, axis) -> indices removed
 
     def to_dict(self) -> dict:
         return {"options": self.options.__dict__, "params_before": self.params_before,
@@ -72,14 +75,21 @@ def _ignored(group: Group, patterns: tuple[str, ...]) -> bool:
     return any(pattern in name for pattern in patterns for name in names)
 
 
-def prune_model(model: ir.Model, options: PruneOptions, activation_norms=None, progress=None) -> tuple[ir.Model, PruneReport]:
-    """Prunes a cleaned-up model with static shapes in place; returns it and the report."""
+def prune_model(model: ir.Model, options: PruneOptions, calibration: list[dict] | None = None,
+                progress=None) -> tuple[ir.Model, PruneReport]:
+    """Prunes a cleaned-up model with static shapes in place; returns it and the report.
+    `calibration` (feeds for onnxruntime) is what the taylor criterion measures activations on."""
     options.validate()
+    if options.criterion == "taylor" and not calibration:
+        raise InputError("the taylor criterion needs calibration data (--calib samples.npy)")
     if progress:
         progress("finding dependency groups")
     groups = find_groups(model).groups
     report = PruneReport(options, params_before=parameter_count(model), macs_before=mac_count(model))
     eligible = [g for g in groups if g.prunable and not _ignored(g, options.ignore)]
+    activation_norms = None
+    if options.criterion == "taylor":
+        activation_norms = consumer_activation_norms(model, eligible, calibration, progress)
     rng = np.random.default_rng(options.seed)
     scores, used = {}, {}
     for g in eligible:
@@ -95,9 +105,12 @@ def prune_model(model: ir.Model, options: PruneOptions, activation_norms=None, p
     if progress:
         progress(f"removing {sum(map(len, chosen.values()))} units from {len(chosen)} groups")
     by_index = {g.index: g for g in groups}
+    removal = removal_of([(by_index[i], units.tolist()) for i, units in chosen.items()])
+    report.removed = removal_names(removal)
     try:
-        shrink(model, removal_of([(by_index[i], units.tolist()) for i, units in chosen.items()]))
+        shrink(model, removal)
     except (ValueError, IndexError, KeyError) as e:
         raise InternalError(f"pruning could not rewrite the graph: {e}") from e
+    remove_dead_nodes(model)  # the shape constants that were replaced
     report.params_after, report.macs_after = parameter_count(model), mac_count(model)
     return model, report

@@ -13,13 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
-
-def static_shape(value: ir.Value | None) -> tuple[int, ...] | None:
-    """The value's shape if every dimension is a known integer."""
-    if value is None or value.shape is None:
-        return None
-    dims = tuple(value.shape)
-    return dims if all(isinstance(d, int) for d in dims) else None
+from sparsec.passes.util import static_shape
 
 
 @dataclass(frozen=True)

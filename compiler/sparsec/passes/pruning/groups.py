@@ -8,8 +8,9 @@ import numpy as np
 import onnx_ir as ir
 
 from sparsec.naming import is_standard, op_label
-from sparsec.passes.pruning.channels import ChannelSpace, Param, static_shape
+from sparsec.passes.pruning.channels import ChannelSpace, Param
 from sparsec.passes.pruning.rules import RULES
+from sparsec.passes.util import static_shape
 
 _CHOICE_ROUNDS = 4
 

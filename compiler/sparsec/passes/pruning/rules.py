@@ -13,8 +13,8 @@ import numpy as np
 import onnx_ir as ir
 
 from sparsec.naming import op_label
-from sparsec.passes.pruning.channels import ChannelSpace, ReshapeChoice, static_shape
-from sparsec.passes.util import const_array
+from sparsec.passes.pruning.channels import ChannelSpace, ReshapeChoice
+from sparsec.passes.util import const_array, static_shape
 
 Rule = Callable[[ir.Node, ChannelSpace], None]
 

@@ -7,10 +7,9 @@ from typing import Callable
 import numpy as np
 import onnx_ir as ir
 
-from sparsec.passes.pruning.channels import static_shape
 from sparsec.passes.pruning.groups import Group
 from sparsec.passes.pruning.rules import slice_ranges
-from sparsec.passes.util import add_initializer, const_array
+from sparsec.passes.util import add_initializer, const_array, static_shape
 
 Removal = dict[tuple[ir.Value, int], np.ndarray]  # sorted unique indices removed from each axis
 

@@ -1,0 +1,71 @@
+"""Calibration for data-driven importance: activations measured by running samples through onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from sparsec.errors import InputError
+from sparsec.passes.pruning.groups import Group
+
+
+def load_calibration(path, model: ir.Model) -> list[dict[str, np.ndarray]]:
+    """Samples from .npy (one input: [samples, *input shape without batch] or [samples, *input shape]) or
+    .npz (one array per input name, samples first). Each sample becomes one feed of the model's shape."""
+    inputs = {v.name: v for v in model.graph.inputs}
+    try:
+        loaded = np.load(path)
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read calibration data {path}: {e}") from None
+    arrays = dict(loaded) if isinstance(loaded, np.lib.npyio.NpzFile) else {next(iter(inputs)): loaded}
+    if len(arrays) == 1 and len(inputs) > 1 or set(arrays) != set(inputs):
+        raise InputError(f"calibration data must give every model input {sorted(inputs)}; got {sorted(arrays)}")
+    counts = set()
+    feeds: dict[str, np.ndarray] = {}
+    for name, array in arrays.items():
+        shape = tuple(inputs[name].shape)
+        dtype = inputs[name].dtype.numpy()
+        per_sample = int(np.prod(shape))
+        if array.size % per_sample:
+            raise InputError(f"calibration data for '{name}' has shape {array.shape}, not a stack of {list(shape)}")
+        feeds[name] = array.astype(dtype, copy=False).reshape(-1, *shape)
+        counts.add(len(feeds[name]))
+    if len(counts) != 1:
+        raise InputError(f"calibration inputs have different sample counts {sorted(counts)}")
+    return [{name: a[i] for name, a in feeds.items()} for i in range(counts.pop())]
+
+
+def consumer_activation_norms(model: ir.Model, groups: list[Group], calibration: list[dict],
+                              progress=None) -> dict[str, np.ndarray]:
+    """Mean |a| per channel of every tensor a pruned consumer (Conv/Gemm/MatMul input weights) reads."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise InputError("the taylor criterion runs calibration through onnxruntime: pip install onnxruntime") from None
+    axes = {}
+    for g in groups:
+        for p in g.params:
+            if p.role == "in":
+                x = p.node.inputs[0]
+                transposed = p.node.op_type == "Gemm" and p.node.attributes.get_int("transA", 0)
+                axes[x.name] = 1 if p.node.op_type == "Conv" else 0 if transposed else len(x.shape) - 1
+    names = sorted(axes)
+    proto = ir.serde.serialize_model(model)
+    known = {o.name for o in proto.graph.output}
+    proto.graph.output.extend(ir.serde.serialize_value(v) for v in _values(model, names) if v.name not in known)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    sums = {name: 0.0 for name in names}
+    for i, feed in enumerate(calibration):
+        if progress:
+            progress(f"calibration sample {i + 1}/{len(calibration)}")
+        for name, value in zip(names, session.run(names, feed)):
+            moved = np.moveaxis(np.abs(value), axes[name], 0)
+            sums[name] = sums[name] + moved.reshape(moved.shape[0], -1).mean(axis=1)
+    return {name: total / len(calibration) for name, total in sums.items()}
+
+
+def _values(model: ir.Model, names: list[str]) -> list[ir.Value]:
+    wanted = set(names)
+    found = {v.name: v for node in model.graph for v in node.inputs if v is not None and v.name in wanted}
+    found.update({v.name: v for v in model.graph.inputs if v.name in wanted})
+    return [found[n] for n in names]

@@ -1,0 +1,45 @@
+"""The pruning front door: `sparsec.dependency_groups`, `sparsec.prune`, `sparsec groups|prune`."""
+
+from __future__ import annotations
+
+import onnx
+import onnx_ir as ir
+
+from sparsec.errors import InternalError
+from sparsec.frontend import load_model
+from sparsec.passes import PASSES, run_passes
+from sparsec.passes.pruning import Group, PruneOptions, PruneReport, find_groups, prune_model
+from sparsec.passes.pruning.calibration import load_calibration
+
+# Pruning sees the graph after these: folded shape subgraphs make Reshape/Slice constants visible.
+PREPARE = [PASSES["fold_constants"], PASSES["remove_identities"]]
+
+
+def prepare(model, input_shapes=None) -> ir.Model:
+    """Loads (checker, opset >= 17, static shapes) and cleans up a model for pruning."""
+    return run_passes(load_model(model, input_shapes), PREPARE)[0]
+
+
+def dependency_groups(model, input_shapes=None) -> list[Group]:
+    """Every group of coupled channels in an ONNX model (path, ModelProto or ir.Model), prunable or not."""
+    return find_groups(prepare(model, input_shapes)).groups
+
+
+def prune(model, ratio: float = 0.5, criterion: str = "l2", *, calib=None, input_shapes=None, progress=None,
+          **options) -> tuple[onnx.ModelProto, PruneReport]:
+    """Structured pruning: returns a smaller, checked ONNX model and a report.
+
+    Options (see PruneOptions): reduction="mean"|"max"|"sum", round_to=1, max_ratio=0.9,
+    global_ranking=False, ignore=[name substrings], seed=0. `calib` is a .npy/.npz path or a list of
+    feeds, needed by criterion="taylor".
+    """
+    opts = PruneOptions(ratio=ratio, criterion=criterion, **{**options, "ignore": tuple(options.get("ignore", ()))})
+    graph = prepare(model, input_shapes)
+    feeds = load_calibration(calib, graph) if isinstance(calib, (str, bytes)) or hasattr(calib, "__fspath__") else calib
+    graph, report = prune_model(graph, opts, feeds, progress)
+    proto = ir.serde.serialize_model(graph)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise InternalError(f"the pruned model fails onnx.checker: {str(e).splitlines()[0]}") from e
+    return proto, report
