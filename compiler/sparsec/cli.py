@@ -137,7 +137,7 @@ def _add_prune_options(parser) -> None:
     parser.add_argument("--max-ratio", type=float, default=0.9, help="no group loses more than this fraction")
     parser.add_argument("--global", dest="global_ranking", action="store_true", help="rank units across groups")
     parser.add_argument("--ignore", action="append", default=[], metavar="NAME",
-                        help="keep groups touching a node/tensor whose name contains NAME")
+                        help="keep the output channels of nodes/weights whose name contains NAME")
     parser.add_argument("--seed", type=int, default=0, help="for --criterion random")
 
 

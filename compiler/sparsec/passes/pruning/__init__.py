@@ -26,7 +26,7 @@ class PruneOptions:
     round_to: int = 1  # kept channel counts become multiples of this (e.g. 8 for SIMD)
     max_ratio: float = 0.9  # no group loses more than this fraction
     global_ranking: bool = False
-    ignore: tuple[str, ...] = ()  # groups touching a node or tensor whose name contains one of these stay whole
+    ignore: tuple[str, ...] = ()  # groups produced by a node or weight whose name contains one of these stay whole
     seed: int = 0  # for the random criterion
 
     def validate(self) -> None:
@@ -71,7 +71,7 @@ class PruneReport:
 
 
 def _ignored(group: Group, patterns: tuple[str, ...]) -> bool:
-    names = {n for p in group.params for n in (p.node.name, p.value.name)}
+    names = {n for p in group.params if p.role == "out" for n in (p.node.name, p.value.name)}
     return any(pattern in name for pattern in patterns for name in names)
 
 
