@@ -15,9 +15,11 @@ import zoo
 from conftest import raw_outputs_error, run_onnxruntime, single_op_model, write_raw_inputs
 from kernel_build import build_kernel_test
 from sparsec.cli import main
+from sparsec.targets import find_toolchain
 
 TOLERANCE = 1e-4  # max|sparsec - onnxruntime| / max|onnxruntime|
 SHIPPED = {"model.spx", "model.report.json", "libsparsec_rt.a", "sparsec-run", "sparsec_rt.h"}
+RUNNER_SIZE_GOAL = 300 * 1024  # static, stripped sparsec-run built by zig (musl, libc++)
 
 
 def qemu() -> str:
@@ -54,6 +56,14 @@ def test_compile_ships_runtime_files(relu_build):
     assert report["runtime_files_bytes"] == {
         name: (relu_build / name).stat().st_size for name in ("libsparsec_rt.a", "sparsec-run", "sparsec_rt.h")}
     assert (relu_build / "sparsec-run").read_bytes()[:4] == b"\x7fELF"
+
+
+def test_runner_size_goal(relu_build):
+    if not find_toolchain("arm64").name.startswith("zig"):
+        pytest.skip("the size goal is for the zig (musl) build; Debian's cross g++ links glibc")
+    size = (relu_build / "sparsec-run").stat().st_size
+    print(f"sparsec-run: {size:,} bytes")
+    assert size <= RUNNER_SIZE_GOAL
 
 
 def test_runner_info_and_run(relu_build, tmp_path):

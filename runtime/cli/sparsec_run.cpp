@@ -1,10 +1,11 @@
 // sparsec-run: loads an artifact and runs it on raw tensor files, through the C API only.
-#include <chrono>
+// C library calls only, no std::string/vector/chrono: they would link libc++'s exception runtime
+// (unwinder, demangler) and wide-character formatting into this static binary.
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <string>
-#include <vector>
+#include <ctime>
 
 #include "sparsec_rt.h"
 
@@ -21,12 +22,17 @@ const char kUsage[] =
     "  --info          print the inputs and outputs (name, dtype, shape, bytes) and exit\n"
     "Exit codes: 0 ok, 1 error (message on stderr).\n";
 
-int fail(const std::string& message) {
-  std::fprintf(stderr, "sparsec-run: error: %s\n", message.c_str());
+__attribute__((format(printf, 1, 2))) int fail(const char* fmt, ...) {
+  std::fputs("sparsec-run: error: ", stderr);
+  va_list args;
+  va_start(args, fmt);
+  std::vfprintf(stderr, fmt, args);
+  va_end(args);
+  std::fputc('\n', stderr);
   return 1;
 }
 
-int fail_runtime(const std::string& what) { return fail(what + ": " + sparsec_last_error()); }
+int fail_runtime(const char* what) { return fail("%s: %s", what, sparsec_last_error()); }
 
 const char* dtype_name(int32_t dtype) {
   switch (dtype) {
@@ -39,15 +45,30 @@ const char* dtype_name(int32_t dtype) {
   }
 }
 
-bool read_file(const char* path, std::vector<unsigned char>* bytes) {
+// The whole file in a malloc'd buffer (grown while reading, so pipes work too); null on failure.
+unsigned char* read_file(const char* path, size_t* size) {
   std::FILE* f = std::fopen(path, "rb");
-  if (!f) return false;
-  unsigned char chunk[1 << 16];
-  size_t n;
-  while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) bytes->insert(bytes->end(), chunk, chunk + n);
-  const bool ok = std::ferror(f) == 0;
+  if (!f) return nullptr;
+  unsigned char* bytes = nullptr;
+  size_t capacity = 0;
+  bool ok = true;
+  *size = 0;
+  while (true) {
+    if (*size == capacity) {
+      capacity = capacity ? 2 * capacity : size_t(1) << 16;
+      void* grown = std::realloc(bytes, capacity);
+      ok = grown != nullptr;
+      if (!ok) break;
+      bytes = static_cast<unsigned char*>(grown);
+    }
+    const size_t got = std::fread(bytes + *size, 1, capacity - *size, f);
+    if (got == 0) break;
+    *size += got;
+  }
+  ok = ok && std::ferror(f) == 0;
   std::fclose(f);
-  return ok;
+  if (!ok) std::free(bytes);
+  return ok ? bytes : nullptr;
 }
 
 bool write_file(const char* path, const void* data, size_t size) {
@@ -63,35 +84,50 @@ void print_tensor(const char* role, const sparsec_tensor_info& info) {
   std::printf("] %zu bytes\n", info.nbytes);
 }
 
+double monotonic_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+// Paths given by repeated flags; at most argc of them, so the storage is allocated once.
+struct Paths {
+  const char** path = nullptr;
+  int32_t count = 0;
+};
+
 struct Options {
   const char* model = nullptr;
-  std::vector<const char*> inputs, outputs;
+  Paths inputs, outputs;
   long repeat = 1;
   bool info = false;
 };
 
-// Returns an error message, or "" when the arguments parse.
-std::string parse(int argc, char** argv, Options* o) {
+// Returns 0 when the arguments parse, else fail()'s exit code.
+int parse(int argc, char** argv, Options* o) {
+  o->inputs.path = static_cast<const char**>(std::malloc(sizeof(char*) * size_t(argc)));
+  o->outputs.path = static_cast<const char**>(std::malloc(sizeof(char*) * size_t(argc)));
+  if (!o->inputs.path || !o->outputs.path) return fail("out of memory");
   for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
+    const char* arg = argv[i];
     const bool has_value = i + 1 < argc;
-    if (arg == "--input" && has_value) {
-      o->inputs.push_back(argv[++i]);
-    } else if (arg == "--output" && has_value) {
-      o->outputs.push_back(argv[++i]);
-    } else if (arg == "--repeat" && has_value) {
+    if (std::strcmp(arg, "--input") == 0 && has_value) {
+      o->inputs.path[o->inputs.count++] = argv[++i];
+    } else if (std::strcmp(arg, "--output") == 0 && has_value) {
+      o->outputs.path[o->outputs.count++] = argv[++i];
+    } else if (std::strcmp(arg, "--repeat") == 0 && has_value) {
       char* end = nullptr;
       o->repeat = std::strtol(argv[++i], &end, 10);
-      if (*end != '\0' || o->repeat < 1) return std::string("--repeat takes a positive integer, got ") + argv[i];
-    } else if (arg == "--info") {
+      if (*end != '\0' || o->repeat < 1) return fail("--repeat takes a positive integer, got %s (see --help)", argv[i]);
+    } else if (std::strcmp(arg, "--info") == 0) {
       o->info = true;
     } else if (arg[0] != '-' && !o->model) {
-      o->model = argv[i];
+      o->model = arg;
     } else {
-      return "unexpected argument '" + arg + "'";
+      return fail("unexpected argument '%s' (see --help)", arg);
     }
   }
-  return o->model ? "" : "no model given";
+  return o->model ? 0 : fail("no model given (see --help)");
 }
 
 int run(const Options& o, sparsec_session* session) {
@@ -106,28 +142,28 @@ int run(const Options& o, sparsec_session* session) {
       if (sparsec_output_info(session, i, &info) == SPARSEC_OK) print_tensor("output", info);
     return 0;
   }
-  if (int32_t(o.inputs.size()) != num_inputs)
-    return fail("the model takes " + std::to_string(num_inputs) + " input(s), got " + std::to_string(o.inputs.size()) +
-                " --input");
-  if (!o.outputs.empty() && int32_t(o.outputs.size()) != num_outputs)
-    return fail("the model has " + std::to_string(num_outputs) + " output(s), got " +
-                std::to_string(o.outputs.size()) + " --output");
+  if (o.inputs.count != num_inputs)
+    return fail("the model takes %d input(s), got %d --input", int(num_inputs), int(o.inputs.count));
+  if (o.outputs.count != 0 && o.outputs.count != num_outputs)
+    return fail("the model has %d output(s), got %d --output", int(num_outputs), int(o.outputs.count));
   for (int32_t i = 0; i < num_inputs; ++i) {
-    std::vector<unsigned char> bytes;
-    if (!read_file(o.inputs[size_t(i)], &bytes)) return fail(std::string("cannot read ") + o.inputs[size_t(i)]);
-    if (sparsec_set_input(session, i, bytes.data(), bytes.size()) != SPARSEC_OK)
-      return fail_runtime(o.inputs[size_t(i)]);
+    size_t size = 0;
+    unsigned char* bytes = read_file(o.inputs.path[i], &size);
+    if (!bytes) return fail("cannot read %s", o.inputs.path[i]);
+    const sparsec_status status = sparsec_set_input(session, i, bytes, size);
+    std::free(bytes);
+    if (status != SPARSEC_OK) return fail_runtime(o.inputs.path[i]);
   }
-  const auto start = std::chrono::steady_clock::now();
+  const double start = monotonic_seconds();
   for (long r = 0; r < o.repeat; ++r)
     if (sparsec_run(session) != SPARSEC_OK) return fail_runtime("run");
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = monotonic_seconds() - start;
   if (o.repeat > 1) std::printf("%ld runs, %.3f ms per run\n", o.repeat, 1e3 * seconds / double(o.repeat));
-  for (size_t i = 0; i < o.outputs.size(); ++i) {
+  for (int32_t i = 0; i < o.outputs.count; ++i) {
     const void* data = nullptr;
     size_t nbytes = 0;
-    if (sparsec_get_output(session, int32_t(i), &data, &nbytes) != SPARSEC_OK) return fail_runtime("output");
-    if (!write_file(o.outputs[i], data, nbytes)) return fail(std::string("cannot write ") + o.outputs[i]);
+    if (sparsec_get_output(session, i, &data, &nbytes) != SPARSEC_OK) return fail_runtime("output");
+    if (!write_file(o.outputs.path[i], data, nbytes)) return fail("cannot write %s", o.outputs.path[i]);
   }
   return 0;
 }
@@ -140,8 +176,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 1 : 0;
   }
   Options options;
-  const std::string error = parse(argc, argv, &options);
-  if (!error.empty()) return fail(error + " (see --help)");
+  if (parse(argc, argv, &options) != 0) return 1;
   sparsec_session* session = nullptr;
   if (sparsec_load_file(options.model, &session) != SPARSEC_OK) return fail_runtime(options.model);
   const int status = run(options, session);

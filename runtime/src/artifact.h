@@ -13,8 +13,9 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <string>
-#include <vector>
+
+#include "array.h"
+#include "message.h"
 
 namespace sparsec {
 
@@ -36,28 +37,29 @@ struct TensorDesc {
   int64_t dims[kMaxDims] = {};
   uint64_t offset = 0;
   uint64_t nbytes = 0;
-  std::string name;
+  const char* name = "";  // in Artifact::names
 };
 
 struct OpDesc {
   uint32_t opcode = 0;
-  std::vector<uint32_t> inputs, outputs;
-  std::vector<int64_t> iattr;
-  std::vector<float> fattr;
-  std::string name;
+  Array<uint32_t> inputs, outputs;
+  Array<int64_t> iattr;
+  Array<float> fattr;
+  const char* name = "";  // in Artifact::names
 };
 
 struct Artifact {
   uint32_t target = 0;
   uint64_t data_offset = 0, data_size = 0, arena_size = 0;
-  std::vector<TensorDesc> tensors;
-  std::vector<OpDesc> ops;
-  std::vector<uint32_t> inputs, outputs;
+  Array<TensorDesc> tensors;
+  Array<OpDesc> ops;
+  Array<uint32_t> inputs, outputs;
+  Array<char> names;  // every tensor and op name, NUL-terminated
 };
 
 struct ParseError {
   int code = 0;  // sparsec_status
-  std::string message;
+  Message message;
 };
 
 size_t dtype_size(uint8_t dtype);  // 0 for an unknown dtype

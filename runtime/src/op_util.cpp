@@ -1,14 +1,20 @@
 // Shape checks, broadcasting plans and activation parameters shared by all ops.
 #include "op_util.h"
 
+#include <cstdio>
+
 #include "sparsec_rt.h"
 
 namespace sparsec {
 
-std::string shape_str(const Tensor& t) {
-  std::string s = "[";
-  for (uint32_t i = 0; i < t.ndim; ++i) s += (i ? "," : "") + std::to_string(t.dims[i]);
-  return s + "]";
+ShapeText shape_str(const Tensor& t) {
+  ShapeText s;
+  size_t n = 0;
+  s.text[n++] = '[';
+  for (uint32_t i = 0; i < t.ndim; ++i)
+    n += size_t(std::snprintf(s.text + n, sizeof s.text - n, i ? ",%lld" : "%lld", static_cast<long long>(t.dims[i])));
+  std::snprintf(s.text + n, sizeof s.text - n, "]");
+  return s;
 }
 
 size_t product(const int64_t* dims, size_t begin, size_t end) {
@@ -18,7 +24,7 @@ size_t product(const int64_t* dims, size_t begin, size_t end) {
 }
 
 bool check_arity(const Op& op, size_t min_in, size_t max_in, size_t n_out, size_t n_iattr, size_t n_fattr,
-                 std::string* err) {
+                 Message* err) {
   SPX_REQUIRE(op.in.size() >= min_in && op.in.size() <= max_in, "wrong number of inputs");
   for (size_t i = 0; i < min_in; ++i) SPX_REQUIRE(op.in[i] != nullptr, "a required input is missing");
   SPX_REQUIRE(n_out == 0 ? !op.out.empty() : op.out.size() == n_out, "wrong number of outputs");
@@ -27,14 +33,14 @@ bool check_arity(const Op& op, size_t min_in, size_t max_in, size_t n_out, size_
   return true;
 }
 
-bool check_f32(const Op& op, std::string* err) {
+bool check_f32(const Op& op, Message* err) {
   for (const Tensor* t : op.in) SPX_REQUIRE(!t || t->dtype == SPARSEC_F32, "expects float32 inputs");
   for (const Tensor* t : op.out) SPX_REQUIRE(t->dtype == SPARSEC_F32, "expects float32 outputs");
   return true;
 }
 
-bool check_activation(int64_t kind, std::string* err) {
-  SPX_REQUIRE(kind >= 0 && kind <= int64_t(Activation::kLast), "unknown activation " + std::to_string(kind));
+bool check_activation(int64_t kind, Message* err) {
+  SPX_REQUIRE(kind >= 0 && kind <= int64_t(Activation::kLast), "unknown activation %lld", static_cast<long long>(kind));
   return true;
 }
 

@@ -1,28 +1,31 @@
 // Helpers shared by the op implementations: shape checks with messages, broadcasting, odometers.
 #pragma once
 #include <cstring>
-#include <string>
 
 #include "ops.h"
 #include "sparsec/kernels.h"
 
 namespace sparsec {
 
-std::string shape_str(const Tensor& t);
+// "[1,3,224,224]"; a temporary, so shape_str(t).text lives until the end of the full expression.
+struct ShapeText {
+  char text[kMaxDims * 21 + 3];
+};
+ShapeText shape_str(const Tensor& t);
 
-// Evaluates to false from the enclosing check function with *err set.
-#define SPX_REQUIRE(cond, message)     \
-  do {                                 \
-    if (!(cond)) {                     \
-      *err = (message);                \
-      return false;                    \
-    }                                  \
+// Evaluates to false from the enclosing check function with *err set to the printf-style message.
+#define SPX_REQUIRE(cond, ...)     \
+  do {                             \
+    if (!(cond)) {                 \
+      err->format(__VA_ARGS__);    \
+      return false;                \
+    }                              \
   } while (0)
 
 bool check_arity(const Op& op, size_t min_in, size_t max_in, size_t n_out, size_t n_iattr, size_t n_fattr,
-                 std::string* err);
-bool check_f32(const Op& op, std::string* err);  // every present input and output is float32
-bool check_activation(int64_t kind, std::string* err);
+                 Message* err);
+bool check_f32(const Op& op, Message* err);  // every present input and output is float32
+bool check_activation(int64_t kind, Message* err);
 ActParams act_from(const Op& op, size_t kind_index);  // kind = iattr[kind_index], a/b = fattr[0..1]
 size_t product(const int64_t* dims, size_t begin, size_t end);
 

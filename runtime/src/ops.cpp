@@ -1,13 +1,12 @@
 // The op table: opcode -> name, load-time check, run.
 #include "ops.h"
 
-#include <array>
-#include <string>
+#include "op_util.h"
 
 namespace sparsec {
 
-using CheckFn = bool (*)(const Op&, size_t*, std::string*);
-using RunFn = bool (*)(const Op&, float*, std::string*);
+using CheckFn = bool (*)(const Op&, size_t*, Message*);
+using RunFn = bool (*)(const Op&, float*, Message*);
 
 #define SPX_OPS(X)                                   \
   X(kConv, "Conv", conv)                             \
@@ -30,9 +29,9 @@ using RunFn = bool (*)(const Op&, float*, std::string*);
   X(kCast, "Cast", cast)                             \
   X(kGroupNorm, "GroupNorm", group_norm)
 
-#define SPX_DECLARE(code, name, fn)                          \
-  bool check_##fn(const Op&, size_t*, std::string*);       \
-  bool run_##fn(const Op&, float*, std::string*);
+#define SPX_DECLARE(code, name, fn)             \
+  bool check_##fn(const Op&, size_t*, Message*); \
+  bool run_##fn(const Op&, float*, Message*);
 SPX_OPS(SPX_DECLARE)
 
 namespace {
@@ -42,14 +41,18 @@ struct OpEntry {
   RunFn run;
 };
 
-const OpEntry* entry(uint32_t opcode) {
-  static const auto table = [] {
-    std::array<OpEntry, size_t(OpCode::kLast) + 1> t{};
-#define SPX_ENTRY(code, name, fn) t[size_t(OpCode::code)] = {name, check_##fn, run_##fn};
+// Built at compile time: a function-local static would need a thread-safe guard from libc++abi.
+constexpr struct OpTable {
+  OpEntry entry[size_t(OpCode::kLast) + 1] = {};
+  constexpr OpTable() {
+#define SPX_ENTRY(code, name, fn) entry[size_t(OpCode::code)] = {name, check_##fn, run_##fn};
     SPX_OPS(SPX_ENTRY)
-    return t;
-  }();
-  return opcode >= 1 && opcode <= uint32_t(OpCode::kLast) && table[opcode].run ? &table[opcode] : nullptr;
+  }
+} kOpTable;
+
+const OpEntry* entry(uint32_t opcode) {
+  if (opcode < 1 || opcode > uint32_t(OpCode::kLast)) return nullptr;
+  return kOpTable.entry[opcode].run ? &kOpTable.entry[opcode] : nullptr;
 }
 }  // namespace
 
@@ -58,26 +61,15 @@ const char* opcode_name(uint32_t opcode) {
   return e ? e->name : nullptr;
 }
 
-bool check_op(const Op& op, size_t* scratch_floats, std::string* err) {
+bool check_op(const Op& op, size_t* scratch_floats, Message* err) {
   const OpEntry* e = entry(uint32_t(op.code));
-  if (!e) {
-    *err = "unknown opcode " + std::to_string(uint32_t(op.code));
-    return false;
-  }
+  SPX_REQUIRE(e, "unknown opcode %u", uint32_t(op.code));
   *scratch_floats = 0;
-  if (op.in.empty() || !op.in[0] || op.out.empty()) {
-    *err = "needs at least one input and one output";
-    return false;
-  }
-  for (int64_t v : op.iattr) {
-    if (v > kMaxAttr || v < -kMaxAttr) {
-      *err = "attribute value out of range";
-      return false;
-    }
-  }
+  SPX_REQUIRE(!op.in.empty() && op.in[0] && !op.out.empty(), "needs at least one input and one output");
+  for (int64_t v : op.iattr) SPX_REQUIRE(v <= kMaxAttr && v >= -kMaxAttr, "attribute value out of range");
   return e->check(op, scratch_floats, err);
 }
 
-bool run_op(const Op& op, float* scratch, std::string* err) { return entry(uint32_t(op.code))->run(op, scratch, err); }
+bool run_op(const Op& op, float* scratch, Message* err) { return entry(uint32_t(op.code))->run(op, scratch, err); }
 
 }  // namespace sparsec

@@ -3,8 +3,6 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <string>
-#include <vector>
 
 #include "artifact.h"
 
@@ -54,23 +52,22 @@ struct Tensor {
   size_t nbytes = 0;
   uint8_t* data = nullptr;
   bool is_const = false;
-  const std::string* name = nullptr;
 
   float* f32() const { return reinterpret_cast<float*>(data); }
 };
 
 struct Op {
   OpCode code;
-  std::vector<const Tensor*> in;  // null for an absent optional input
-  std::vector<Tensor*> out;
-  std::vector<int64_t> iattr;
-  std::vector<float> fattr;
-  const std::string* name;
+  Array<const Tensor*> in;  // null for an absent optional input
+  Array<Tensor*> out;
+  Array<int64_t> iattr;
+  Array<float> fattr;
+  const char* name = "";
 };
 
 // Validates op against its tensors; sets the float scratch it needs. On failure, *err says why.
-bool check_op(const Op& op, size_t* scratch_floats, std::string* err);
+bool check_op(const Op& op, size_t* scratch_floats, Message* err);
 // Runs a checked op. Fails only on data-dependent errors (e.g. a gather index out of range).
-bool run_op(const Op& op, float* scratch, std::string* err);
+bool run_op(const Op& op, float* scratch, Message* err);
 
 }  // namespace sparsec

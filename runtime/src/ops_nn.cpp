@@ -40,7 +40,7 @@ bool is_pointwise(const Op& op, const Conv2dShape& s) {
 
 }  // namespace
 
-bool check_conv(const Op& op, size_t* scratch, std::string* err) {
+bool check_conv(const Op& op, size_t* scratch, Message* err) {
   if (!check_arity(op, 2, 3, 1, 10, 2, err) || !check_f32(op, err)) return false;
   const Tensor& x = *op.in[0];
   const Tensor& w = *op.in[1];
@@ -52,11 +52,12 @@ bool check_conv(const Op& op, size_t* scratch, std::string* err) {
   if (!check_activation(a[9], err)) return false;
   const int64_t G = a[0];
   SPX_REQUIRE(x.dims[1] % G == 0 && w.dims[0] % G == 0 && w.dims[1] * G == x.dims[1],
-              "weight " + shape_str(w) + " does not fit input " + shape_str(x) + " with group " + std::to_string(G));
+              "weight %s does not fit input %s with group %lld", shape_str(w).text, shape_str(x).text,
+              static_cast<long long>(G));
   const int64_t oh = conv_out_extent(x.dims[2], a[3], a[5], w.dims[2], a[1], a[7]);
   const int64_t ow = conv_out_extent(x.dims[3], a[4], a[6], w.dims[3], a[2], a[8]);
   SPX_REQUIRE(y.dims[0] == x.dims[0] && y.dims[1] == w.dims[0] && y.dims[2] == oh && y.dims[3] == ow && oh > 0 && ow > 0,
-              "output " + shape_str(y) + " does not match input " + shape_str(x) + " and weight " + shape_str(w));
+              "output %s does not match input %s and weight %s", shape_str(y).text, shape_str(x).text, shape_str(w).text);
   if (op.in.size() == 3 && op.in[2]) SPX_REQUIRE(op.in[2]->numel == size_t(w.dims[0]), "bias size differs from output channels");
   const Conv2dShape s = conv_shape(op);
   if (!is_depthwise(s) && !is_pointwise(op, s)) {
@@ -67,7 +68,7 @@ bool check_conv(const Op& op, size_t* scratch, std::string* err) {
   return true;
 }
 
-bool run_conv(const Op& op, float* scratch, std::string*) {
+bool run_conv(const Op& op, float* scratch, Message*) {
   const Conv2dShape s = conv_shape(op);
   const float* w = op.in[1]->f32();
   const float* bias = op.in.size() == 3 && op.in[2] ? op.in[2]->f32() : nullptr;
@@ -96,7 +97,7 @@ bool run_conv(const Op& op, float* scratch, std::string*) {
   return true;
 }
 
-bool check_matmul(const Op& op, size_t*, std::string* err) {
+bool check_matmul(const Op& op, size_t*, Message* err) {
   if (!check_arity(op, 2, 3, 1, 1, 2, err) || !check_f32(op, err) || !check_activation(op.iattr[0], err)) return false;
   const Tensor& a = *op.in[0];
   const Tensor& b = *op.in[1];
@@ -104,7 +105,7 @@ bool check_matmul(const Op& op, size_t*, std::string* err) {
   SPX_REQUIRE(a.ndim >= 2 && b.ndim >= 2 && y.ndim == std::max(a.ndim, b.ndim), "expects operands of rank >= 2");
   const int64_t M = a.dims[a.ndim - 2], K = a.dims[a.ndim - 1], N = b.dims[b.ndim - 1];
   SPX_REQUIRE(b.dims[b.ndim - 2] == K && y.dims[y.ndim - 2] == M && y.dims[y.ndim - 1] == N,
-              "shapes " + shape_str(a) + " x " + shape_str(b) + " -> " + shape_str(y) + " do not multiply");
+              "shapes %s x %s -> %s do not multiply", shape_str(a).text, shape_str(b).text, shape_str(y).text);
   for (uint32_t d = 0; d + 2 < y.ndim; ++d) {
     const int ad = int(d) - int(y.ndim - a.ndim), bd = int(d) - int(y.ndim - b.ndim);
     const int64_t ae = ad >= 0 ? a.dims[ad] : 1, be = bd >= 0 ? b.dims[bd] : 1;
@@ -114,7 +115,7 @@ bool check_matmul(const Op& op, size_t*, std::string* err) {
   return true;
 }
 
-bool run_matmul(const Op& op, float*, std::string*) {
+bool run_matmul(const Op& op, float*, Message*) {
   const Tensor& a = *op.in[0];
   const Tensor& b = *op.in[1];
   const Tensor& y = *op.out[0];
@@ -151,7 +152,7 @@ bool run_matmul(const Op& op, float*, std::string*) {
   return true;
 }
 
-bool check_pool(const Op& op, size_t*, std::string* err) {
+bool check_pool(const Op& op, size_t*, Message* err) {
   if (!check_arity(op, 1, 1, 1, 12, 0, err) || !check_f32(op, err)) return false;
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
@@ -165,11 +166,11 @@ bool check_pool(const Op& op, size_t*, std::string* err) {
   const int64_t ow = conv_out_extent(x.dims[3], a[6], a[8] + a[4] - 1, a[2], a[4], a[10]);
   SPX_REQUIRE(y.dims[0] == x.dims[0] && y.dims[1] == x.dims[1] && y.dims[2] >= 1 && y.dims[3] >= 1 &&
                   y.dims[2] <= oh && y.dims[3] <= ow,
-              "output " + shape_str(y) + " does not match input " + shape_str(x));
+              "output %s does not match input %s", shape_str(y).text, shape_str(x).text);
   return true;
 }
 
-bool run_pool(const Op& op, float*, std::string*) {
+bool run_pool(const Op& op, float*, Message*) {
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
   const auto& a = op.iattr;
@@ -214,7 +215,7 @@ bool run_pool(const Op& op, float*, std::string*) {
   return true;
 }
 
-bool check_softmax(const Op& op, size_t*, std::string* err) {
+bool check_softmax(const Op& op, size_t*, Message* err) {
   if (!check_arity(op, 1, 1, 1, 2, 0, err) || !check_f32(op, err)) return false;
   const Tensor& x = *op.in[0];
   SPX_REQUIRE(op.iattr[0] >= 0 && op.iattr[0] < int64_t(x.ndim), "axis out of range");
@@ -222,7 +223,7 @@ bool check_softmax(const Op& op, size_t*, std::string* err) {
   return true;
 }
 
-bool run_softmax(const Op& op, float*, std::string*) {
+bool run_softmax(const Op& op, float*, Message*) {
   const Tensor& x = *op.in[0];
   const size_t axis = size_t(op.iattr[0]);
   const bool log = op.iattr[1] != 0;
@@ -251,7 +252,7 @@ bool run_softmax(const Op& op, float*, std::string*) {
   return true;
 }
 
-bool check_layernorm(const Op& op, size_t*, std::string* err) {
+bool check_layernorm(const Op& op, size_t*, Message* err) {
   if (!check_arity(op, 2, 3, 1, 1, 1, err) || !check_f32(op, err)) return false;
   const Tensor& x = *op.in[0];
   const int64_t axis = op.iattr[0];
@@ -274,7 +275,7 @@ void moments(const float* x, size_t n, float eps, float* mean, float* inv_std) {
   *inv_std = float(1.0 / std::sqrt(var / double(n) + eps));
 }
 
-bool run_layernorm(const Op& op, float*, std::string*) {
+bool run_layernorm(const Op& op, float*, Message*) {
   const Tensor& x = *op.in[0];
   const size_t axis = size_t(op.iattr[0]);
   const size_t norm = product(x.dims, axis, x.ndim), rows = x.numel / std::max<size_t>(norm, 1);
@@ -290,7 +291,7 @@ bool run_layernorm(const Op& op, float*, std::string*) {
   return true;
 }
 
-bool check_group_norm(const Op& op, size_t*, std::string* err) {
+bool check_group_norm(const Op& op, size_t*, Message* err) {
   if (!check_arity(op, 3, 3, 1, 1, 1, err) || !check_f32(op, err)) return false;
   const Tensor& x = *op.in[0];
   SPX_REQUIRE(x.ndim >= 2, "expects [N, C, ...] input");
@@ -301,7 +302,7 @@ bool check_group_norm(const Op& op, size_t*, std::string* err) {
   return true;
 }
 
-bool run_group_norm(const Op& op, float*, std::string*) {
+bool run_group_norm(const Op& op, float*, Message*) {
   const Tensor& x = *op.in[0];
   const size_t C = size_t(x.dims[1]), groups = size_t(op.iattr[0]), spatial = product(x.dims, 2, x.ndim);
   const size_t cg = C / groups, n = cg * spatial;
@@ -321,7 +322,7 @@ bool run_group_norm(const Op& op, float*, std::string*) {
   return true;
 }
 
-bool check_channel_affine(const Op& op, size_t*, std::string* err) {
+bool check_channel_affine(const Op& op, size_t*, Message* err) {
   if (!check_arity(op, 3, 3, 1, 1, 2, err) || !check_f32(op, err) || !check_activation(op.iattr[0], err)) return false;
   const Tensor& x = *op.in[0];
   SPX_REQUIRE(x.ndim >= 2, "expects [N, C, ...] input");
@@ -330,7 +331,7 @@ bool check_channel_affine(const Op& op, size_t*, std::string* err) {
   return true;
 }
 
-bool run_channel_affine(const Op& op, float*, std::string*) {
+bool run_channel_affine(const Op& op, float*, Message*) {
   const Tensor& x = *op.in[0];
   const size_t C = size_t(x.dims[1]), inner = product(x.dims, 2, x.ndim);
   const ActParams act = act_from(op, 0);

@@ -56,24 +56,24 @@ float unary_math(UnaryOp kind, float x) {
   return x;
 }
 
-bool same_numel(const Op& op, std::string* err) {
+bool same_numel(const Op& op, Message* err) {
   SPX_REQUIRE(op.out[0]->numel == op.in[0]->numel, "output size differs from input");
   return true;
 }
 
 }  // namespace
 
-bool check_binary(const Op& op, size_t*, std::string* err) {
+bool check_binary(const Op& op, size_t*, Message* err) {
   if (!check_arity(op, 2, 2, 1, 2, 2, err) || !check_f32(op, err) || !check_activation(op.iattr[1], err)) return false;
   SPX_REQUIRE(op.iattr[0] >= 0 && op.iattr[0] <= int64_t(BinaryOp::kLast), "unknown binary op");
   Broadcast plan;
   SPX_REQUIRE(make_broadcast(*op.out[0], op.in.data(), 2, &plan),
-              "shapes " + shape_str(*op.in[0]) + " and " + shape_str(*op.in[1]) + " do not broadcast to " +
-                  shape_str(*op.out[0]));
+              "shapes %s and %s do not broadcast to %s", shape_str(*op.in[0]).text, shape_str(*op.in[1]).text,
+              shape_str(*op.out[0]).text);
   return true;
 }
 
-bool run_binary(const Op& op, float*, std::string*) {
+bool run_binary(const Op& op, float*, Message*) {
   Broadcast plan;
   make_broadcast(*op.out[0], op.in.data(), 2, &plan);
   switch (static_cast<BinaryOp>(op.iattr[0])) {
@@ -90,15 +90,15 @@ bool run_binary(const Op& op, float*, std::string*) {
   return true;
 }
 
-bool check_unary(const Op& op, size_t*, std::string* err) {
+bool check_unary(const Op& op, size_t*, Message* err) {
   if (!check_arity(op, 1, 1, 1, 1, 2, err) || !check_f32(op, err) || !same_numel(op, err)) return false;
   const int64_t k = op.iattr[0];
   SPX_REQUIRE((k >= 0 && k <= int64_t(Activation::kLast)) || (k >= int64_t(UnaryOp::kExp) && k <= int64_t(UnaryOp::kLast)),
-              "unknown unary op " + std::to_string(k));
+              "unknown unary op %lld", static_cast<long long>(k));
   return true;
 }
 
-bool run_unary(const Op& op, float*, std::string*) {
+bool run_unary(const Op& op, float*, Message*) {
   const float* x = op.in[0]->f32();
   float* y = op.out[0]->f32();
   const size_t n = op.in[0]->numel;
@@ -112,7 +112,7 @@ bool run_unary(const Op& op, float*, std::string*) {
   return true;
 }
 
-bool check_reduce(const Op& op, size_t*, std::string* err) {
+bool check_reduce(const Op& op, size_t*, Message* err) {
   if (!check_arity(op, 1, 1, 1, 2, 0, err) || !check_f32(op, err)) return false;
   const Tensor& x = *op.in[0];
   SPX_REQUIRE(op.iattr[0] >= 0 && op.iattr[0] <= int64_t(ReduceKind::kLast), "unknown reduction");
@@ -147,7 +147,7 @@ bool reduce_rows(const Tensor& x, ReduceKind kind, int64_t mask, float* out, siz
   return true;
 }
 
-bool run_reduce(const Op& op, float*, std::string*) {
+bool run_reduce(const Op& op, float*, Message*) {
   const Tensor& x = *op.in[0];
   const ReduceKind kind = static_cast<ReduceKind>(op.iattr[0]);
   const int64_t mask = op.iattr[1];
@@ -227,7 +227,7 @@ bool run_reduce(const Op& op, float*, std::string*) {
   return true;
 }
 
-bool check_transpose(const Op& op, size_t*, std::string* err) {
+bool check_transpose(const Op& op, size_t*, Message* err) {
   const Tensor& x = *op.in[0];
   if (!check_arity(op, 1, 1, 1, x.ndim, 0, err)) return false;
   const Tensor& y = *op.out[0];
@@ -237,12 +237,12 @@ bool check_transpose(const Op& op, size_t*, std::string* err) {
     const int64_t p = op.iattr[d];
     SPX_REQUIRE(p >= 0 && p < int64_t(x.ndim) && !seen[p], "perm is not a permutation");
     seen[p] = true;
-    SPX_REQUIRE(y.dims[d] == x.dims[p], "output " + shape_str(y) + " is not the permuted input " + shape_str(x));
+    SPX_REQUIRE(y.dims[d] == x.dims[p], "output %s is not the permuted input %s", shape_str(y).text, shape_str(x).text);
   }
   return true;
 }
 
-bool run_transpose(const Op& op, float*, std::string*) {
+bool run_transpose(const Op& op, float*, Message*) {
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
   const size_t es = x.nbytes / std::max<size_t>(x.numel, 1);
@@ -269,39 +269,40 @@ bool run_transpose(const Op& op, float*, std::string*) {
   return true;
 }
 
-bool check_copy(const Op& op, size_t*, std::string* err) {
+bool check_copy(const Op& op, size_t*, Message* err) {
   if (!check_arity(op, 1, 1, 1, 0, 0, err)) return false;
   SPX_REQUIRE(op.out[0]->nbytes == op.in[0]->nbytes && op.out[0]->dtype == op.in[0]->dtype, "output size differs from input");
   return true;
 }
 
-bool run_copy(const Op& op, float*, std::string*) {
+bool run_copy(const Op& op, float*, Message*) {
   if (op.out[0]->data != op.in[0]->data) std::memmove(op.out[0]->data, op.in[0]->data, op.in[0]->nbytes);
   return true;
 }
 
 // Concat and Split share one check: the many side's dims equal the one side's except along axis.
-bool check_joined(const Tensor& whole, const Tensor* const* parts, size_t n, int64_t axis, std::string* err) {
+bool check_joined(const Tensor& whole, const Tensor* const* parts, size_t n, int64_t axis, Message* err) {
   SPX_REQUIRE(axis >= 0 && axis < int64_t(whole.ndim), "axis out of range");
   int64_t total = 0;
   for (size_t i = 0; i < n; ++i) {
     const Tensor& p = *parts[i];
     SPX_REQUIRE(p.ndim == whole.ndim && p.dtype == whole.dtype, "parts differ in rank or dtype");
     for (uint32_t d = 0; d < whole.ndim; ++d)
-      SPX_REQUIRE(int64_t(d) == axis || p.dims[d] == whole.dims[d], "part " + shape_str(p) + " does not fit " + shape_str(whole));
+      SPX_REQUIRE(int64_t(d) == axis || p.dims[d] == whole.dims[d], "part %s does not fit %s", shape_str(p).text,
+                  shape_str(whole).text);
     total += p.dims[axis];
   }
   SPX_REQUIRE(total == whole.dims[axis], "parts do not add up along the axis");
   return true;
 }
 
-bool check_concat(const Op& op, size_t*, std::string* err) {
+bool check_concat(const Op& op, size_t*, Message* err) {
   if (!check_arity(op, 1, 1u << 16, 1, 1, 0, err)) return false;
   for (const Tensor* t : op.in) SPX_REQUIRE(t != nullptr, "a required input is missing");
   return check_joined(*op.out[0], op.in.data(), op.in.size(), op.iattr[0], err);
 }
 
-bool check_split(const Op& op, size_t*, std::string* err) {
+bool check_split(const Op& op, size_t*, Message* err) {
   if (!check_arity(op, 1, 1, 0, 1, 0, err)) return false;
   return check_joined(*op.in[0], op.out.data(), op.out.size(), op.iattr[0], err);
 }
@@ -323,17 +324,17 @@ void move_parts(const Tensor& whole, const Tensor* const* parts, size_t n, int64
   }
 }
 
-bool run_concat(const Op& op, float*, std::string*) {
+bool run_concat(const Op& op, float*, Message*) {
   move_parts(*op.out[0], op.in.data(), op.in.size(), op.iattr[0], true);
   return true;
 }
 
-bool run_split(const Op& op, float*, std::string*) {
+bool run_split(const Op& op, float*, Message*) {
   move_parts(*op.in[0], op.out.data(), op.out.size(), op.iattr[0], false);
   return true;
 }
 
-bool check_slice(const Op& op, size_t*, std::string* err) {
+bool check_slice(const Op& op, size_t*, Message* err) {
   const Tensor& x = *op.in[0];
   if (!check_arity(op, 1, 1, 1, 2 * x.ndim, 0, err)) return false;
   const Tensor& y = *op.out[0];
@@ -343,15 +344,15 @@ bool check_slice(const Op& op, size_t*, std::string* err) {
     SPX_REQUIRE(step != 0, "slice step is zero");
     if (y.dims[d] == 0) continue;
     const int64_t span = x.dims[d] - 1, magnitude = step < 0 ? -step : step;
-    SPX_REQUIRE(y.dims[d] - 1 <= span / magnitude, "slice of " + shape_str(x) + " to " + shape_str(y) + " is too long");
+    SPX_REQUIRE(y.dims[d] - 1 <= span / magnitude, "slice of %s to %s is too long", shape_str(x).text, shape_str(y).text);
     const int64_t last = start + (y.dims[d] - 1) * step;
     SPX_REQUIRE(start >= 0 && start < x.dims[d] && last >= 0 && last < x.dims[d],
-                "slice of " + shape_str(x) + " to " + shape_str(y) + " reads outside the input");
+                "slice of %s to %s reads outside the input", shape_str(x).text, shape_str(y).text);
   }
   return true;
 }
 
-bool run_slice(const Op& op, float*, std::string*) {
+bool run_slice(const Op& op, float*, Message*) {
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
   if (y.numel == 0) return true;
@@ -375,7 +376,7 @@ bool run_slice(const Op& op, float*, std::string*) {
   return true;
 }
 
-bool check_gather(const Op& op, size_t*, std::string* err) {
+bool check_gather(const Op& op, size_t*, Message* err) {
   if (!check_arity(op, 2, 2, 1, 1, 0, err)) return false;
   const Tensor& data = *op.in[0];
   const Tensor& idx = *op.in[1];
@@ -391,7 +392,7 @@ bool check_gather(const Op& op, size_t*, std::string* err) {
   return true;
 }
 
-bool run_gather(const Op& op, float*, std::string* err) {
+bool run_gather(const Op& op, float*, Message* err) {
   const Tensor& data = *op.in[0];
   const Tensor& idx = *op.in[1];
   const size_t axis = size_t(op.iattr[0]);
@@ -404,7 +405,8 @@ bool run_gather(const Op& op, float*, std::string* err) {
       int64_t k = idx.dtype == SPARSEC_I64 ? reinterpret_cast<const int64_t*>(idx.data)[i]
                                            : reinterpret_cast<const int32_t*>(idx.data)[i];
       if (k < 0) k += extent;
-      SPX_REQUIRE(k >= 0 && k < extent, "index " + std::to_string(k) + " out of range [0, " + std::to_string(extent) + ")");
+      SPX_REQUIRE(k >= 0 && k < extent, "index %lld out of range [0, %lld)", static_cast<long long>(k),
+                  static_cast<long long>(extent));
       std::memcpy(out, data.data + (o * size_t(extent) + size_t(k)) * inner, inner);
       out += inner;
     }
@@ -412,7 +414,7 @@ bool run_gather(const Op& op, float*, std::string* err) {
   return true;
 }
 
-bool check_pad(const Op& op, size_t*, std::string* err) {
+bool check_pad(const Op& op, size_t*, Message* err) {
   const Tensor& x = *op.in[0];
   if (!check_arity(op, 1, 1, 1, 1 + 2 * x.ndim, 1, err) || !check_f32(op, err)) return false;
   const Tensor& y = *op.out[0];
@@ -420,14 +422,14 @@ bool check_pad(const Op& op, size_t*, std::string* err) {
   SPX_REQUIRE(y.ndim == x.ndim, "output rank differs from input");
   for (uint32_t d = 0; d < x.ndim; ++d) {
     const int64_t b = op.iattr[1 + d], e = op.iattr[1 + x.ndim + d];
-    SPX_REQUIRE(b >= 0 && e >= 0 && y.dims[d] == x.dims[d] + b + e, "output " + shape_str(y) + " is not the padded input");
+    SPX_REQUIRE(b >= 0 && e >= 0 && y.dims[d] == x.dims[d] + b + e, "output %s is not the padded input", shape_str(y).text);
     SPX_REQUIRE(op.iattr[0] != int64_t(PadMode::kReflect) || (b < x.dims[d] && e < x.dims[d]), "reflect pad wider than input");
     SPX_REQUIRE(op.iattr[0] == int64_t(PadMode::kConstant) || x.dims[d] > 0 || y.dims[d] == 0, "edge pad of an empty axis");
   }
   return true;
 }
 
-bool run_pad(const Op& op, float*, std::string*) {
+bool run_pad(const Op& op, float*, Message*) {
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
   const PadMode mode = static_cast<PadMode>(op.iattr[0]);
@@ -455,16 +457,16 @@ bool run_pad(const Op& op, float*, std::string*) {
   return true;
 }
 
-bool check_expand(const Op& op, size_t*, std::string* err) {
+bool check_expand(const Op& op, size_t*, Message* err) {
   if (!check_arity(op, 1, 1, 1, 0, 0, err)) return false;
   SPX_REQUIRE(op.out[0]->dtype == op.in[0]->dtype, "output dtype differs from input");
   Broadcast plan;
   SPX_REQUIRE(make_broadcast(*op.out[0], op.in.data(), 1, &plan),
-              shape_str(*op.in[0]) + " does not broadcast to " + shape_str(*op.out[0]));
+              "%s does not broadcast to %s", shape_str(*op.in[0]).text, shape_str(*op.out[0]).text);
   return true;
 }
 
-bool run_expand(const Op& op, float*, std::string*) {
+bool run_expand(const Op& op, float*, Message*) {
   Broadcast plan;
   make_broadcast(*op.out[0], op.in.data(), 1, &plan);
   const Tensor& x = *op.in[0];
@@ -478,7 +480,7 @@ bool run_expand(const Op& op, float*, std::string*) {
   return true;
 }
 
-bool check_cast(const Op& op, size_t*, std::string* err) {
+bool check_cast(const Op& op, size_t*, Message* err) {
   return check_arity(op, 1, 1, 1, 0, 0, err) && same_numel(op, err);
 }
 
@@ -493,7 +495,7 @@ void cast_from(const From* in, const Tensor& y, size_t n) {
   }
 }
 
-bool run_cast(const Op& op, float*, std::string*) {
+bool run_cast(const Op& op, float*, Message*) {
   const Tensor& x = *op.in[0];
   switch (x.dtype) {
     case SPARSEC_F32: cast_from(reinterpret_cast<const float*>(x.data), *op.out[0], x.numel); break;

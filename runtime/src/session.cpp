@@ -1,13 +1,12 @@
 // The C API: load (validate everything, allocate once), set inputs, run, read outputs.
 #include <algorithm>
-#include <chrono>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <new>
-#include <string>
-#include <vector>
 
 #include "artifact.h"
 #include "ops.h"
@@ -27,16 +26,22 @@
 
 namespace {
 
-#if defined(__wasm__)
-// wasm32 runs one thread, and wasi-libc has no thread-exit destructors for a thread_local string.
-std::string g_last_error;
-#else
-thread_local std::string g_last_error;
-#endif
+thread_local sparsec::Message g_last_error;  // trivially destructible: no thread-exit hook
 
-sparsec_status set_error(sparsec_status code, std::string message) {
-  g_last_error = std::move(message);
+__attribute__((format(printf, 2, 3))) sparsec_status set_error(sparsec_status code, const char* fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  g_last_error.vformat(fmt, args);
+  va_end(args);
   return code;
+}
+
+sparsec_status out_of_memory() { return set_error(SPARSEC_ERR_OUT_OF_MEMORY, "out of memory"); }
+
+double monotonic_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
 }
 
 struct AlignedFree {
@@ -57,55 +62,53 @@ AlignedBuffer allocate(uint64_t size) {
   return AlignedBuffer(static_cast<uint8_t*>(p));
 }
 
-// Runs body; an exception (std::bad_alloc) never crosses the C API. No-op where exceptions are off.
-template <typename Body>
-sparsec_status guarded(Body&& body) {
-#if defined(__cpp_exceptions)
-  try {
-    return body();
-  } catch (...) {
-    return set_error(SPARSEC_ERR_OUT_OF_MEMORY, "out of memory");
-  }
-#else
-  return body();
-#endif
-}
-
 }  // namespace
 
 struct sparsec_session {
   sparsec::Artifact artifact;
   AlignedBuffer file;   // the whole artifact; constants point into its data section
   AlignedBuffer arena;  // activations, then op scratch
-  std::vector<sparsec::Tensor> tensors;
-  std::vector<sparsec::Op> ops;
+  sparsec::Array<sparsec::Tensor> tensors;
+  sparsec::Array<sparsec::Op> ops;
   float* scratch = nullptr;
   uint64_t arena_bytes = 0;
   bool profiling = false;
-  std::vector<double> op_seconds;  // sized at load: run() allocates nothing
+  sparsec::Array<double> op_seconds;  // sized at load: run() allocates nothing
 };
+
+namespace {
+// Sessions live on malloc too, not on operator new (see array.h).
+struct SessionFree {
+  void operator()(sparsec_session* s) const {
+    s->~sparsec_session();
+    std::free(s);
+  }
+};
+}  // namespace
 
 extern "C" {
 
-const char* sparsec_last_error(void) { return g_last_error.c_str(); }
+const char* sparsec_last_error(void) { return g_last_error.text; }
 const char* sparsec_runtime_target(void) { return sparsec::target_name(SPARSEC_TARGET_ID); }
 uint32_t sparsec_format_version(void) { return sparsec::kFormatVersion; }
 
 // Takes the artifact's bytes (64-byte aligned) and validates everything before anything uses them.
 static sparsec_status load_owned(AlignedBuffer file, size_t size, sparsec_session** out) {
   using namespace sparsec;
-  std::unique_ptr<sparsec_session> s(new (std::nothrow) sparsec_session());
-  if (!s) return set_error(SPARSEC_ERR_OUT_OF_MEMORY, "out of memory");
+  void* memory = std::malloc(sizeof(sparsec_session));
+  if (!memory) return out_of_memory();
+  std::unique_ptr<sparsec_session, SessionFree> s(new (memory) sparsec_session());
   s->file = std::move(file);
   ParseError perr;
   if (!parse_artifact(s->file.get(), size, &s->artifact, &perr))
-    return set_error(sparsec_status(perr.code), perr.message);
+    return set_error(sparsec_status(perr.code), "%s", perr.message.text);
   const Artifact& a = s->artifact;
   if (a.target != SPARSEC_TARGET_ID)
-    return set_error(SPARSEC_ERR_TARGET, std::string("artifact was built for target ") + target_name(a.target) +
-                                             ", this runtime is " + target_name(SPARSEC_TARGET_ID));
+    return set_error(SPARSEC_ERR_TARGET, "artifact was built for target %s, this runtime is %s", target_name(a.target),
+                     target_name(SPARSEC_TARGET_ID));
 
-  s->tensors.resize(a.tensors.size());
+  if (!s->tensors.resize(a.tensors.size()) || !s->ops.resize(a.ops.size()) || !s->op_seconds.resize(a.ops.size()))
+    return out_of_memory();
   for (size_t i = 0; i < a.tensors.size(); ++i) {
     const TensorDesc& d = a.tensors[i];
     Tensor& t = s->tensors[i];
@@ -118,87 +121,80 @@ static sparsec_status load_owned(AlignedBuffer file, size_t size, sparsec_sessio
     }
     t.nbytes = size_t(d.nbytes);
     t.is_const = d.storage == Storage::kConst;
-    t.name = &d.name;
   }
   size_t scratch_floats = 0;
-  s->ops.resize(a.ops.size());
   for (size_t i = 0; i < a.ops.size(); ++i) {
     const OpDesc& d = a.ops[i];
     Op& op = s->ops[i];
     op.code = static_cast<OpCode>(d.opcode);
-    for (uint32_t id : d.inputs) op.in.push_back(id == kAbsent ? nullptr : &s->tensors[id]);
-    for (uint32_t id : d.outputs) op.out.push_back(&s->tensors[id]);
-    op.iattr = d.iattr;
-    op.fattr = d.fattr;
-    op.name = &d.name;
+    if (!op.in.resize(d.inputs.size()) || !op.out.resize(d.outputs.size()) || !op.iattr.assign(d.iattr) ||
+        !op.fattr.assign(d.fattr))
+      return out_of_memory();
+    for (size_t k = 0; k < d.inputs.size(); ++k) op.in[k] = d.inputs[k] == kAbsent ? nullptr : &s->tensors[d.inputs[k]];
+    for (size_t k = 0; k < d.outputs.size(); ++k) op.out[k] = &s->tensors[d.outputs[k]];
+    op.name = d.name;
     size_t need = 0;
-    std::string why;
+    Message why;
     if (!check_op(op, &need, &why)) {
       const char* kind = opcode_name(d.opcode);
-      return set_error(SPARSEC_ERR_FORMAT, "op " + std::to_string(i) + " '" + d.name + "' (" +
-                                               (kind ? kind : "?") + "): " + why);
+      return set_error(SPARSEC_ERR_FORMAT, "op %zu '%s' (%s): %s", i, d.name, kind ? kind : "?", why.text);
     }
     scratch_floats = std::max(scratch_floats, need);
   }
   const uint64_t scratch_offset = (a.arena_size + 63) / 64 * 64;
   s->arena_bytes = scratch_offset + uint64_t(scratch_floats) * sizeof(float);
   s->arena = allocate(s->arena_bytes);
-  if (!s->arena) return set_error(SPARSEC_ERR_OUT_OF_MEMORY, "cannot allocate an arena of " + std::to_string(s->arena_bytes) + " bytes");
+  if (!s->arena)
+    return set_error(SPARSEC_ERR_OUT_OF_MEMORY, "cannot allocate an arena of %llu bytes",
+                     static_cast<unsigned long long>(s->arena_bytes));
   uint8_t* constants = s->file.get() + a.data_offset;
   for (size_t i = 0; i < a.tensors.size(); ++i)
     s->tensors[i].data = (s->tensors[i].is_const ? constants : s->arena.get()) + a.tensors[i].offset;
   s->scratch = reinterpret_cast<float*>(s->arena.get() + scratch_offset);
-  s->op_seconds.assign(s->ops.size(), 0.0);
   *out = s.release();
   return SPARSEC_OK;
 }
 
-static sparsec_status load_copy(const void* data, size_t size, sparsec_session** out) {
+sparsec_status sparsec_load(const void* data, size_t size, sparsec_session** out) {
   if (!data || !out) return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "null argument");
   *out = nullptr;
   AlignedBuffer file = allocate(size);
-  if (!file) return set_error(SPARSEC_ERR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(size) + " bytes");
+  if (!file) return set_error(SPARSEC_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes", size);
   std::memcpy(file.get(), data, size);
   return load_owned(std::move(file), size, out);
 }
 
-sparsec_status sparsec_load(const void* data, size_t size, sparsec_session** out) {
-  return guarded([&] { return load_copy(data, size, out); });
-}
-
 // Reads the file straight into the session's buffer: one copy of the weights in memory.
-static sparsec_status load_file_unguarded(const char* path, sparsec_session** out) {
+sparsec_status sparsec_load_file(const char* path, sparsec_session** out) {
   if (!path || !out) return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "null argument");
   *out = nullptr;
   std::FILE* f = std::fopen(path, "rb");
-  if (!f) return set_error(SPARSEC_ERR_IO, std::string("cannot open ") + path);
+  if (!f) return set_error(SPARSEC_ERR_IO, "cannot open %s", path);
   long size = -1;
   if (std::fseek(f, 0, SEEK_END) == 0) size = std::ftell(f);
   AlignedBuffer file(nullptr);
   if (size >= 0 && std::fseek(f, 0, SEEK_SET) == 0) file = allocate(uint64_t(size));
   const bool read = file && std::fread(file.get(), 1, size_t(size), f) == size_t(size);
   std::fclose(f);
-  if (size >= 0 && !file) return set_error(SPARSEC_ERR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(size) + " bytes");
-  if (!read) return set_error(SPARSEC_ERR_IO, std::string("cannot read ") + path);
+  if (size >= 0 && !file) return set_error(SPARSEC_ERR_OUT_OF_MEMORY, "cannot allocate %ld bytes", size);
+  if (!read) return set_error(SPARSEC_ERR_IO, "cannot read %s", path);
   return load_owned(std::move(file), size_t(size), out);
 }
 
-sparsec_status sparsec_load_file(const char* path, sparsec_session** out) {
-  return guarded([&] { return load_file_unguarded(path, out); });
+void sparsec_free(sparsec_session* session) {
+  if (session) SessionFree()(session);
 }
-
-void sparsec_free(sparsec_session* session) { delete session; }
 
 int32_t sparsec_num_inputs(const sparsec_session* s) { return s ? int32_t(s->artifact.inputs.size()) : 0; }
 int32_t sparsec_num_outputs(const sparsec_session* s) { return s ? int32_t(s->artifact.outputs.size()) : 0; }
 uint64_t sparsec_arena_bytes(const sparsec_session* s) { return s ? s->arena_bytes : 0; }
 
-static sparsec_status tensor_info(const sparsec_session* s, const std::vector<uint32_t>& ids, int32_t index,
+static sparsec_status tensor_info(const sparsec_session* s, const sparsec::Array<uint32_t>& ids, int32_t index,
                                   sparsec_tensor_info* info) {
   if (!s || !info || index < 0 || size_t(index) >= ids.size())
-    return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "no such input/output index " + std::to_string(index));
+    return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "no such input/output index %d", int(index));
   const sparsec::TensorDesc& d = s->artifact.tensors[ids[size_t(index)]];
-  info->name = d.name.c_str();
+  info->name = d.name;
   info->dtype = d.dtype;
   info->ndim = int32_t(d.ndim);
   info->dims = d.dims;
@@ -219,29 +215,23 @@ sparsec_status sparsec_set_input(sparsec_session* s, int32_t index, const void* 
   const sparsec_status st = sparsec_input_info(s, index, &info);
   if (st != SPARSEC_OK) return st;
   if (!data || nbytes != info.nbytes)
-    return set_error(SPARSEC_ERR_INVALID_ARGUMENT, std::string("input '") + info.name + "' takes " +
-                                                       std::to_string(info.nbytes) + " bytes, got " + std::to_string(nbytes));
+    return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "input '%s' takes %zu bytes, got %zu", info.name, info.nbytes, nbytes);
   std::memcpy(s->tensors[s->artifact.inputs[size_t(index)]].data, data, nbytes);
   return SPARSEC_OK;
 }
 
-static sparsec_status run_unguarded(sparsec_session* s) {
+sparsec_status sparsec_run(sparsec_session* s) {
   if (!s) return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "null session");
-  using Clock = std::chrono::steady_clock;
-  std::string why;
+  sparsec::Message why;
   for (size_t i = 0; i < s->ops.size(); ++i) {
-    const Clock::time_point start = s->profiling ? Clock::now() : Clock::time_point();
+    const double start = s->profiling ? monotonic_seconds() : 0.0;
     const bool ok = sparsec::run_op(s->ops[i], s->scratch, &why);
-    if (s->profiling) s->op_seconds[i] = std::chrono::duration<double>(Clock::now() - start).count();
+    if (s->profiling) s->op_seconds[i] = monotonic_seconds() - start;
     if (!ok)
-      return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "op " + std::to_string(i) + " '" + *s->ops[i].name + "' (" +
-                                                         sparsec::opcode_name(uint32_t(s->ops[i].code)) + "): " + why);
+      return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "op %zu '%s' (%s): %s", i, s->ops[i].name,
+                       sparsec::opcode_name(uint32_t(s->ops[i].code)), why.text);
   }
   return SPARSEC_OK;
-}
-
-sparsec_status sparsec_run(sparsec_session* s) {
-  return guarded([&] { return run_unguarded(s); });
 }
 
 sparsec_status sparsec_set_profiling(sparsec_session* s, int32_t enabled) {
@@ -255,8 +245,8 @@ int32_t sparsec_num_ops(const sparsec_session* s) { return s ? int32_t(s->ops.si
 sparsec_status sparsec_op_info(const sparsec_session* s, int32_t index, const char** name, const char** kind,
                                double* last_run_seconds) {
   if (!s || index < 0 || size_t(index) >= s->ops.size() || !name || !kind || !last_run_seconds)
-    return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "no such op index " + std::to_string(index));
-  *name = s->ops[size_t(index)].name->c_str();
+    return set_error(SPARSEC_ERR_INVALID_ARGUMENT, "no such op index %d", int(index));
+  *name = s->ops[size_t(index)].name;
   *kind = sparsec::opcode_name(uint32_t(s->ops[size_t(index)].code));
   *last_run_seconds = s->op_seconds[size_t(index)];
   return SPARSEC_OK;
