@@ -234,6 +234,36 @@ def test_unknown_op_blocks_its_group_and_says_which():
     assert "model output" in groups["conv3"].blocked_by
 
 
+class DeadChannels(nn.Module):
+    """Three channels with zero filters: after BN and ReLU each is a constant, which is all a reader sees."""
+
+    def __init__(self, reader_kernel):
+        super().__init__()
+        self.stem = conv_bn(3, 8)
+        self.reader = nn.Conv2d(8, 4, reader_kernel, padding=reader_kernel // 2)
+
+    def forward(self, x):
+        return self.reader(self.stem(x))
+
+
+@pytest.mark.parametrize("reader_kernel, folded", [(1, 3), (3, 0)])
+def test_constant_channels_fold_into_unpadded_readers(reader_kernel, folded, tmp_path):
+    model = export(DeadChannels(reader_kernel), (1, 3, 6, 6))
+    weight = next(i for i in model.graph.initializer if i.name == "stem.0.weight")
+    data = onnx.numpy_helper.to_array(weight).copy()
+    data[[1, 4, 6]] = 0
+    weight.CopyFrom(onnx.numpy_helper.from_array(data, weight.name))
+    report, mask_error, sparsec_error = prune_and_check(model, feed_for(model), tmp_path, 3 / 8, criterion="l1")
+    assert sorted(report.removed[("stem.0.weight", 0)].tolist()) == [1, 4, 6]
+    assert len(report.folded.get(("stem.0.weight", 0), [])) == folded
+    assert mask_error < TOLERANCE and sparsec_error < TOLERANCE
+    if folded:  # the readers' biases took the constants: the pruned model is the original, exactly
+        pruned, _ = sparsec.prune(model, 3 / 8, criterion="l1")
+        feed = feed_for(model)
+        original, smaller = run_onnxruntime(model, feed)[0], run_onnxruntime(pruned, feed)[0]
+        np.testing.assert_allclose(smaller, original, rtol=1e-5, atol=1e-5)
+
+
 def test_criteria_rank_units():
     w1 = np.ones((4, 2, 1, 1), np.float32) * np.array([3, 1, 4, 2], np.float32)[:, None, None, None]
     gamma = np.array([0.1, 5, 1, 3], np.float32)

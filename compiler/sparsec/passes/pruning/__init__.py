@@ -10,6 +10,7 @@ import onnx_ir as ir
 from sparsec.errors import InputError, InternalError
 from sparsec.inspect import mac_count, parameter_count
 from sparsec.passes.cleanup import remove_dead_nodes
+from sparsec.passes.pruning.fold import add_to_biases, fold_constant_channels
 from sparsec.passes.pruning.calibration import consumer_activation_norms
 from sparsec.passes.pruning.groups import Group, find_groups
 from sparsec.passes.pruning.importance import CRITERIA, REDUCTIONS, select, unit_scores
@@ -53,6 +54,7 @@ class PruneReport:
     macs_before: int = 0
     macs_after: int = 0
     removed: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)  # (tensor, axis) -> indices removed
+    folded: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)  # of those, constants folded into readers
 
     def to_dict(self) -> dict:
         return {"options": self.options.__dict__, "params_before": self.params_before,
@@ -95,20 +97,24 @@ def prune_model(model: ir.Model, options: PruneOptions, calibration: list[dict] 
     for g in eligible:
         scores[g.index], used[g.index] = unit_scores(g, options.criterion, options.reduction, rng, activation_norms)
     chosen = select(eligible, scores, options.ratio, options.max_ratio, options.round_to, options.global_ranking)
+    by_index = {g.index: g for g in groups}
+    folds = {i: fold_constant_channels(by_index[i], units) for i, units in chosen.items()}
     for g in groups:
         removed = len(chosen.get(g.index, ()))
         report.rows.append({
             "group": g.index, "name": g.name, "members": g.members(), "units": g.channels,
             "unit_width": g.unit_width, "kept": g.channels - removed, "prunable": g.index in scores,
             "blocked_by": g.blocked_by, "criterion": used.get(g.index),
+            "folded": len(folds[g.index][0]) if g.index in folds else 0,
         })
     if progress:
         progress(f"removing {sum(map(len, chosen.values()))} units from {len(chosen)} groups")
-    by_index = {g.index: g for g in groups}
     removal = removal_of([(by_index[i], units.tolist()) for i, units in chosen.items()])
     report.removed = removal_names(removal)
+    report.folded = removal_names(removal_of([(by_index[i], dead) for i, (dead, _) in folds.items()]))
     try:
         shrink(model, removal)
+        add_to_biases([edit for _, edits in folds.values() for edit in edits], removal)
     except (ValueError, IndexError, KeyError) as e:
         raise InternalError(f"pruning could not rewrite the graph: {e}") from e
     remove_dead_nodes(model)  # the shape constants that were replaced
