@@ -22,7 +22,7 @@ def prepare(model, input_shapes=None) -> ir.Model:
 
 def dependency_groups(model, input_shapes=None) -> list[Group]:
     """Every group of coupled channels in an ONNX model (path, ModelProto or ir.Model), prunable or not."""
-    return find_groups(prepare(model, input_shapes)).groups
+    return find_groups(prepare(model, input_shapes))
 
 
 def prune(model, ratio: float = 0.5, criterion: str = "l2", *, calib=None, input_shapes=None, progress=None,

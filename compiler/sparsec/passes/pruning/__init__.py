@@ -86,7 +86,7 @@ def prune_model(model: ir.Model, options: PruneOptions, calibration: list[dict] 
         raise InputError("the taylor criterion needs calibration data (--calib samples.npy)")
     if progress:
         progress("finding dependency groups")
-    groups = find_groups(model).groups
+    groups = find_groups(model)
     report = PruneReport(options, params_before=parameter_count(model), macs_before=mac_count(model))
     eligible = [g for g in groups if g.prunable and not _ignored(g, options.ignore)]
     activation_norms = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import onnx_ir as ir
@@ -52,12 +52,6 @@ class Group:
         return [unit[m] for unit in self.units]
 
 
-@dataclass
-class Discovery:
-    groups: list[Group] = field(default_factory=list)
-    space: ChannelSpace | None = None
-
-
 def _build_space(graph: ir.Graph) -> ChannelSpace:
     space = ChannelSpace()
     for node in graph:
@@ -83,19 +77,18 @@ def _build_space(graph: ir.Graph) -> ChannelSpace:
 
 def _fixed_causes(space: ChannelSpace, labels: np.ndarray) -> tuple[dict[int, str], set[int]]:
     """First cause per fixed component (hard causes first), and the components fixed by a hard cause."""
-    entries = [(elements, cause, hard) for elements, cause, hard in space.fixed]
-    for choice in space.choices:
+    entries = [(elements, space.causes[cause], hard) for elements, cause, hard in space.fixed]
+    for choice in space.choices:  # a factor not chosen keeps all its channels
         value, axes = choice.factors
-        space.causes.append(
-            f"{op_label(choice.node)} '{choice.node.name}' splits an axis; only one factor can lose channels")
+        cause = f"{op_label(choice.node)} '{choice.node.name}' splits an axis; only one factor can lose channels"
         for k in range(len(axes)):
             if k != choice.candidates[choice.chosen]:
-                entries.append((space.elements(value, axes[k]), len(space.causes) - 1, False))
+                entries.append((space.elements(value, axes[k]), cause, False))
     causes: dict[int, str] = {}
     hard_labels: set[int] = set()
     for elements, cause, hard in sorted(entries, key=lambda e: not e[2]):
         for label in np.unique(labels[elements]).tolist():
-            causes.setdefault(label, space.causes[cause])
+            causes.setdefault(label, cause)
             if hard:
                 hard_labels.add(label)
     return causes, hard_labels
@@ -108,9 +101,11 @@ def _source_labels(space: ChannelSpace, labels: np.ndarray) -> np.ndarray:
 
 def _choose_factors(space: ChannelSpace) -> tuple[np.ndarray, dict[int, str]]:
     """Components, retrying a Reshape's next factor while its chosen one carries weights but is fixed."""
-    for _ in range(_CHOICE_ROUNDS):
+    for last_round in [False] * (_CHOICE_ROUNDS - 1) + [True]:
         labels = space.components()
         causes, hard = _fixed_causes(space, labels)
+        if last_round:
+            break
         sources = set(_source_labels(space, labels).tolist())
         switched = False
         for choice in space.choices:
@@ -124,7 +119,7 @@ def _choose_factors(space: ChannelSpace) -> tuple[np.ndarray, dict[int, str]]:
     return labels, causes
 
 
-def find_groups(model: ir.Model) -> Discovery:
+def find_groups(model: ir.Model) -> list[Group]:
     """Discovers every dependency group of `model` (shapes must be static and inferred)."""
     space = _build_space(model.graph)
     labels, causes = _choose_factors(space)
@@ -158,4 +153,4 @@ def find_groups(model: ir.Model) -> Discovery:
     groups.sort(key=lambda g: min(a for a in (space.axis_ids[k] for k in g.axes)))
     for i, g in enumerate(groups):
         g.index = i
-    return Discovery(groups, space)
+    return groups
