@@ -338,7 +338,8 @@ def test_cli_groups_prune_and_compile(tmp_path, capsys):
     onnx.checker.check_model(onnx.load(pruned), full_check=True)
     feed = {"x": np.ones((1, 3, 8, 8), np.float32)}
     assert run_onnxruntime(onnx.load(pruned), feed)[0].shape == (1, 4, 8, 8)
-    assert main(["compile", str(path), "--prune", "0.5", "-q", "-o", str(tmp_path / "build")]) == 0
+    assert main(["compile", str(path), "--prune", "0.5", "--criterion", "taylor", "--calib", str(calib), "-q",
+                 "-o", str(tmp_path / "build")]) == 0
     compiled = json.loads((tmp_path / "build" / "residual.report.json").read_text())
     assert compiled["prune"]["params_after"] == report["params_after"]
     assert main(["prune", str(path), "--ratio", "2", "-o", str(tmp_path / "x.onnx")]) == 1

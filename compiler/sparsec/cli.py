@@ -18,7 +18,8 @@ def _compile(args) -> None:
 
     prune = _prune_options(args) if args.prune is not None else None
     result = compile_model(args.model, target=args.target, output=args.output,
-                           input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet, prune=prune)
+                           input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet, prune=prune,
+                           calib=args.calib)
     r = result.report
     if r["prune"]:
         print(f"pruned {args.prune:.0%}: params {r['prune']['params_before']:,} -> {r['prune']['params_after']:,}, "
@@ -79,7 +80,8 @@ def _groups(args) -> None:
         return
     print(f"{'group':<6} {'units':>6} {'width':>5}  {'prunable':<9} members / why not")
     for g in groups:
-        members = ", ".join(g.members())
+        members = g.members()
+        members = ", ".join(members[:3]) + (f" (+{len(members) - 3} more)" if len(members) > 3 else "")
         print(f"{g.index:<6} {g.channels:>6} {g.unit_width:>5}  {'yes' if g.prunable else 'no':<9} "
               f"{members if g.prunable else g.blocked_by}")
     prunable = [g for g in groups if g.prunable]
@@ -132,6 +134,7 @@ def _add_prune_options(parser) -> None:
     from sparsec.passes.pruning.importance import REDUCTIONS
 
     parser.add_argument("--criterion", default="l2", choices=CRITERIA, help="unit importance (default l2)")
+    parser.add_argument("--calib", help=".npy (one input) or .npz (per input name) samples, for --criterion taylor")
     parser.add_argument("--reduction", default="mean", choices=list(REDUCTIONS), help="combine over a group's tensors")
     parser.add_argument("--round-to", type=int, default=1, help="keep channel counts a multiple of this (e.g. 8)")
     parser.add_argument("--max-ratio", type=float, default=0.9, help="no group loses more than this fraction")
@@ -162,7 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--ratio", type=float, default=0.5, help="fraction of each group's channels to remove")
     p.add_argument("-o", "--output", required=True, help="pruned .onnx file")
-    p.add_argument("--calib", help=".npy (one input) or .npz (per input name) samples, for --criterion taylor")
     p.add_argument("--report", help="write the report as JSON here")
     p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress")

@@ -17,6 +17,7 @@ from sparsec.frontend import load_model
 from sparsec.lower import lower_model, plan_memory
 from sparsec.passes import CLEANUP, PASSES, op_counts, run_passes
 from sparsec.passes.pruning import PruneOptions, prune_model
+from sparsec.passes.pruning.calibration import calibration_feeds
 from sparsec.pruner import PREPARE
 from sparsec.targets import CROSS_TARGETS, install_runtime, runtime_dir
 
@@ -68,8 +69,9 @@ def stderr_progress(message: str) -> None:
 
 
 def compile_model(model, target: str = "host", output=None, input_shapes=None, passes=None,
-                  progress=None, prune=None) -> CompileResult:
-    """Compiles model (path, ModelProto or ir.Model) for target; writes <output>/<name>.spx and .report.json."""
+                  progress=None, prune=None, calib=None) -> CompileResult:
+    """Compiles model (path, ModelProto or ir.Model) for target; writes <output>/<name>.spx and .report.json.
+    `prune` (PruneOptions or a ratio) prunes first; `calib` (.npy/.npz path or feeds) feeds its taylor criterion."""
     start = time.perf_counter()
     resolved = resolve_target(target)
     path = _output_path(model, output)
@@ -82,7 +84,7 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
     if prune is not None:
         options = prune if isinstance(prune, PruneOptions) else PruneOptions(ratio=float(prune))
         graph, _ = run_passes(graph, PREPARE, notify)
-        graph, prune_report = prune_model(graph, options, progress=notify)
+        graph, prune_report = prune_model(graph, options, calibration_feeds(calib, graph), notify)
     selected = CLEANUP if passes is None else [PASSES[name] for name in passes]
     graph, pass_rows = run_passes(graph, selected, notify)
     lowered = lower_model(graph, notify)

@@ -9,7 +9,7 @@ from sparsec.errors import InternalError
 from sparsec.frontend import load_model
 from sparsec.passes import PASSES, run_passes
 from sparsec.passes.pruning import Group, PruneOptions, PruneReport, find_groups, prune_model
-from sparsec.passes.pruning.calibration import load_calibration
+from sparsec.passes.pruning.calibration import calibration_feeds
 
 # Pruning sees the graph after these: folded shape subgraphs make Reshape/Slice constants visible.
 PREPARE = [PASSES["fold_constants"], PASSES["remove_identities"]]
@@ -35,8 +35,7 @@ def prune(model, ratio: float = 0.5, criterion: str = "l2", *, calib=None, input
     """
     opts = PruneOptions(ratio=ratio, criterion=criterion, **{**options, "ignore": tuple(options.get("ignore", ()))})
     graph = prepare(model, input_shapes)
-    feeds = load_calibration(calib, graph) if isinstance(calib, (str, bytes)) or hasattr(calib, "__fspath__") else calib
-    graph, report = prune_model(graph, opts, feeds, progress)
+    graph, report = prune_model(graph, opts, calibration_feeds(calib, graph), progress)
     proto = ir.serde.serialize_model(graph)
     try:
         onnx.checker.check_model(proto, full_check=True)

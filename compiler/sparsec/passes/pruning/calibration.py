@@ -35,6 +35,13 @@ def load_calibration(path, model: ir.Model) -> list[dict[str, np.ndarray]]:
     return [{name: a[i] for name, a in feeds.items()} for i in range(counts.pop())]
 
 
+def calibration_feeds(calib, model: ir.Model) -> list[dict[str, np.ndarray]] | None:
+    """Feeds from a .npy/.npz path, or the given list of feeds as is."""
+    if isinstance(calib, (str, bytes)) or hasattr(calib, "__fspath__"):
+        return load_calibration(calib, model)
+    return calib
+
+
 def consumer_activation_norms(model: ir.Model, groups: list[Group], calibration: list[dict],
                               progress=None) -> dict[str, np.ndarray]:
     """Mean |a| per channel of every tensor a pruned consumer (Conv/Gemm/MatMul input weights) reads."""
