@@ -41,11 +41,13 @@ class Group:
         return (producers or self.params)[0].node.name if (producers or self.params) else f"group{self.index}"
 
     def members(self) -> list[str]:
-        """'op node (role)' for each node whose parameters the group slices, in graph order of first mention."""
-        seen: dict[str, None] = {}
+        """'op node (roles)' for each node whose parameters the group slices, in order of first mention."""
+        roles: dict[ir.Node, list[str]] = {}
         for p in self.params:
-            seen.setdefault(f"{op_label(p.node)} {p.node.name} ({p.role})")
-        return list(seen)
+            roles.setdefault(p.node, [])
+            if p.role not in roles[p.node]:
+                roles[p.node].append(p.role)
+        return [f"{op_label(node)} {node.name} ({', '.join(r)})" for node, r in roles.items()]
 
     def param_indices(self, param: Param) -> list[np.ndarray]:
         m = self.axes.index((param.value, param.axis))
