@@ -2,8 +2,9 @@
 
 Builds benchmarks/kernels_bench.cpp with the system C++ compiler ($CXX or c++), runs it on
 conv- and linear-shaped GEMMs and MobileNet-style depthwise convolutions, and prints one row
-per kernel, variant, build and shape. numpy's float32 matmul (OpenBLAS, pinned to one thread)
-is the scale for the GEMM rows.
+per kernel, variant, build and shape, with its speed-up over the scalar reference; pooling,
+global average pooling and element-wise binary rows follow. numpy's float32 matmul (OpenBLAS,
+pinned to one thread) is the scale for the GEMM rows.
 
     python benchmarks/bench_kernels.py [--min-seconds 0.3] [--json out.json]
 """
@@ -45,6 +46,15 @@ DWCONV_SHAPES = [
     (240, 28, 5, 2),
     (960, 7, 5, 1),
 ]
+# (channels, height = width, kernel, stride): ResNet's stem max pool, Inception-style 3x3/1
+# average pool, DenseNet's 2x2/2 transition.
+MAXPOOL_SHAPES = [(64, 112, 3, 2), (192, 28, 3, 1)]
+AVGPOOL_SHAPES = [(256, 14, 3, 1), (128, 56, 2, 2)]
+# (channels, H*W): MobileNet's and ResNet's last feature maps.
+GAVGPOOL_SHAPES = [(1280, 49), (2048, 49), (64, 3136)]
+# (op 0 add/2 mul, shape 0 same/1 per-channel [C,1,1], channels, H*W, activation 0 none/1 relu/6 silu):
+# a residual Add(+Relu), an SE-block channel Mul, an Add with a SiLU epilogue.
+VBINARY_SHAPES = [(0, 0, 64, 3136, 1), (2, 1, 96, 3136, 0), (0, 0, 256, 196, 6), (0, 0, 64, 3136, 0)]
 BUILDS = {"native": ["-O3", "-march=native"], "generic": ["-O3"]}
 
 
@@ -55,9 +65,11 @@ def compiler():
     return cxx
 
 
-def build(cxx, flags, out):
-    sources = sorted(KERNELS.glob("ref/*.cpp")) + sorted(KERNELS.glob("portable/*.cpp"))
-    cmd = [cxx, "-std=c++17", *flags, "-I", str(KERNELS / "include"),
+def build(cxx, flags, out, isa_dirs=()):
+    """Builds the driver with cxx (a path or a command list); isa_dirs adds e.g. "neon" kernels."""
+    dirs = ("ref", "portable", "dispatch", *isa_dirs)
+    sources = [p for d in dirs for p in sorted(KERNELS.glob(f"{d}/*.cpp"))]
+    cmd = [*([cxx] if isinstance(cxx, str) else cxx), "-std=c++17", *flags, "-I", str(KERNELS / "include"),
            str(REPO / "benchmarks" / "kernels_bench.cpp"), *map(str, sources), "-o", str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
@@ -71,6 +83,10 @@ def run_driver(binary, min_seconds):
         args += ["gemm", str(m), str(n), str(k)]
     for c, h, k, s in DWCONV_SHAPES:
         args += ["dwconv", str(c), str(h), str(k), str(s)]
+    for kernel, shapes in (("maxpool", MAXPOOL_SHAPES), ("avgpool", AVGPOOL_SHAPES),
+                           ("gavgpool", GAVGPOOL_SHAPES), ("vbinary", VBINARY_SHAPES)):
+        for shape in shapes:
+            args += [kernel, *map(str, shape)]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
         kernel, variant, shape, gflops = line.split()
@@ -119,16 +135,21 @@ def main():
                              "shape": shape, "gflops": gflops,
                              "numpy_gflops": numpy_gflops.get(shape) if kernel == "gemm" else None})
 
-    header = (f"{'kernel':7} {'variant':9} {'build':18} {'shape':22} "
-              f"{'GFLOP/s':>8} {'numpy':>8} {'% numpy':>8}")
+    # Speed-up of each row over the scalar reference of the same kernel, build and shape.
+    scalar = {(r["kernel"], r["build"], r["shape"]): r["gflops"] for r in rows if r["variant"] == "scalar"}
+    for r in rows:
+        r["vs_scalar"] = r["gflops"] / scalar[(r["kernel"], r["build"], r["shape"])]
+    header = (f"{'kernel':8} {'variant':9} {'build':18} {'shape':28} "
+              f"{'GFLOP/s':>8} {'x scalar':>8} {'numpy':>8} {'% numpy':>8}")
+    print("GFLOP/s counts a pooling tap, a binary op or a GAP add as one operation.")
     print(header)
     print("-" * len(header))
     for r in rows:
         ref = r["numpy_gflops"]
         ref_text = f"{ref:.1f}" if ref else "-"
         pct_text = f"{100 * r['gflops'] / ref:.0f}%" if ref else "-"
-        print(f"{r['kernel']:7} {r['variant']:9} {r['build']:18} {r['shape']:22} "
-              f"{r['gflops']:8.1f} {ref_text:>8} {pct_text:>8}")
+        print(f"{r['kernel']:8} {r['variant']:9} {r['build']:18} {r['shape']:28} "
+              f"{r['gflops']:8.2f} {r['vs_scalar']:8.1f} {ref_text:>8} {pct_text:>8}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -1,6 +1,7 @@
 // Checks every fast kernel variant against its scalar reference on many small and odd shapes.
 // Standard library only, so it also builds with the aarch64 and wasm32 cross compilers.
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -299,13 +300,209 @@ void check_conv_all() {
       }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Pooling and element-wise binary ops: every variant compiled for this target, and the dispatch.
+
+const float kInf = std::numeric_limits<float>::infinity();
+
+// NaN equals NaN; +0 equals -0 (NEON's FMAXNM may pick either zero).
+bool same_value(float got, float want) {
+  return std::isnan(want) ? std::isnan(got) : got == want;
+}
+
+// Random values in [-1, 1]; with specials, about one in six is NaN, +inf or -inf.
+std::vector<float> random_with_specials(size_t n, bool specials) {
+  std::vector<float> v = random_vector(n);
+  if (specials)
+    for (float& x : v) {
+      const unsigned pick = g_rng() % 18;
+      if (pick < 3) x = pick == 0 ? kNaN : pick == 1 ? kInf : -kInf;
+    }
+  return v;
+}
+
+struct PoolVariant {
+  const char* name;
+  Pool2dFn max, avg;
+  GavgpoolFn gavg;
+};
+const PoolVariant kPoolVariants[] = {
+    {"portable", f32_maxpool2d_chw__portable, f32_avgpool2d_chw__portable, f32_gavgpool_cw__portable},
+#ifdef SPARSEC_KERNELS_NEON
+    {"neon", f32_maxpool2d_chw_u4__neon, f32_avgpool2d_chw_u4__neon, f32_gavgpool_cw_u8__neon},
+#endif
+#ifdef SPARSEC_KERNELS_WASMSIMD
+    {"wasmsimd", f32_maxpool2d_chw_u4__wasmsimd, f32_avgpool2d_chw_u4__wasmsimd,
+     f32_gavgpool_cw_u8__wasmsimd},
+#endif
+    {"dispatch", f32_maxpool2d, f32_avgpool2d, f32_gavgpool_cw},
+};
+
+constexpr size_t kGuard = 8;  // sentinel floats after each output: a write past the end shows
+constexpr float kSentinel = 12345.0f;
+
+// Output (without the guard) or "" when a guard value changed.
+std::string guarded_problem(const std::vector<float>& out, size_t n) {
+  for (size_t i = n; i < out.size(); ++i)
+    if (out[i] != kSentinel) return fmt("wrote past the end at %zu", i);
+  return "";
+}
+
+// Pooling: the vector interiors add in the reference's order, so results match exactly.
+void check_pool(const Pool2dShape& s, size_t planes, bool specials) {
+  const std::vector<float> x = random_with_specials(planes * s.H * s.W, specials);
+  const size_t n = planes * s.OH * s.OW;
+  for (bool is_max : {true, false}) {
+    if (!is_max && s.count_include_pad && specials) continue;  // one special sweep per kind suffices
+    std::vector<float> want(n);
+    (is_max ? f32_maxpool2d__scalar : f32_avgpool2d__scalar)(s, planes, x.data(), want.data());
+    for (const PoolVariant& v : kPoolVariants) {
+      std::vector<float> got(n + kGuard, kSentinel);
+      (is_max ? v.max : v.avg)(s, planes, x.data(), got.data());
+      std::string problem = guarded_problem(got, n);
+      for (size_t i = 0; i < n && problem.empty(); ++i)
+        if (!same_value(got[i], want[i])) problem = fmt("element %zu got %.9g want %.9g", i, got[i], want[i]);
+      record(problem.empty(),
+             fmt("f32_%spool2d %s planes=%zu H=%zu W=%zu OH=%zu OW=%zu K=%zux%zu S=%zux%zu "
+                 "P=%zu,%zu,%zu,%zu D=%zux%zu include_pad=%d specials=%d",
+                 is_max ? "max" : "avg", v.name, planes, s.H, s.W, s.OH, s.OW, s.KH, s.KW, s.SH,
+                 s.SW, s.PT, s.PL, s.PB, s.PR, s.DH, s.DW, int(s.count_include_pad), int(specials)),
+             problem);
+    }
+  }
+}
+
+void check_pool_all() {
+  const size_t heights[] = {1, 2, 3, 4, 7, 17};
+  const size_t kernels[][2] = {{1, 1}, {2, 2}, {3, 3}, {3, 2}, {5, 5}};
+  const size_t strides[][2] = {{1, 1}, {2, 2}, {3, 3}, {1, 2}};
+  const size_t dilations[][2] = {{1, 1}, {2, 2}};
+  size_t count = 0;
+  for (size_t H : heights)
+    for (size_t W = 1; W <= 17; ++W)
+      for (const auto& k : kernels)
+        for (const auto& st : strides)
+          for (const auto& d : dilations)
+            for (size_t pad_begin = 0; pad_begin < 3; ++pad_begin)
+              for (size_t pad_end = 0; pad_end < 3; ++pad_end)
+                for (bool ceil_mode : {false, true}) {
+                  // Left/right pads mirror bottom/top; ceil mode may add a window that starts
+                  // past the end padding (the runtime allows it and clamps).
+                  const size_t PT = pad_begin, PB = pad_end, PL = pad_end, PR = pad_begin;
+                  const size_t extra_h = ceil_mode ? st[0] - 1 : 0, extra_w = ceil_mode ? st[1] - 1 : 0;
+                  const size_t OH = output_extent(H, PT, PB + extra_h, k[0], st[0], d[0]);
+                  const size_t OW = output_extent(W, PL, PR + extra_w, k[1], st[1], d[1]);
+                  if (OH == 0 || OW == 0 || (ceil_mode && extra_h + extra_w == 0)) continue;
+                  ++count;
+                  const Pool2dShape s{H, W, OH, OW, k[0], k[1], st[0], st[1], PT, PL, PB, PR,
+                                      d[0], d[1], count % 2 == 0};
+                  check_pool(s, 1 + count % 3, count % 5 == 0);
+                }
+  // Wide rows: many vector blocks per row, as in real networks (3x3/2 max, 3x3/1 average).
+  for (size_t W : {56, 113, 224}) {
+    check_pool({5, W, 2, (W - 1) / 2 + 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, false}, 3, true);
+    check_pool({5, W, 5, W, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, true}, 2, false);
+  }
+}
+
+void check_gavgpool_all() {
+  for (size_t channels : {1, 3, 5})
+    for (size_t n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 31, 49, 64, 100, 257, 1000}) {
+      const std::vector<float> x = random_vector(channels * n);
+      std::vector<float> want(channels), magnitude(channels);
+      f32_gavgpool_cw__scalar(channels, n, x.data(), want.data());
+      const std::vector<float> abs_x = absolute(x);
+      f32_gavgpool_cw__scalar(channels, n, abs_x.data(), magnitude.data());
+      for (const PoolVariant& v : kPoolVariants) {
+        std::vector<float> got(channels + kGuard, kSentinel);
+        v.gavg(channels, n, x.data(), got.data());
+        std::string problem = guarded_problem(got, channels);
+        // Sums in another order: each of the two may be off by n roundings of the mean |x|.
+        for (size_t c = 0; c < channels && problem.empty(); ++c)
+          if (!(std::fabs(got[c] - want[c]) <= 2.0f * n * FLT_EPSILON * magnitude[c]))
+            problem = fmt("channel %zu got %.9g want %.9g", c, got[c], want[c]);
+        record(problem.empty(), fmt("f32_gavgpool_cw %s channels=%zu n=%zu", v.name, channels, n), problem);
+      }
+    }
+}
+
+struct BinaryVariant {
+  const char* name;
+  VBinaryFn (*lookup)(BinaryKind, BinaryShape);
+};
+const BinaryVariant kBinaryVariants[] = {
+    {"portable", f32_vbinary__portable},
+#ifdef SPARSEC_KERNELS_NEON
+    {"neon", f32_vbinary_u8__neon},
+#endif
+#ifdef SPARSEC_KERNELS_WASMSIMD
+    {"wasmsimd", f32_vbinary_u8__wasmsimd},
+#endif
+    {"dispatch", f32_vbinary},
+};
+const char* kBinaryNames[] = {"add", "sub", "mul", "div"};
+const char* kShapeNames[] = {"vector", "scalar_b", "scalar_a"};
+
+// Arithmetic and the Relu/Clip clamp are exact; other activations use the vectorisable
+// formulas of f32_activation__portable, within its tolerance of the scalar ones.
+bool close_after(const ActParams& act, float got, float want) {
+  const bool exact = act.kind == Activation::kNone || act.kind == Activation::kRelu ||
+                     act.kind == Activation::kClip;
+  if (exact || std::isnan(want) || std::isinf(want)) return same_value(got, want);
+  return std::fabs(got - want) <= 1e-6f * std::fabs(want) + 1e-7f;
+}
+
+void check_vbinary(BinaryKind kind, BinaryShape shape, int act_kind, size_t n, bool specials) {
+  const ActParams act = activation(act_kind);
+  const size_t na = shape == BinaryShape::kScalarA ? 1 : n, nb = shape == BinaryShape::kScalarB ? 1 : n;
+  const std::vector<float> a = random_with_specials(na, specials), b = random_with_specials(nb, specials);
+  std::vector<float> want(n);
+  f32_vbinary__scalar(kind, shape)(n, a.data(), b.data(), want.data(), act);
+  for (const BinaryVariant& v : kBinaryVariants) {
+    const VBinaryFn kernel = v.lookup(kind, shape);
+    std::vector<float> got(n + kGuard, kSentinel);
+    kernel(n, a.data(), b.data(), got.data(), act);
+    std::string problem = guarded_problem(got, n);
+    if (shape == BinaryShape::kVector) {  // the runtime may write over the first operand
+      std::vector<float> in_place = a;
+      kernel(n, in_place.data(), b.data(), in_place.data(), act);
+      for (size_t i = 0; i < n && problem.empty(); ++i)
+        if (!same_value(in_place[i], got[i])) problem = fmt("in place differs at %zu", i);
+    }
+    for (size_t i = 0; i < n && problem.empty(); ++i)
+      if (!close_after(act, got[i], want[i])) problem = fmt("element %zu got %.9g want %.9g", i, got[i], want[i]);
+    record(problem.empty(),
+           fmt("f32_vbinary %s %s %s act=%s n=%zu specials=%d", v.name, kBinaryNames[int(kind)],
+               kShapeNames[int(shape)], kActivationNames[act_kind], n, int(specials)),
+           problem);
+  }
+}
+
+void check_vbinary_all() {
+  std::vector<size_t> lengths;
+  for (size_t n = 1; n <= 17; ++n) lengths.push_back(n);
+  for (size_t n : {31, 64, 100, 1023, 1024, 1025, 2500}) lengths.push_back(n);  // across kBlock
+  for (int kind = 0; kind <= int(BinaryKind::kLast); ++kind)
+    for (int shape = 0; shape <= int(BinaryShape::kLast); ++shape)
+      for (int act_kind = 0; act_kind < kActivationCount; ++act_kind)
+        for (size_t n : lengths) {
+          const bool exact_act = act_kind <= int(Activation::kClip);
+          check_vbinary(BinaryKind(kind), BinaryShape(shape), act_kind, n, false);
+          if (exact_act) check_vbinary(BinaryKind(kind), BinaryShape(shape), act_kind, n, true);
+        }
+}
+
 }  // namespace
 
 int main() {
+  std::printf("kernel isa: %s\n", kernel_isa());
   check_activation_values();
   check_activation_variants();
   check_gemm_all();
   check_conv_all();
+  check_pool_all();
+  check_gavgpool_all();
+  check_vbinary_all();
   std::printf("%zu passed, %zu failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

@@ -1,0 +1,97 @@
+// Pooling on NCHW planes vectorised along the output row, for any lane type V with:
+//   T, kLanes, load(p), load_even(p) (p[0], p[2], ...; reads up to p[2 * kLanes - 1]),
+//   gather(p, stride), splat(x), store(p, v), add, div, max_ignoring_nan(acc, v) (acc < v ? v : acc),
+//   sum(v) (all lanes added). Each ISA's file instantiates these with its own V.
+#pragma once
+#include <algorithm>
+#include <limits>
+
+#include "../ref/pool2d_window.h"
+
+namespace sparsec {
+namespace pool2d {
+
+enum class Step { kOne, kTwo, kAny };  // input columns between neighbouring outputs
+
+template <class V, Step kStep>
+inline typename V::T load_columns(const float* p, size_t stride) {
+  if constexpr (kStep == Step::kOne) return V::load(p);
+  else if constexpr (kStep == Step::kTwo) return V::load_even(p);
+  else return V::gather(p, stride);
+}
+
+// Output columns [*lo, *hi) whose window row lies inside [0, W), counting the extra column a
+// stride-2 vector read touches: these need no padding checks.
+inline void interior_columns(const Pool2dShape& s, size_t* lo, size_t* hi) {
+  *lo = std::min(s.OW, (s.PL + s.SW - 1) / s.SW);
+  const size_t reach = (s.KW - 1) * s.DW + (s.SW == 2 ? 1 : 0);  // last column read - window start
+  *hi = s.W + s.PL <= reach ? *lo : std::max(*lo, std::min(s.OW, (s.W + s.PL - reach - 1) / s.SW + 1));
+}
+
+// One output row: edge outputs by the scalar window, interior ones kLanes at a time with the
+// taps in the scalar order (so sums match the reference exactly).
+template <class V, bool kMax, Step kStep>
+void pool_row(const Pool2dShape& s, const float* x, size_t oh, size_t lo, size_t hi, float* y) {
+  using T = typename V::T;
+  const ptrdiff_t h0 = window_start(oh, s.SH, s.PT);
+  size_t kh_lo, kh_hi;  // taps whose input row is inside the image
+  tap_range(h0, s.KH, s.DH, 0, static_cast<ptrdiff_t>(s.H), &kh_lo, &kh_hi);
+  // Interior columns have every kw tap inside; an empty window (count 0) averages to 0, not 0/0.
+  const size_t count = divisor_taps(h0, s.KH, s.DH, s.H, s.PT, s.PB, s.count_include_pad) * s.KW;
+  const T divisor = V::splat(count > 0 ? static_cast<float>(count) : 1.0f);
+  const T init = V::splat(kMax ? -std::numeric_limits<float>::infinity() : 0.0f);
+  size_t ow = 0;
+  for (; ow < lo; ++ow) y[ow] = window<kMax>(s, x, oh, ow);
+  for (; ow + V::kLanes <= hi; ow += V::kLanes) {
+    const float* columns = x + (ow * s.SW - s.PL);
+    T acc = init;
+    for (size_t kh = kh_lo; kh < kh_hi; ++kh) {
+      const float* row = columns + (h0 + static_cast<ptrdiff_t>(kh * s.DH)) * static_cast<ptrdiff_t>(s.W);
+      for (size_t kw = 0; kw < s.KW; ++kw) {
+        const T v = load_columns<V, kStep>(row + kw * s.DW, s.SW);
+        if constexpr (kMax) acc = V::max_ignoring_nan(acc, v);
+        else acc = V::add(acc, v);
+      }
+    }
+    if constexpr (!kMax) acc = V::div(acc, divisor);
+    V::store(y + ow, acc);
+  }
+  for (; ow < s.OW; ++ow) y[ow] = window<kMax>(s, x, oh, ow);
+}
+
+template <class V, bool kMax, Step kStep>
+void pool_planes(const Pool2dShape& s, size_t planes, const float* x, float* y) {
+  size_t lo, hi;
+  interior_columns(s, &lo, &hi);
+  for (size_t p = 0; p < planes; ++p, x += s.H * s.W)
+    for (size_t oh = 0; oh < s.OH; ++oh, y += s.OW) pool_row<V, kMax, kStep>(s, x, oh, lo, hi, y);
+}
+
+// The stride is fixed per call, so it is chosen once: contiguous, deinterleaved or gathered loads.
+template <class V, bool kMax>
+void pool2d_chw(const Pool2dShape& s, size_t planes, const float* x, float* y) {
+  if (s.SW == 1) pool_planes<V, kMax, Step::kOne>(s, planes, x, y);
+  else if (s.SW == 2) pool_planes<V, kMax, Step::kTwo>(s, planes, x, y);
+  else pool_planes<V, kMax, Step::kAny>(s, planes, x, y);
+}
+
+// Two accumulators (2 * kLanes values per step) hide the add latency.
+template <class V>
+void gavgpool_cw(size_t channels, size_t n, const float* x, float* y) {
+  using T = typename V::T;
+  for (size_t c = 0; c < channels; ++c, x += n) {
+    T acc0 = V::splat(0.0f), acc1 = V::splat(0.0f);
+    size_t i = 0;
+    for (; i + 2 * V::kLanes <= n; i += 2 * V::kLanes) {
+      acc0 = V::add(acc0, V::load(x + i));
+      acc1 = V::add(acc1, V::load(x + i + V::kLanes));
+    }
+    if (i + V::kLanes <= n) acc0 = V::add(acc0, V::load(x + i)), i += V::kLanes;
+    float sum = V::sum(V::add(acc0, acc1));
+    for (; i < n; ++i) sum += x[i];
+    y[c] = sum / static_cast<float>(n);
+  }
+}
+
+}  // namespace pool2d
+}  // namespace sparsec
