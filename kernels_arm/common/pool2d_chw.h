@@ -28,8 +28,29 @@ inline void interior_columns(const Pool2dShape& s, size_t* lo, size_t* hi) {
   *hi = s.W + s.PL <= reach ? *lo : std::max(*lo, std::min(s.OW, (s.W + s.PL - reach - 1) / s.SW + 1));
 }
 
-// One output row: edge outputs by the scalar window, interior ones kLanes at a time with the
-// taps in the scalar order (so sums match the reference exactly).
+// One output at a left or right edge, the taps inside the image found once (taps [kh_lo, kh_hi)
+// of the row, count_h of them counted by the average) instead of checked one by one.
+template <bool kMax>
+__attribute__((noinline)) float edge_output(const Pool2dShape& s, const float* x, ptrdiff_t h0,
+                                            size_t kh_lo, size_t kh_hi, size_t count_h, size_t ow) {
+  const ptrdiff_t w0 = window_start(ow, s.SW, s.PL), W = static_cast<ptrdiff_t>(s.W);
+  size_t kw_lo, kw_hi;
+  tap_range(w0, s.KW, s.DW, 0, W, &kw_lo, &kw_hi);
+  float acc = kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
+  for (size_t kh = kh_lo; kh < kh_hi; ++kh) {
+    const ptrdiff_t row = (h0 + static_cast<ptrdiff_t>(kh * s.DH)) * W + w0;
+    for (size_t kw = kw_lo; kw < kw_hi; ++kw) {
+      const float v = x[row + static_cast<ptrdiff_t>(kw * s.DW)];
+      acc = kMax ? max_ignoring_nan(acc, v) : acc + v;
+    }
+  }
+  if (kMax) return acc;
+  const size_t count = count_h * divisor_taps(w0, s.KW, s.DW, s.W, s.PL, s.PR, s.count_include_pad);
+  return count > 0 ? acc / static_cast<float>(count) : 0.0f;
+}
+
+// One output row: edge outputs one by one, interior ones kLanes at a time with the taps in the
+// reference's order (so sums match it exactly).
 template <class V, bool kMax, Step kStep>
 void pool_row(const Pool2dShape& s, const float* x, size_t oh, size_t lo, size_t hi, float* y) {
   using T = typename V::T;
@@ -37,12 +58,10 @@ void pool_row(const Pool2dShape& s, const float* x, size_t oh, size_t lo, size_t
   size_t kh_lo, kh_hi;  // taps whose input row is inside the image
   tap_range(h0, s.KH, s.DH, 0, static_cast<ptrdiff_t>(s.H), &kh_lo, &kh_hi);
   // Interior columns have every kw tap inside; an empty window (count 0) averages to 0, not 0/0.
-  const size_t count = divisor_taps(h0, s.KH, s.DH, s.H, s.PT, s.PB, s.count_include_pad) * s.KW;
-  const T divisor = V::splat(count > 0 ? static_cast<float>(count) : 1.0f);
+  const size_t count_h = divisor_taps(h0, s.KH, s.DH, s.H, s.PT, s.PB, s.count_include_pad);
+  const T divisor = V::splat(count_h > 0 ? static_cast<float>(count_h * s.KW) : 1.0f);
   const T init = V::splat(kMax ? -std::numeric_limits<float>::infinity() : 0.0f);
-  size_t ow = 0;
-  for (; ow < lo; ++ow) y[ow] = window<kMax>(s, x, oh, ow);
-  for (; ow + V::kLanes <= hi; ow += V::kLanes) {
+  auto block = [&](size_t ow) {
     const float* columns = x + (ow * s.SW - s.PL);
     T acc = init;
     for (size_t kh = kh_lo; kh < kh_hi; ++kh) {
@@ -55,8 +74,13 @@ void pool_row(const Pool2dShape& s, const float* x, size_t oh, size_t lo, size_t
     }
     if constexpr (!kMax) acc = V::div(acc, divisor);
     V::store(y + ow, acc);
-  }
-  for (; ow < s.OW; ++ow) y[ow] = window<kMax>(s, x, oh, ow);
+  };
+  size_t ow = 0;
+  for (; ow < lo; ++ow) y[ow] = edge_output<kMax>(s, x, h0, kh_lo, kh_hi, count_h, ow);
+  for (; ow + V::kLanes <= hi; ow += V::kLanes) block(ow);
+  // The interior's last < kLanes outputs: one block ending at hi, recomputing a few (same values).
+  if (ow < hi && hi - lo >= V::kLanes) block(hi - V::kLanes), ow = hi;
+  for (; ow < s.OW; ++ow) y[ow] = edge_output<kMax>(s, x, h0, kh_lo, kh_hi, count_h, ow);
 }
 
 template <class V, bool kMax, Step kStep>

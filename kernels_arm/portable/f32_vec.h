@@ -34,7 +34,15 @@ struct F32Vec {
     for (size_t i = 0; i < kLanes; ++i) v[i] = p[i * stride];
     return v;
   }
-  static T load_even(const float* p) { return gather(p, 2); }
+  // Even lanes of two loads (reads p[2 * kLanes - 1]); a shuffle, not kLanes scalar loads.
+  static T load_even(const float* p) {
+    const T lo = load(p), hi = load(p + kLanes);
+#if defined(__AVX__)
+    return __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+#else
+    return __builtin_shufflevector(lo, hi, 0, 2, 4, 6);
+#endif
+  }
   static T add(T a, T b) { return a + b; }
   static T sub(T a, T b) { return a - b; }
   static T mul(T a, T b) { return a * b; }

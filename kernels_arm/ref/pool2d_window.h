@@ -1,5 +1,5 @@
-// One output of a 2-D pooling window, scalar: the reference computes every output this way and
-// the vector variants use it for outputs whose window crosses the left or right edge.
+// One output of a 2-D pooling window, scalar and checking every tap: the reference. Its helpers
+// (tap ranges, divisors) are shared with the vector variants in common/pool2d_chw.h.
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -41,10 +41,8 @@ inline size_t divisor_taps(ptrdiff_t start, size_t K, size_t dilation, size_t ex
 inline float max_ignoring_nan(float acc, float v) { return acc < v ? v : acc; }
 
 // Row sums go kh-major, kw-minor: the vector variants add in this order and match bit for bit.
-// Not inlined: the vector variants call it for a few edge outputs per row, and each inlined copy
-// would cost wasm32 code size.
 template <bool kMax>
-__attribute__((noinline)) float window(const Pool2dShape& s, const float* x, size_t oh, size_t ow) {
+float window(const Pool2dShape& s, const float* x, size_t oh, size_t ow) {
   const ptrdiff_t h0 = window_start(oh, s.SH, s.PT), w0 = window_start(ow, s.SW, s.PL);
   float acc = kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
   for (size_t kh = 0; kh < s.KH; ++kh) {
