@@ -1,4 +1,4 @@
-"""Executed aarch64 instructions per call of each pooling / element-wise kernel variant, under qemu.
+"""Executed aarch64 instructions per call of each depthwise, pooling and element-wise variant (qemu).
 
 No ARM hardware is reachable and timing under qemu means nothing, so this counts instructions:
 benchmarks/kernels_bench.cpp is built for aarch64 with zig (PyPI `ziglang`), each variant runs
@@ -22,6 +22,8 @@ from bench_kernels import build
 CALLS = 4
 # (kernel, args, outputs per call): small versions of bench_kernels.py's shapes.
 CASES = [
+    ("dwconv", (16, 28, 3, 1), 16 * 28 * 28),
+    ("dwconv", (16, 28, 3, 2), 16 * 14 * 14),
     ("maxpool", (16, 56, 3, 2), 16 * 28 * 28),
     ("avgpool", (32, 14, 3, 1), 32 * 14 * 14),
     ("gavgpool", (256, 49), 256),

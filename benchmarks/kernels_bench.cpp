@@ -64,6 +64,9 @@ void bench_gemm(size_t M, size_t N, size_t K, double min_seconds) {
   measure("gemm", "portable", shape, flops, [&] { f32_gemm__portable(g); }, min_seconds);
 }
 
+using ConvFn = void (*)(const Conv2dShape&, const float*, const float*, const float*,
+                        const ActParams&, float*);
+
 // Depthwise conv, square kernel k, stride s, "same" padding.
 void bench_dwconv(size_t C, size_t H, size_t k, size_t stride, double min_seconds) {
   const size_t pad = k / 2, out = (H + 2 * pad - k) / stride + 1;
@@ -78,9 +81,20 @@ void bench_dwconv(size_t C, size_t H, size_t k, size_t stride, double min_second
   measure("dwconv", "scalar", shape, flops, [&] {
     f32_conv2d__scalar(s, x.data(), w.data(), bias.data(), relu, y.data());
   }, min_seconds);
-  measure("dwconv", "portable", shape, flops, [&] {
-    f32_dwconv2d__portable(s, x.data(), w.data(), bias.data(), relu, y.data());
-  }, min_seconds);
+  const std::pair<const char*, ConvFn> variants[] = {
+      {"portable", f32_dwconv2d__portable},
+#ifdef SPARSEC_KERNELS_NEON
+      {"neon", k == 3 ? f32_dwconv2d_3x3_u4__neon : nullptr},
+#endif
+#ifdef SPARSEC_KERNELS_WASMSIMD
+      {"wasmsimd", k == 3 ? f32_dwconv2d_3x3_u4__wasmsimd : nullptr},
+#endif
+  };
+  for (const auto& variant : variants)
+    if (variant.second)
+      measure("dwconv", variant.first, shape, flops, [&] {
+        variant.second(s, x.data(), w.data(), bias.data(), relu, y.data());
+      }, min_seconds);
 }
 
 // Variants of the pooling and element-wise jobs compiled for this target.

@@ -77,9 +77,16 @@ void pool_row(const Pool2dShape& s, const float* x, size_t oh, size_t lo, size_t
   };
   size_t ow = 0;
   for (; ow < lo; ++ow) y[ow] = edge_output<kMax>(s, x, h0, kh_lo, kh_hi, count_h, ow);
-  for (; ow + V::kLanes <= hi; ow += V::kLanes) block(ow);
-  // The interior's last < kLanes outputs: one block ending at hi, recomputing a few (same values).
-  if (ow < hi && hi - lo >= V::kLanes) block(hi - V::kLanes), ow = hi;
+  if (hi - lo >= V::kLanes) {
+    // The last block ends at hi, recomputing a few outputs (same values); one call site of
+    // block() keeps wasm32 code small.
+    for (size_t at = lo;; at += V::kLanes) {
+      const size_t start = std::min(at, hi - V::kLanes);
+      block(start);
+      if (start + V::kLanes == hi) break;
+    }
+    ow = hi;
+  }
   for (; ow < s.OW; ++ow) y[ow] = edge_output<kMax>(s, x, h0, kh_lo, kh_hi, count_h, ow);
 }
 

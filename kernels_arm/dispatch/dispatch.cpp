@@ -13,6 +13,14 @@ namespace sparsec {
 
 const char* kernel_isa() { return SPARSEC_BEST("neon", "wasmsimd", "portable"); }
 
+void f32_dwconv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                  const ActParams& act, float* y) {
+  if (s.KH == 3 && s.KW == 3)
+    return SPARSEC_BEST(f32_dwconv2d_3x3_u4__neon, f32_dwconv2d_3x3_u4__wasmsimd,
+                        f32_dwconv2d__portable)(s, x, w, bias, act, y);
+  f32_dwconv2d__portable(s, x, w, bias, act, y);
+}
+
 void f32_maxpool2d(const Pool2dShape& s, size_t planes, const float* x, float* y) {
   SPARSEC_BEST(f32_maxpool2d_chw_u4__neon, f32_maxpool2d_chw_u4__wasmsimd,
                f32_maxpool2d_chw__portable)(s, planes, x, y);

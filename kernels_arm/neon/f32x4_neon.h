@@ -25,6 +25,7 @@ struct F32x4 {
   static T sub(T a, T b) { return vsubq_f32(a, b); }
   static T mul(T a, T b) { return vmulq_f32(a, b); }
   static T div(T a, T b) { return vdivq_f32(a, b); }
+  static T mul_add(T acc, T a, T b) { return vfmaq_f32(acc, a, b); }
   // FMAXNM returns the number when one operand is NaN; acc is never NaN.
   static T max_ignoring_nan(T acc, T v) { return vmaxnmq_f32(acc, v); }
   // FMAX/FMIN return NaN for a NaN x, as std::min(std::max(x, lo), hi) does.

@@ -22,6 +22,7 @@ struct F32x4 {
   static T sub(T a, T b) { return wasm_f32x4_sub(a, b); }
   static T mul(T a, T b) { return wasm_f32x4_mul(a, b); }
   static T div(T a, T b) { return wasm_f32x4_div(a, b); }
+  static T mul_add(T acc, T a, T b) { return add(acc, mul(a, b)); }  // no FMA in SIMD128
   // pmax(a, b) is a < b ? b : a and pmin(a, b) is b < a ? b : a: std::max/min exactly, NaN
   // handling included, and one instruction each on x86 engines (f32x4.max/min are not).
   static T max_ignoring_nan(T acc, T v) { return wasm_f32x4_pmax(acc, v); }

@@ -79,7 +79,7 @@ bool run_conv(const Op& op, float* scratch, std::string*) {
     const float* x = op.in[0]->f32() + n * in_size;
     float* y = op.out[0]->f32() + n * s.M * out_plane;
     if (depthwise) {
-      f32_dwconv2d__portable(s, x, w, bias, act, y);
+      f32_dwconv2d(s, x, w, bias, act, y);
       continue;
     }
     if (!pointwise) {

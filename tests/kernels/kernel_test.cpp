@@ -16,6 +16,7 @@ using namespace sparsec;
 namespace {
 
 constexpr float kRelTol = 1e-5f;  // relative to sum |a*b| (+ |bias|) of each output
+constexpr float kActRelTol = 1e-6f;  // f32_activation__portable vs activate(), relative to the value
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 size_t g_passed = 0, g_failed = 0;
@@ -85,11 +86,12 @@ float max_slope(const ActParams& act) {
 }
 
 // Compares got to want within kRelTol * slope * magnitude, magnitude being the reference kernel
-// run on absolute values; returns "" or a description of the first mismatch.
+// run on absolute values, plus the fast activation formulas' own error (kActRelTol of the value,
+// as in check_activation_variants); returns "" or a description of the first mismatch.
 std::string compare(const std::vector<float>& got, const std::vector<float>& want,
                     const std::vector<float>& magnitude, float slope) {
   for (size_t i = 0; i < want.size(); ++i) {
-    const float tol = kRelTol * slope * magnitude[i] + 1e-30f;
+    const float tol = kRelTol * slope * magnitude[i] + kActRelTol * std::fabs(want[i]) + 1e-30f;
     if (!(std::fabs(got[i] - want[i]) <= tol))  // negated so NaN fails
       return fmt("element %zu got %.9g want %.9g", i, got[i], want[i]);
   }
@@ -140,8 +142,9 @@ void check_activation_variants() {
       f32_activation__portable(act, got.data(), n);
       bool ok = true;  // equal up to FMA contraction, which the compiler may apply to either
       for (size_t i = 0; i < n; ++i)
-        ok &= std::isnan(want[i]) ? std::isnan(got[i])
-                                  : std::fabs(got[i] - want[i]) <= 1e-6f * std::fabs(want[i]) + 1e-7f;
+        ok &= std::isnan(want[i])
+                  ? std::isnan(got[i])
+                  : std::fabs(got[i] - want[i]) <= kActRelTol * std::fabs(want[i]) + 1e-7f;
       record(ok, fmt("f32_activation__portable %s n=%zu", kActivationNames[kind], n),
              "differs from scalar");
     }
@@ -258,6 +261,47 @@ size_t output_extent(size_t in, size_t pad, size_t pad_end, size_t taps, size_t 
   return in + pad + pad_end < span ? 0 : (in + pad + pad_end - span) / stride + 1;
 }
 
+struct DwconvVariant {
+  const char* name;
+  ConvFn fn;
+  bool only_3x3;
+};
+const DwconvVariant kDwconvVariants[] = {
+    {"f32_dwconv2d__portable", f32_dwconv2d__portable, false},
+#ifdef SPARSEC_KERNELS_NEON
+    {"f32_dwconv2d_3x3_u4__neon", f32_dwconv2d_3x3_u4__neon, true},
+#endif
+#ifdef SPARSEC_KERNELS_WASMSIMD
+    {"f32_dwconv2d_3x3_u4__wasmsimd", f32_dwconv2d_3x3_u4__wasmsimd, true},
+#endif
+    {"f32_dwconv2d (dispatch)", f32_dwconv2d, false},
+};
+
+void check_dwconv(const Conv2dShape& s, bool with_bias, int act_kind) {
+  for (const DwconvVariant& v : kDwconvVariants)
+    if (!v.only_3x3 || (s.KH == 3 && s.KW == 3)) check_conv(v.name, v.fn, s, with_bias, act_kind);
+}
+
+// 3x3 depthwise on every small width and odd heights, stride 1 and 2, asymmetric padding.
+void check_dwconv_3x3_small() {
+  const size_t strides[][2] = {{1, 1}, {2, 2}, {1, 2}};
+  int act_kind = 0;
+  for (size_t H : {1, 2, 3, 4, 5, 7, 17})
+    for (size_t W = 1; W <= 17; ++W)
+      for (const auto& st : strides)
+        for (size_t dilation : {1, 2})
+          for (size_t pad_begin = 0; pad_begin < 3; ++pad_begin)
+            for (size_t pad_end = 0; pad_end < 3; ++pad_end) {
+              const size_t OH = output_extent(H, pad_begin, pad_end, 3, st[0], dilation);
+              const size_t OW = output_extent(W, pad_end, pad_begin, 3, st[1], dilation);
+              if (OH == 0 || OW == 0) continue;
+              const Conv2dShape s{3, H, W, 3, OH, OW, 3, 3, st[0], st[1], pad_begin, pad_end,
+                                  dilation, dilation, 3};
+              check_dwconv(s, act_kind % 2 == 0, act_kind);
+              act_kind = (act_kind + 1) % kActivationCount;
+            }
+}
+
 void check_conv_all() {
   struct Groups {
     size_t C, M, G;
@@ -284,9 +328,7 @@ void check_conv_all() {
                                     st[0], st[1], pad_top, pad_left, d[0], d[1], grouping.G};
                 const bool with_bias = act_kind % 2 == 0;
                 check_conv("f32_conv2d_im2col__portable", conv_by_im2col, s, with_bias, act_kind);
-                if (s.G == s.C && s.C == s.M)
-                  check_conv("f32_dwconv2d__portable", f32_dwconv2d__portable, s, with_bias,
-                             act_kind);
+                if (s.G == s.C && s.C == s.M) check_dwconv(s, with_bias, act_kind);
                 act_kind = (act_kind + 1) % kActivationCount;
               }
   // Wide depthwise planes: many vector iterations per row, and rows too wide for the ring.
@@ -296,7 +338,7 @@ void check_conv_all() {
         const size_t pad = k / 2, OH = output_extent(9, pad, pad, k, stride, 1),
                      OW = output_extent(W, pad, pad, k, stride, 1);
         const Conv2dShape s{3, 9, W, 3, OH, OW, k, k, stride, stride, pad, pad, 1, 1, 3};
-        check_conv("f32_dwconv2d__portable", f32_dwconv2d__portable, s, true, 1);
+        check_dwconv(s, true, 1);
       }
 }
 
@@ -449,7 +491,7 @@ bool close_after(const ActParams& act, float got, float want) {
   const bool exact = act.kind == Activation::kNone || act.kind == Activation::kRelu ||
                      act.kind == Activation::kClip;
   if (exact || std::isnan(want) || std::isinf(want)) return same_value(got, want);
-  return std::fabs(got - want) <= 1e-6f * std::fabs(want) + 1e-7f;
+  return std::fabs(got - want) <= kActRelTol * std::fabs(want) + 1e-7f;
 }
 
 void check_vbinary(BinaryKind kind, BinaryShape shape, int act_kind, size_t n, bool specials) {
@@ -500,6 +542,7 @@ int main() {
   check_activation_variants();
   check_gemm_all();
   check_conv_all();
+  check_dwconv_3x3_small();
   check_pool_all();
   check_gavgpool_all();
   check_vbinary_all();

@@ -89,6 +89,18 @@ void f32_dwconv2d__portable(const Conv2dShape& s, const float* x, const float* w
 #endif
 const char* kernel_isa();  // "neon", "wasmsimd" or "portable": the variant the dispatch picks
 
+// Depthwise 3x3 (KH == KW == 3), any stride, padding and dilation; rows vectorised explicitly.
+#ifdef SPARSEC_KERNELS_NEON
+void f32_dwconv2d_3x3_u4__neon(const Conv2dShape& s, const float* x, const float* w,
+                               const float* bias, const ActParams& act, float* y);
+#endif
+#ifdef SPARSEC_KERNELS_WASMSIMD
+void f32_dwconv2d_3x3_u4__wasmsimd(const Conv2dShape& s, const float* x, const float* w,
+                                   const float* bias, const ActParams& act, float* y);
+#endif
+void f32_dwconv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                  const ActParams& act, float* y);  // any depthwise shape
+
 // 2-D pooling over `planes` NCHW planes. Max skips padding and NaN inputs (an empty window gives
 // -inf); average divides by the taps inside the input, or, with count_include_pad, inside the
 // padded input (an empty window gives 0).
