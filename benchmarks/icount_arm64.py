@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_kernels import build
+from bench_kernels import KERNEL_FLAGS, build
 
 CALLS = 4
 # (kernel, args, outputs per call): small versions of bench_kernels.py's shapes.
@@ -52,7 +52,7 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         binary = Path(tmp) / "kernels_bench_arm64"
-        error = build(zig, ["-O3", "-fno-math-errno", "-fno-trapping-math", "-static"], binary, ["neon"])
+        error = build(zig, ["-O3", *KERNEL_FLAGS], binary, ["neon"])
         if error:
             raise SystemExit(f"aarch64 build failed: {error[0]}")
         for kernel, case_args, outputs in CASES:

@@ -61,13 +61,16 @@ void pool_row(const Pool2dShape& s, const float* x, size_t oh, size_t lo, size_t
   const size_t count_h = divisor_taps(h0, s.KH, s.DH, s.H, s.PT, s.PB, s.count_include_pad);
   const T divisor = V::splat(count_h > 0 ? static_cast<float>(count_h * s.KW) : 1.0f);
   const T init = V::splat(kMax ? -std::numeric_limits<float>::infinity() : 0.0f);
+  // Locals, not s.*: stores to y could alias s as far as the compiler knows, and it would
+  // reload every field per block.
+  const size_t KW = s.KW, SW = s.SW, DW = s.DW, PL = s.PL, row_step = s.DH * s.W;
+  const ptrdiff_t first_row = (h0 + static_cast<ptrdiff_t>(kh_lo * s.DH)) * static_cast<ptrdiff_t>(s.W);
   auto block = [&](size_t ow) {
-    const float* columns = x + (ow * s.SW - s.PL);
+    ptrdiff_t at = first_row + static_cast<ptrdiff_t>(ow * SW - PL);  // window's first input
     T acc = init;
-    for (size_t kh = kh_lo; kh < kh_hi; ++kh) {
-      const float* row = columns + (h0 + static_cast<ptrdiff_t>(kh * s.DH)) * static_cast<ptrdiff_t>(s.W);
-      for (size_t kw = 0; kw < s.KW; ++kw) {
-        const T v = load_columns<V, kStep>(row + kw * s.DW, s.SW);
+    for (size_t kh = kh_lo; kh < kh_hi; ++kh, at += row_step) {
+      for (size_t kw = 0; kw < KW; ++kw) {
+        const T v = load_columns<V, kStep>(x + at + kw * DW, SW);
         if constexpr (kMax) acc = V::max_ignoring_nan(acc, v);
         else acc = V::add(acc, v);
       }

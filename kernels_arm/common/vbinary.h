@@ -60,7 +60,8 @@ constexpr size_t kBlock = 1024;  // 4 KB of output: still in L1 when a non-clamp
 template <class V, BinaryKind kKind, BinaryShape kShape>
 struct Kernel {
   // Not inlined into the commutative kScalarA wrapper below, which would be a second copy.
-  __attribute__((noinline)) static void run(size_t n, const float* a, const float* b, float* y, const ActParams& act) {
+  __attribute__((noinline)) static void run(size_t n, const float* a, const float* b, float* y,
+                                            const ActParams& act) {
     // c + x and c * x are x + c and x * c: one kernel fewer per commutative op.
     constexpr bool kCommutative = kKind == BinaryKind::kAdd || kKind == BinaryKind::kMul;
     if constexpr (kCommutative && kShape == BinaryShape::kScalarA) {
