@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "sparsec/kernel_variants.h"
 #include "sparsec/kernels.h"
 
 using namespace sparsec;
@@ -97,33 +98,11 @@ void bench_dwconv(size_t C, size_t H, size_t k, size_t stride, double min_second
       }, min_seconds);
 }
 
-// Variants of the pooling and element-wise jobs compiled for this target.
-struct PoolVariant {
-  const char* name;
-  Pool2dFn max, avg;
-  GavgpoolFn gavg;
-};
-const PoolVariant kPoolVariants[] = {
-    {"scalar", f32_maxpool2d__scalar, f32_avgpool2d__scalar, f32_gavgpool_cw__scalar},
-    {"portable", f32_maxpool2d_chw__portable, f32_avgpool2d_chw__portable, f32_gavgpool_cw__portable},
-#ifdef SPARSEC_KERNELS_NEON
-    {"neon", f32_maxpool2d_chw_u4__neon, f32_avgpool2d_chw_u4__neon, f32_gavgpool_cw_u8__neon},
-#endif
-#ifdef SPARSEC_KERNELS_WASMSIMD
-    {"wasmsimd", f32_maxpool2d_chw_u4__wasmsimd, f32_avgpool2d_chw_u4__wasmsimd,
-     f32_gavgpool_cw_u8__wasmsimd},
-#endif
-};
-const std::pair<const char*, VBinaryFn (*)(BinaryKind, BinaryShape)> kBinaryVariants[] = {
-    {"scalar", f32_vbinary__scalar},
-    {"portable", f32_vbinary__portable},
-#ifdef SPARSEC_KERNELS_NEON
-    {"neon", f32_vbinary_u8__neon},
-#endif
-#ifdef SPARSEC_KERNELS_WASMSIMD
-    {"wasmsimd", f32_vbinary_u8__wasmsimd},
-#endif
-};
+// Every variant but the last (the dispatch, the same code as one before it).
+template <typename T, size_t N>
+const T* timed_end(const T (&all)[N]) {
+  return all + N - 1;
+}
 
 // Pooling, square window k, stride s, padding k / 2; ops = outputs x taps.
 void bench_pool(bool is_max, size_t C, size_t H, size_t k, size_t stride, double min_seconds) {
@@ -133,9 +112,9 @@ void bench_pool(bool is_max, size_t C, size_t H, size_t k, size_t stride, double
   std::vector<float> y(C * out * out);
   const std::string shape = "C=" + std::to_string(C) + ",H=W=" + std::to_string(H) +
                             ",k=" + std::to_string(k) + ",s=" + std::to_string(stride);
-  for (const PoolVariant& v : kPoolVariants) {
-    const Pool2dFn f = is_max ? v.max : v.avg;
-    measure(is_max ? "maxpool" : "avgpool", v.name, shape, double(C) * out * out * k * k,
+  for (const PoolVariant* v = kPoolVariants; v != timed_end(kPoolVariants); ++v) {
+    const Pool2dFn f = is_max ? v->max : v->avg;
+    measure(is_max ? "maxpool" : "avgpool", v->name, shape, double(C) * out * out * k * k,
             [&] { f(s, C, x.data(), y.data()); }, min_seconds);
   }
 }
@@ -144,8 +123,8 @@ void bench_gavgpool(size_t C, size_t n, double min_seconds) {
   const std::vector<float> x = random_vector(C * n, 8);
   std::vector<float> y(C);
   const std::string shape = "C=" + std::to_string(C) + ",HW=" + std::to_string(n);
-  for (const PoolVariant& v : kPoolVariants)
-    measure("gavgpool", v.name, shape, double(C) * n, [&] { v.gavg(C, n, x.data(), y.data()); },
+  for (const PoolVariant* v = kPoolVariants; v != timed_end(kPoolVariants); ++v)
+    measure("gavgpool", v->name, shape, double(C) * n, [&] { v->gavg(C, n, x.data(), y.data()); },
             min_seconds);
 }
 
@@ -159,9 +138,9 @@ void bench_vbinary(size_t kind, size_t shape_kind, size_t C, size_t n, size_t ac
   const std::string shape_name = std::string(names[kind]) + (shape_kind ? "c" : "") + ",C=" +
                                  std::to_string(C) + ",HW=" + std::to_string(n) + ",act=" +
                                  std::to_string(act_kind);
-  for (const auto& variant : kBinaryVariants) {
-    const VBinaryFn f = variant.second(static_cast<BinaryKind>(kind), shape);
-    measure("vbinary", variant.first, shape_name, double(C) * n, [&] {
+  for (const BinaryVariant* v = kBinaryVariants; v != timed_end(kBinaryVariants); ++v) {
+    const VBinaryFn f = v->lookup(static_cast<BinaryKind>(kind), shape);
+    measure("vbinary", v->name, shape_name, double(C) * n, [&] {
       if (shape_kind)
         for (size_t c = 0; c < C; ++c) f(n, a.data() + c * n, b.data() + c, y.data() + c * n, act);
       else

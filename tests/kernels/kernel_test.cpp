@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "sparsec/kernel_variants.h"
 #include "sparsec/kernels.h"
 
 using namespace sparsec;
@@ -363,22 +364,11 @@ std::vector<float> random_with_specials(size_t n, bool specials) {
   return v;
 }
 
-struct PoolVariant {
-  const char* name;
-  Pool2dFn max, avg;
-  GavgpoolFn gavg;
-};
-const PoolVariant kPoolVariants[] = {
-    {"portable", f32_maxpool2d_chw__portable, f32_avgpool2d_chw__portable, f32_gavgpool_cw__portable},
-#ifdef SPARSEC_KERNELS_NEON
-    {"neon", f32_maxpool2d_chw_u4__neon, f32_avgpool2d_chw_u4__neon, f32_gavgpool_cw_u8__neon},
-#endif
-#ifdef SPARSEC_KERNELS_WASMSIMD
-    {"wasmsimd", f32_maxpool2d_chw_u4__wasmsimd, f32_avgpool2d_chw_u4__wasmsimd,
-     f32_gavgpool_cw_u8__wasmsimd},
-#endif
-    {"dispatch", f32_maxpool2d, f32_avgpool2d, f32_gavgpool_cw},
-};
+// The variants under test: all but the scalar reference (kPoolVariants[0], kBinaryVariants[0]).
+template <typename T, size_t N>
+std::vector<T> fast_variants(const T (&all)[N]) {
+  return std::vector<T>(all + 1, all + N);
+}
 
 constexpr size_t kGuard = 8;  // sentinel floats after each output: a write past the end shows
 constexpr float kSentinel = 12345.0f;
@@ -398,7 +388,7 @@ void check_pool(const Pool2dShape& s, size_t planes, bool specials) {
     if (!is_max && s.count_include_pad && specials) continue;  // one special sweep per kind suffices
     std::vector<float> want(n);
     (is_max ? f32_maxpool2d__scalar : f32_avgpool2d__scalar)(s, planes, x.data(), want.data());
-    for (const PoolVariant& v : kPoolVariants) {
+    for (const PoolVariant& v : fast_variants(kPoolVariants)) {
       std::vector<float> got(n + kGuard, kSentinel);
       (is_max ? v.max : v.avg)(s, planes, x.data(), got.data());
       std::string problem = guarded_problem(got, n);
@@ -455,7 +445,7 @@ void check_gavgpool_all() {
       f32_gavgpool_cw__scalar(channels, n, x.data(), want.data());
       const std::vector<float> abs_x = absolute(x);
       f32_gavgpool_cw__scalar(channels, n, abs_x.data(), magnitude.data());
-      for (const PoolVariant& v : kPoolVariants) {
+      for (const PoolVariant& v : fast_variants(kPoolVariants)) {
         std::vector<float> got(channels + kGuard, kSentinel);
         v.gavg(channels, n, x.data(), got.data());
         std::string problem = guarded_problem(got, channels);
@@ -468,20 +458,6 @@ void check_gavgpool_all() {
     }
 }
 
-struct BinaryVariant {
-  const char* name;
-  VBinaryFn (*lookup)(BinaryKind, BinaryShape);
-};
-const BinaryVariant kBinaryVariants[] = {
-    {"portable", f32_vbinary__portable},
-#ifdef SPARSEC_KERNELS_NEON
-    {"neon", f32_vbinary_u8__neon},
-#endif
-#ifdef SPARSEC_KERNELS_WASMSIMD
-    {"wasmsimd", f32_vbinary_u8__wasmsimd},
-#endif
-    {"dispatch", f32_vbinary},
-};
 const char* kBinaryNames[] = {"add", "sub", "mul", "div"};
 const char* kShapeNames[] = {"vector", "scalar_b", "scalar_a"};
 
@@ -500,7 +476,7 @@ void check_vbinary(BinaryKind kind, BinaryShape shape, int act_kind, size_t n, b
   const std::vector<float> a = random_with_specials(na, specials), b = random_with_specials(nb, specials);
   std::vector<float> want(n);
   f32_vbinary__scalar(kind, shape)(n, a.data(), b.data(), want.data(), act);
-  for (const BinaryVariant& v : kBinaryVariants) {
+  for (const BinaryVariant& v : fast_variants(kBinaryVariants)) {
     const VBinaryFn kernel = v.lookup(kind, shape);
     std::vector<float> got(n + kGuard, kSentinel);
     kernel(n, a.data(), b.data(), got.data(), act);
