@@ -3,11 +3,14 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "sparsec/kernel_variants.h"
 #include "sparsec/kernels.h"
 
 using namespace sparsec;
@@ -39,8 +42,13 @@ double best_seconds(const std::function<void()>& run, double min_seconds) {
   return best;
 }
 
-void report(const char* kernel, const char* variant, const std::string& shape, double flops,
-            double seconds) {
+const char* g_only = nullptr;  // --only VARIANT: run just that variant (instruction counting)
+
+// Times run and prints its row, unless --only names another variant.
+void measure(const char* kernel, const char* variant, const std::string& shape, double flops,
+             const std::function<void()>& run, double min_seconds) {
+  if (g_only && std::strcmp(g_only, variant) != 0) return;
+  const double seconds = best_seconds(run, min_seconds);
   std::printf("%s %s %s %.3f\n", kernel, variant, shape.c_str(), flops / seconds * 1e-9);
   std::fflush(stdout);
 }
@@ -53,10 +61,12 @@ void bench_gemm(size_t M, size_t N, size_t K, double min_seconds) {
   const std::string shape = "M=" + std::to_string(M) + ",N=" + std::to_string(N) +
                             ",K=" + std::to_string(K);
   const double flops = 2.0 * M * N * K;
-  report("gemm", "scalar", shape, flops, best_seconds([&] { f32_gemm__scalar(g); }, min_seconds));
-  report("gemm", "portable", shape, flops,
-         best_seconds([&] { f32_gemm__portable(g); }, min_seconds));
+  measure("gemm", "scalar", shape, flops, [&] { f32_gemm__scalar(g); }, min_seconds);
+  measure("gemm", "portable", shape, flops, [&] { f32_gemm__portable(g); }, min_seconds);
 }
+
+using ConvFn = void (*)(const Conv2dShape&, const float*, const float*, const float*,
+                        const ActParams&, float*);
 
 // Depthwise conv, square kernel k, stride s, "same" padding.
 void bench_dwconv(size_t C, size_t H, size_t k, size_t stride, double min_seconds) {
@@ -69,24 +79,89 @@ void bench_dwconv(size_t C, size_t H, size_t k, size_t stride, double min_second
   const std::string shape = "C=" + std::to_string(C) + ",H=W=" + std::to_string(H) +
                             ",k=" + std::to_string(k) + ",s=" + std::to_string(stride);
   const double flops = 2.0 * C * out * out * k * k;
-  report("dwconv", "scalar", shape, flops, best_seconds([&] {
-           f32_conv2d__scalar(s, x.data(), w.data(), bias.data(), relu, y.data());
-         }, min_seconds));
-  report("dwconv", "portable", shape, flops, best_seconds([&] {
-           f32_dwconv2d__portable(s, x.data(), w.data(), bias.data(), relu, y.data());
-         }, min_seconds));
+  measure("dwconv", "scalar", shape, flops, [&] {
+    f32_conv2d__scalar(s, x.data(), w.data(), bias.data(), relu, y.data());
+  }, min_seconds);
+  const std::pair<const char*, ConvFn> variants[] = {
+      {"portable", f32_dwconv2d__portable},
+#ifdef SPARSEC_KERNELS_NEON
+      {"neon", k == 3 ? f32_dwconv2d_3x3_u4__neon : nullptr},
+#endif
+#ifdef SPARSEC_KERNELS_WASMSIMD
+      {"wasmsimd", k == 3 ? f32_dwconv2d_3x3_u4__wasmsimd : nullptr},
+#endif
+  };
+  for (const auto& variant : variants)
+    if (variant.second)
+      measure("dwconv", variant.first, shape, flops, [&] {
+        variant.second(s, x.data(), w.data(), bias.data(), relu, y.data());
+      }, min_seconds);
+}
+
+// Every variant but the last (the dispatch, the same code as one before it).
+template <typename T, size_t N>
+const T* timed_end(const T (&all)[N]) {
+  return all + N - 1;
+}
+
+// Pooling, square window k, stride s, padding k / 2; ops = outputs x taps.
+void bench_pool(bool is_max, size_t C, size_t H, size_t k, size_t stride, double min_seconds) {
+  const size_t pad = k / 2, out = (H + 2 * pad - k) / stride + 1;
+  const Pool2dShape s{H, H, out, out, k, k, stride, stride, pad, pad, pad, pad, 1, 1, false};
+  const std::vector<float> x = random_vector(C * H * H, 7);
+  std::vector<float> y(C * out * out);
+  const std::string shape = "C=" + std::to_string(C) + ",H=W=" + std::to_string(H) +
+                            ",k=" + std::to_string(k) + ",s=" + std::to_string(stride);
+  for (const PoolVariant* v = kPoolVariants; v != timed_end(kPoolVariants); ++v) {
+    const Pool2dFn f = is_max ? v->max : v->avg;
+    measure(is_max ? "maxpool" : "avgpool", v->name, shape, double(C) * out * out * k * k,
+            [&] { f(s, C, x.data(), y.data()); }, min_seconds);
+  }
+}
+
+void bench_gavgpool(size_t C, size_t n, double min_seconds) {
+  const std::vector<float> x = random_vector(C * n, 8);
+  std::vector<float> y(C);
+  const std::string shape = "C=" + std::to_string(C) + ",HW=" + std::to_string(n);
+  for (const PoolVariant* v = kPoolVariants; v != timed_end(kPoolVariants); ++v)
+    measure("gavgpool", v->name, shape, double(C) * n, [&] { v->gavg(C, n, x.data(), y.data()); },
+            min_seconds);
+}
+
+// C planes of n values; shape 0 same-shape, 1 per-channel [C,1,1] (one call per plane); ops = outputs.
+void bench_vbinary(size_t kind, size_t shape_kind, size_t C, size_t n, size_t act_kind, double min_seconds) {
+  const BinaryShape shape = shape_kind ? BinaryShape::kScalarB : BinaryShape::kVector;
+  const std::vector<float> a = random_vector(C * n, 9), b = random_vector(shape_kind ? C : C * n, 10);
+  std::vector<float> y(C * n);
+  const ActParams act{static_cast<Activation>(act_kind), 0.0f, 6.0f};
+  const char* names[] = {"add", "sub", "mul", "div"};
+  const std::string shape_name = std::string(names[kind]) + (shape_kind ? "c" : "") + ",C=" +
+                                 std::to_string(C) + ",HW=" + std::to_string(n) + ",act=" +
+                                 std::to_string(act_kind);
+  for (const BinaryVariant* v = kBinaryVariants; v != timed_end(kBinaryVariants); ++v) {
+    const VBinaryFn f = v->lookup(static_cast<BinaryKind>(kind), shape);
+    measure("vbinary", v->name, shape_name, double(C) * n, [&] {
+      if (shape_kind)
+        for (size_t c = 0; c < C; ++c) f(n, a.data() + c * n, b.data() + c, y.data() + c * n, act);
+      else
+        f(C * n, a.data(), b.data(), y.data(), act);
+    }, min_seconds);
+  }
 }
 
 }  // namespace
 
-// Usage: kernels_bench MIN_SECONDS (gemm M N K | dwconv C H k stride)...
+// Usage: kernels_bench MIN_SECONDS [--only VARIANT] (gemm M N K | dwconv C H k stride | maxpool|avgpool C H k stride |
+//                                   gavgpool C HW | vbinary kind shape C HW act)...
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s MIN_SECONDS (gemm M N K | dwconv C H k stride)...\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MIN_SECONDS [--only VARIANT] (gemm M N K | dwconv C H k stride | maxpool|avgpool C H k stride | "
+                 "gavgpool C HW | vbinary kind shape C HW act)...\n", argv[0]);
     return 2;
   }
   const double min_seconds = std::atof(argv[1]);
   int i = 2;
+  if (i + 1 < argc && std::strcmp(argv[i], "--only") == 0) g_only = argv[i + 1], i += 2;
   auto next = [&] { return i < argc ? std::strtoul(argv[i++], nullptr, 10) : 0ul; };
   while (i < argc) {
     const std::string kernel = argv[i++];
@@ -96,6 +171,15 @@ int main(int argc, char** argv) {
     } else if (kernel == "dwconv") {
       const size_t C = next(), H = next(), k = next(), stride = next();
       bench_dwconv(C, H, k, stride, min_seconds);
+    } else if (kernel == "maxpool" || kernel == "avgpool") {
+      const size_t C = next(), H = next(), k = next(), stride = next();
+      bench_pool(kernel == "maxpool", C, H, k, stride, min_seconds);
+    } else if (kernel == "gavgpool") {
+      const size_t C = next(), n = next();
+      bench_gavgpool(C, n, min_seconds);
+    } else if (kernel == "vbinary") {
+      const size_t kind = next(), shape = next(), C = next(), n = next(), act = next();
+      bench_vbinary(kind, shape, C, n, act, min_seconds);
     } else {
       std::fprintf(stderr, "unknown kernel %s\n", kernel.c_str());
       return 2;

@@ -7,6 +7,8 @@ import pytest
 import onnx
 from onnx import TensorProto, helper
 
+import sparsec
+
 from conftest import compile_and_compare, single_op_model
 
 F = np.float32
@@ -91,6 +93,32 @@ def test_binary_broadcasts_both_operands(op, rng, tmp_path):
     model = single_op_model(op, [("a", [1, 3, 1, 5]), ("b", [2, 1, 4, 1])])
     feed = {"a": randn(rng, 1, 3, 1, 5), "b": randn(rng, 2, 1, 4, 1) + F(3)}
     assert compile_and_compare(model, feed, tmp_path) < 1e-5
+
+
+@pytest.mark.parametrize("op", ["Sub", "Div"])
+@pytest.mark.parametrize("a_shape", [(), (3, 1, 1)])
+def test_binary_scalar_or_channel_first_operand(op, a_shape, rng, tmp_path):
+    """a[0] op b[i]: the reversed-operand microkernels (vrsubc, vrdivc)."""
+    model = single_op_model(op, [("a", list(a_shape)), ("b", [2, 3, 4, 5])])
+    feed = {"a": randn(rng, *a_shape), "b": randn(rng, 2, 3, 4, 5) + F(3)}
+    assert compile_and_compare(model, feed, tmp_path) < 1e-5
+
+
+@pytest.mark.parametrize("act", ["Relu", "Clip", "HardSwish", "Sigmoid"])
+@pytest.mark.parametrize("a_shape,b_shape", BROADCASTS[:3])
+def test_add_with_fused_activation(act, a_shape, b_shape, rng, tmp_path):
+    """Add + activation compiles to one Add whose microkernel applies the activation."""
+    bounds = [helper.make_tensor(n, TensorProto.FLOAT, [], [v]) for n, v in (("lo", 0.0), ("hi", 0.6))]
+    nodes = [helper.make_node("Add", ["a", "b"], ["s"]),
+             helper.make_node(act, ["s", "lo", "hi"] if act == "Clip" else ["s"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("a", TensorProto.FLOAT, a_shape),
+                                           helper.make_tensor_value_info("b", TensorProto.FLOAT, b_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, a_shape)],
+                              bounds if act == "Clip" else [])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    feed = {"a": randn(rng, *a_shape) * 3, "b": randn(rng, *b_shape)}
+    assert compile_and_compare(model, feed, tmp_path) < 1e-5
+    assert sparsec.compile(model, output=tmp_path / "again.spx").report["runtime_ops"] == 1
 
 
 def test_pow_and_variadic_sum(rng, tmp_path):

@@ -127,6 +127,7 @@ def test_kernels_match_reference_on_arm64(tmp_path):
     result = run_on_arm64(build_kernel_test("arm64", tmp_path / "build"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert " 0 failed" in result.stdout
+    assert "kernel isa: neon" in result.stdout  # the dispatch picked this target's variants
 
 
 def test_missing_toolchain_says_how_to_install(tmp_path, monkeypatch):

@@ -38,6 +38,7 @@ def test_kernels_match_reference_on_wasm32(tmp_path):
                             timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert " 0 failed" in result.stdout
+    assert "kernel isa: wasmsimd" in result.stdout  # the dispatch picked this target's variants
 
 
 def test_compile_ships_wasm_and_js(tmp_path):

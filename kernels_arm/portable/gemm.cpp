@@ -4,6 +4,7 @@
 #include <cstring>
 #include <utility>
 
+#include "f32_vec.h"
 #include "sparsec/kernels.h"
 
 namespace sparsec {
@@ -13,22 +14,17 @@ namespace {
 // and one broadcast A value per step. GCC and Clang vector extensions (rather than loops left to
 // the auto-vectoriser) make both compilers keep the accumulators in registers.
 #if defined(__AVX__)
-constexpr size_t kLanes = 8, kMR = 6, kNV = 2;  // 12 + 2 + 1 of 16 x 256-bit registers
+constexpr size_t kMR = 6, kNV = 2;  // 12 + 2 + 1 of 16 x 256-bit registers
 #elif defined(__aarch64__)
-constexpr size_t kLanes = 4, kMR = 8, kNV = 3;  // 24 + 3 + 1 of 32 x 128-bit registers
+constexpr size_t kMR = 8, kNV = 3;  // 24 + 3 + 1 of 32 x 128-bit registers
 #else
-constexpr size_t kLanes = 4, kMR = 6, kNV = 2;  // 16 x 128-bit registers (SSE2, wasm simd128)
+constexpr size_t kMR = 6, kNV = 2;  // 16 x 128-bit registers (SSE2, wasm simd128)
 #endif
+using portable::kLanes;
+using portable::load;
+using portable::store;
+using portable::Vec;
 constexpr size_t kNR = kNV * kLanes;
-typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
-
-// Unaligned vector access; memcpy compiles to a single vector load or store.
-inline Vec load(const float* p) {
-  Vec v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 
 constexpr size_t kKC = 256;  // K block: the packed KC x NR panel of B stays in L1
 constexpr size_t kMC = 128;  // M block: the MC x KC block of A stays in L2 across panels

@@ -80,7 +80,7 @@ bool run_conv(const Op& op, float* scratch, Message*) {
     const float* x = op.in[0]->f32() + n * in_size;
     float* y = op.out[0]->f32() + n * s.M * out_plane;
     if (depthwise) {
-      f32_dwconv2d__portable(s, x, w, bias, act, y);
+      f32_dwconv2d(s, x, w, bias, act, y);
       continue;
     }
     if (!pointwise) {
@@ -174,44 +174,13 @@ bool run_pool(const Op& op, float*, Message*) {
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
   const auto& a = op.iattr;
-  const bool is_max = a[0] == int64_t(PoolKind::kMax);
-  const int64_t H = x.dims[2], W = x.dims[3], OH = y.dims[2], OW = y.dims[3];
-  const int64_t KH = a[1], KW = a[2], SH = a[3], SW = a[4], PT = a[5], PL = a[6], PB = a[7], PR = a[8];
-  const int64_t DH = a[9], DW = a[10];
-  const bool include_pad = a[11] != 0;
+  const Pool2dShape s{size_t(x.dims[2]), size_t(x.dims[3]), size_t(y.dims[2]), size_t(y.dims[3]),
+                      size_t(a[1]), size_t(a[2]), size_t(a[3]), size_t(a[4]),
+                      size_t(a[5]), size_t(a[6]), size_t(a[7]), size_t(a[8]),
+                      size_t(a[9]), size_t(a[10]), a[11] != 0};
   const size_t planes = size_t(x.dims[0] * x.dims[1]);
-  for (size_t p = 0; p < planes; ++p) {
-    const float* in = x.f32() + p * H * W;
-    float* out = y.f32() + p * OH * OW;
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        const int64_t h0 = oh * SH - PT, w0 = ow * SW - PL;
-        float acc = is_max ? -std::numeric_limits<float>::infinity() : 0.0f;
-        int64_t count = 0;
-        for (int64_t kh = 0; kh < KH; ++kh) {
-          const int64_t h = h0 + kh * DH;
-          if (h < 0 || h >= H) continue;
-          for (int64_t kw = 0; kw < KW; ++kw) {
-            const int64_t w = w0 + kw * DW;
-            if (w < 0 || w >= W) continue;
-            const float v = in[h * W + w];
-            acc = is_max ? std::max(acc, v) : acc + v;
-            ++count;
-          }
-        }
-        if (!is_max) {
-          // count_include_pad counts the window clipped to the padded input, as ONNX does.
-          if (include_pad) {
-            const int64_t hs = std::max<int64_t>(h0, -PT), he = std::min<int64_t>(h0 + (KH - 1) * DH + 1, H + PB);
-            const int64_t ws = std::max<int64_t>(w0, -PL), we = std::min<int64_t>(w0 + (KW - 1) * DW + 1, W + PR);
-            count = ((he - hs + DH - 1) / DH) * ((we - ws + DW - 1) / DW);
-          }
-          acc = count > 0 ? acc / float(count) : 0.0f;
-        }
-        out[oh * OW + ow] = acc;
-      }
-    }
-  }
+  if (a[0] == int64_t(PoolKind::kMax)) f32_maxpool2d(s, planes, x.f32(), y.f32());
+  else f32_avgpool2d(s, planes, x.f32(), y.f32());
   return true;
 }
 

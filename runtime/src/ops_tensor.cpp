@@ -33,7 +33,31 @@ void binary_all(const Op& op, const Broadcast& plan, F f) {
   const int64_t sa = plan.stride[0][plan.ndim - 1], sb = plan.stride[1][plan.ndim - 1];
   for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
     binary_run(a + off[0], sa, b + off[1], sb, y + out_off, n, f);
-    if (act.kind != Activation::kNone) f32_activation__scalar(act, y + out_off, size_t(n));
+    if (act.kind != Activation::kNone) f32_activation__portable(act, y + out_off, size_t(n));
+  });
+}
+
+static_assert(int(BinaryOp::kAdd) == int(BinaryKind::kAdd) && int(BinaryOp::kSub) == int(BinaryKind::kSub) &&
+                  int(BinaryOp::kMul) == int(BinaryKind::kMul) && int(BinaryOp::kDiv) == int(BinaryKind::kDiv),
+              "BinaryOp and BinaryKind share values");
+
+// Add/Sub/Mul/Div through the vbinary microkernels. Innermost runs are contiguous (stride 1) or
+// broadcast (stride 0) in each operand: same shape, a [C,1,1] operand per channel, a scalar.
+void binary_microkernel(const Op& op, const Broadcast& plan) {
+  const int64_t sa = plan.stride[0][plan.ndim - 1], sb = plan.stride[1][plan.ndim - 1];
+  const bool both_scalar = sa == 0 && sb == 0;  // computed once and repeated along the run
+  const BinaryShape shape = sa != 0 && sb != 0 ? BinaryShape::kVector
+                            : sb == 0          ? BinaryShape::kScalarB
+                                               : BinaryShape::kScalarA;
+  const VBinaryFn kernel = f32_vbinary(static_cast<BinaryKind>(op.iattr[0]), shape);
+  const ActParams act = act_from(op, 1);
+  const float* a = op.in[0]->f32();
+  const float* b = op.in[1]->f32();
+  float* y = op.out[0]->f32();
+  for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
+    float* out = y + out_off;
+    kernel(both_scalar ? 1 : size_t(n), a + off[0], b + off[1], out, act);
+    if (both_scalar) std::fill(out + 1, out + n, out[0]);
   });
 }
 
@@ -76,16 +100,17 @@ bool check_binary(const Op& op, size_t*, Message* err) {
 bool run_binary(const Op& op, float*, Message*) {
   Broadcast plan;
   make_broadcast(*op.out[0], op.in.data(), 2, &plan);
+  if (op.iattr[0] <= int64_t(BinaryKind::kLast)) {
+    binary_microkernel(op, plan);
+    return true;
+  }
   switch (static_cast<BinaryOp>(op.iattr[0])) {
-    case BinaryOp::kAdd: binary_all(op, plan, [](float a, float b) { return a + b; }); break;
-    case BinaryOp::kSub: binary_all(op, plan, [](float a, float b) { return a - b; }); break;
-    case BinaryOp::kMul: binary_all(op, plan, [](float a, float b) { return a * b; }); break;
-    case BinaryOp::kDiv: binary_all(op, plan, [](float a, float b) { return a / b; }); break;
     case BinaryOp::kPow: binary_all(op, plan, [](float a, float b) { return std::pow(a, b); }); break;
     case BinaryOp::kMax: binary_all(op, plan, [](float a, float b) { return std::max(a, b); }); break;
     case BinaryOp::kMin: binary_all(op, plan, [](float a, float b) { return std::min(a, b); }); break;
     case BinaryOp::kPRelu: binary_all(op, plan, [](float a, float b) { return a < 0.0f ? a * b : a; }); break;
     case BinaryOp::kMod: binary_all(op, plan, [](float a, float b) { return std::fmod(a, b); }); break;
+    default: break;  // Add/Sub/Mul/Div went to the microkernels above
   }
   return true;
 }
@@ -136,13 +161,17 @@ bool reduce_rows(const Tensor& x, ReduceKind kind, int64_t mask, float* out, siz
   if (kind != ReduceKind::kMean && kind != ReduceKind::kSum && kind != ReduceKind::kMax && kind != ReduceKind::kMin)
     return false;
   const size_t row = x.numel / std::max<size_t>(n_out, 1);
+  if (kind == ReduceKind::kMean) {
+    f32_gavgpool_cw(n_out, row, x.f32(), out);
+    return true;
+  }
   for (size_t o = 0; o < n_out; ++o) {
     const float* in = x.f32() + o * row;
     float acc = kind == ReduceKind::kMax || kind == ReduceKind::kMin ? in[0] : 0.0f;
     if (kind == ReduceKind::kMax) for (size_t i = 1; i < row; ++i) acc = std::max(acc, in[i]);
     else if (kind == ReduceKind::kMin) for (size_t i = 1; i < row; ++i) acc = std::min(acc, in[i]);
     else for (size_t i = 0; i < row; ++i) acc += in[i];
-    out[o] = kind == ReduceKind::kMean ? acc / float(row) : acc;
+    out[o] = acc;
   }
   return true;
 }

@@ -1,6 +1,7 @@
 // Checks every fast kernel variant against its scalar reference on many small and odd shapes.
 // Standard library only, so it also builds with the aarch64 and wasm32 cross compilers.
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "sparsec/kernel_variants.h"
 #include "sparsec/kernels.h"
 
 using namespace sparsec;
@@ -15,6 +17,7 @@ using namespace sparsec;
 namespace {
 
 constexpr float kRelTol = 1e-5f;  // relative to sum |a*b| (+ |bias|) of each output
+constexpr float kActRelTol = 1e-6f;  // f32_activation__portable vs activate(), relative to the value
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 size_t g_passed = 0, g_failed = 0;
@@ -84,11 +87,12 @@ float max_slope(const ActParams& act) {
 }
 
 // Compares got to want within kRelTol * slope * magnitude, magnitude being the reference kernel
-// run on absolute values; returns "" or a description of the first mismatch.
+// run on absolute values, plus the fast activation formulas' own error (kActRelTol of the value,
+// as in check_activation_variants); returns "" or a description of the first mismatch.
 std::string compare(const std::vector<float>& got, const std::vector<float>& want,
                     const std::vector<float>& magnitude, float slope) {
   for (size_t i = 0; i < want.size(); ++i) {
-    const float tol = kRelTol * slope * magnitude[i] + 1e-30f;
+    const float tol = kRelTol * slope * magnitude[i] + kActRelTol * std::fabs(want[i]) + 1e-30f;
     if (!(std::fabs(got[i] - want[i]) <= tol))  // negated so NaN fails
       return fmt("element %zu got %.9g want %.9g", i, got[i], want[i]);
   }
@@ -139,8 +143,9 @@ void check_activation_variants() {
       f32_activation__portable(act, got.data(), n);
       bool ok = true;  // equal up to FMA contraction, which the compiler may apply to either
       for (size_t i = 0; i < n; ++i)
-        ok &= std::isnan(want[i]) ? std::isnan(got[i])
-                                  : std::fabs(got[i] - want[i]) <= 1e-6f * std::fabs(want[i]) + 1e-7f;
+        ok &= std::isnan(want[i])
+                  ? std::isnan(got[i])
+                  : std::fabs(got[i] - want[i]) <= kActRelTol * std::fabs(want[i]) + 1e-7f;
       record(ok, fmt("f32_activation__portable %s n=%zu", kActivationNames[kind], n),
              "differs from scalar");
     }
@@ -257,6 +262,47 @@ size_t output_extent(size_t in, size_t pad, size_t pad_end, size_t taps, size_t 
   return in + pad + pad_end < span ? 0 : (in + pad + pad_end - span) / stride + 1;
 }
 
+struct DwconvVariant {
+  const char* name;
+  ConvFn fn;
+  bool only_3x3;
+};
+const DwconvVariant kDwconvVariants[] = {
+    {"f32_dwconv2d__portable", f32_dwconv2d__portable, false},
+#ifdef SPARSEC_KERNELS_NEON
+    {"f32_dwconv2d_3x3_u4__neon", f32_dwconv2d_3x3_u4__neon, true},
+#endif
+#ifdef SPARSEC_KERNELS_WASMSIMD
+    {"f32_dwconv2d_3x3_u4__wasmsimd", f32_dwconv2d_3x3_u4__wasmsimd, true},
+#endif
+    {"f32_dwconv2d (dispatch)", f32_dwconv2d, false},
+};
+
+void check_dwconv(const Conv2dShape& s, bool with_bias, int act_kind) {
+  for (const DwconvVariant& v : kDwconvVariants)
+    if (!v.only_3x3 || (s.KH == 3 && s.KW == 3)) check_conv(v.name, v.fn, s, with_bias, act_kind);
+}
+
+// 3x3 depthwise on every small width and odd heights, stride 1 and 2, asymmetric padding.
+void check_dwconv_3x3_small() {
+  const size_t strides[][2] = {{1, 1}, {2, 2}, {1, 2}};
+  int act_kind = 0;
+  for (size_t H : {1, 2, 3, 4, 5, 7, 17})
+    for (size_t W = 1; W <= 17; ++W)
+      for (const auto& st : strides)
+        for (size_t dilation : {1, 2})
+          for (size_t pad_begin = 0; pad_begin < 3; ++pad_begin)
+            for (size_t pad_end = 0; pad_end < 3; ++pad_end) {
+              const size_t OH = output_extent(H, pad_begin, pad_end, 3, st[0], dilation);
+              const size_t OW = output_extent(W, pad_end, pad_begin, 3, st[1], dilation);
+              if (OH == 0 || OW == 0) continue;
+              const Conv2dShape s{3, H, W, 3, OH, OW, 3, 3, st[0], st[1], pad_begin, pad_end,
+                                  dilation, dilation, 3};
+              check_dwconv(s, act_kind % 2 == 0, act_kind);
+              act_kind = (act_kind + 1) % kActivationCount;
+            }
+}
+
 void check_conv_all() {
   struct Groups {
     size_t C, M, G;
@@ -283,9 +329,7 @@ void check_conv_all() {
                                     st[0], st[1], pad_top, pad_left, d[0], d[1], grouping.G};
                 const bool with_bias = act_kind % 2 == 0;
                 check_conv("f32_conv2d_im2col__portable", conv_by_im2col, s, with_bias, act_kind);
-                if (s.G == s.C && s.C == s.M)
-                  check_conv("f32_dwconv2d__portable", f32_dwconv2d__portable, s, with_bias,
-                             act_kind);
+                if (s.G == s.C && s.C == s.M) check_dwconv(s, with_bias, act_kind);
                 act_kind = (act_kind + 1) % kActivationCount;
               }
   // Wide depthwise planes: many vector iterations per row, and rows too wide for the ring.
@@ -295,17 +339,189 @@ void check_conv_all() {
         const size_t pad = k / 2, OH = output_extent(9, pad, pad, k, stride, 1),
                      OW = output_extent(W, pad, pad, k, stride, 1);
         const Conv2dShape s{3, 9, W, 3, OH, OW, k, k, stride, stride, pad, pad, 1, 1, 3};
-        check_conv("f32_dwconv2d__portable", f32_dwconv2d__portable, s, true, 1);
+        check_dwconv(s, true, 1);
       }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pooling and element-wise binary ops: every variant compiled for this target, and the dispatch.
+
+const float kInf = std::numeric_limits<float>::infinity();
+
+// NaN equals NaN; +0 equals -0 (NEON's FMAXNM may pick either zero).
+bool same_value(float got, float want) {
+  return std::isnan(want) ? std::isnan(got) : got == want;
+}
+
+// Random values in [-1, 1]; with specials, about one in six is NaN, +inf or -inf.
+std::vector<float> random_with_specials(size_t n, bool specials) {
+  std::vector<float> v = random_vector(n);
+  if (specials)
+    for (float& x : v) {
+      const unsigned pick = g_rng() % 18;
+      if (pick < 3) x = pick == 0 ? kNaN : pick == 1 ? kInf : -kInf;
+    }
+  return v;
+}
+
+// The variants under test: all but the scalar reference (kPoolVariants[0], kBinaryVariants[0]).
+template <typename T, size_t N>
+std::vector<T> fast_variants(const T (&all)[N]) {
+  return std::vector<T>(all + 1, all + N);
+}
+
+constexpr size_t kGuard = 8;  // sentinel floats after each output: a write past the end shows
+constexpr float kSentinel = 12345.0f;
+
+// Output (without the guard) or "" when a guard value changed.
+std::string guarded_problem(const std::vector<float>& out, size_t n) {
+  for (size_t i = n; i < out.size(); ++i)
+    if (out[i] != kSentinel) return fmt("wrote past the end at %zu", i);
+  return "";
+}
+
+// Pooling: the vector interiors add in the reference's order, so results match exactly.
+void check_pool(const Pool2dShape& s, size_t planes, bool specials) {
+  const std::vector<float> x = random_with_specials(planes * s.H * s.W, specials);
+  const size_t n = planes * s.OH * s.OW;
+  for (bool is_max : {true, false}) {
+    if (!is_max && s.count_include_pad && specials) continue;  // one special sweep per kind suffices
+    std::vector<float> want(n);
+    (is_max ? f32_maxpool2d__scalar : f32_avgpool2d__scalar)(s, planes, x.data(), want.data());
+    for (const PoolVariant& v : fast_variants(kPoolVariants)) {
+      std::vector<float> got(n + kGuard, kSentinel);
+      (is_max ? v.max : v.avg)(s, planes, x.data(), got.data());
+      std::string problem = guarded_problem(got, n);
+      for (size_t i = 0; i < n && problem.empty(); ++i)
+        if (!same_value(got[i], want[i])) problem = fmt("element %zu got %.9g want %.9g", i, got[i], want[i]);
+      record(problem.empty(),
+             fmt("f32_%spool2d %s planes=%zu H=%zu W=%zu OH=%zu OW=%zu K=%zux%zu S=%zux%zu "
+                 "P=%zu,%zu,%zu,%zu D=%zux%zu include_pad=%d specials=%d",
+                 is_max ? "max" : "avg", v.name, planes, s.H, s.W, s.OH, s.OW, s.KH, s.KW, s.SH,
+                 s.SW, s.PT, s.PL, s.PB, s.PR, s.DH, s.DW, int(s.count_include_pad), int(specials)),
+             problem);
+    }
+  }
+}
+
+void check_pool_all() {
+  const size_t heights[] = {1, 2, 3, 4, 7, 17};
+  const size_t kernels[][2] = {{1, 1}, {2, 2}, {3, 3}, {3, 2}, {5, 5}};
+  const size_t strides[][2] = {{1, 1}, {2, 2}, {3, 3}, {1, 2}};
+  const size_t dilations[][2] = {{1, 1}, {2, 2}};
+  size_t count = 0;
+  for (size_t H : heights)
+    for (size_t W = 1; W <= 17; ++W)
+      for (const auto& k : kernels)
+        for (const auto& st : strides)
+          for (const auto& d : dilations)
+            for (size_t pad_begin = 0; pad_begin < 3; ++pad_begin)
+              for (size_t pad_end = 0; pad_end < 3; ++pad_end)
+                for (bool ceil_mode : {false, true}) {
+                  // Left/right pads mirror bottom/top; ceil mode may add a window that starts
+                  // past the end padding (the runtime allows it and clamps).
+                  const size_t PT = pad_begin, PB = pad_end, PL = pad_end, PR = pad_begin;
+                  const size_t extra_h = ceil_mode ? st[0] - 1 : 0, extra_w = ceil_mode ? st[1] - 1 : 0;
+                  const size_t OH = output_extent(H, PT, PB + extra_h, k[0], st[0], d[0]);
+                  const size_t OW = output_extent(W, PL, PR + extra_w, k[1], st[1], d[1]);
+                  if (OH == 0 || OW == 0 || (ceil_mode && extra_h + extra_w == 0)) continue;
+                  ++count;
+                  const Pool2dShape s{H, W, OH, OW, k[0], k[1], st[0], st[1], PT, PL, PB, PR,
+                                      d[0], d[1], count % 2 == 0};
+                  check_pool(s, 1 + count % 3, count % 5 == 0);
+                }
+  // Wide rows: many vector blocks per row, as in real networks (3x3/2 max, 3x3/1 average).
+  for (size_t W : {56, 113, 224}) {
+    check_pool({5, W, 2, (W - 1) / 2 + 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, false}, 3, true);
+    check_pool({5, W, 5, W, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, true}, 2, false);
+  }
+}
+
+void check_gavgpool_all() {
+  for (size_t channels : {1, 3, 5})
+    for (size_t n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 31, 49, 64, 100, 257, 1000}) {
+      const std::vector<float> x = random_vector(channels * n);
+      std::vector<float> want(channels), magnitude(channels);
+      f32_gavgpool_cw__scalar(channels, n, x.data(), want.data());
+      const std::vector<float> abs_x = absolute(x);
+      f32_gavgpool_cw__scalar(channels, n, abs_x.data(), magnitude.data());
+      for (const PoolVariant& v : fast_variants(kPoolVariants)) {
+        std::vector<float> got(channels + kGuard, kSentinel);
+        v.gavg(channels, n, x.data(), got.data());
+        std::string problem = guarded_problem(got, channels);
+        // Sums in another order: each of the two may be off by n roundings of the mean |x|.
+        for (size_t c = 0; c < channels && problem.empty(); ++c)
+          if (!(std::fabs(got[c] - want[c]) <= 2.0f * n * FLT_EPSILON * magnitude[c]))
+            problem = fmt("channel %zu got %.9g want %.9g", c, got[c], want[c]);
+        record(problem.empty(), fmt("f32_gavgpool_cw %s channels=%zu n=%zu", v.name, channels, n), problem);
+      }
+    }
+}
+
+const char* kBinaryNames[] = {"add", "sub", "mul", "div"};
+const char* kShapeNames[] = {"vector", "scalar_b", "scalar_a"};
+
+// Arithmetic and the Relu/Clip clamp are exact; other activations use the vectorisable
+// formulas of f32_activation__portable, within its tolerance of the scalar ones.
+bool close_after(const ActParams& act, float got, float want) {
+  const bool exact = act.kind == Activation::kNone || act.kind == Activation::kRelu ||
+                     act.kind == Activation::kClip;
+  if (exact || std::isnan(want) || std::isinf(want)) return same_value(got, want);
+  return std::fabs(got - want) <= kActRelTol * std::fabs(want) + 1e-7f;
+}
+
+void check_vbinary(BinaryKind kind, BinaryShape shape, int act_kind, size_t n, bool specials) {
+  const ActParams act = activation(act_kind);
+  const size_t na = shape == BinaryShape::kScalarA ? 1 : n, nb = shape == BinaryShape::kScalarB ? 1 : n;
+  const std::vector<float> a = random_with_specials(na, specials), b = random_with_specials(nb, specials);
+  std::vector<float> want(n);
+  f32_vbinary__scalar(kind, shape)(n, a.data(), b.data(), want.data(), act);
+  for (const BinaryVariant& v : fast_variants(kBinaryVariants)) {
+    const VBinaryFn kernel = v.lookup(kind, shape);
+    std::vector<float> got(n + kGuard, kSentinel);
+    kernel(n, a.data(), b.data(), got.data(), act);
+    std::string problem = guarded_problem(got, n);
+    if (shape == BinaryShape::kVector) {  // the runtime may write over the first operand
+      std::vector<float> in_place = a;
+      kernel(n, in_place.data(), b.data(), in_place.data(), act);
+      for (size_t i = 0; i < n && problem.empty(); ++i)
+        if (!same_value(in_place[i], got[i])) problem = fmt("in place differs at %zu", i);
+    }
+    for (size_t i = 0; i < n && problem.empty(); ++i)
+      if (!close_after(act, got[i], want[i])) problem = fmt("element %zu got %.9g want %.9g", i, got[i], want[i]);
+    record(problem.empty(),
+           fmt("f32_vbinary %s %s %s act=%s n=%zu specials=%d", v.name, kBinaryNames[int(kind)],
+               kShapeNames[int(shape)], kActivationNames[act_kind], n, int(specials)),
+           problem);
+  }
+}
+
+void check_vbinary_all() {
+  std::vector<size_t> lengths;
+  for (size_t n = 1; n <= 17; ++n) lengths.push_back(n);
+  for (size_t n : {31, 64, 100, 1023, 1024, 1025, 2500}) lengths.push_back(n);  // across kBlock
+  for (int kind = 0; kind <= int(BinaryKind::kLast); ++kind)
+    for (int shape = 0; shape <= int(BinaryShape::kLast); ++shape)
+      for (int act_kind = 0; act_kind < kActivationCount; ++act_kind)
+        for (size_t n : lengths) {
+          const bool exact_act = act_kind <= int(Activation::kClip);
+          check_vbinary(BinaryKind(kind), BinaryShape(shape), act_kind, n, false);
+          if (exact_act) check_vbinary(BinaryKind(kind), BinaryShape(shape), act_kind, n, true);
+        }
 }
 
 }  // namespace
 
 int main() {
+  std::printf("kernel isa: %s\n", kernel_isa());
   check_activation_values();
   check_activation_variants();
   check_gemm_all();
   check_conv_all();
+  check_dwconv_3x3_small();
+  check_pool_all();
+  check_gavgpool_all();
+  check_vbinary_all();
   std::printf("%zu passed, %zu failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

@@ -77,4 +77,79 @@ void f32_conv2d_im2col__portable(const Conv2dShape& s, const float* x, const flo
 void f32_dwconv2d__portable(const Conv2dShape& s, const float* x, const float* w,
                             const float* bias, const ActParams& act, float* y);
 
+// ---------------------------------------------------------------------------------------------
+// Variants of one job: __scalar (the reference), __portable (GCC/Clang generic vectors, every
+// target), __neon (aarch64 only) and __wasmsimd (wasm32 with -msimd128 only). The unsuffixed
+// function is the dispatch: the fastest variant compiled for this target, fixed at compile time.
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#define SPARSEC_KERNELS_NEON 1
+#endif
+#if defined(__wasm_simd128__)
+#define SPARSEC_KERNELS_WASMSIMD 1
+#endif
+const char* kernel_isa();  // "neon", "wasmsimd" or "portable": the variant the dispatch picks
+
+// Depthwise 3x3 (KH == KW == 3), any stride, padding and dilation; rows vectorised explicitly.
+#ifdef SPARSEC_KERNELS_NEON
+void f32_dwconv2d_3x3_u4__neon(const Conv2dShape& s, const float* x, const float* w,
+                               const float* bias, const ActParams& act, float* y);
+#endif
+#ifdef SPARSEC_KERNELS_WASMSIMD
+void f32_dwconv2d_3x3_u4__wasmsimd(const Conv2dShape& s, const float* x, const float* w,
+                                   const float* bias, const ActParams& act, float* y);
+#endif
+void f32_dwconv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                  const ActParams& act, float* y);  // any depthwise shape
+
+// 2-D pooling over `planes` NCHW planes. Max skips padding and NaN inputs (an empty window gives
+// -inf); average divides by the taps inside the input, or, with count_include_pad, inside the
+// padded input (an empty window gives 0).
+struct Pool2dShape {
+  size_t H, W, OH, OW;
+  size_t KH, KW;
+  size_t SH, SW;
+  size_t PT, PL, PB, PR;  // bottom/right padding only bounds count_include_pad windows
+  size_t DH, DW;
+  bool count_include_pad;
+};
+using Pool2dFn = void (*)(const Pool2dShape& s, size_t planes, const float* x, float* y);
+void f32_maxpool2d__scalar(const Pool2dShape& s, size_t planes, const float* x, float* y);
+void f32_maxpool2d_chw__portable(const Pool2dShape& s, size_t planes, const float* x, float* y);
+void f32_avgpool2d__scalar(const Pool2dShape& s, size_t planes, const float* x, float* y);
+void f32_avgpool2d_chw__portable(const Pool2dShape& s, size_t planes, const float* x, float* y);
+// y[c] = mean of x[c * n, (c + 1) * n): GlobalAveragePool on NCHW.
+using GavgpoolFn = void (*)(size_t channels, size_t n, const float* x, float* y);
+void f32_gavgpool_cw__scalar(size_t channels, size_t n, const float* x, float* y);
+void f32_gavgpool_cw__portable(size_t channels, size_t n, const float* x, float* y);
+#ifdef SPARSEC_KERNELS_NEON
+void f32_maxpool2d_chw_u4__neon(const Pool2dShape& s, size_t planes, const float* x, float* y);
+void f32_avgpool2d_chw_u4__neon(const Pool2dShape& s, size_t planes, const float* x, float* y);
+void f32_gavgpool_cw_u8__neon(size_t channels, size_t n, const float* x, float* y);
+#endif
+#ifdef SPARSEC_KERNELS_WASMSIMD
+void f32_maxpool2d_chw_u4__wasmsimd(const Pool2dShape& s, size_t planes, const float* x, float* y);
+void f32_avgpool2d_chw_u4__wasmsimd(const Pool2dShape& s, size_t planes, const float* x, float* y);
+void f32_gavgpool_cw_u8__wasmsimd(size_t channels, size_t n, const float* x, float* y);
+#endif
+void f32_maxpool2d(const Pool2dShape& s, size_t planes, const float* x, float* y);
+void f32_avgpool2d(const Pool2dShape& s, size_t planes, const float* x, float* y);
+void f32_gavgpool_cw(size_t channels, size_t n, const float* x, float* y);
+
+// Element-wise binary op with fused activation, in XNNPACK's three operand shapes:
+// kVector y[i] = act(a[i] op b[i]), kScalarB y[i] = act(a[i] op b[0]) (also a [C,1,1] operand,
+// one call per channel), kScalarA y[i] = act(a[0] op b[i]). Values match the runtime's BinaryOp.
+enum class BinaryKind : int32_t { kAdd = 0, kSub = 1, kMul = 2, kDiv = 3, kLast = kDiv };
+enum class BinaryShape : int32_t { kVector = 0, kScalarB = 1, kScalarA = 2, kLast = kScalarA };
+using VBinaryFn = void (*)(size_t n, const float* a, const float* b, float* y, const ActParams& act);
+// Each returns the microkernel of one op and operand shape (f32_vsubc, f32_vrdivc, ... in XNNPACK).
+VBinaryFn f32_vbinary__scalar(BinaryKind kind, BinaryShape shape);
+VBinaryFn f32_vbinary__portable(BinaryKind kind, BinaryShape shape);
+#ifdef SPARSEC_KERNELS_NEON
+VBinaryFn f32_vbinary_u8__neon(BinaryKind kind, BinaryShape shape);
+#endif
+#ifdef SPARSEC_KERNELS_WASMSIMD
+VBinaryFn f32_vbinary_u8__wasmsimd(BinaryKind kind, BinaryShape shape);
+#endif
+VBinaryFn f32_vbinary(BinaryKind kind, BinaryShape shape);
+
 }  // namespace sparsec
