@@ -133,7 +133,7 @@ def _matmul(node: ir.Node, space: ChannelSpace) -> None:
 
 
 def _batch_norm(node: ir.Node, space: ChannelSpace) -> None:
-    x, y = node.inputs[0], node.outputs[0]
+    y = node.outputs[0]
     _unary(node, space)
     for value, role in zip(node.inputs[1:5], ("bn_scale", "bn", "bn", "bn")):
         space.tie(value, 0, y, 1)
