@@ -17,7 +17,8 @@ FUZZ_SECONDS = 45
 
 
 def runtime_sources() -> list[str]:
-    return sorted(str(p) for pattern in ("runtime/src/*.cpp", "kernels_arm/ref/*.cpp", "kernels_arm/portable/*.cpp")
+    return sorted(str(p) for pattern in ("runtime/src/*.cpp", "kernels_arm/ref/*.cpp", "kernels_arm/portable/*.cpp",
+                                         "kernels_arm/dispatch/*.cpp")
                   for p in ROOT.glob(pattern))
 
 
