@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 
@@ -27,8 +28,6 @@ def export(module, *shapes) -> onnx.ModelProto:
         with torch.no_grad():
             p.add_(torch.randn_like(p) * 0.1)
     args = tuple(torch.randn(*s) for s in shapes)
-    import io
-
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

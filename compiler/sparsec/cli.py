@@ -94,13 +94,10 @@ def _prune(args) -> None:
 
     from sparsec.compiler import _write_atomically, stderr_progress
     from sparsec.frontend import parse_input_shapes
-    from sparsec.pruner import prune
+    from sparsec.pruner import prune_with
 
-    options = _prune_options(args)
-    proto, report = prune(args.model, options.ratio, options.criterion, calib=args.calib,
-                          input_shapes=parse_input_shapes(args.input_shape),
-                          progress=None if args.quiet else stderr_progress,
-                          **{k: v for k, v in options.__dict__.items() if k not in ("ratio", "criterion")})
+    proto, report = prune_with(args.model, _prune_options(args), args.calib, parse_input_shapes(args.input_shape),
+                               None if args.quiet else stderr_progress)
     if not args.quiet:
         print(file=sys.stderr)
     _write_atomically(Path(args.output), proto.SerializeToString())

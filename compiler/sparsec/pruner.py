@@ -33,9 +33,15 @@ def prune(model, ratio: float = 0.5, criterion: str = "l2", *, calib=None, input
     global_ranking=False, ignore=[name substrings], seed=0. `calib` is a .npy/.npz path or a list of
     feeds, needed by criterion="taylor".
     """
-    opts = PruneOptions(ratio=ratio, criterion=criterion, **{**options, "ignore": tuple(options.get("ignore", ()))})
+    options = PruneOptions(ratio=ratio, criterion=criterion, **{**options, "ignore": tuple(options.get("ignore", ()))})
+    return prune_with(model, options, calib, input_shapes, progress)
+
+
+def prune_with(model, options: PruneOptions, calib=None, input_shapes=None, progress=None
+               ) -> tuple[onnx.ModelProto, PruneReport]:
+    """`prune` with its options as one PruneOptions."""
     graph = prepare(model, input_shapes)
-    graph, report = prune_model(graph, opts, calibration_feeds(calib, graph), progress)
+    graph, report = prune_model(graph, options, calibration_feeds(calib, graph), progress)
     proto = ir.serde.serialize_model(graph)
     try:
         onnx.checker.check_model(proto, full_check=True)

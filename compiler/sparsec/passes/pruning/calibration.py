@@ -18,7 +18,7 @@ def load_calibration(path, model: ir.Model) -> list[dict[str, np.ndarray]]:
     except (OSError, ValueError) as e:
         raise InputError(f"cannot read calibration data {path}: {e}") from None
     arrays = dict(loaded) if isinstance(loaded, np.lib.npyio.NpzFile) else {next(iter(inputs)): loaded}
-    if len(arrays) == 1 and len(inputs) > 1 or set(arrays) != set(inputs):
+    if set(arrays) != set(inputs):
         raise InputError(f"calibration data must give every model input {sorted(inputs)}; got {sorted(arrays)}")
     counts = set()
     feeds: dict[str, np.ndarray] = {}

@@ -43,20 +43,25 @@ def _same_axes(space: ChannelSpace, a: ir.Value, b: ir.Value, pairs) -> None:
         space.tie(a, a_axis, b, b_axis)
 
 
+def _tie_aligned(space: ChannelSpace, value: ir.Value, out: ir.Value, axes=None) -> list[int]:
+    """Numpy broadcasting: ties value's axes (all, or `axes`) to out's right-aligned axes of equal size;
+    returns the tied axes (size-1 broadcast axes stay untied, hence fixed)."""
+    shape, out_shape = static_shape(value), static_shape(out)
+    offset = len(out_shape) - len(shape)
+    tied = [a for a in (range(len(shape)) if axes is None else axes) if shape[a] == out_shape[a + offset]]
+    for axis in tied:
+        space.tie(value, axis, out, axis + offset)
+    return tied
+
+
 def _broadcast(node: ir.Node, space: ChannelSpace) -> None:
-    """Numpy broadcasting: aligned axes of equal size are the same channels; size-1 axes stay fixed."""
     out = node.outputs[0]
-    out_shape = static_shape(out)
     for value in node.inputs:
-        shape = static_shape(value)
-        if value is None or shape is None:
+        if value is None or static_shape(value) is None:
             continue
-        offset = len(out_shape) - len(shape)
-        for axis, dim in enumerate(shape):
-            if dim == out_shape[axis + offset]:
-                space.tie(value, axis, out, axis + offset)
-                if dim > 1 and const_array(value) is not None:
-                    space.param(value, axis, node, "scale")
+        for axis in _tie_aligned(space, value, out):
+            if static_shape(value)[axis] > 1 and const_array(value) is not None:
+                space.param(value, axis, node, "scale")
 
 
 def _unary(node: ir.Node, space: ChannelSpace) -> None:
@@ -103,10 +108,7 @@ def _gemm(node: ir.Node, space: ChannelSpace) -> None:
     c = node.inputs[2] if len(node.inputs) > 2 else None
     c_shape = static_shape(c)
     if c_shape:
-        offset = 2 - len(c_shape)
-        for axis, dim in enumerate(c_shape):
-            if dim == static_shape(y)[axis + offset]:
-                space.tie(c, axis, y, axis + offset)
+        _tie_aligned(space, c, y)
         if const_array(c) is not None and c_shape[-1] > 1:
             space.param(c, len(c_shape) - 1, node, "bias")
 
@@ -120,10 +122,7 @@ def _matmul(node: ir.Node, space: ChannelSpace) -> None:
     space.tie(a, len(a_shape) - 2, y, len(y_shape) - 2)
     space.tie(b, len(b_shape) - 1, y, len(y_shape) - 1)
     for value, shape in ((a, a_shape), (b, b_shape)):  # batch axes broadcast
-        offset = len(y_shape) - len(shape)
-        for axis in range(len(shape) - 2):
-            if shape[axis] == y_shape[axis + offset]:
-                space.tie(value, axis, y, axis + offset)
+        _tie_aligned(space, value, y, range(len(shape) - 2))
     if const_array(b) is not None:
         space.param(b, len(b_shape) - 1, node, "out")
         space.param(b, len(b_shape) - 2, node, "in")
@@ -349,14 +348,10 @@ def _gather(node: ir.Node, space: ChannelSpace) -> None:
 
 def _expand(node: ir.Node, space: ChannelSpace) -> None:
     x, y = node.inputs[0], node.outputs[0]
-    x_shape, y_shape = static_shape(x), static_shape(y)
-    offset = len(y_shape) - len(x_shape)
-    for axis, dim in enumerate(x_shape):
-        if dim == y_shape[axis + offset]:
-            space.tie(x, axis, y, axis + offset)
-    for axis in range(len(y_shape)):
-        if axis < offset or x_shape[axis - offset] != y_shape[axis]:
-            space.fix(y, axis, f"{_label(node)} broadcasts axis {axis}")
+    offset = len(static_shape(y)) - len(static_shape(x))
+    copied = {axis + offset for axis in _tie_aligned(space, x, y)}
+    for axis in set(range(len(static_shape(y)))) - copied:
+        space.fix(y, axis, f"{_label(node)} broadcasts axis {axis}")
 
 
 def _pad(node: ir.Node, space: ChannelSpace) -> None:
