@@ -17,6 +17,7 @@ FUZZ_SECONDS = 45
 
 
 def runtime_sources() -> list[str]:
+    """The host build's sources: runtime plus CMakeLists' SPARSEC_KERNEL_DIRS for a non-ARM, non-wasm target."""
     return sorted(str(p) for pattern in ("runtime/src/*.cpp", "kernels_arm/ref/*.cpp", "kernels_arm/portable/*.cpp",
                                          "kernels_arm/dispatch/*.cpp")
                   for p in ROOT.glob(pattern))
