@@ -14,6 +14,7 @@ from conftest import single_op_model
 
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ_SECONDS = 45
+SEEDS = Path(__file__).resolve().parent / "fuzz" / "seeds"  # findings of earlier runs (crash-*, ...) go here by hand
 
 
 def runtime_sources() -> list[str]:
@@ -37,6 +38,28 @@ def seed_corpus(directory: Path, rng) -> None:
         sparsec.compile(model, output=directory / f"seed{i}.spx")
     for report in directory.glob("*.report.json"):
         report.unlink()
+    (directory / "seed_v2_records.spx").write_bytes(artifact_with_every_record(rng))
+
+
+def artifact_with_every_record(rng) -> bytes:
+    """A Conv whose bias lives in the param region, with a sparse-format record and a quantized tensor: the
+    format v2 fields the loader validates."""
+    from sparsec.artifact import format as spx
+    from sparsec.contract.schema import Storage
+    from sparsec.frontend import load_model
+    from sparsec.lower import lower_model, plan_memory
+
+    model = single_op_model("Conv", [("x", [1, 2, 5, 5])], None,
+                            [("w", rng.standard_normal((4, 2, 1, 1)).astype(np.float32)),
+                             ("b", rng.standard_normal(4).astype(np.float32))])
+    g = lower_model(load_model(model))
+    arena = plan_memory(g)["arena_bytes"]
+    by_name = {t.name: t for t in g.tensors}
+    by_name["b"].storage = Storage.PARAM
+    by_name["w"].sparse = spx.SparseInfo(1, (4, 1), (4, 2), 8)
+    quantized = spx.TensorEntry("q", np.dtype(np.int8), (4,), data=np.arange(4, dtype=np.int8),
+                                quant=spx.QuantParams(np.full(4, 0.5), np.zeros(4), axis=0))
+    return spx.serialize("x86_64", [*g.tensors, quantized], g.ops, g.inputs, g.outputs, arena)
 
 
 def test_loader_survives_fuzzing(tmp_path, rng):
@@ -50,12 +73,17 @@ def test_loader_survives_fuzzing(tmp_path, rng):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     seed_corpus(corpus, rng)
+    for seed in SEEDS.iterdir():  # earlier findings, kept as reproducers
+        shutil.copy(seed, corpus)
+    findings = tmp_path / "findings"
+    findings.mkdir()
     # A hostile header may ask for a huge arena: the loader must get null and return an error, so
     # allocations fail normally instead of tripping libFuzzer's malloc limit (real memory stays capped by RSS).
     env = {**os.environ, "ASAN_OPTIONS": "allocator_may_return_null=1"}
-    proc = subprocess.run([str(binary), str(corpus), f"-max_total_time={FUZZ_SECONDS}", "-max_len=65536",
+    proc = subprocess.run([str(binary), str(corpus), f"-artifact_prefix={findings}/", f"-max_total_time={FUZZ_SECONDS}",
+                           "-max_len=65536",
                            "-rss_limit_mb=2048", "-malloc_limit_mb=4194304", "-seed=1"],
                           capture_output=True, text=True, timeout=FUZZ_SECONDS + 120, env=env)
     report = [line for line in proc.stderr.splitlines() if not line.startswith("#")]  # drop progress lines
-    assert proc.returncode == 0, "\n".join(report[-80:])
+    assert proc.returncode == 0, "\n".join(report[-80:]) + f"\nreproducers: {sorted(findings.iterdir())}"
     assert "Done" in proc.stderr

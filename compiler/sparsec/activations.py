@@ -7,7 +7,7 @@ import math
 import numpy as np
 import onnx_ir as ir
 
-from sparsec.artifact.opcodes import Activation
+from sparsec.contract.schema import Activation
 from sparsec.naming import is_standard
 
 FUSED_DOMAIN = "sparsec"
@@ -100,3 +100,18 @@ def standard_nodes(x: ir.Value, act: tuple[Activation, float, float], name: str)
               Activation.HARD_SWISH: "HardSwish", Activation.SOFTPLUS: "Softplus"}[kind]
         y = add(op, [x])
     return nodes, y
+
+
+_ONNX_NAMES = {Activation.RELU: "Relu", Activation.CLIP: "Clip", Activation.HARD_SWISH: "HardSwish",
+               Activation.HARD_SIGMOID: "HardSigmoid", Activation.SIGMOID: "Sigmoid", Activation.SILU: "Mul",
+               Activation.GELU: "Gelu", Activation.GELU_TANH: "Gelu", Activation.TANH: "Tanh",
+               Activation.LEAKY_RELU: "LeakyRelu", Activation.ELU: "Elu", Activation.SOFTPLUS: "Softplus"}
+
+
+def source_op_type(node: ir.Node) -> str:
+    """The ONNX op type the user wrote for a node (a fused node reports the op it was fused from)."""
+    if node.domain != FUSED_DOMAIN:
+        return node.op_type if is_standard(node) else f"{node.domain}.{node.op_type}"
+    if node.op_type == "Activation":
+        return _ONNX_NAMES.get(attached(node)[0], "Activation")
+    return node.op_type.removeprefix("Fused")

@@ -107,10 +107,35 @@ def _prune(args) -> None:
     print(f"wrote {args.output}")
 
 
+def _inspect_artifact(path: str, as_json: bool) -> None:
+    from sparsec.inspect import inspect_artifact
+
+    s = inspect_artifact(path)
+    if as_json:
+        print(json.dumps(s, indent=2))
+        return
+    print(f"{path}: format v{s['format_version']}, target {s['target']}, {s['file_bytes']:,} bytes, {len(s['ops'])} ops")
+    for name, shape, dtype in s["inputs"]:
+        print(f"  input  {name}: {shape} {dtype}")
+    for name, shape, dtype in s["outputs"]:
+        print(f"  output {name}: {shape} {dtype}")
+    print(f"{'#':>4}  {'node':<28} {'onnx op':<14} {'runtime op':<13} {'kernel':<32} {'output':<18} "
+          f"{'weights':>10} {'scratch':>9}")
+    for r in s["ops"]:
+        out = "x".join(map(str, r["outputs"][0])) if r["outputs"] else "-"
+        print(f"{r['index']:>4}  {r['node'][:28]:<28} {r['onnx_op'][:14]:<14} {r['runtime_op']:<13} {r['kernel'][:32]:<32} "
+              f"{out[:18]:<18} {r['weight_bytes']:>10,} {r['scratch_bytes']:>9,}")
+    print(f"constants {s['constant_bytes']:,} bytes, parameters {s['param_bytes']:,} bytes, "
+          f"arena {s['arena_bytes']:,} bytes + scratch {s['scratch_bytes']:,} bytes")
+
+
 def _inspect(args) -> None:
     from sparsec.frontend import parse_input_shapes
     from sparsec.inspect import inspect_model
 
+    if str(args.model).endswith(".spx"):
+        _inspect_artifact(args.model, args.json)
+        return
     s = inspect_model(args.model, parse_input_shapes(args.input_shape))
     if args.json:
         print(json.dumps(s, indent=2, default=str))
@@ -124,6 +149,8 @@ def _inspect(args) -> None:
         mark = "  UNSUPPORTED" if op in s["unsupported"] else ""
         print(f"  {op:<24} {count:>5}{mark}")
     print("all ops supported" if not s["unsupported"] else f"unsupported ops: {', '.join(s['unsupported'])}")
+    for node, op, why in s["problems"]:
+        print(f"  node '{node}' ({op}): {why}")
 
 
 def _add_prune_options(parser) -> None:
@@ -172,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--input", action="append", default=[], metavar="X.npy", help="one per model input, in order")
     r.add_argument("--output", help="where to save outputs (.npy, or .npz for several)")
     r.set_defaults(func=_run)
-    i = sub.add_parser("inspect", help="ops, shapes, parameters, MACs and support of an ONNX model")
+    i = sub.add_parser("inspect", help="an ONNX model (ops, shapes, parameters, MACs, support) or a compiled .spx "
+                                       "(per op: source node, algorithm, kernel, shapes, bytes)")
     i.add_argument("model")
     i.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
     i.add_argument("--json", action="store_true")

@@ -11,8 +11,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparsec.artifact.format import TARGET_IDS, serialize
-from sparsec.errors import SparsecError
+from sparsec.artifact.format import serialize
+from sparsec.contract.schema import TARGETS
+from sparsec.errors import InternalError, SparsecError
 from sparsec.frontend import load_model
 from sparsec.lower import lower_model, plan_memory
 from sparsec.passes import CLEANUP, PASSES, op_counts, run_passes
@@ -21,7 +22,7 @@ from sparsec.passes.pruning.calibration import calibration_feeds
 from sparsec.pruner import PREPARE
 from sparsec.targets import CROSS_TARGETS, install_runtime, runtime_dir
 
-TARGETS = ("host", *TARGET_IDS)
+TARGET_CHOICES = ("host", *TARGETS)
 
 
 def resolve_target(target: str) -> str:
@@ -29,8 +30,8 @@ def resolve_target(target: str) -> str:
     if target == "host":
         machine = platform.machine().lower()
         return {"amd64": "x86_64", "x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
-    if target not in TARGET_IDS:
-        raise SparsecError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)}")
+    if target not in TARGETS:
+        raise SparsecError(f"unknown target '{target}'; choose one of {', '.join(TARGET_CHOICES)}")
     return target
 
 
@@ -64,6 +65,17 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def validate_artifact(data: bytes) -> None:
+    """The runtime's own load checks, run on the bytes before they are written: sparsec never writes an artifact
+    that a runtime would refuse (a refusal here is a bug in the compiler, so it is an InternalError)."""
+    from sparsec import _rt
+
+    try:
+        _rt.validate(data)
+    except _rt.StatusError as e:
+        raise InternalError(f"the runtime refuses the compiled artifact: {e.args[1]}") from None
+
+
 def stderr_progress(message: str) -> None:
     print(f"\r\x1b[K[sparsec] {message}", end="", file=sys.stderr, flush=True)
 
@@ -90,6 +102,7 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
     lowered = lower_model(graph, notify)
     memory = plan_memory(lowered)
     data = serialize(resolved, lowered.tensors, lowered.ops, lowered.inputs, lowered.outputs, memory["arena_bytes"])
+    validate_artifact(data)
     # Built (or found in the cache) before anything is written: a failed compile leaves -o untouched.
     runtime = runtime_dir(resolved, notify) if resolved in CROSS_TARGETS else None
     _write_atomically(path, data)
@@ -105,6 +118,7 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
         "runtime_ops": len(lowered.ops),
         "constant_bytes": sum(t.nbytes for t in lowered.tensors if t.is_const),
         "peak_activation_bytes": memory["arena_bytes"],
+        "scratch_bytes": memory["scratch_bytes"],
         "naive_activation_bytes": memory["naive_bytes"],
         "runtime_files_bytes": runtime_bytes,
         "seconds": round(time.perf_counter() - start, 3),

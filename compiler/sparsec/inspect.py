@@ -7,9 +7,9 @@ from collections import Counter
 
 import onnx_ir as ir
 
+from sparsec.artifact.format import parse
+from sparsec.contract.schema import KERNEL_BY_JOB, OP_BY_CODE, Storage
 from sparsec.frontend import load_model
-from sparsec.lower.lower import rule_for
-from sparsec.naming import op_label
 from sparsec.passes import fold_constants, op_counts
 from sparsec.passes.util import const_array, static_shape
 
@@ -39,10 +39,23 @@ def mac_count(model: ir.Model) -> int:
     return sum(node_macs(n) for n in model.graph)
 
 
+def lowering_problems(model: ir.Model) -> list[tuple[str, str, str]]:
+    """(node, op, reason) for every node compile would refuse: the compile passes and lowering themselves run."""
+    from sparsec.errors import UnsupportedOpError
+    from sparsec.lower import lower_model
+    from sparsec.passes import CLEANUP, run_passes
+
+    try:
+        lower_model(run_passes(ir.serde.deserialize_model(ir.serde.serialize_model(model)), CLEANUP)[0])
+    except UnsupportedOpError as e:
+        return e.nodes
+    return []
+
+
 def summarize(model: ir.Model) -> dict:
-    """Counts per op type, parameters, MACs, and the nodes sparsec has no rule for."""
+    """Counts per op type, parameters, MACs, and the nodes compile would refuse (with reasons)."""
     ops = op_counts(model)
-    unsupported = Counter(op_label(n) for n in model.graph if rule_for(n) is None)
+    problems = lowering_problems(model)
     return {
         "inputs": [(v.name, static_shape(v), str(v.dtype)) for v in model.graph.inputs],
         "outputs": [(v.name, static_shape(v), str(v.dtype)) for v in model.graph.outputs],
@@ -50,7 +63,8 @@ def summarize(model: ir.Model) -> dict:
         "ops": dict(ops.most_common()),
         "params": parameter_count(model),
         "macs": mac_count(model),
-        "unsupported": dict(unsupported),
+        "unsupported": dict(Counter(op for _, op, _ in problems)),
+        "problems": problems,
         "opset": model.opset_imports.get("", None),
     }
 
@@ -58,3 +72,36 @@ def summarize(model: ir.Model) -> dict:
 def inspect_model(path, input_shapes=None) -> dict:
     """Loads (checker + shape inference) and summarises a model, after constant folding."""
     return summarize(fold_constants(load_model(path, input_shapes)))
+
+
+def inspect_artifact(path) -> dict:
+    """Per runtime op of a .spx: the ONNX node it came from, algorithm, kernel variant on the artifact's target,
+    shapes, weight and scratch bytes; and the totals (constants, parameters, arena, scratch)."""
+    art = parse(open(path, "rb").read())
+    rows = []
+    for i, op in enumerate(art.ops):
+        spec = OP_BY_CODE[op.opcode]
+        first = art.tensors[op.inputs[0]] if op.inputs and op.inputs[0] is not None else None
+        attrs = spec.unpack(op.iattr, op.fattr, len(first.shape) if first else 0)
+        job = spec.kernel(attrs)
+        inputs = [art.tensors[t] for t in op.inputs if t is not None]
+        rows.append({
+            "index": i, "node": op.name, "onnx_op": op.source_op, "runtime_op": spec.name,
+            "algorithm": attrs.get("algorithm", ""),
+            "kernel": KERNEL_BY_JOB[job].variant(art.target) if job else "(plain C++ loop)",
+            "inputs": [list(t.shape) for t in inputs],
+            "outputs": [list(art.tensors[t].shape) for t in op.outputs],
+            "dtypes": [t.dtype.name for t in inputs],
+            "weight_bytes": sum(t.nbytes for t in inputs if t.storage != Storage.ARENA),
+            "scratch_bytes": op.scratch_bytes,
+        })
+    return {
+        "target": art.target, "format_version": art.version, "file_bytes": art.file_size,
+        "ops": rows,
+        "constant_bytes": sum(t.nbytes for t in art.tensors if t.storage == Storage.CONST),
+        "param_bytes": art.param_size,
+        "arena_bytes": art.arena_size,
+        "scratch_bytes": max((op.scratch_bytes for op in art.ops), default=0),
+        "inputs": [(art.tensors[t].name, list(art.tensors[t].shape), art.tensors[t].dtype.name) for t in art.inputs],
+        "outputs": [(art.tensors[t].name, list(art.tensors[t].shape), art.tensors[t].dtype.name) for t in art.outputs],
+    }

@@ -1,4 +1,5 @@
-// The dispatch: each job's fastest variant compiled for this target, chosen at compile time.
+// The dispatch: each job's fastest variant compiled for this target, chosen at compile time. Which variant
+// that is comes from the contract (SPARSEC_DISPATCH_* in sparsec/kernel_contract.h, generated).
 #include "sparsec/kernels.h"
 
 #if defined(SPARSEC_KERNELS_NEON)
@@ -13,31 +14,41 @@ namespace sparsec {
 
 const char* kernel_isa() { return SPARSEC_BEST("neon", "wasmsimd", "portable"); }
 
+void f32_gemm(const GemmArgs& g) { SPARSEC_DISPATCH_F32_GEMM(g); }
+
+void f32_im2col(const Conv2dShape& s, const float* x, size_t c0, size_t nc, size_t oh0, size_t oh1, float* cols) {
+  SPARSEC_DISPATCH_F32_IM2COL(s, x, c0, nc, oh0, oh1, cols);
+}
+
+void f32_conv2d_im2col(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                       const ActParams& act, float* y, float* scratch) {
+  SPARSEC_DISPATCH_F32_CONV2D_IM2COL(s, x, w, bias, act, y, scratch);
+}
+
 void f32_dwconv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias,
                   const ActParams& act, float* y) {
-  if (s.KH == 3 && s.KW == 3)
-    return SPARSEC_BEST(f32_dwconv2d_3x3_u4__neon, f32_dwconv2d_3x3_u4__wasmsimd,
-                        f32_dwconv2d__portable)(s, x, w, bias, act, y);
-  f32_dwconv2d__portable(s, x, w, bias, act, y);
+  SPARSEC_DISPATCH_F32_DWCONV2D(s, x, w, bias, act, y);
+}
+
+void f32_dwconv2d_3x3(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                      const ActParams& act, float* y) {
+  SPARSEC_DISPATCH_F32_DWCONV2D_3X3(s, x, w, bias, act, y);
 }
 
 void f32_maxpool2d(const Pool2dShape& s, size_t planes, const float* x, float* y) {
-  SPARSEC_BEST(f32_maxpool2d_chw_u4__neon, f32_maxpool2d_chw_u4__wasmsimd,
-               f32_maxpool2d_chw__portable)(s, planes, x, y);
+  SPARSEC_DISPATCH_F32_MAXPOOL2D(s, planes, x, y);
 }
 
 void f32_avgpool2d(const Pool2dShape& s, size_t planes, const float* x, float* y) {
-  SPARSEC_BEST(f32_avgpool2d_chw_u4__neon, f32_avgpool2d_chw_u4__wasmsimd,
-               f32_avgpool2d_chw__portable)(s, planes, x, y);
+  SPARSEC_DISPATCH_F32_AVGPOOL2D(s, planes, x, y);
 }
 
 void f32_gavgpool_cw(size_t channels, size_t n, const float* x, float* y) {
-  SPARSEC_BEST(f32_gavgpool_cw_u8__neon, f32_gavgpool_cw_u8__wasmsimd,
-               f32_gavgpool_cw__portable)(channels, n, x, y);
+  SPARSEC_DISPATCH_F32_GAVGPOOL_CW(channels, n, x, y);
 }
 
-VBinaryFn f32_vbinary(BinaryKind kind, BinaryShape shape) {
-  return SPARSEC_BEST(f32_vbinary_u8__neon, f32_vbinary_u8__wasmsimd, f32_vbinary__portable)(kind, shape);
-}
+VBinaryFn f32_vbinary(BinaryKind kind, BinaryShape shape) { return SPARSEC_DISPATCH_F32_VBINARY(kind, shape); }
+
+void f32_activation(const ActParams& act, float* data, size_t n) { SPARSEC_DISPATCH_F32_ACTIVATION(act, data, n); }
 
 }  // namespace sparsec

@@ -50,7 +50,7 @@ void f32_activation__portable(const ActParams& act, float* data, size_t n) {
     case Activation::kHardSigmoid:
       return apply(data, n, [a, b](float x) { return hard_sigmoid(x, a, b); });
     case Activation::kSigmoid: return apply(data, n, sigmoid_poly);
-    case Activation::kSiLU: return apply(data, n, [](float x) { return x * sigmoid_poly(x); });
+    case Activation::kSilu: return apply(data, n, [](float x) { return x * sigmoid_poly(x); });
     case Activation::kGelu: return apply(data, n, gelu);
     case Activation::kGeluTanh: return apply(data, n, gelu_tanh);
     case Activation::kTanh: return apply(data, n, [](float x) { return std::tanh(x); });

@@ -1,4 +1,4 @@
-// Convolution as banded im2col + GEMM: y_g[:, band] = W_g * cols(band) + bias, activation fused.
+// Convolution as banded im2col + GEMM (both through the dispatch): y_g[:, band] = W_g * cols(band) + bias, activation fused.
 #include <algorithm>
 
 #include "sparsec/kernels.h"
@@ -21,8 +21,8 @@ void f32_conv2d_im2col__portable(const Conv2dShape& s, const float* x, const flo
   for (size_t g = 0; g < s.G; ++g) {
     for (size_t oh0 = 0; oh0 < s.OH; oh0 += step) {
       const size_t oh1 = std::min(s.OH, oh0 + step), columns = (oh1 - oh0) * s.OW;
-      f32_im2col__scalar(s, x, g * group_in, group_in, oh0, oh1, scratch);
-      f32_gemm__portable({group_out, columns, rows, w + g * group_out * rows, rows, scratch, columns,
+      f32_im2col(s, x, g * group_in, group_in, oh0, oh1, scratch);
+      f32_gemm({group_out, columns, rows, w + g * group_out * rows, rows, scratch, columns,
                           y + g * group_out * plane + oh0 * s.OW, plane, bias ? bias + g * group_out : nullptr,
                           bias ? BiasMode::kPerRow : BiasMode::kNone, act});
     }

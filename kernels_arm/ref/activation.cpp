@@ -13,7 +13,7 @@ float activate(const ActParams& act, float x) {
     case Activation::kHardSwish: return hard_swish(x);
     case Activation::kHardSigmoid: return hard_sigmoid(x, act.a, act.b);
     case Activation::kSigmoid: return sigmoid(x);
-    case Activation::kSiLU: return silu(x);
+    case Activation::kSilu: return silu(x);
     case Activation::kGelu: return gelu(x);
     case Activation::kGeluTanh: return gelu_tanh(x);
     case Activation::kTanh: return std::tanh(x);

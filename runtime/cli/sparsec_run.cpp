@@ -34,17 +34,6 @@ __attribute__((format(printf, 1, 2))) int fail(const char* fmt, ...) {
 
 int fail_runtime(const char* what) { return fail("%s: %s", what, sparsec_last_error()); }
 
-const char* dtype_name(int32_t dtype) {
-  switch (dtype) {
-    case SPARSEC_F32: return "float32";
-    case SPARSEC_I64: return "int64";
-    case SPARSEC_I32: return "int32";
-    case SPARSEC_U8: return "uint8";
-    case SPARSEC_I8: return "int8";
-    default: return "?";
-  }
-}
-
 // The whole file in a malloc'd buffer (grown while reading, so pipes work too); null on failure.
 unsigned char* read_file(const char* path, size_t* size) {
   std::FILE* f = std::fopen(path, "rb");
@@ -79,7 +68,8 @@ bool write_file(const char* path, const void* data, size_t size) {
 }
 
 void print_tensor(const char* role, const sparsec_tensor_info& info) {
-  std::printf("%s %s: %s [", role, info.name, dtype_name(info.dtype));
+  const char* dtype = sparsec_dtype_name(info.dtype);
+  std::printf("%s %s: %s [", role, info.name, dtype ? dtype : "?");
   for (int32_t k = 0; k < info.ndim; ++k) std::printf(k ? ", %lld" : "%lld", static_cast<long long>(info.dims[k]));
   std::printf("] %zu bytes\n", info.nbytes);
 }

@@ -15,15 +15,8 @@ namespace py = pybind11;
 
 namespace {
 
-py::dtype numpy_dtype(int32_t dtype) {
-  switch (dtype) {
-    case SPARSEC_F32: return py::dtype::of<float>();
-    case SPARSEC_I64: return py::dtype::of<int64_t>();
-    case SPARSEC_I32: return py::dtype::of<int32_t>();
-    case SPARSEC_U8: return py::dtype::of<uint8_t>();
-    default: return py::dtype::of<int8_t>();
-  }
-}
+// dtype codes and numpy names come from the contract (sparsec_contract.h).
+py::dtype numpy_dtype(int32_t dtype) { return py::dtype(std::string(sparsec_dtype_name(dtype))); }
 
 // Names come from the artifact: never trust them to be valid UTF-8.
 py::str text(const char* s) { return py::reinterpret_steal<py::str>(PyUnicode_DecodeUTF8(s, Py_ssize_t(std::strlen(s)), "replace")); }
@@ -66,32 +59,46 @@ class Session {
     return out;
   }
 
-  // Inputs in artifact order, already of the right dtype and shape (checked in Python).
+  // Inputs in artifact order, already of the right dtype and shape (checked in Python). One sparsec_run_io call:
+  // several Python threads may run one session (the C API serialises them).
   py::list run(const std::vector<py::array>& inputs) {
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      py::array a = py::array::ensure(inputs[i], py::array::c_style);
-      check(sparsec_set_input(session_, int32_t(i), a.data(), size_t(a.nbytes())));
-    }
-    {
-      py::gil_scoped_release release;
-      const sparsec_status status = sparsec_run(session_);
-      if (status != SPARSEC_OK) {
-        py::gil_scoped_acquire acquire;
-        check(status);
-      }
+    std::vector<py::array> contiguous;
+    std::vector<const void*> in_data;
+    std::vector<size_t> in_sizes;
+    for (const py::array& input : inputs) {
+      contiguous.push_back(py::array::ensure(input, py::array::c_style));
+      in_data.push_back(contiguous.back().data());
+      in_sizes.push_back(size_t(contiguous.back().nbytes()));
     }
     py::list out;
+    std::vector<void*> out_data;
+    std::vector<size_t> out_sizes;
     for (int32_t i = 0; i < sparsec_num_outputs(session_); ++i) {
       sparsec_tensor_info info;
       check(sparsec_output_info(session_, i, &info));
-      const void* data;
-      size_t nbytes;
-      check(sparsec_get_output(session_, i, &data, &nbytes));
       py::array array(numpy_dtype(info.dtype), std::vector<int64_t>(info.dims, info.dims + info.ndim));
-      std::memcpy(array.mutable_data(), data, nbytes);
+      out_data.push_back(array.mutable_data());
+      out_sizes.push_back(info.nbytes);
       out.append(array);
     }
+    sparsec_status status;
+    {
+      py::gil_scoped_release release;
+      status = sparsec_run_io(session_, in_data.data(), in_sizes.data(), out_data.data(), out_sizes.data());
+    }
+    check(status);
     return out;
+  }
+
+  py::bytes read_params() {
+    std::string bytes(size_t(sparsec_param_bytes(session_)), '\0');
+    check(sparsec_read_params(session_, bytes.data(), bytes.size()));
+    return py::bytes(bytes);
+  }
+
+  void write_params(py::bytes data) {
+    const std::string_view bytes = data;
+    check(sparsec_write_params(session_, bytes.data(), bytes.size()));
   }
 
   uint64_t arena_bytes() const { return sparsec_arena_bytes(session_); }
@@ -129,6 +136,10 @@ class StatusError(Exception):
     for (uint32_t code = 1; code <= uint32_t(sparsec::OpCode::kLast); ++code) names[py::int_(code)] = sparsec::opcode_name(code);
     return names;
   });
+  m.def("validate", [](py::bytes artifact) {
+    const std::string_view bytes = artifact;
+    Session::check(sparsec_validate(bytes.data(), bytes.size()));
+  }, py::arg("artifact"), "Checks an artifact like load does, for any target (raises StatusError).");
   py::class_<Session>(m, "Session")
       .def(py::init<py::bytes>(), py::arg("artifact"))
       .def_static("from_file", [](const std::string& path) { return std::make_unique<Session>(path); }, py::arg("path"))
@@ -136,6 +147,8 @@ class StatusError(Exception):
       .def("outputs", [](const Session& s) { return s.infos(false); })
       .def("run", &Session::run, py::arg("inputs"))
       .def("set_profiling", &Session::set_profiling, py::arg("enabled"))
+      .def("read_params", &Session::read_params)
+      .def("write_params", &Session::write_params, py::arg("data"))
       .def("op_times", &Session::op_times)
       .def_property_readonly("arena_bytes", &Session::arena_bytes);
 }

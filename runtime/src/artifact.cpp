@@ -85,55 +85,156 @@ constexpr struct CrcTable {
 
 }  // namespace
 
-size_t dtype_size(uint8_t dtype) {
-  switch (dtype) {
-    case SPARSEC_F32: return 4;
-    case SPARSEC_I64: return 8;
-    case SPARSEC_I32: return 4;
-    case SPARSEC_U8: return 1;
-    case SPARSEC_I8: return 1;
-    default: return 0;
-  }
-}
-
-const char* target_name(uint32_t target) {
-  switch (target) {
-    case 1: return "x86_64";
-    case 2: return "arm64";
-    case 3: return "wasm32";
-    default: return "unknown";
-  }
-}
-
 uint32_t crc32(const uint8_t* data, size_t size) {
   uint32_t crc = 0xFFFFFFFFu;
   for (size_t i = 0; i < size; ++i) crc = kCrcTable.entry[(crc ^ data[i]) & 0xFF] ^ (crc >> 8);
   return crc ^ 0xFFFFFFFFu;
 }
 
+namespace {
+
+bool read_quant(Reader& r, TensorDesc& d, uint32_t t, ParseError* err) {
+  QuantParams& q = d.quant;
+  q.kind = r.read<uint8_t>();
+  q.axis = r.read<uint8_t>();
+  r.read<uint16_t>();
+  const uint32_t count = r.read_count(8);
+  if (!r.ok()) return true;  // reported as truncation
+  if (d.dtype != SPARSEC_INT8 && d.dtype != SPARSEC_UINT8 && d.dtype != SPARSEC_INT32)
+    return fail(err, SPARSEC_ERR_FORMAT, "tensor %u ('%s') is quantized but not an integer tensor", t, d.name);
+  const bool per_tensor = q.kind == 1 && count == 1;
+  const bool per_channel = q.kind == 2 && q.axis < d.ndim && count == uint64_t(d.dims[q.axis]);
+  if (!per_tensor && !per_channel)
+    return fail(err, SPARSEC_ERR_FORMAT, "tensor %u ('%s') has invalid quantization parameters", t, d.name);
+  if (!q.scale.resize(count) || !q.zero_point.resize(count)) return out_of_memory(err);
+  for (float& v : q.scale) v = r.read<float>();
+  for (int32_t& v : q.zero_point) v = r.read<int32_t>();
+  const int64_t low = d.dtype == SPARSEC_INT8 ? -128 : d.dtype == SPARSEC_UINT8 ? 0 : INT32_MIN;
+  const int64_t high = d.dtype == SPARSEC_INT8 ? 127 : d.dtype == SPARSEC_UINT8 ? 255 : INT32_MAX;
+  for (uint32_t i = 0; i < count && r.ok(); ++i)
+    if (!(q.scale[i] > 0.0f && q.scale[i] <= 3.4e38f) || q.zero_point[i] < low || q.zero_point[i] > high)
+      return fail(err, SPARSEC_ERR_FORMAT, "tensor %u ('%s') has a scale or zero point out of range", t, d.name);
+  return true;
+}
+
+bool read_sparse(Reader& r, TensorDesc& d, uint32_t t, ParseError* err) {
+  SparseInfo& s = d.sparse;
+  s.format = r.read<uint8_t>();
+  s.block_rows = r.read<uint8_t>();
+  s.block_cols = r.read<uint8_t>();
+  r.read<uint8_t>();
+  r.read<uint32_t>();
+  s.rows = r.read<int64_t>();
+  s.cols = r.read<int64_t>();
+  s.nonzeros = r.read<uint64_t>();
+  if (!r.ok()) return true;
+  auto block_ok = [](uint8_t b) { return b == 1 || b == 2 || b == 4 || b == 8; };
+  if ((s.format != 1 && s.format != 2) || !block_ok(s.block_rows) || !block_ok(s.block_cols) || s.rows <= 0 ||
+      s.cols <= 0 || s.rows > kMaxDim || s.cols > kMaxDim || s.nonzeros > uint64_t(s.rows) * uint64_t(s.cols))
+    return fail(err, SPARSEC_ERR_FORMAT, "tensor %u ('%s') has invalid sparse-format metadata", t, d.name);
+  return true;
+}
+
+// The memory plan: every arena tensor an op reads was written before (or is a graph input), and two arena
+// tensors whose lifetimes meet never share bytes, except an in-place op's output over its first input.
+bool check_plan(Artifact* a, ParseError* err) {
+  const size_t n = a->tensors.size();
+  const int64_t kUnset = INT64_MIN;
+  Array<int64_t> first, last;
+  if (!first.resize(n) || !last.resize(n)) return out_of_memory(err);
+  for (size_t t = 0; t < n; ++t) first[t] = last[t] = kUnset;
+  for (uint32_t t : a->inputs) first[t] = last[t] = -1;
+  for (size_t o = 0; o < a->ops.size(); ++o) {
+    const OpDesc& op = a->ops[o];
+    for (uint32_t t : op.inputs) {
+      if (t == kAbsent || a->tensors[t].storage != Storage::kArena) continue;
+      if (first[t] == kUnset)
+        return fail(err, SPARSEC_ERR_FORMAT, "op %zu reads tensor %u ('%s') before anything writes it", o, t,
+                    a->tensors[t].name);
+      last[t] = int64_t(o);
+    }
+    for (uint32_t t : op.outputs) {
+      if (first[t] == kUnset) first[t] = int64_t(o);
+      last[t] = int64_t(o) > last[t] ? int64_t(o) : last[t];
+    }
+  }
+  for (uint32_t t : a->outputs) {
+    if (first[t] == kUnset) return fail(err, SPARSEC_ERR_FORMAT, "graph output %u ('%s') is never written", t, a->tensors[t].name);
+    last[t] = int64_t(a->ops.size());
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const TensorDesc& ti = a->tensors[i];
+    if (ti.storage != Storage::kArena || first[i] == kUnset || ti.nbytes == 0) continue;
+    for (size_t j = i + 1; j < n; ++j) {
+      const TensorDesc& tj = a->tensors[j];
+      if (tj.storage != Storage::kArena || first[j] == kUnset || tj.nbytes == 0) continue;
+      if (ti.offset >= tj.offset + tj.nbytes || tj.offset >= ti.offset + ti.nbytes) continue;
+      if (last[i] < first[j] || last[j] < first[i]) continue;
+      // Lifetimes meet at one op: allowed only as that op's in-place output over its first input.
+      const bool meet_once = last[i] == first[j] || last[j] == first[i];
+      const int64_t at = last[i] == first[j] ? last[i] : last[j];
+      const size_t reader = last[i] == first[j] ? i : j, writer = reader == i ? j : i;
+      bool in_place = false;
+      if (meet_once && at >= 0 && at < int64_t(a->ops.size()) && ti.offset == tj.offset && ti.nbytes == tj.nbytes) {
+        const OpDesc& op = a->ops[size_t(at)];
+        in_place = op.opcode <= uint32_t(OpCode::kLast) && kOpMeta[op.opcode].in_place && op.inputs.size() &&
+                   op.inputs[0] == reader && op.outputs.size() == 1 && op.outputs[0] == writer;
+      }
+      if (!in_place)
+        return fail(err, SPARSEC_ERR_FORMAT, "tensors %zu ('%s') and %zu ('%s') overlap in the arena while both are live",
+                    i, ti.name, j, tj.name);
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 bool parse_artifact(const uint8_t* data, size_t size, Artifact* out, ParseError* err) {
-  if (size < kHeaderSize || std::memcmp(data, "SPARSEC\0", 8) != 0)
+  if (size < 12 || std::memcmp(data, "SPARSEC\0", 8) != 0)
     return fail(err, SPARSEC_ERR_FORMAT, "not a sparsec artifact (bad magic or too short)");
   Reader header(data, size, 8);
   const uint32_t version = header.read<uint32_t>();
+  if (version != kFormatVersion) {
+    const char* writer = version < kFormatVersion ? kFirstSparsecWithFormat[kFormatVersion] : nullptr;
+    if (writer)
+      return fail(err, SPARSEC_ERR_VERSION,
+                  "artifact format version %u is older than this runtime reads (%u): rebuild it with sparsec >= %s",
+                  version, kFormatVersion, writer);
+    return fail(err, SPARSEC_ERR_VERSION,
+                "artifact format version %u is newer than this runtime reads (%u): update the sparsec runtime", version,
+                kFormatVersion);
+  }
+  if (size < kHeaderSize) return fail(err, SPARSEC_ERR_FORMAT, "artifact is truncated (shorter than its header)");
   out->target = header.read<uint32_t>();
   const uint64_t file_size = header.read<uint64_t>();
   const uint32_t checksum = header.read<uint32_t>();
-  header.read<uint32_t>();
+  out->features = header.read<uint32_t>();
   out->data_offset = header.read<uint64_t>();
   out->data_size = header.read<uint64_t>();
   out->arena_size = header.read<uint64_t>();
-  if (version != kFormatVersion)
-    return fail(err, SPARSEC_ERR_VERSION, "artifact format version %u is not supported (runtime reads %u)", version,
-                kFormatVersion);
+  out->param_offset = header.read<uint64_t>();
+  out->param_size = header.read<uint64_t>();
+  uint64_t reserved = 0;
+  for (int i = 0; i < 3; ++i) reserved |= header.read<uint64_t>();
   if (file_size != size)
     return fail(err, SPARSEC_ERR_FORMAT, "artifact is %zu bytes but its header says %llu (truncated or padded)", size,
                 static_cast<unsigned long long>(file_size));
   if (crc32(data + 32, size - 32) != checksum)
     return fail(err, SPARSEC_ERR_CHECKSUM, "artifact checksum mismatch (file is corrupted)");
-  if (out->data_offset % 64 != 0 || out->data_offset < kHeaderSize || out->data_offset > size ||
+  if (out->features & ~uint32_t(SPARSEC_FEATURES_KNOWN))
+    return fail(err, SPARSEC_ERR_VERSION, "artifact needs features this runtime lacks (flags 0x%x): update the runtime",
+                out->features & ~uint32_t(SPARSEC_FEATURES_KNOWN));
+  if (reserved != 0) return fail(err, SPARSEC_ERR_FORMAT, "reserved header fields are not zero");
+  if (out->data_offset % kAlignment != 0 || out->data_offset < kHeaderSize || out->data_offset > size ||
       out->data_size > size - out->data_offset)
     return fail(err, SPARSEC_ERR_FORMAT, "data section lies outside the file");
+  const uint64_t data_end = out->data_offset + out->data_size;
+  if (out->param_size > 0 && (out->param_offset % kAlignment != 0 || out->param_offset < data_end ||
+                              out->param_offset > size || out->param_size > size - out->param_offset))
+    return fail(err, SPARSEC_ERR_FORMAT, "param section lies outside the file");
+  if (out->param_size > 0 && !(out->features & SPARSEC_FEATURE_PARAMS))
+    return fail(err, SPARSEC_ERR_FORMAT, "param section without the PARAMS feature flag");
 
   Reader r(data, out->data_offset, kHeaderSize);  // meta must end before the data section
   if (!out->names.resize(out->data_offset - kHeaderSize)) return out_of_memory(err);
@@ -145,10 +246,16 @@ bool parse_artifact(const uint8_t* data, size_t size, Artifact* out, ParseError*
     d.dtype = r.read<uint8_t>();
     const uint8_t storage = r.read<uint8_t>();
     d.ndim = r.read<uint8_t>();
-    r.read<uint8_t>();
+    const uint8_t flags = r.read<uint8_t>();
     if (!r.ok()) break;
-    if (dtype_size(d.dtype) == 0) return fail(err, SPARSEC_ERR_FORMAT, "tensor %u has an unknown dtype", t);
-    if (storage > 1) return fail(err, SPARSEC_ERR_FORMAT, "tensor %u has an unknown storage kind", t);
+    if (sparsec_dtype_size(d.dtype) == 0) return fail(err, SPARSEC_ERR_FORMAT, "tensor %u has an unknown dtype", t);
+    if (storage > 2) return fail(err, SPARSEC_ERR_FORMAT, "tensor %u has an unknown storage kind", t);
+    if (storage == 2 && !(out->features & SPARSEC_FEATURE_PARAMS))
+      return fail(err, SPARSEC_ERR_FORMAT, "tensor %u is a parameter but the PARAMS feature flag is not set", t);
+    if (flags & ~3u) return fail(err, SPARSEC_ERR_FORMAT, "tensor %u has unknown flags", t);
+    if (((flags & 1) && !(out->features & SPARSEC_FEATURE_QUANT)) ||
+        ((flags & 2) && !(out->features & SPARSEC_FEATURE_SPARSE)))
+      return fail(err, SPARSEC_ERR_FORMAT, "tensor %u has a record whose feature flag is not set", t);
     if (d.ndim > kMaxDims) return fail(err, SPARSEC_ERR_FORMAT, "tensor %u has too many dimensions", t);
     d.storage = static_cast<Storage>(storage);
     uint64_t numel = 1;
@@ -162,11 +269,15 @@ bool parse_artifact(const uint8_t* data, size_t size, Artifact* out, ParseError*
     d.nbytes = r.read<uint64_t>();
     d.name = r.read_string(out->names.data(), &names_used);
     if (!r.ok()) break;
-    if (d.nbytes != numel * dtype_size(d.dtype))
+    if (d.nbytes != numel * sparsec_dtype_size(d.dtype))
       return fail(err, SPARSEC_ERR_FORMAT, "tensor %u ('%s') size does not match its shape", t, d.name);
-    const uint64_t limit = d.storage == Storage::kConst ? out->data_size : out->arena_size;
-    if (d.offset > limit || d.nbytes > limit - d.offset || d.offset % 64 != 0)
+    const uint64_t limit = d.storage == Storage::kConst   ? out->data_size
+                           : d.storage == Storage::kArena ? out->arena_size
+                                                          : out->param_size;
+    if (d.offset > limit || d.nbytes > limit - d.offset || d.offset % kAlignment != 0)
       return fail(err, SPARSEC_ERR_FORMAT, "tensor %u ('%s') lies outside its section", t, d.name);
+    if ((flags & 1) && !read_quant(r, d, t, err)) return false;
+    if ((flags & 2) && !read_sparse(r, d, t, err)) return false;
   }
   // A plan never needs more than one buffer per activation: a larger arena is a corrupt header.
   uint64_t naive_arena = 0;
@@ -174,7 +285,7 @@ bool parse_artifact(const uint8_t* data, size_t size, Artifact* out, ParseError*
     if (d.storage == Storage::kArena) naive_arena += (d.nbytes + 63) / 64 * 64 + 64;
   if (r.ok() && out->arena_size > naive_arena)
     return fail(err, SPARSEC_ERR_FORMAT, "arena size exceeds what its tensors can need");
-  const uint32_t n_ops = r.read_count(24);
+  const uint32_t n_ops = r.read_count(40);
   if (!out->ops.resize(n_ops)) return out_of_memory(err);
   for (uint32_t o = 0; o < n_ops && r.ok(); ++o) {
     OpDesc& op = out->ops[o];
@@ -189,13 +300,16 @@ bool parse_artifact(const uint8_t* data, size_t size, Artifact* out, ParseError*
     for (auto& id : op.outputs) id = r.read<uint32_t>();
     for (auto& v : op.iattr) v = r.read<int64_t>();
     for (auto& v : op.fattr) v = r.read<float>();
+    op.scratch_bytes = r.read<uint64_t>();
     op.name = r.read_string(out->names.data(), &names_used);
+    op.source_op = r.read_string(out->names.data(), &names_used);
     if (!r.ok()) break;
+    if (op.scratch_bytes > kMaxNumel) return fail(err, SPARSEC_ERR_FORMAT, "op %u asks for too much scratch", o);
     for (uint32_t id : op.inputs)
       if (id != kAbsent && id >= n_tensors)
         return fail(err, SPARSEC_ERR_FORMAT, "op %u names a missing input tensor", o);
     for (uint32_t id : op.outputs)
-      if (id >= n_tensors || out->tensors[id].storage != Storage::kArena)
+      if (id >= n_tensors || out->tensors[id].storage == Storage::kConst)
         return fail(err, SPARSEC_ERR_FORMAT, "op %u writes a missing or constant tensor", o);
   }
   for (auto* ids : {&out->inputs, &out->outputs}) {
@@ -203,11 +317,11 @@ bool parse_artifact(const uint8_t* data, size_t size, Artifact* out, ParseError*
     for (auto& id : *ids) {
       id = r.read<uint32_t>();
       if (r.ok() && (id >= n_tensors || out->tensors[id].storage != Storage::kArena))
-        return fail(err, SPARSEC_ERR_FORMAT, "a graph input/output names a missing or constant tensor");
+        return fail(err, SPARSEC_ERR_FORMAT, "a graph input/output names a missing or non-arena tensor");
     }
   }
   if (!r.ok()) return fail(err, SPARSEC_ERR_FORMAT, "artifact metadata is truncated");
-  return true;
+  return check_plan(out, err);
 }
 
 }  // namespace sparsec

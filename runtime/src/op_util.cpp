@@ -3,7 +3,6 @@
 
 #include <cstdio>
 
-#include "sparsec_rt.h"
 
 namespace sparsec {
 
@@ -23,34 +22,12 @@ size_t product(const int64_t* dims, size_t begin, size_t end) {
   return p;
 }
 
-bool check_arity(const Op& op, size_t min_in, size_t max_in, size_t n_out, size_t n_iattr, size_t n_fattr,
-                 Message* err) {
-  SPX_REQUIRE(op.in.size() >= min_in && op.in.size() <= max_in, "wrong number of inputs");
-  for (size_t i = 0; i < min_in; ++i) SPX_REQUIRE(op.in[i] != nullptr, "a required input is missing");
-  SPX_REQUIRE(n_out == 0 ? !op.out.empty() : op.out.size() == n_out, "wrong number of outputs");
-  SPX_REQUIRE(op.iattr.size() == n_iattr, "wrong number of integer attributes");
-  SPX_REQUIRE(op.fattr.size() == n_fattr, "wrong number of float attributes");
+bool same_numel(const Op& op, Message* err) {
+  SPX_REQUIRE(op.out[0]->numel == op.in[0]->numel, "output size differs from input");
   return true;
 }
 
-bool check_f32(const Op& op, Message* err) {
-  for (const Tensor* t : op.in) SPX_REQUIRE(!t || t->dtype == SPARSEC_F32, "expects float32 inputs");
-  for (const Tensor* t : op.out) SPX_REQUIRE(t->dtype == SPARSEC_F32, "expects float32 outputs");
-  return true;
-}
-
-bool check_activation(int64_t kind, Message* err) {
-  SPX_REQUIRE(kind >= 0 && kind <= int64_t(Activation::kLast), "unknown activation %lld", static_cast<long long>(kind));
-  return true;
-}
-
-ActParams act_from(const Op& op, size_t kind_index) {
-  ActParams act;
-  act.kind = static_cast<Activation>(op.iattr[kind_index]);
-  act.a = op.fattr[0];
-  act.b = op.fattr[1];
-  return act;
-}
+const Tensor* optional_input(const Op& op, size_t i) { return i < op.in.size() ? op.in[i] : nullptr; }
 
 void contiguous_strides(const Tensor& t, int64_t* strides) {
   int64_t s = 1;

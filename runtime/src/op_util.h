@@ -2,8 +2,10 @@
 #pragma once
 #include <cstring>
 
+#include "op_attrs.h"
 #include "ops.h"
 #include "sparsec/kernels.h"
+#include "sparsec_rt.h"
 
 namespace sparsec {
 
@@ -22,11 +24,13 @@ ShapeText shape_str(const Tensor& t);
     }                              \
   } while (0)
 
-bool check_arity(const Op& op, size_t min_in, size_t max_in, size_t n_out, size_t n_iattr, size_t n_fattr,
-                 Message* err);
-bool check_f32(const Op& op, Message* err);  // every present input and output is float32
-bool check_activation(int64_t kind, Message* err);
-ActParams act_from(const Op& op, size_t kind_index);  // kind = iattr[kind_index], a/b = fattr[0..1]
+// The fused activation of an op's attributes (activation, act_alpha, act_beta).
+template <typename A>
+ActParams act_params(const A& a) {
+  return ActParams{a.activation, a.act_alpha, a.act_beta};
+}
+bool same_numel(const Op& op, Message* err);  // output 0 has input 0's element count
+const Tensor* optional_input(const Op& op, size_t i);  // null when absent
 size_t product(const int64_t* dims, size_t begin, size_t end);
 
 constexpr size_t kMaxOperands = 3;

@@ -1,42 +1,21 @@
-// The op table: opcode -> name, load-time check, run.
+// The op table (from the contract's SPARSEC_OPS list) and the checks every op shares: arity, dtypes and
+// attributes as the contract declares them, before the op's own shape rules.
 #include "ops.h"
 
 #include "op_util.h"
 
 namespace sparsec {
 
-using CheckFn = bool (*)(const Op&, size_t*, Message*);
-using RunFn = bool (*)(const Op&, float*, Message*);
-
-#define SPX_OPS(X)                                   \
-  X(kConv, "Conv", conv)                             \
-  X(kMatMul, "MatMul", matmul)                       \
-  X(kBinary, "Binary", binary)                       \
-  X(kUnary, "Unary", unary)                          \
-  X(kPool, "Pool", pool)                             \
-  X(kReduce, "Reduce", reduce)                       \
-  X(kSoftmax, "Softmax", softmax)                    \
-  X(kLayerNorm, "LayerNorm", layernorm)              \
-  X(kChannelAffine, "ChannelAffine", channel_affine) \
-  X(kTranspose, "Transpose", transpose)              \
-  X(kCopy, "Copy", copy)                             \
-  X(kConcat, "Concat", concat)                       \
-  X(kSplit, "Split", split)                          \
-  X(kSlice, "Slice", slice)                          \
-  X(kGather, "Gather", gather)                       \
-  X(kPad, "Pad", pad)                                \
-  X(kExpand, "Expand", expand)                       \
-  X(kCast, "Cast", cast)                             \
-  X(kGroupNorm, "GroupNorm", group_norm)
-
-#define SPX_DECLARE(code, name, fn)             \
-  bool check_##fn(const Op&, size_t*, Message*); \
-  bool run_##fn(const Op&, float*, Message*);
-SPX_OPS(SPX_DECLARE)
+#define SPX_DECLARE(Name, fn)            \
+  bool check_##fn(const Op&, Message*); \
+  bool run_##fn(const Op&, uint8_t*, Message*);
+SPARSEC_OPS(SPX_DECLARE)
 
 namespace {
+using CheckFn = bool (*)(const Op&, Message*);
+using RunFn = bool (*)(const Op&, uint8_t*, Message*);
+
 struct OpEntry {
-  const char* name;
   CheckFn check;
   RunFn run;
 };
@@ -45,8 +24,8 @@ struct OpEntry {
 constexpr struct OpTable {
   OpEntry entry[size_t(OpCode::kLast) + 1] = {};
   constexpr OpTable() {
-#define SPX_ENTRY(code, name, fn) entry[size_t(OpCode::code)] = {name, check_##fn, run_##fn};
-    SPX_OPS(SPX_ENTRY)
+#define SPX_ENTRY(Name, fn) entry[size_t(OpCode::k##Name)] = {check_##fn, run_##fn};
+    SPARSEC_OPS(SPX_ENTRY)
   }
 } kOpTable;
 
@@ -54,22 +33,73 @@ const OpEntry* entry(uint32_t opcode) {
   if (opcode < 1 || opcode > uint32_t(OpCode::kLast)) return nullptr;
   return kOpTable.entry[opcode].run ? &kOpTable.entry[opcode] : nullptr;
 }
+
+const SlotMeta& slot(const SlotMeta* slots, uint32_t n, bool variadic, size_t i) {
+  return slots[variadic && i >= n ? n - 1 : i];
+}
+
+// Counts, optional slots and type variables of inputs and outputs, as the contract declares them.
+bool check_slots(const OpMeta& m, const Op& op, Message* err) {
+  uint32_t required = 0;
+  for (uint32_t i = 0; i < m.n_in; ++i) required += m.in[i].optional ? 0 : 1;
+  SPX_REQUIRE(op.in.size() >= required && (m.variadic_in || op.in.size() <= m.n_in),
+              "takes %u..%u inputs, got %zu", required, m.n_in, op.in.size());
+  SPX_REQUIRE(m.variadic_out ? op.out.size() >= m.n_out : op.out.size() == m.n_out, "takes %u output(s), got %zu",
+              m.n_out, op.out.size());
+  int dtype_of[4] = {-1, -1, -1, -1};
+  auto typed = [&](const Tensor* t, const SlotMeta& s, const char* role, size_t i) {
+    if (!t) {
+      if (!s.optional) err->format("%s %zu is required", role, i);
+      return s.optional;
+    }
+    if (!((m.types[s.type] >> t->dtype) & 1u)) {
+      err->format("%s %zu has dtype %s, which this op does not take", role, i, sparsec_dtype_name(t->dtype));
+      return false;
+    }
+    if (dtype_of[s.type] >= 0 && dtype_of[s.type] != t->dtype) {
+      err->format("%s %zu has dtype %s where %s is expected", role, i, sparsec_dtype_name(t->dtype),
+                  sparsec_dtype_name(dtype_of[s.type]));
+      return false;
+    }
+    dtype_of[s.type] = t->dtype;
+    return true;
+  };
+  for (size_t i = 0; i < op.in.size(); ++i)
+    if (!typed(op.in[i], slot(m.in, m.n_in, m.variadic_in, i), "input", i)) return false;
+  for (size_t i = 0; i < op.out.size(); ++i)
+    if (!typed(op.out[i], slot(m.out, m.n_out, m.variadic_out, i), "output", i)) return false;
+  return true;
+}
+
+bool check_attributes(const OpMeta& m, const Op& op, Message* err) {
+  const size_t rank = op.in.size() && op.in[0] ? op.in[0]->ndim : 0;
+  size_t expected = 0;
+  for (uint32_t a = 0; a < m.n_iattr; ++a) expected += m.iattr[a].count ? m.iattr[a].count : rank;
+  SPX_REQUIRE(op.iattr.size() == expected, "has %zu integer attributes, expected %zu", op.iattr.size(), expected);
+  SPX_REQUIRE(op.fattr.size() == m.n_fattr, "has %zu float attributes, expected %u", op.fattr.size(), m.n_fattr);
+  size_t i = 0;
+  for (uint32_t a = 0; a < m.n_iattr; ++a) {
+    const AttrMeta& attr = m.iattr[a];
+    for (size_t k = 0; k < (attr.count ? attr.count : rank); ++k, ++i)
+      SPX_REQUIRE(op.iattr[i] >= attr.low && op.iattr[i] <= attr.high, "attribute %s = %lld is outside [%lld, %lld]",
+                  attr.name, static_cast<long long>(op.iattr[i]), static_cast<long long>(attr.low),
+                  static_cast<long long>(attr.high));
+  }
+  return true;
+}
 }  // namespace
 
-const char* opcode_name(uint32_t opcode) {
-  const OpEntry* e = entry(opcode);
-  return e ? e->name : nullptr;
-}
+const char* opcode_name(uint32_t opcode) { return entry(opcode) ? kOpMeta[opcode].name : nullptr; }
 
-bool check_op(const Op& op, size_t* scratch_floats, Message* err) {
+bool check_op(const Op& op, Message* err) {
   const OpEntry* e = entry(uint32_t(op.code));
   SPX_REQUIRE(e, "unknown opcode %u", uint32_t(op.code));
-  *scratch_floats = 0;
-  SPX_REQUIRE(!op.in.empty() && op.in[0] && !op.out.empty(), "needs at least one input and one output");
-  for (int64_t v : op.iattr) SPX_REQUIRE(v <= kMaxAttr && v >= -kMaxAttr, "attribute value out of range");
-  return e->check(op, scratch_floats, err);
+  const OpMeta& m = kOpMeta[uint32_t(op.code)];
+  return check_slots(m, op, err) && check_attributes(m, op, err) && e->check(op, err);
 }
 
-bool run_op(const Op& op, float* scratch, Message* err) { return entry(uint32_t(op.code))->run(op, scratch, err); }
+bool run_op(const Op& op, uint8_t* scratch, Message* err) { return entry(uint32_t(op.code))->run(op, scratch, err); }
+
+bool op_in_place_safe(OpCode code) { return entry(uint32_t(code)) && kOpMeta[uint32_t(code)].in_place; }
 
 }  // namespace sparsec

@@ -8,97 +8,97 @@
 namespace sparsec {
 namespace {
 
-constexpr int64_t kMaxSpatialAttr = int64_t(1) << 16;  // strides, pads, dilations, pool windows
-
 int64_t conv_out_extent(int64_t in, int64_t pad_begin, int64_t pad_end, int64_t k, int64_t stride, int64_t dil) {
   const int64_t span = dil * (k - 1) + 1;
   if (in + pad_begin + pad_end < span) return 0;
   return (in + pad_begin + pad_end - span) / stride + 1;
 }
 
-Conv2dShape conv_shape(const Op& op) {
+Conv2dShape conv_shape(const Op& op, const ConvAttrs& a) {
   const Tensor& x = *op.in[0];
   const Tensor& w = *op.in[1];
   const Tensor& y = *op.out[0];
-  const auto& a = op.iattr;
   Conv2dShape s;
   s.C = size_t(x.dims[1]); s.H = size_t(x.dims[2]); s.W = size_t(x.dims[3]);
   s.M = size_t(y.dims[1]); s.OH = size_t(y.dims[2]); s.OW = size_t(y.dims[3]);
   s.KH = size_t(w.dims[2]); s.KW = size_t(w.dims[3]);
-  s.G = size_t(a[0]); s.SH = size_t(a[1]); s.SW = size_t(a[2]);
-  s.PT = size_t(a[3]); s.PL = size_t(a[4]);
-  s.DH = size_t(a[7]); s.DW = size_t(a[8]);
+  s.G = size_t(a.group); s.SH = size_t(a.strides[0]); s.SW = size_t(a.strides[1]);
+  s.PT = size_t(a.pads[0]); s.PL = size_t(a.pads[1]);
+  s.DH = size_t(a.dilations[0]); s.DW = size_t(a.dilations[1]);
   return s;
-}
-
-bool is_depthwise(const Conv2dShape& s) { return s.G == s.C && s.G == s.M && s.G > 1; }
-
-bool is_pointwise(const Op& op, const Conv2dShape& s) {
-  const auto& a = op.iattr;
-  return s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && a[3] == 0 && a[4] == 0 && a[5] == 0 && a[6] == 0;
 }
 
 }  // namespace
 
-bool check_conv(const Op& op, size_t* scratch, Message* err) {
-  if (!check_arity(op, 2, 3, 1, 10, 2, err) || !check_f32(op, err)) return false;
+bool check_conv(const Op& op, Message* err) {
   const Tensor& x = *op.in[0];
   const Tensor& w = *op.in[1];
   const Tensor& y = *op.out[0];
   SPX_REQUIRE(x.ndim == 4 && w.ndim == 4 && y.ndim == 4, "supports 2-D convolution on NCHW only");
-  const auto& a = op.iattr;
-  for (size_t i = 0; i < 9; ++i)
-    SPX_REQUIRE(a[i] >= (i >= 3 && i <= 6 ? 0 : 1) && a[i] <= kMaxSpatialAttr, "invalid stride/pad/dilation/group");
-  if (!check_activation(a[9], err)) return false;
-  const int64_t G = a[0];
+  const ConvAttrs a = conv_attrs(op);
+  const int64_t G = a.group;
   SPX_REQUIRE(x.dims[1] % G == 0 && w.dims[0] % G == 0 && w.dims[1] * G == x.dims[1],
               "weight %s does not fit input %s with group %lld", shape_str(w).text, shape_str(x).text,
               static_cast<long long>(G));
-  const int64_t oh = conv_out_extent(x.dims[2], a[3], a[5], w.dims[2], a[1], a[7]);
-  const int64_t ow = conv_out_extent(x.dims[3], a[4], a[6], w.dims[3], a[2], a[8]);
+  const int64_t oh = conv_out_extent(x.dims[2], a.pads[0], a.pads[2], w.dims[2], a.strides[0], a.dilations[0]);
+  const int64_t ow = conv_out_extent(x.dims[3], a.pads[1], a.pads[3], w.dims[3], a.strides[1], a.dilations[1]);
   SPX_REQUIRE(y.dims[0] == x.dims[0] && y.dims[1] == w.dims[0] && y.dims[2] == oh && y.dims[3] == ow && oh > 0 && ow > 0,
               "output %s does not match input %s and weight %s", shape_str(y).text, shape_str(x).text, shape_str(w).text);
-  if (op.in.size() == 3 && op.in[2]) SPX_REQUIRE(op.in[2]->numel == size_t(w.dims[0]), "bias size differs from output channels");
-  const Conv2dShape s = conv_shape(op);
-  if (!is_depthwise(s) && !is_pointwise(op, s)) {
-    const double rows = double(s.C / s.G) * double(s.KH * s.KW);
-    SPX_REQUIRE(rows * double(kIm2colBandColumns + s.OW) <= double(kMaxNumel), "im2col buffer would be too large");
-    *scratch = f32_conv2d_im2col_scratch(s);
+  if (const Tensor* bias = optional_input(op, 2))
+    SPX_REQUIRE(bias->numel == size_t(w.dims[0]), "bias size differs from output channels");
+  const Conv2dShape s = conv_shape(op, a);
+  const bool depthwise = s.G == s.C && s.G == s.M;
+  switch (a.algorithm) {
+    case ConvAlgo::kGemm1x1:
+      SPX_REQUIRE(s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && a.pads[0] == 0 && a.pads[1] == 0 &&
+                      a.pads[2] == 0 && a.pads[3] == 0,
+                  "algorithm GEMM_1X1 needs a 1x1 kernel, stride 1 and no padding");
+      break;
+    case ConvAlgo::kDepthwise3x3:
+      SPX_REQUIRE(s.KH == 3 && s.KW == 3, "algorithm DEPTHWISE_3X3 needs a 3x3 kernel");
+      [[fallthrough]];
+    case ConvAlgo::kDepthwise:
+      SPX_REQUIRE(depthwise, "algorithm DEPTHWISE needs group == input channels == output channels");
+      break;
+    case ConvAlgo::kIm2col: {
+      const double rows = double(s.C / s.G) * double(s.KH * s.KW);
+      SPX_REQUIRE(rows * double(kIm2colBandColumns + s.OW) <= double(kMaxNumel), "im2col buffer would be too large");
+      const uint64_t need = uint64_t(f32_conv2d_im2col_scratch(s)) * sizeof(float);
+      SPX_REQUIRE(op.scratch_bytes >= need, "algorithm IM2COL needs %llu scratch bytes, the artifact plans %llu",
+                  static_cast<unsigned long long>(need), static_cast<unsigned long long>(op.scratch_bytes));
+      break;
+    }
   }
   return true;
 }
 
-bool run_conv(const Op& op, float* scratch, Message*) {
-  const Conv2dShape s = conv_shape(op);
+bool run_conv(const Op& op, uint8_t* scratch, Message*) {
+  const ConvAttrs a = conv_attrs(op);
+  const Conv2dShape s = conv_shape(op, a);
   const float* w = op.in[1]->f32();
-  const float* bias = op.in.size() == 3 && op.in[2] ? op.in[2]->f32() : nullptr;
-  const ActParams act = act_from(op, 9);
+  const Tensor* bias_tensor = optional_input(op, 2);
+  const float* bias = bias_tensor ? bias_tensor->f32() : nullptr;
+  const ActParams act = act_params(a);
   const size_t in_size = s.C * s.H * s.W, out_plane = s.OH * s.OW;
   const size_t Cg = s.C / s.G, Mg = s.M / s.G, Kg = Cg * s.KH * s.KW;
-  const bool depthwise = is_depthwise(s), pointwise = is_pointwise(op, s);
   for (int64_t n = 0; n < op.in[0]->dims[0]; ++n) {
     const float* x = op.in[0]->f32() + n * in_size;
     float* y = op.out[0]->f32() + n * s.M * out_plane;
-    if (depthwise) {
-      f32_dwconv2d(s, x, w, bias, act, y);
-      continue;
-    }
-    if (!pointwise) {
-      f32_conv2d_im2col__portable(s, x, w, bias, act, y, scratch);
-      continue;
-    }
-    for (size_t g = 0; g < s.G; ++g) {  // 1x1, stride 1, no padding: the input already is the column matrix
-      GemmArgs gemm{Mg, out_plane, Kg, w + g * Mg * Kg, Kg, x + g * Cg * s.H * s.W, out_plane,
-                    y + g * Mg * out_plane, out_plane, bias ? bias + g * Mg : nullptr,
-                    bias ? BiasMode::kPerRow : BiasMode::kNone, act};
-      f32_gemm__portable(gemm);
+    switch (a.algorithm) {
+      case ConvAlgo::kDepthwise3x3: f32_dwconv2d_3x3(s, x, w, bias, act, y); break;
+      case ConvAlgo::kDepthwise: f32_dwconv2d(s, x, w, bias, act, y); break;
+      case ConvAlgo::kIm2col: f32_conv2d_im2col(s, x, w, bias, act, y, reinterpret_cast<float*>(scratch)); break;
+      case ConvAlgo::kGemm1x1:  // the input already is the column matrix
+        for (size_t g = 0; g < s.G; ++g)
+          f32_gemm({Mg, out_plane, Kg, w + g * Mg * Kg, Kg, x + g * Cg * s.H * s.W, out_plane, y + g * Mg * out_plane,
+                    out_plane, bias ? bias + g * Mg : nullptr, bias ? BiasMode::kPerRow : BiasMode::kNone, act});
+        break;
     }
   }
   return true;
 }
 
-bool check_matmul(const Op& op, size_t*, Message* err) {
-  if (!check_arity(op, 2, 3, 1, 1, 2, err) || !check_f32(op, err) || !check_activation(op.iattr[0], err)) return false;
+bool check_mat_mul(const Op& op, Message* err) {
   const Tensor& a = *op.in[0];
   const Tensor& b = *op.in[1];
   const Tensor& y = *op.out[0];
@@ -111,16 +111,18 @@ bool check_matmul(const Op& op, size_t*, Message* err) {
     const int64_t ae = ad >= 0 ? a.dims[ad] : 1, be = bd >= 0 ? b.dims[bd] : 1;
     SPX_REQUIRE((ae == y.dims[d] || ae == 1) && (be == y.dims[d] || be == 1), "batch dimensions do not broadcast");
   }
-  if (op.in.size() == 3 && op.in[2]) SPX_REQUIRE(op.in[2]->numel == size_t(N), "bias size differs from N");
+  if (const Tensor* bias = optional_input(op, 2)) SPX_REQUIRE(bias->numel == size_t(N), "bias size differs from N");
   return true;
 }
 
-bool run_matmul(const Op& op, float*, Message*) {
+bool run_mat_mul(const Op& op, uint8_t*, Message*) {
   const Tensor& a = *op.in[0];
   const Tensor& b = *op.in[1];
   const Tensor& y = *op.out[0];
   const size_t M = size_t(y.dims[y.ndim - 2]), N = size_t(y.dims[y.ndim - 1]), K = size_t(a.dims[a.ndim - 1]);
-  const float* bias = op.in.size() == 3 && op.in[2] ? op.in[2]->f32() : nullptr;
+  const Tensor* bias_tensor = optional_input(op, 2);
+  const float* bias = bias_tensor ? bias_tensor->f32() : nullptr;
+  const ActParams act = act_params(mat_mul_attrs(op));
   // Batch strides in matrices, 0 where an operand's batch dim is broadcast.
   const size_t nb = y.ndim - 2;
   int64_t sa[kMaxDims], sb[kMaxDims];
@@ -138,8 +140,8 @@ bool run_matmul(const Op& op, float*, Message*) {
   const size_t batches = product(y.dims, 0, nb);
   for (size_t i = 0; i < batches; ++i) {
     GemmArgs g{M, N, K, a.f32() + off_a * M * K, K, b.f32() + off_b * K * N, N, y.f32() + i * M * N, N,
-               bias, bias ? BiasMode::kPerColumn : BiasMode::kNone, act_from(op, 0)};
-    f32_gemm__portable(g);
+               bias, bias ? BiasMode::kPerColumn : BiasMode::kNone, act};
+    f32_gemm(g);
     for (int d = int(nb) - 1; d >= 0; --d) {
       off_a += sa[d];
       off_b += sb[d];
@@ -152,50 +154,48 @@ bool run_matmul(const Op& op, float*, Message*) {
   return true;
 }
 
-bool check_pool(const Op& op, size_t*, Message* err) {
-  if (!check_arity(op, 1, 1, 1, 12, 0, err) || !check_f32(op, err)) return false;
+bool check_pool(const Op& op, Message* err) {
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
-  const auto& a = op.iattr;
+  const PoolAttrs a = pool_attrs(op);
   SPX_REQUIRE(x.ndim == 4 && y.ndim == 4, "supports 2-D pooling on NCHW only");
-  SPX_REQUIRE(a[0] >= 0 && a[0] <= int64_t(PoolKind::kLast), "unknown pooling kind");
-  for (size_t i = 1; i < 11; ++i)
-    SPX_REQUIRE(a[i] >= (i >= 5 && i <= 8 ? 0 : 1) && a[i] <= kMaxSpatialAttr, "invalid kernel/stride/pad/dilation");
   // Ceil mode may add one window; the kernel clamps every window to the input.
-  const int64_t oh = conv_out_extent(x.dims[2], a[5], a[7] + a[3] - 1, a[1], a[3], a[9]);
-  const int64_t ow = conv_out_extent(x.dims[3], a[6], a[8] + a[4] - 1, a[2], a[4], a[10]);
+  const int64_t oh = conv_out_extent(x.dims[2], a.pads[0], a.pads[2] + a.strides[0] - 1, a.kernel[0], a.strides[0],
+                                     a.dilations[0]);
+  const int64_t ow = conv_out_extent(x.dims[3], a.pads[1], a.pads[3] + a.strides[1] - 1, a.kernel[1], a.strides[1],
+                                     a.dilations[1]);
   SPX_REQUIRE(y.dims[0] == x.dims[0] && y.dims[1] == x.dims[1] && y.dims[2] >= 1 && y.dims[3] >= 1 &&
                   y.dims[2] <= oh && y.dims[3] <= ow,
               "output %s does not match input %s", shape_str(y).text, shape_str(x).text);
   return true;
 }
 
-bool run_pool(const Op& op, float*, Message*) {
+bool run_pool(const Op& op, uint8_t*, Message*) {
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
-  const auto& a = op.iattr;
+  const PoolAttrs a = pool_attrs(op);
   const Pool2dShape s{size_t(x.dims[2]), size_t(x.dims[3]), size_t(y.dims[2]), size_t(y.dims[3]),
-                      size_t(a[1]), size_t(a[2]), size_t(a[3]), size_t(a[4]),
-                      size_t(a[5]), size_t(a[6]), size_t(a[7]), size_t(a[8]),
-                      size_t(a[9]), size_t(a[10]), a[11] != 0};
+                      size_t(a.kernel[0]), size_t(a.kernel[1]), size_t(a.strides[0]), size_t(a.strides[1]),
+                      size_t(a.pads[0]), size_t(a.pads[1]), size_t(a.pads[2]), size_t(a.pads[3]),
+                      size_t(a.dilations[0]), size_t(a.dilations[1]), a.count_include_pad != 0};
   const size_t planes = size_t(x.dims[0] * x.dims[1]);
-  if (a[0] == int64_t(PoolKind::kMax)) f32_maxpool2d(s, planes, x.f32(), y.f32());
+  if (a.kind == PoolKind::kMax) f32_maxpool2d(s, planes, x.f32(), y.f32());
   else f32_avgpool2d(s, planes, x.f32(), y.f32());
   return true;
 }
 
-bool check_softmax(const Op& op, size_t*, Message* err) {
-  if (!check_arity(op, 1, 1, 1, 2, 0, err) || !check_f32(op, err)) return false;
+bool check_softmax(const Op& op, Message* err) {
   const Tensor& x = *op.in[0];
-  SPX_REQUIRE(op.iattr[0] >= 0 && op.iattr[0] < int64_t(x.ndim), "axis out of range");
+  SPX_REQUIRE(softmax_attrs(op).axis < int64_t(x.ndim), "axis out of range");
   SPX_REQUIRE(op.out[0]->numel == x.numel, "output size differs from input");
   return true;
 }
 
-bool run_softmax(const Op& op, float*, Message*) {
+bool run_softmax(const Op& op, uint8_t*, Message*) {
   const Tensor& x = *op.in[0];
-  const size_t axis = size_t(op.iattr[0]);
-  const bool log = op.iattr[1] != 0;
+  const SoftmaxAttrs a = softmax_attrs(op);
+  const size_t axis = size_t(a.axis);
+  const bool log = a.log != 0;
   const size_t outer = product(x.dims, 0, axis), len = size_t(x.dims[axis]), inner = product(x.dims, axis + 1, x.ndim);
   for (size_t o = 0; o < outer; ++o) {
     for (size_t i = 0; i < inner; ++i) {
@@ -221,14 +221,14 @@ bool run_softmax(const Op& op, float*, Message*) {
   return true;
 }
 
-bool check_layernorm(const Op& op, size_t*, Message* err) {
-  if (!check_arity(op, 2, 3, 1, 1, 1, err) || !check_f32(op, err)) return false;
+bool check_layer_norm(const Op& op, Message* err) {
   const Tensor& x = *op.in[0];
-  const int64_t axis = op.iattr[0];
-  SPX_REQUIRE(axis >= 0 && axis < int64_t(x.ndim), "axis out of range");
+  const int64_t axis = layer_norm_attrs(op).axis;
+  SPX_REQUIRE(axis < int64_t(x.ndim), "axis out of range");
   const size_t norm = product(x.dims, size_t(axis), x.ndim);
   SPX_REQUIRE(op.in[1]->numel == norm, "scale size differs from the normalised size");
-  if (op.in.size() == 3 && op.in[2]) SPX_REQUIRE(op.in[2]->numel == norm, "bias size differs from the normalised size");
+  if (const Tensor* bias = optional_input(op, 2))
+    SPX_REQUIRE(bias->numel == norm, "bias size differs from the normalised size");
   SPX_REQUIRE(op.out[0]->numel == x.numel, "output size differs from input");
   return true;
 }
@@ -244,42 +244,44 @@ void moments(const float* x, size_t n, float eps, float* mean, float* inv_std) {
   *inv_std = float(1.0 / std::sqrt(var / double(n) + eps));
 }
 
-bool run_layernorm(const Op& op, float*, Message*) {
+bool run_layer_norm(const Op& op, uint8_t*, Message*) {
   const Tensor& x = *op.in[0];
-  const size_t axis = size_t(op.iattr[0]);
+  const LayerNormAttrs a = layer_norm_attrs(op);
+  const size_t axis = size_t(a.axis);
   const size_t norm = product(x.dims, axis, x.ndim), rows = x.numel / std::max<size_t>(norm, 1);
-  const float* shift = op.in.size() == 3 && op.in[2] ? op.in[2]->f32() : nullptr;
+  const Tensor* bias = optional_input(op, 2);
+  const float* shift = bias ? bias->f32() : nullptr;
   const float* scale = op.in[1]->f32();
   for (size_t r = 0; r < rows; ++r) {
     const float* in = x.f32() + r * norm;
     float* out = op.out[0]->f32() + r * norm;
     float mean, inv_std;
-    moments(in, norm, op.fattr[0], &mean, &inv_std);
+    moments(in, norm, a.epsilon, &mean, &inv_std);
     for (size_t i = 0; i < norm; ++i) out[i] = (in[i] - mean) * inv_std * scale[i] + (shift ? shift[i] : 0.0f);
   }
   return true;
 }
 
-bool check_group_norm(const Op& op, size_t*, Message* err) {
-  if (!check_arity(op, 3, 3, 1, 1, 1, err) || !check_f32(op, err)) return false;
+bool check_group_norm(const Op& op, Message* err) {
   const Tensor& x = *op.in[0];
   SPX_REQUIRE(x.ndim >= 2, "expects [N, C, ...] input");
-  const int64_t C = x.dims[1], groups = op.iattr[0];
-  SPX_REQUIRE(groups >= 1 && C % groups == 0, "groups must divide channels");
+  const int64_t C = x.dims[1], groups = group_norm_attrs(op).groups;
+  SPX_REQUIRE(C % groups == 0, "groups must divide channels");
   SPX_REQUIRE(op.in[1]->numel == size_t(C) && op.in[2]->numel == size_t(C), "scale/bias must have C values");
   SPX_REQUIRE(op.out[0]->numel == x.numel, "output size differs from input");
   return true;
 }
 
-bool run_group_norm(const Op& op, float*, Message*) {
+bool run_group_norm(const Op& op, uint8_t*, Message*) {
   const Tensor& x = *op.in[0];
-  const size_t C = size_t(x.dims[1]), groups = size_t(op.iattr[0]), spatial = product(x.dims, 2, x.ndim);
+  const GroupNormAttrs a = group_norm_attrs(op);
+  const size_t C = size_t(x.dims[1]), groups = size_t(a.groups), spatial = product(x.dims, 2, x.ndim);
   const size_t cg = C / groups, n = cg * spatial;
   for (size_t b = 0; b < size_t(x.dims[0]); ++b) {
     for (size_t g = 0; g < groups; ++g) {
       const size_t off = (b * C + g * cg) * spatial;
       float mean, inv_std;
-      moments(x.f32() + off, n, op.fattr[0], &mean, &inv_std);
+      moments(x.f32() + off, n, a.epsilon, &mean, &inv_std);
       for (size_t c = g * cg; c < (g + 1) * cg; ++c) {
         const float s = inv_std * op.in[1]->f32()[c], t = op.in[2]->f32()[c] - mean * s;
         const float* in = x.f32() + (b * C + c) * spatial;
@@ -291,8 +293,7 @@ bool run_group_norm(const Op& op, float*, Message*) {
   return true;
 }
 
-bool check_channel_affine(const Op& op, size_t*, Message* err) {
-  if (!check_arity(op, 3, 3, 1, 1, 2, err) || !check_f32(op, err) || !check_activation(op.iattr[0], err)) return false;
+bool check_channel_affine(const Op& op, Message* err) {
   const Tensor& x = *op.in[0];
   SPX_REQUIRE(x.ndim >= 2, "expects [N, C, ...] input");
   SPX_REQUIRE(op.in[1]->numel == size_t(x.dims[1]) && op.in[2]->numel == size_t(x.dims[1]), "scale/shift must have C values");
@@ -300,17 +301,17 @@ bool check_channel_affine(const Op& op, size_t*, Message* err) {
   return true;
 }
 
-bool run_channel_affine(const Op& op, float*, Message*) {
+bool run_channel_affine(const Op& op, uint8_t*, Message*) {
   const Tensor& x = *op.in[0];
   const size_t C = size_t(x.dims[1]), inner = product(x.dims, 2, x.ndim);
-  const ActParams act = act_from(op, 0);
+  const ActParams act = act_params(channel_affine_attrs(op));
   for (size_t b = 0; b < size_t(x.dims[0]); ++b) {
     for (size_t c = 0; c < C; ++c) {
       const float s = op.in[1]->f32()[c], t = op.in[2]->f32()[c];
       const float* in = x.f32() + (b * C + c) * inner;
       float* out = op.out[0]->f32() + (b * C + c) * inner;
       for (size_t i = 0; i < inner; ++i) out[i] = in[i] * s + t;
-      if (act.kind != Activation::kNone) f32_activation__scalar(act, out, inner);
+      if (act.kind != Activation::kNone) f32_activation(act, out, inner);
     }
   }
   return true;

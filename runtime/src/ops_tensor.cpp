@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "op_util.h"
 #include "sparsec_rt.h"
@@ -9,31 +10,32 @@
 namespace sparsec {
 namespace {
 
-template <typename F>
-void binary_run(const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n, F f) {
+template <typename T, typename F>
+void binary_run(const T* a, int64_t sa, const T* b, int64_t sb, T* y, int64_t n, F f) {
   if (sa == 1 && sb == 1) {
     for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], b[i]);
   } else if (sa == 1 && sb == 0) {
-    const float bv = *b;
+    const T bv = *b;
     for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], bv);
   } else if (sa == 0 && sb == 1) {
-    const float av = *a;
+    const T av = *a;
     for (int64_t i = 0; i < n; ++i) y[i] = f(av, b[i]);
   } else {
     for (int64_t i = 0; i < n; ++i) y[i] = f(a[i * sa], b[i * sb]);
   }
 }
 
-template <typename F>
+template <typename T, typename F>
 void binary_all(const Op& op, const Broadcast& plan, F f) {
-  const ActParams act = act_from(op, 1);
-  const float* a = op.in[0]->f32();
-  const float* b = op.in[1]->f32();
-  float* y = op.out[0]->f32();
+  const ActParams act = act_params(binary_attrs(op));
+  const T* a = op.in[0]->as<T>();
+  const T* b = op.in[1]->as<T>();
+  T* y = op.out[0]->as<T>();
   const int64_t sa = plan.stride[0][plan.ndim - 1], sb = plan.stride[1][plan.ndim - 1];
   for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
     binary_run(a + off[0], sa, b + off[1], sb, y + out_off, n, f);
-    if (act.kind != Activation::kNone) f32_activation__portable(act, y + out_off, size_t(n));
+    if constexpr (std::is_same_v<T, float>)
+      if (act.kind != Activation::kNone) f32_activation(act, y + out_off, size_t(n));
   });
 }
 
@@ -41,16 +43,17 @@ static_assert(int(BinaryOp::kAdd) == int(BinaryKind::kAdd) && int(BinaryOp::kSub
                   int(BinaryOp::kMul) == int(BinaryKind::kMul) && int(BinaryOp::kDiv) == int(BinaryKind::kDiv),
               "BinaryOp and BinaryKind share values");
 
-// Add/Sub/Mul/Div through the vbinary microkernels. Innermost runs are contiguous (stride 1) or
+// Float Add/Sub/Mul/Div through the vbinary microkernels. Innermost runs are contiguous (stride 1) or
 // broadcast (stride 0) in each operand: same shape, a [C,1,1] operand per channel, a scalar.
 void binary_microkernel(const Op& op, const Broadcast& plan) {
+  const BinaryAttrs attrs = binary_attrs(op);
   const int64_t sa = plan.stride[0][plan.ndim - 1], sb = plan.stride[1][plan.ndim - 1];
   const bool both_scalar = sa == 0 && sb == 0;  // computed once and repeated along the run
   const BinaryShape shape = sa != 0 && sb != 0 ? BinaryShape::kVector
                             : sb == 0          ? BinaryShape::kScalarB
                                                : BinaryShape::kScalarA;
-  const VBinaryFn kernel = f32_vbinary(static_cast<BinaryKind>(op.iattr[0]), shape);
-  const ActParams act = act_from(op, 1);
+  const VBinaryFn kernel = f32_vbinary(static_cast<BinaryKind>(attrs.op), shape);
+  const ActParams act = act_params(attrs);
   const float* a = op.in[0]->f32();
   const float* b = op.in[1]->f32();
   float* y = op.out[0]->f32();
@@ -59,6 +62,31 @@ void binary_microkernel(const Op& op, const Broadcast& plan) {
     kernel(both_scalar ? 1 : size_t(n), a + off[0], b + off[1], out, act);
     if (both_scalar) std::fill(out + 1, out + n, out[0]);
   });
+}
+
+template <typename T>
+T integer_div(T a, T b) { return b == 0 ? T(0) : (b == T(-1) ? T(0) - a : a / b); }  // no trap on / 0 or MIN / -1
+
+template <typename T>
+T integer_mod(T a, T b, bool c_style) {
+  if (b == 0 || b == T(-1)) return T(0);
+  const T r = a % b;
+  return c_style || r == 0 || ((r < 0) == (b < 0)) ? r : T(r + b);
+}
+
+template <typename T>
+void binary_integer(const Op& op, const Broadcast& plan, BinaryOp kind) {
+  switch (kind) {
+    case BinaryOp::kAdd: binary_all<T>(op, plan, [](T a, T b) { return T(uint64_t(a) + uint64_t(b)); }); break;
+    case BinaryOp::kSub: binary_all<T>(op, plan, [](T a, T b) { return T(uint64_t(a) - uint64_t(b)); }); break;
+    case BinaryOp::kMul: binary_all<T>(op, plan, [](T a, T b) { return T(uint64_t(a) * uint64_t(b)); }); break;
+    case BinaryOp::kDiv: binary_all<T>(op, plan, integer_div<T>); break;
+    case BinaryOp::kMax: binary_all<T>(op, plan, [](T a, T b) { return std::max(a, b); }); break;
+    case BinaryOp::kMin: binary_all<T>(op, plan, [](T a, T b) { return std::min(a, b); }); break;
+    case BinaryOp::kMod: binary_all<T>(op, plan, [](T a, T b) { return integer_mod(a, b, false); }); break;
+    case BinaryOp::kFmod: binary_all<T>(op, plan, [](T a, T b) { return integer_mod(a, b, true); }); break;
+    default: break;  // refused by check_binary
+  }
 }
 
 float unary_math(UnaryOp kind, float x) {
@@ -80,16 +108,14 @@ float unary_math(UnaryOp kind, float x) {
   return x;
 }
 
-bool same_numel(const Op& op, Message* err) {
-  SPX_REQUIRE(op.out[0]->numel == op.in[0]->numel, "output size differs from input");
-  return true;
-}
-
 }  // namespace
 
-bool check_binary(const Op& op, size_t*, Message* err) {
-  if (!check_arity(op, 2, 2, 1, 2, 2, err) || !check_f32(op, err) || !check_activation(op.iattr[1], err)) return false;
-  SPX_REQUIRE(op.iattr[0] >= 0 && op.iattr[0] <= int64_t(BinaryOp::kLast), "unknown binary op");
+bool check_binary(const Op& op, Message* err) {
+  const BinaryAttrs a = binary_attrs(op);
+  if (op.in[0]->dtype != SPARSEC_FLOAT32) {
+    SPX_REQUIRE(a.activation == Activation::kNone, "integer operands take no activation");
+    SPX_REQUIRE(a.op != BinaryOp::kPow && a.op != BinaryOp::kPrelu, "POW and PRELU take float32 operands");
+  }
   Broadcast plan;
   SPX_REQUIRE(make_broadcast(*op.out[0], op.in.data(), 2, &plan),
               "shapes %s and %s do not broadcast to %s", shape_str(*op.in[0]).text, shape_str(*op.in[1]).text,
@@ -97,60 +123,60 @@ bool check_binary(const Op& op, size_t*, Message* err) {
   return true;
 }
 
-bool run_binary(const Op& op, float*, Message*) {
+bool run_binary(const Op& op, uint8_t*, Message*) {
   Broadcast plan;
   make_broadcast(*op.out[0], op.in.data(), 2, &plan);
-  if (op.iattr[0] <= int64_t(BinaryKind::kLast)) {
-    binary_microkernel(op, plan);
+  const BinaryOp kind = binary_attrs(op).op;
+  if (op.in[0]->dtype == SPARSEC_INT64) {
+    binary_integer<int64_t>(op, plan, kind);
     return true;
   }
-  switch (static_cast<BinaryOp>(op.iattr[0])) {
-    case BinaryOp::kPow: binary_all(op, plan, [](float a, float b) { return std::pow(a, b); }); break;
-    case BinaryOp::kMax: binary_all(op, plan, [](float a, float b) { return std::max(a, b); }); break;
-    case BinaryOp::kMin: binary_all(op, plan, [](float a, float b) { return std::min(a, b); }); break;
-    case BinaryOp::kPRelu: binary_all(op, plan, [](float a, float b) { return a < 0.0f ? a * b : a; }); break;
-    case BinaryOp::kMod: binary_all(op, plan, [](float a, float b) { return std::fmod(a, b); }); break;
-    default: break;  // Add/Sub/Mul/Div went to the microkernels above
+  if (op.in[0]->dtype == SPARSEC_INT32) {
+    binary_integer<int32_t>(op, plan, kind);
+    return true;
+  }
+  switch (kind) {
+    case BinaryOp::kAdd: case BinaryOp::kSub: case BinaryOp::kMul: case BinaryOp::kDiv:
+      binary_microkernel(op, plan);
+      break;
+    case BinaryOp::kPow: binary_all<float>(op, plan, [](float a, float b) { return std::pow(a, b); }); break;
+    case BinaryOp::kMax: binary_all<float>(op, plan, [](float a, float b) { return std::max(a, b); }); break;
+    case BinaryOp::kMin: binary_all<float>(op, plan, [](float a, float b) { return std::min(a, b); }); break;
+    case BinaryOp::kPrelu: binary_all<float>(op, plan, [](float a, float b) { return a < 0.0f ? a * b : a; }); break;
+    case BinaryOp::kFmod: binary_all<float>(op, plan, [](float a, float b) { return std::fmod(a, b); }); break;
+    case BinaryOp::kMod:
+      binary_all<float>(op, plan, [](float a, float b) {
+        const float r = std::fmod(a, b);
+        return r != 0.0f && ((r < 0.0f) != (b < 0.0f)) ? r + b : r;
+      });
+      break;
   }
   return true;
 }
 
-bool check_unary(const Op& op, size_t*, Message* err) {
-  if (!check_arity(op, 1, 1, 1, 1, 2, err) || !check_f32(op, err) || !same_numel(op, err)) return false;
-  const int64_t k = op.iattr[0];
-  SPX_REQUIRE((k >= 0 && k <= int64_t(Activation::kLast)) || (k >= int64_t(UnaryOp::kExp) && k <= int64_t(UnaryOp::kLast)),
-              "unknown unary op %lld", static_cast<long long>(k));
+bool check_unary(const Op& op, Message* err) { return same_numel(op, err); }
+
+bool run_unary(const Op& op, uint8_t*, Message*) {
+  const float* x = op.in[0]->f32();
+  float* y = op.out[0]->f32();
+  const UnaryOp kind = unary_attrs(op).op;
+  for (size_t i = 0, n = op.in[0]->numel; i < n; ++i) y[i] = unary_math(kind, x[i]);
   return true;
 }
 
-bool run_unary(const Op& op, float*, Message*) {
+bool check_activation(const Op& op, Message* err) { return same_numel(op, err); }
+
+bool run_activation(const Op& op, uint8_t*, Message*) {
   const float* x = op.in[0]->f32();
   float* y = op.out[0]->f32();
   const size_t n = op.in[0]->numel;
-  if (op.iattr[0] <= int64_t(Activation::kLast)) {
-    if (y != x) std::memcpy(y, x, n * sizeof(float));
-    f32_activation__scalar(act_from(op, 0), y, n);
-  } else {
-    const UnaryOp kind = static_cast<UnaryOp>(op.iattr[0]);
-    for (size_t i = 0; i < n; ++i) y[i] = unary_math(kind, x[i]);
-  }
+  if (y != x) std::memcpy(y, x, n * sizeof(float));
+  f32_activation(act_params(activation_attrs(op)), y, n);
   return true;
 }
 
-bool check_reduce(const Op& op, size_t*, Message* err) {
-  if (!check_arity(op, 1, 1, 1, 2, 0, err) || !check_f32(op, err)) return false;
-  const Tensor& x = *op.in[0];
-  SPX_REQUIRE(op.iattr[0] >= 0 && op.iattr[0] <= int64_t(ReduceKind::kLast), "unknown reduction");
-  const int64_t mask = op.iattr[1];
-  SPX_REQUIRE(mask >= 0 && mask < (int64_t(1) << x.ndim), "reduction axes out of range");
-  size_t kept = 1;
-  for (uint32_t d = 0; d < x.ndim; ++d) kept *= (mask >> d) & 1 ? 1 : size_t(x.dims[d]);
-  SPX_REQUIRE(op.out[0]->numel == kept, "output size differs from the reduced input");
-  return true;
-}
-
-// Sum/mean/max/min over trailing axes: each output reduces one contiguous row (GlobalAveragePool).
-bool reduce_rows(const Tensor& x, ReduceKind kind, int64_t mask, float* out, size_t n_out) {
+// Every reduced axis (ignoring size-1 axes) comes after every kept one: outputs reduce contiguous rows.
+bool reduces_rows(const Tensor& x, int64_t mask) {
   bool reducing = false;
   for (uint32_t d = 0; d < x.ndim; ++d) {
     const bool reduced = (mask >> d) & 1;
@@ -158,13 +184,29 @@ bool reduce_rows(const Tensor& x, ReduceKind kind, int64_t mask, float* out, siz
     if (reducing && !reduced) return false;
     reducing |= reduced;
   }
-  if (kind != ReduceKind::kMean && kind != ReduceKind::kSum && kind != ReduceKind::kMax && kind != ReduceKind::kMin)
-    return false;
-  const size_t row = x.numel / std::max<size_t>(n_out, 1);
-  if (kind == ReduceKind::kMean) {
-    f32_gavgpool_cw(n_out, row, x.f32(), out);
-    return true;
+  return true;
+}
+
+bool check_reduce(const Op& op, Message* err) {
+  const Tensor& x = *op.in[0];
+  const ReduceAttrs a = reduce_attrs(op);
+  SPX_REQUIRE(a.axes_mask < (int64_t(1) << x.ndim), "reduction axes out of range");
+  size_t kept = 1;
+  for (uint32_t d = 0; d < x.ndim; ++d) kept *= (a.axes_mask >> d) & 1 ? 1 : size_t(x.dims[d]);
+  SPX_REQUIRE(op.out[0]->numel == kept, "output size differs from the reduced input");
+  if (a.algorithm != ReduceAlgo::kGeneric) {
+    SPX_REQUIRE(reduces_rows(x, a.axes_mask) && x.numel > 0, "algorithm ROWS needs the reduced axes innermost");
+    SPX_REQUIRE(a.algorithm == ReduceAlgo::kRowMean ? a.kind == ReduceKind::kMean
+                                                     : a.kind == ReduceKind::kSum || a.kind == ReduceKind::kMax ||
+                                                           a.kind == ReduceKind::kMin,
+                "algorithm %s does not compute this reduction", a.algorithm == ReduceAlgo::kRowMean ? "ROW_MEAN" : "ROWS");
   }
+  return true;
+}
+
+// Sum/max/min over contiguous rows, one per output.
+void reduce_rows(const Tensor& x, ReduceKind kind, float* out, size_t n_out) {
+  const size_t row = x.numel / std::max<size_t>(n_out, 1);
   for (size_t o = 0; o < n_out; ++o) {
     const float* in = x.f32() + o * row;
     float acc = kind == ReduceKind::kMax || kind == ReduceKind::kMin ? in[0] : 0.0f;
@@ -173,14 +215,21 @@ bool reduce_rows(const Tensor& x, ReduceKind kind, int64_t mask, float* out, siz
     else for (size_t i = 0; i < row; ++i) acc += in[i];
     out[o] = acc;
   }
-  return true;
 }
 
-bool run_reduce(const Op& op, float*, Message*) {
+bool run_reduce(const Op& op, uint8_t*, Message*) {
   const Tensor& x = *op.in[0];
-  const ReduceKind kind = static_cast<ReduceKind>(op.iattr[0]);
-  const int64_t mask = op.iattr[1];
-  if (x.numel > 0 && reduce_rows(x, kind, mask, op.out[0]->f32(), op.out[0]->numel)) return true;
+  const ReduceAttrs a = reduce_attrs(op);
+  const ReduceKind kind = a.kind;
+  const int64_t mask = a.axes_mask;
+  if (a.algorithm == ReduceAlgo::kRowMean) {
+    f32_gavgpool_cw(op.out[0]->numel, x.numel / op.out[0]->numel, x.f32(), op.out[0]->f32());
+    return true;
+  }
+  if (a.algorithm == ReduceAlgo::kRows) {
+    reduce_rows(x, kind, op.out[0]->f32(), op.out[0]->numel);
+    return true;
+  }
   int64_t strides[kMaxDims];
   contiguous_strides(x, strides);
   // Split dims into kept (outer odometer) and reduced (inner odometer).
@@ -256,28 +305,29 @@ bool run_reduce(const Op& op, float*, Message*) {
   return true;
 }
 
-bool check_transpose(const Op& op, size_t*, Message* err) {
+bool check_transpose(const Op& op, Message* err) {
   const Tensor& x = *op.in[0];
-  if (!check_arity(op, 1, 1, 1, x.ndim, 0, err)) return false;
   const Tensor& y = *op.out[0];
-  SPX_REQUIRE(y.ndim == x.ndim && y.dtype == x.dtype, "output rank or dtype differs from input");
+  const int64_t* perm = transpose_attrs(op).perm;
+  SPX_REQUIRE(y.ndim == x.ndim, "output rank differs from input");
   bool seen[kMaxDims] = {};
   for (uint32_t d = 0; d < x.ndim; ++d) {
-    const int64_t p = op.iattr[d];
-    SPX_REQUIRE(p >= 0 && p < int64_t(x.ndim) && !seen[p], "perm is not a permutation");
+    const int64_t p = perm[d];
+    SPX_REQUIRE(p < int64_t(x.ndim) && !seen[p], "perm is not a permutation");
     seen[p] = true;
     SPX_REQUIRE(y.dims[d] == x.dims[p], "output %s is not the permuted input %s", shape_str(y).text, shape_str(x).text);
   }
   return true;
 }
 
-bool run_transpose(const Op& op, float*, Message*) {
+bool run_transpose(const Op& op, uint8_t*, Message*) {
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
-  const size_t es = x.nbytes / std::max<size_t>(x.numel, 1);
+  const int64_t* perm = transpose_attrs(op).perm;
+  const size_t es = sparsec_dtype_size(x.dtype);
   int64_t in_strides[kMaxDims], src_strides[kMaxDims];
   contiguous_strides(x, in_strides);
-  for (uint32_t d = 0; d < x.ndim; ++d) src_strides[d] = in_strides[op.iattr[d]];
+  for (uint32_t d = 0; d < x.ndim; ++d) src_strides[d] = in_strides[perm[d]];
   Broadcast plan;  // walk the output in order; one operand = the permuted input
   plan.n_operands = 1;
   plan.ndim = y.ndim == 0 ? 1 : y.ndim;
@@ -298,13 +348,9 @@ bool run_transpose(const Op& op, float*, Message*) {
   return true;
 }
 
-bool check_copy(const Op& op, size_t*, Message* err) {
-  if (!check_arity(op, 1, 1, 1, 0, 0, err)) return false;
-  SPX_REQUIRE(op.out[0]->nbytes == op.in[0]->nbytes && op.out[0]->dtype == op.in[0]->dtype, "output size differs from input");
-  return true;
-}
+bool check_copy(const Op& op, Message* err) { return same_numel(op, err); }
 
-bool run_copy(const Op& op, float*, Message*) {
+bool run_copy(const Op& op, uint8_t*, Message*) {
   if (op.out[0]->data != op.in[0]->data) std::memmove(op.out[0]->data, op.in[0]->data, op.in[0]->nbytes);
   return true;
 }
@@ -315,7 +361,7 @@ bool check_joined(const Tensor& whole, const Tensor* const* parts, size_t n, int
   int64_t total = 0;
   for (size_t i = 0; i < n; ++i) {
     const Tensor& p = *parts[i];
-    SPX_REQUIRE(p.ndim == whole.ndim && p.dtype == whole.dtype, "parts differ in rank or dtype");
+    SPX_REQUIRE(p.ndim == whole.ndim, "parts differ in rank");
     for (uint32_t d = 0; d < whole.ndim; ++d)
       SPX_REQUIRE(int64_t(d) == axis || p.dims[d] == whole.dims[d], "part %s does not fit %s", shape_str(p).text,
                   shape_str(whole).text);
@@ -325,20 +371,17 @@ bool check_joined(const Tensor& whole, const Tensor* const* parts, size_t n, int
   return true;
 }
 
-bool check_concat(const Op& op, size_t*, Message* err) {
-  if (!check_arity(op, 1, 1u << 16, 1, 1, 0, err)) return false;
-  for (const Tensor* t : op.in) SPX_REQUIRE(t != nullptr, "a required input is missing");
-  return check_joined(*op.out[0], op.in.data(), op.in.size(), op.iattr[0], err);
+bool check_concat(const Op& op, Message* err) {
+  return check_joined(*op.out[0], op.in.data(), op.in.size(), concat_attrs(op).axis, err);
 }
 
-bool check_split(const Op& op, size_t*, Message* err) {
-  if (!check_arity(op, 1, 1, 0, 1, 0, err)) return false;
-  return check_joined(*op.in[0], op.out.data(), op.out.size(), op.iattr[0], err);
+bool check_split(const Op& op, Message* err) {
+  return check_joined(*op.in[0], op.out.data(), op.out.size(), split_attrs(op).axis, err);
 }
 
 // Moves bytes between the whole tensor and its parts along axis (to_whole: concat, else split).
 void move_parts(const Tensor& whole, const Tensor* const* parts, size_t n, int64_t axis, bool to_whole) {
-  const size_t es = whole.nbytes / std::max<size_t>(whole.numel, 1);
+  const size_t es = sparsec_dtype_size(whole.dtype);
   const size_t outer = product(whole.dims, 0, size_t(axis)), inner = product(whole.dims, size_t(axis) + 1, whole.ndim) * es;
   const size_t whole_row = size_t(whole.dims[axis]) * inner;
   size_t offset = 0;
@@ -353,23 +396,23 @@ void move_parts(const Tensor& whole, const Tensor* const* parts, size_t n, int64
   }
 }
 
-bool run_concat(const Op& op, float*, Message*) {
-  move_parts(*op.out[0], op.in.data(), op.in.size(), op.iattr[0], true);
+bool run_concat(const Op& op, uint8_t*, Message*) {
+  move_parts(*op.out[0], op.in.data(), op.in.size(), concat_attrs(op).axis, true);
   return true;
 }
 
-bool run_split(const Op& op, float*, Message*) {
-  move_parts(*op.in[0], op.out.data(), op.out.size(), op.iattr[0], false);
+bool run_split(const Op& op, uint8_t*, Message*) {
+  move_parts(*op.in[0], op.out.data(), op.out.size(), split_attrs(op).axis, false);
   return true;
 }
 
-bool check_slice(const Op& op, size_t*, Message* err) {
+bool check_slice(const Op& op, Message* err) {
   const Tensor& x = *op.in[0];
-  if (!check_arity(op, 1, 1, 1, 2 * x.ndim, 0, err)) return false;
   const Tensor& y = *op.out[0];
-  SPX_REQUIRE(y.ndim == x.ndim && y.dtype == x.dtype, "output rank or dtype differs from input");
+  const SliceAttrs a = slice_attrs(op);
+  SPX_REQUIRE(y.ndim == x.ndim, "output rank differs from input");
   for (uint32_t d = 0; d < x.ndim; ++d) {
-    const int64_t start = op.iattr[d], step = op.iattr[x.ndim + d];
+    const int64_t start = a.starts[d], step = a.steps[d];
     SPX_REQUIRE(step != 0, "slice step is zero");
     if (y.dims[d] == 0) continue;
     const int64_t span = x.dims[d] - 1, magnitude = step < 0 ? -step : step;
@@ -381,11 +424,12 @@ bool check_slice(const Op& op, size_t*, Message* err) {
   return true;
 }
 
-bool run_slice(const Op& op, float*, Message*) {
+bool run_slice(const Op& op, uint8_t*, Message*) {
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
   if (y.numel == 0) return true;
-  const size_t es = x.nbytes / std::max<size_t>(x.numel, 1);
+  const SliceAttrs a = slice_attrs(op);
+  const size_t es = sparsec_dtype_size(x.dtype);
   int64_t strides[kMaxDims];
   contiguous_strides(x, strides);
   int64_t start = 0;
@@ -394,8 +438,8 @@ bool run_slice(const Op& op, float*, Message*) {
   plan.ndim = std::max<uint32_t>(y.ndim, 1);
   for (size_t d = 0; d < plan.ndim; ++d) {
     plan.dims[d] = y.ndim ? y.dims[d] : 1;
-    plan.stride[0][d] = y.ndim ? strides[d] * op.iattr[y.ndim + d] : 0;
-    if (y.ndim) start += op.iattr[d] * strides[d];
+    plan.stride[0][d] = y.ndim ? strides[d] * a.steps[d] : 0;
+    if (y.ndim) start += a.starts[d] * strides[d];
   }
   const int64_t s = plan.stride[0][plan.ndim - 1];
   for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
@@ -405,15 +449,13 @@ bool run_slice(const Op& op, float*, Message*) {
   return true;
 }
 
-bool check_gather(const Op& op, size_t*, Message* err) {
-  if (!check_arity(op, 2, 2, 1, 1, 0, err)) return false;
+bool check_gather(const Op& op, Message* err) {
   const Tensor& data = *op.in[0];
   const Tensor& idx = *op.in[1];
   const Tensor& y = *op.out[0];
-  const int64_t axis = op.iattr[0];
-  SPX_REQUIRE(axis >= 0 && axis < int64_t(data.ndim), "axis out of range");
-  SPX_REQUIRE(idx.dtype == SPARSEC_I64 || idx.dtype == SPARSEC_I32, "indices must be int64 or int32");
-  SPX_REQUIRE(y.dtype == data.dtype && y.ndim == data.ndim - 1 + idx.ndim, "output rank or dtype is wrong");
+  const int64_t axis = gather_attrs(op).axis;
+  SPX_REQUIRE(axis < int64_t(data.ndim), "axis out of range");
+  SPX_REQUIRE(y.ndim == data.ndim - 1 + idx.ndim, "output rank is wrong");
   uint32_t d = 0;
   for (int64_t i = 0; i < axis; ++i) SPX_REQUIRE(y.dims[d++] == data.dims[i], "output shape is wrong");
   for (uint32_t i = 0; i < idx.ndim; ++i) SPX_REQUIRE(y.dims[d++] == idx.dims[i], "output shape is wrong");
@@ -421,18 +463,17 @@ bool check_gather(const Op& op, size_t*, Message* err) {
   return true;
 }
 
-bool run_gather(const Op& op, float*, Message* err) {
+bool run_gather(const Op& op, uint8_t*, Message* err) {
   const Tensor& data = *op.in[0];
   const Tensor& idx = *op.in[1];
-  const size_t axis = size_t(op.iattr[0]);
-  const size_t es = data.nbytes / std::max<size_t>(data.numel, 1);
+  const size_t axis = size_t(gather_attrs(op).axis);
+  const size_t es = sparsec_dtype_size(data.dtype);
   const size_t outer = product(data.dims, 0, axis), inner = product(data.dims, axis + 1, data.ndim) * es;
   const int64_t extent = data.dims[axis];
   uint8_t* out = op.out[0]->data;
   for (size_t o = 0; o < outer; ++o) {
     for (size_t i = 0; i < idx.numel; ++i) {
-      int64_t k = idx.dtype == SPARSEC_I64 ? reinterpret_cast<const int64_t*>(idx.data)[i]
-                                           : reinterpret_cast<const int32_t*>(idx.data)[i];
+      int64_t k = idx.dtype == SPARSEC_INT64 ? idx.as<const int64_t>()[i] : idx.as<const int32_t>()[i];
       if (k < 0) k += extent;
       SPX_REQUIRE(k >= 0 && k < extent, "index %lld out of range [0, %lld)", static_cast<long long>(k),
                   static_cast<long long>(extent));
@@ -443,32 +484,32 @@ bool run_gather(const Op& op, float*, Message* err) {
   return true;
 }
 
-bool check_pad(const Op& op, size_t*, Message* err) {
+bool check_pad(const Op& op, Message* err) {
   const Tensor& x = *op.in[0];
-  if (!check_arity(op, 1, 1, 1, 1 + 2 * x.ndim, 1, err) || !check_f32(op, err)) return false;
   const Tensor& y = *op.out[0];
-  SPX_REQUIRE(op.iattr[0] >= 0 && op.iattr[0] <= int64_t(PadMode::kLast), "unknown pad mode");
+  const PadAttrs a = pad_attrs(op);
   SPX_REQUIRE(y.ndim == x.ndim, "output rank differs from input");
   for (uint32_t d = 0; d < x.ndim; ++d) {
-    const int64_t b = op.iattr[1 + d], e = op.iattr[1 + x.ndim + d];
-    SPX_REQUIRE(b >= 0 && e >= 0 && y.dims[d] == x.dims[d] + b + e, "output %s is not the padded input", shape_str(y).text);
-    SPX_REQUIRE(op.iattr[0] != int64_t(PadMode::kReflect) || (b < x.dims[d] && e < x.dims[d]), "reflect pad wider than input");
-    SPX_REQUIRE(op.iattr[0] == int64_t(PadMode::kConstant) || x.dims[d] > 0 || y.dims[d] == 0, "edge pad of an empty axis");
+    const int64_t b = a.begins[d], e = a.ends[d];
+    SPX_REQUIRE(y.dims[d] == x.dims[d] + b + e, "output %s is not the padded input", shape_str(y).text);
+    SPX_REQUIRE(a.mode != PadMode::kReflect || (b < x.dims[d] && e < x.dims[d]), "reflect pad wider than input");
+    SPX_REQUIRE(a.mode == PadMode::kConstant || x.dims[d] > 0 || y.dims[d] == 0, "edge pad of an empty axis");
   }
   return true;
 }
 
-bool run_pad(const Op& op, float*, Message*) {
+bool run_pad(const Op& op, uint8_t*, Message*) {
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
-  const PadMode mode = static_cast<PadMode>(op.iattr[0]);
+  const PadAttrs a = pad_attrs(op);
+  const PadMode mode = a.mode;
   int64_t strides[kMaxDims], idx[kMaxDims] = {};
   contiguous_strides(x, strides);
   for (size_t o = 0; o < y.numel; ++o) {
     int64_t src = 0;
     bool inside = true;
     for (uint32_t d = 0; d < x.ndim; ++d) {
-      int64_t i = idx[d] - op.iattr[1 + d];
+      int64_t i = idx[d] - a.begins[d];
       const int64_t n = x.dims[d];
       if (i < 0 || i >= n) {
         if (mode == PadMode::kConstant) inside = false;
@@ -477,7 +518,7 @@ bool run_pad(const Op& op, float*, Message*) {
       }
       src += i * strides[d];
     }
-    y.f32()[o] = inside ? x.f32()[src] : op.fattr[0];
+    y.f32()[o] = inside ? x.f32()[src] : a.value;
     for (int d = int(y.ndim) - 1; d >= 0; --d) {
       if (++idx[d] < y.dims[d]) break;
       idx[d] = 0;
@@ -486,20 +527,18 @@ bool run_pad(const Op& op, float*, Message*) {
   return true;
 }
 
-bool check_expand(const Op& op, size_t*, Message* err) {
-  if (!check_arity(op, 1, 1, 1, 0, 0, err)) return false;
-  SPX_REQUIRE(op.out[0]->dtype == op.in[0]->dtype, "output dtype differs from input");
+bool check_expand(const Op& op, Message* err) {
   Broadcast plan;
   SPX_REQUIRE(make_broadcast(*op.out[0], op.in.data(), 1, &plan),
               "%s does not broadcast to %s", shape_str(*op.in[0]).text, shape_str(*op.out[0]).text);
   return true;
 }
 
-bool run_expand(const Op& op, float*, Message*) {
+bool run_expand(const Op& op, uint8_t*, Message*) {
   Broadcast plan;
   make_broadcast(*op.out[0], op.in.data(), 1, &plan);
   const Tensor& x = *op.in[0];
-  const size_t es = x.nbytes / std::max<size_t>(x.numel, 1);
+  const size_t es = sparsec_dtype_size(x.dtype);
   const int64_t s = plan.stride[0][plan.ndim - 1];
   uint8_t* y = op.out[0]->data;
   for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
@@ -509,29 +548,67 @@ bool run_expand(const Op& op, float*, Message*) {
   return true;
 }
 
-bool check_cast(const Op& op, size_t*, Message* err) {
-  return check_arity(op, 1, 1, 1, 0, 0, err) && same_numel(op, err);
-}
+bool check_cast(const Op& op, Message* err) { return same_numel(op, err); }
 
 template <typename From>
 void cast_from(const From* in, const Tensor& y, size_t n) {
   switch (y.dtype) {
-    case SPARSEC_F32: for (size_t i = 0; i < n; ++i) reinterpret_cast<float*>(y.data)[i] = float(in[i]); break;
-    case SPARSEC_I64: for (size_t i = 0; i < n; ++i) reinterpret_cast<int64_t*>(y.data)[i] = int64_t(in[i]); break;
-    case SPARSEC_I32: for (size_t i = 0; i < n; ++i) reinterpret_cast<int32_t*>(y.data)[i] = int32_t(in[i]); break;
-    case SPARSEC_U8: for (size_t i = 0; i < n; ++i) y.data[i] = uint8_t(in[i]); break;
-    case SPARSEC_I8: for (size_t i = 0; i < n; ++i) reinterpret_cast<int8_t*>(y.data)[i] = int8_t(in[i]); break;
+    case SPARSEC_FLOAT32: for (size_t i = 0; i < n; ++i) y.as<float>()[i] = float(in[i]); break;
+    case SPARSEC_INT64: for (size_t i = 0; i < n; ++i) y.as<int64_t>()[i] = int64_t(in[i]); break;
+    case SPARSEC_INT32: for (size_t i = 0; i < n; ++i) y.as<int32_t>()[i] = int32_t(in[i]); break;
+    case SPARSEC_UINT8: for (size_t i = 0; i < n; ++i) y.data[i] = uint8_t(in[i]); break;
+    case SPARSEC_INT8: for (size_t i = 0; i < n; ++i) y.as<int8_t>()[i] = int8_t(in[i]); break;
+    case SPARSEC_BOOL: for (size_t i = 0; i < n; ++i) y.data[i] = in[i] != From(0); break;  // NaN is true
   }
 }
 
-bool run_cast(const Op& op, float*, Message*) {
+bool run_cast(const Op& op, uint8_t*, Message*) {
   const Tensor& x = *op.in[0];
   switch (x.dtype) {
-    case SPARSEC_F32: cast_from(reinterpret_cast<const float*>(x.data), *op.out[0], x.numel); break;
-    case SPARSEC_I64: cast_from(reinterpret_cast<const int64_t*>(x.data), *op.out[0], x.numel); break;
-    case SPARSEC_I32: cast_from(reinterpret_cast<const int32_t*>(x.data), *op.out[0], x.numel); break;
-    case SPARSEC_U8: cast_from(x.data, *op.out[0], x.numel); break;
-    case SPARSEC_I8: cast_from(reinterpret_cast<const int8_t*>(x.data), *op.out[0], x.numel); break;
+    case SPARSEC_FLOAT32: cast_from(x.as<const float>(), *op.out[0], x.numel); break;
+    case SPARSEC_INT64: cast_from(x.as<const int64_t>(), *op.out[0], x.numel); break;
+    case SPARSEC_INT32: cast_from(x.as<const int32_t>(), *op.out[0], x.numel); break;
+    case SPARSEC_UINT8: case SPARSEC_BOOL: cast_from(x.as<const uint8_t>(), *op.out[0], x.numel); break;
+    case SPARSEC_INT8: cast_from(x.as<const int8_t>(), *op.out[0], x.numel); break;
+  }
+  return true;
+}
+
+bool check_arg_reduce(const Op& op, Message* err) {
+  const Tensor& x = *op.in[0];
+  const int64_t axis = arg_reduce_attrs(op).axis;
+  SPX_REQUIRE(axis < int64_t(x.ndim) && x.dims[axis] > 0, "axis out of range or empty");
+  SPX_REQUIRE(op.out[0]->numel == x.numel / size_t(x.dims[axis]), "output size differs from the reduced input");
+  return true;
+}
+
+template <typename T>
+void arg_reduce(const Tensor& x, const ArgReduceAttrs& a, int64_t* out) {
+  const size_t axis = size_t(a.axis), len = size_t(x.dims[axis]);
+  const size_t outer = product(x.dims, 0, axis), inner = product(x.dims, axis + 1, x.ndim);
+  const T* in = x.as<const T>();
+  for (size_t o = 0; o < outer; ++o) {
+    for (size_t i = 0; i < inner; ++i) {
+      const T* row = in + o * len * inner + i;
+      size_t best = 0;
+      for (size_t k = 1; k < len; ++k) {
+        const T v = row[k * inner], b = row[best * inner];
+        const bool better = a.kind == ArgKind::kMax ? v > b : v < b;
+        if (better || (a.select_last_index && v == b)) best = k;
+      }
+      out[o * inner + i] = int64_t(best);
+    }
+  }
+}
+
+bool run_arg_reduce(const Op& op, uint8_t*, Message*) {
+  const Tensor& x = *op.in[0];
+  const ArgReduceAttrs a = arg_reduce_attrs(op);
+  int64_t* out = op.out[0]->as<int64_t>();
+  switch (x.dtype) {
+    case SPARSEC_FLOAT32: arg_reduce<float>(x, a, out); break;
+    case SPARSEC_INT64: arg_reduce<int64_t>(x, a, out); break;
+    case SPARSEC_INT32: arg_reduce<int32_t>(x, a, out); break;
   }
   return true;
 }

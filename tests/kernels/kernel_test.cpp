@@ -140,13 +140,13 @@ void check_activation_variants() {
       if (n > 2) want[0] = -100.0f, want[1] = 100.0f, want[2] = kNaN;  // NaN must stay NaN (and be defined)
       std::vector<float> got = want;
       f32_activation__scalar(act, want.data(), n);
-      f32_activation__portable(act, got.data(), n);
+      f32_activation(act, got.data(), n);  // the dispatch (the portable variant on every target)
       bool ok = true;  // equal up to FMA contraction, which the compiler may apply to either
       for (size_t i = 0; i < n; ++i)
         ok &= std::isnan(want[i])
                   ? std::isnan(got[i])
                   : std::fabs(got[i] - want[i]) <= kActRelTol * std::fabs(want[i]) + 1e-7f;
-      record(ok, fmt("f32_activation__portable %s n=%zu", kActivationNames[kind], n),
+      record(ok, fmt("f32_activation (dispatch) %s n=%zu", kActivationNames[kind], n),
              "differs from scalar");
     }
   }
@@ -169,8 +169,7 @@ void check_gemm(size_t M, size_t N, size_t K, size_t pad, BiasMode bias_mode, in
                     abs_bias.data(), bias_mode, ActParams{}});
 
   std::vector<float> c(M * ldc, kNaN);  // NaN also shows a read of C before its first write
-  f32_gemm__portable(
-      {M, N, K, a.data(), lda, b.data(), ldb, c.data(), ldc, bias.data(), bias_mode, act});
+  f32_gemm({M, N, K, a.data(), lda, b.data(), ldb, c.data(), ldc, bias.data(), bias_mode, act});  // dispatch
   std::vector<float> got(M * N);
   bool padding_kept = true;
   for (size_t i = 0; i < M; ++i) {
@@ -182,7 +181,7 @@ void check_gemm(size_t M, size_t N, size_t K, size_t pad, BiasMode bias_mode, in
   std::string problem = compare(got, want, magnitude, max_slope(act));
   if (!padding_kept) problem = "wrote past N into the ldc padding";
   record(problem.empty(),
-         fmt("f32_gemm__portable M=%zu N=%zu K=%zu pad=%zu bias=%s act=%s", M, N, K, pad,
+         fmt("f32_gemm (dispatch) M=%zu N=%zu K=%zu pad=%zu bias=%s act=%s", M, N, K, pad,
              kBiasNames[static_cast<int>(bias_mode)], kActivationNames[act_kind]),
          problem);
 }
@@ -223,11 +222,25 @@ std::string conv_name(const char* kernel, const Conv2dShape& s) {
              s.DH, s.DW);
 }
 
+// f32_im2col__portable copies exactly what the scalar reference computes, band by band.
+void check_im2col(const Conv2dShape& s) {
+  const std::vector<float> x = random_vector(s.C * s.H * s.W);
+  const size_t rows = (s.C / s.G) * s.KH * s.KW;
+  for (size_t oh0 = 0; oh0 < s.OH; oh0 += 2) {
+    const size_t oh1 = std::min(s.OH, oh0 + 3);
+    std::vector<float> want(rows * (oh1 - oh0) * s.OW), got(want.size(), kNaN);
+    f32_im2col__scalar(s, x.data(), s.C - s.C / s.G, s.C / s.G, oh0, oh1, want.data());
+    f32_im2col__portable(s, x.data(), s.C - s.C / s.G, s.C / s.G, oh0, oh1, got.data());
+    record(std::equal(want.begin(), want.end(), got.begin()), conv_name("f32_im2col__portable", s) +
+           fmt(" rows %zu..%zu", oh0, oh1), "differs from f32_im2col__scalar");
+  }
+}
+
 // The executor's im2col path, with its banded scratch buffer.
 void conv_by_im2col(const Conv2dShape& s, const float* x, const float* w, const float* bias,
                     const ActParams& act, float* y) {
   std::vector<float> scratch(f32_conv2d_im2col_scratch(s));
-  f32_conv2d_im2col__portable(s, x, w, bias, act, y, scratch.data());
+  f32_conv2d_im2col(s, x, w, bias, act, y, scratch.data());
 }
 
 using ConvFn = void (*)(const Conv2dShape&, const float*, const float*, const float*,
@@ -276,6 +289,7 @@ const DwconvVariant kDwconvVariants[] = {
     {"f32_dwconv2d_3x3_u4__wasmsimd", f32_dwconv2d_3x3_u4__wasmsimd, true},
 #endif
     {"f32_dwconv2d (dispatch)", f32_dwconv2d, false},
+    {"f32_dwconv2d_3x3 (dispatch)", f32_dwconv2d_3x3, true},
 };
 
 void check_dwconv(const Conv2dShape& s, bool with_bias, int act_kind) {
@@ -328,7 +342,8 @@ void check_conv_all() {
                 const Conv2dShape s{grouping.C, img[0], img[1], grouping.M, OH, OW, k[0], k[1],
                                     st[0], st[1], pad_top, pad_left, d[0], d[1], grouping.G};
                 const bool with_bias = act_kind % 2 == 0;
-                check_conv("f32_conv2d_im2col__portable", conv_by_im2col, s, with_bias, act_kind);
+                check_conv("f32_conv2d_im2col (dispatch)", conv_by_im2col, s, with_bias, act_kind);
+                check_im2col(s);
                 if (s.G == s.C && s.C == s.M) check_dwconv(s, with_bias, act_kind);
                 act_kind = (act_kind + 1) % kActivationCount;
               }

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sparsec.artifact.format import ALIGNMENT
-from sparsec.lower.lower import LoweredGraph
+from sparsec.contract.schema import ALIGNMENT, Storage
+from sparsec.lower.builder import LoweredGraph
 
 
 def _aligned(n: int) -> int:
@@ -13,17 +13,20 @@ def _aligned(n: int) -> int:
 def plan_memory(g: LoweredGraph) -> dict:
     """Assigns arena offsets (greedy by size, first fit among lifetimes that overlap).
 
-    Returns {"arena_bytes", "naive_bytes"}: the planned arena vs. one buffer per activation.
+    Returns {"arena_bytes", "naive_bytes", "scratch_bytes"}: the planned arena vs. one buffer per activation, and
+    the largest op scratch (the runtime puts it after the arena).
     """
     end = len(g.ops)
     first: dict[int, int] = {t: -1 for t in g.inputs}
     last: dict[int, int] = {}
     for i, op in enumerate(g.ops):
         for t in op.outputs:
+            if g.tensors[t].storage != Storage.ARENA:
+                continue
             first.setdefault(t, i)
             last[t] = max(last.get(t, i), i)
         for t in op.inputs:
-            if t is not None and not g.tensors[t].is_const:
+            if t is not None and g.tensors[t].storage == Storage.ARENA:
                 last[t] = i
     for t in g.outputs:
         last[t] = end
@@ -44,4 +47,5 @@ def plan_memory(g: LoweredGraph) -> dict:
         placed.append((offset, size, first[t], last[t]))
         arena = max(arena, offset + size)
     naive = sum(_aligned(max(g.tensors[t].nbytes, 1)) for t in activations)
-    return {"arena_bytes": arena, "naive_bytes": naive}
+    scratch = max((op.scratch_bytes for op in g.ops), default=0)
+    return {"arena_bytes": arena, "naive_bytes": naive, "scratch_bytes": scratch}

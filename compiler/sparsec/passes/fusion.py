@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from sparsec.activations import FUSED_DOMAIN, activation_of, attach, attached, standard_nodes
-from sparsec.artifact.opcodes import Activation
+from sparsec.contract.schema import Activation
 from sparsec.naming import is_standard
 from sparsec.passes.util import bypass, const_array, only_consumer
 

@@ -5,25 +5,9 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace sparsec {
+#include "sparsec/kernel_contract.h"  // Activation, kIm2colBandColumns, each job's variant per ISA
 
-// Activation applied in kernel epilogues (fused by the compiler) and by the unary op.
-enum class Activation : int32_t {
-  kNone = 0,
-  kRelu = 1,
-  kClip = 2,         // min(max(x, a), b)
-  kHardSwish = 3,    // x * clip(x / 6 + 0.5, 0, 1)
-  kHardSigmoid = 4,  // clip(a * x + b, 0, 1)
-  kSigmoid = 5,
-  kSiLU = 6,         // x * sigmoid(x)
-  kGelu = 7,         // 0.5 x (1 + erf(x / sqrt 2))
-  kGeluTanh = 8,     // tanh approximation
-  kTanh = 9,
-  kLeakyRelu = 10,   // x < 0 ? a * x : x
-  kElu = 11,         // x < 0 ? a * (exp(x) - 1) : x
-  kSoftplus = 12,
-  kLast = kSoftplus,
-};
+namespace sparsec {
 
 struct ActParams {
   Activation kind = Activation::kNone;
@@ -35,6 +19,7 @@ float activate(const ActParams& act, float x);
 // In place over n contiguous values.
 void f32_activation__scalar(const ActParams& act, float* data, size_t n);
 void f32_activation__portable(const ActParams& act, float* data, size_t n);  // kind hoisted, vectorisable
+void f32_activation(const ActParams& act, float* data, size_t n);
 
 enum class BiasMode : int32_t { kNone = 0, kPerRow = 1, kPerColumn = 2 };
 
@@ -50,6 +35,7 @@ struct GemmArgs {
 };
 void f32_gemm__scalar(const GemmArgs& g);
 void f32_gemm__portable(const GemmArgs& g);  // register-tiled, auto-vectorised C++
+void f32_gemm(const GemmArgs& g);
 
 // 2-D convolution of one image, NCHW. Weights [M, C/G, KH, KW], bias [M] or null.
 struct Conv2dShape {
@@ -67,13 +53,19 @@ void f32_conv2d__scalar(const Conv2dShape& s, const float* x, const float* w, co
 // zero where the window is in padding. Bands of rows keep the buffer small.
 void f32_im2col__scalar(const Conv2dShape& s, const float* x, size_t c0, size_t nc, size_t oh0, size_t oh1,
                         float* cols);
-// Any convolution as im2col + f32_gemm__portable per group, over bands of output rows so the
-// column buffer stays near kIm2colBandColumns columns. scratch holds f32_conv2d_im2col_scratch(s) floats.
-constexpr size_t kIm2colBandColumns = 1024;
+void f32_im2col__portable(const Conv2dShape& s, const float* x, size_t c0, size_t nc, size_t oh0, size_t oh1,
+                          float* cols);  // contiguous runs copied, padding filled
+void f32_im2col(const Conv2dShape& s, const float* x, size_t c0, size_t nc, size_t oh0, size_t oh1, float* cols);
+// Any convolution as f32_im2col + f32_gemm per group, over bands of output rows so the column buffer
+// stays near kIm2colBandColumns columns. scratch holds f32_conv2d_im2col_scratch(s) floats.
 size_t f32_conv2d_im2col_scratch(const Conv2dShape& s);
 void f32_conv2d_im2col__portable(const Conv2dShape& s, const float* x, const float* w, const float* bias,
                                  const ActParams& act, float* y, float* scratch);
+void f32_conv2d_im2col(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                       const ActParams& act, float* y, float* scratch);
 // Depthwise: G == C == M, weights [C, 1, KH, KW].
+void f32_dwconv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                  const ActParams& act, float* y);  // any window
 void f32_dwconv2d__portable(const Conv2dShape& s, const float* x, const float* w,
                             const float* bias, const ActParams& act, float* y);
 
@@ -98,8 +90,8 @@ void f32_dwconv2d_3x3_u4__neon(const Conv2dShape& s, const float* x, const float
 void f32_dwconv2d_3x3_u4__wasmsimd(const Conv2dShape& s, const float* x, const float* w,
                                    const float* bias, const ActParams& act, float* y);
 #endif
-void f32_dwconv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias,
-                  const ActParams& act, float* y);  // any depthwise shape
+void f32_dwconv2d_3x3(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                      const ActParams& act, float* y);  // KH == KW == 3
 
 // 2-D pooling over `planes` NCHW planes. Max skips padding and NaN inputs (an empty window gives
 // -inf); average divides by the taps inside the input, or, with count_include_pad, inside the

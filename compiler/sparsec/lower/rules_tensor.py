@@ -1,0 +1,104 @@
+"""Lowering rules for data movement: transpose, reshape-like copies, concat, split, slice, gather, pad, expand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx_ir as ir
+
+from sparsec.contract.schema import PadMode
+from sparsec.lower.builder import Builder, Unsupported, axis_of, const_input, rank, static_shape
+
+
+def transpose(b: Builder, node: ir.Node) -> None:
+    perm = node.attributes.get_ints("perm", list(range(rank(node.inputs[0])))[::-1])
+    b.emit("Transpose", [node.inputs[0]], [node.outputs[0]], {"perm": perm})
+
+
+def copy(b: Builder, node: ir.Node) -> None:
+    b.emit("Copy", [node.inputs[0]], [node.outputs[0]])
+
+
+def dropout(b: Builder, node: ir.Node) -> None:
+    """Inference Dropout is the identity; its mask output (if read) is all true."""
+    training = const_input(node, 2, "training_mode", np.zeros((), bool))
+    if bool(training):
+        raise Unsupported("Dropout with training_mode true is random: sparsec runs inference only")
+    b.emit("Copy", [node.inputs[0]], [node.outputs[0]])
+    mask = node.outputs[1] if len(node.outputs) > 1 else None
+    if mask is not None and (mask.uses() or mask.is_graph_output()):
+        ones = b.constant(np.ones(static_shape(mask), bool), f"{b.label}/mask")
+        b.emit("Copy", [ones], [mask])
+
+
+def concat(b: Builder, node: ir.Node) -> None:
+    axis = axis_of(node.attributes.get_int("axis"), rank(node.outputs[0]))
+    inputs = [v for v in node.inputs if v is not None and math.prod(static_shape(v)) > 0]
+    if not inputs:
+        raise Unsupported("every input is empty")
+    b.emit("Concat", inputs, [node.outputs[0]], {"axis": axis})
+
+
+def split(b: Builder, node: ir.Node) -> None:
+    axis = axis_of(node.attributes.get_int("axis", 0), rank(node.inputs[0]))
+    b.emit("Split", [node.inputs[0]], list(node.outputs), {"axis": axis})
+
+
+def slice_(b: Builder, node: ir.Node) -> None:
+    shape = static_shape(node.inputs[0])
+    rank_ = len(shape)
+    starts = const_input(node, 1, "starts").reshape(-1).tolist()
+    ends = const_input(node, 2, "ends").reshape(-1).tolist()
+    axes = const_input(node, 3, "axes", np.arange(len(starts))).reshape(-1).tolist()
+    steps = const_input(node, 4, "steps", np.ones(len(starts), dtype=np.int64)).reshape(-1).tolist()
+    begin, stride = [0] * rank_, [1] * rank_
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        axis, dim = axis_of(int(axis), rank_), shape[axis_of(int(axis), rank_)]
+        start, end, step = int(start), int(end), int(step)
+        start, end = (start + dim if start < 0 else start), (end + dim if end < 0 else end)
+        if step > 0:
+            start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+        else:
+            start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+        length = max(0, -(-(end - start) // step)) if step > 0 else max(0, -(-(start - end) // -step))
+        begin[axis], stride[axis] = (start if length else 0), step
+    b.emit("Slice", [node.inputs[0]], [node.outputs[0]], {"starts": begin, "steps": stride})
+
+
+def gather(b: Builder, node: ir.Node) -> None:
+    axis = axis_of(node.attributes.get_int("axis", 0), rank(node.inputs[0]))
+    b.emit("Gather", [node.inputs[0], node.inputs[1]], [node.outputs[0]], {"axis": axis})
+
+
+def pad(b: Builder, node: ir.Node) -> None:
+    rank_ = rank(node.inputs[0])
+    modes = {"constant": PadMode.CONSTANT, "reflect": PadMode.REFLECT, "edge": PadMode.EDGE}
+    mode = node.attributes.get_string("mode", "constant")
+    if mode not in modes:
+        raise Unsupported(f"pad mode '{mode}' is not supported")
+    pads = const_input(node, 1, "pads").reshape(-1).tolist()
+    value = const_input(node, 2, "constant_value", np.zeros(1)).reshape(-1)
+    axes = const_input(node, 3, "axes", np.arange(rank_)).reshape(-1).tolist()
+    begins, ends = [0] * rank_, [0] * rank_
+    for k, axis in enumerate(axes):
+        begins[axis_of(int(axis), rank_)], ends[axis_of(int(axis), rank_)] = int(pads[k]), int(pads[k + len(axes)])
+    if min(begins + ends) < 0:
+        raise Unsupported("negative pads are not supported")
+    b.emit("Pad", [node.inputs[0]], [node.outputs[0]],
+           {"mode": modes[mode], "begins": begins, "ends": ends, "value": float(value[0]) if value.size else 0.0})
+
+
+def expand(b: Builder, node: ir.Node) -> None:
+    b.emit("Expand", [node.inputs[0]], [node.outputs[0]])
+
+
+def constant(b: Builder, node: ir.Node) -> None:
+    """Constants become tensors when an op reads them (Builder.tensor)."""
+
+
+RULES = {
+    "Transpose": transpose, "Reshape": copy, "Flatten": copy, "Squeeze": copy, "Unsqueeze": copy, "Identity": copy,
+    "Dropout": dropout, "Concat": concat, "Split": split, "Slice": slice_, "Gather": gather, "Pad": pad,
+    "Expand": expand, "Constant": constant,
+}
