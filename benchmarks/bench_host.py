@@ -3,6 +3,7 @@
     python benchmarks/bench_host.py                          # mobilenet_v2, resnet18
     python benchmarks/bench_host.py --all --repeats 10       # every model in tests/zoo.py
     python benchmarks/bench_host.py --models squeezenet1_1,bert_encoder --json out.json --plot out.png
+    python benchmarks/bench_host.py --baseline ../old/.venv/bin/python   # + another sparsec build, same run
 
 Models come from the test zoo (exported with torch on first use, then cached). Latency is timed
 interleaved, sparsec and onnxruntime alternating in one loop, so machine noise hits both alike.
@@ -18,6 +19,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,20 +83,62 @@ def measure_in_fresh_process(engine: str, model_name: str, path: Path) -> float:
         return pool.submit(peak_rss_growth, engine, model_name, str(path)).result()
 
 
-def time_interleaved(ours: sparsec.Session, theirs: ort.InferenceSession, feed: dict, repeats: int):
-    """Median ms of each engine; which one runs first swaps every iteration so neither always gets
-    the caches the other just warmed."""
-    runs = {"sparsec": lambda: ours.run(None, feed), "ort": lambda: theirs.run(None, feed)}
+# Runs in the baseline's interpreter (another sparsec build): compiles with that sparsec, then times one run per
+# line read from stdin and prints its milliseconds.
+BASELINE_WORKER = """
+import sys, time, numpy as np, sparsec
+session = sparsec.load(sparsec.compile(sys.argv[1], output=sys.argv[2]).path)
+feed = dict(np.load(sys.argv[3]))
+print("ready", flush=True)
+for _ in sys.stdin:
+    start = time.perf_counter()
+    session.run(None, feed)
+    print((time.perf_counter() - start) * 1e3, flush=True)
+"""
+
+
+class Baseline:
+    """Another sparsec (e.g. the previous commit's build, in its own virtualenv), timed in this run's loop."""
+
+    def __init__(self, python: str, onnx_path: Path, feed: dict, workdir: Path) -> None:
+        np.savez(workdir / "baseline_feed.npz", **feed)
+        self.proc = subprocess.Popen([python, "-c", BASELINE_WORKER, str(onnx_path), str(workdir / "baseline"),
+                                      str(workdir / "baseline_feed.npz")], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the baseline worker failed to start (see its stderr)")
+
+    def run_ms(self) -> float:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def time_interleaved(ours: sparsec.Session, theirs: ort.InferenceSession, feed: dict, repeats: int,
+                     baseline: Baseline | None = None) -> dict[str, float]:
+    """Median ms of each engine; the order rotates every iteration so none always gets the caches another just
+    warmed."""
+    def timed(run):
+        start = time.perf_counter()
+        run()
+        return (time.perf_counter() - start) * 1e3
+
+    runs = {"sparsec": lambda: timed(lambda: ours.run(None, feed)), "ort": lambda: timed(lambda: theirs.run(None, feed))}
+    if baseline:
+        runs["baseline"] = baseline.run_ms
+    names = list(runs)
     samples = {name: [] for name in runs}
     for i in range(repeats):
-        for name in (["sparsec", "ort"] if i % 2 == 0 else ["ort", "sparsec"]):
-            start = time.perf_counter()
-            runs[name]()
-            samples[name].append((time.perf_counter() - start) * 1e3)
-    return statistics.median(samples["sparsec"]), statistics.median(samples["ort"])
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            samples[name].append(runs[name]())
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def bench_model(name: str, workdir: Path, repeats: int) -> dict:
+def bench_model(name: str, workdir: Path, repeats: int, baseline_python: str | None = None) -> dict:
     progress(f"{name}: preparing ONNX (exported with torch on first use)")
     onnx_path = zoo.cached(name)
     progress(f"{name}: compiling")
@@ -104,10 +148,16 @@ def bench_model(name: str, workdir: Path, repeats: int) -> dict:
 
     progress(f"{name}: timing ({WARMUP_RUNS} warm-up + {repeats} interleaved runs each)")
     error = max(max_rel_error(a, b) for a, b in zip(ours.run(None, feed), theirs.run(None, feed)))
+    baseline = Baseline(baseline_python, onnx_path, feed, workdir) if baseline_python else None
     for _ in range(WARMUP_RUNS):
         ours.run(None, feed)
         theirs.run(None, feed)
-    sparsec_ms, ort_ms = time_interleaved(ours, theirs, feed, repeats)
+        if baseline:
+            baseline.run_ms()
+    medians = time_interleaved(ours, theirs, feed, repeats, baseline)
+    if baseline:
+        baseline.close()
+    sparsec_ms, ort_ms = medians["sparsec"], medians["ort"]
 
     progress(f"{name}: peak RSS, one fresh process per engine")
     return {
@@ -115,6 +165,7 @@ def bench_model(name: str, workdir: Path, repeats: int) -> dict:
         "sparsec_ms": sparsec_ms,
         "ort_ms": ort_ms,
         "ratio": sparsec_ms / ort_ms,
+        **({"baseline_ms": medians["baseline"], "vs_baseline": sparsec_ms / medians["baseline"]} if baseline else {}),
         "max_rel_error": error,
         "arena_bytes": ours.arena_bytes,
         "planned_activation_bytes": result.report["peak_activation_bytes"],
@@ -143,19 +194,47 @@ COLUMNS = [
 ]
 
 
+BASELINE_COLUMNS = [("base ms", "baseline_ms", "{:>8.2f}"), ("vs base", "vs_baseline", "{:>7.2f}")]
+
+
 def format_table(rows: list[dict]) -> str:
+    columns = COLUMNS[:4] + BASELINE_COLUMNS + COLUMNS[4:] if rows and "baseline_ms" in rows[0] else COLUMNS
     # Every format is at least as wide as its header, so headers line up with their cells.
     header_cells = [header.ljust(18) if key == "model" else header.rjust(len(fmt.format(0.0)))
-                    for header, key, fmt in COLUMNS]
+                    for header, key, fmt in columns]
     lines = ["  ".join(header_cells)]
     for row in rows:
-        cells = [row[key] / MB if key.endswith("_bytes") else row[key] for _, key, _ in COLUMNS]
-        lines.append("  ".join(fmt.format(cell) for (_, _, fmt), cell in zip(COLUMNS, cells)))
+        cells = [row[key] / MB if key.endswith("_bytes") else row[key] for _, key, _ in columns]
+        lines.append("  ".join(fmt.format(cell) for (_, _, fmt), cell in zip(columns, cells)))
     return "\n".join(lines)
+
+
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+              "avx512_fp16", "asimd", "sve")
+
+
+def cpu_info() -> dict:
+    """CPU model and SIMD flags (lscpu): host ratios against onnxruntime move with AVX2 vs AVX-512."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {"cpu_model": platform.processor(), "simd_flags": []}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    flags = fields.get("Flags", "").split()
+    return {"cpu_model": fields.get("Model name", "?").strip(), "simd_flags": [f for f in SIMD_FLAGS if f in flags]}
+
+
+def git_commit() -> str:
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True, text=True)
+    return proc.stdout.strip() or "unknown"
 
 
 def machine_info() -> dict:
     return {
+        **cpu_info(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "commit": git_commit(),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
@@ -195,6 +274,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="timed runs per engine (default 30)")
     parser.add_argument("--json", help="write rows and machine info to this file")
     parser.add_argument("--plot", help="write a bar chart of latency ratios to this PNG")
+    parser.add_argument("--baseline", metavar="PYTHON",
+                        help="an interpreter with another sparsec installed (e.g. the previous commit's): timed in "
+                             "the same interleaved loop, reported as base ms and our/base ratio")
     args = parser.parse_args()
 
     names = list(zoo.ZOO) if args.all else args.models.split(",") if args.models else DEFAULT_MODELS
@@ -206,16 +288,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sparsec-bench-") as workdir:
         for name in names:
             try:
-                rows.append(bench_model(name, Path(workdir), args.repeats))
+                rows.append(bench_model(name, Path(workdir), args.repeats, args.baseline))
             except sparsec.SparsecError as e:  # one unsupported model should not sink an --all run
                 progress(f"{name}: FAILED: {e}")
                 failures[name] = str(e)
 
+    info = machine_info()
+    print(f"{info['cpu_model']} ({', '.join(info['simd_flags'])}), {info['date']}, commit {info['commit']}, "
+          f"{args.repeats} repeats")
     print(format_table(rows))
     for name, message in failures.items():
         print(f"{name}: failed: {message}")
     if args.json:
-        report = {"machine": machine_info(), "repeats": args.repeats, "rows": rows, "failures": failures}
+        report = {"machine": info, "repeats": args.repeats, "rows": rows, "failures": failures}
         Path(args.json).write_text(json.dumps(report, indent=2))
         progress(f"wrote {args.json}")
     if args.plot:

@@ -16,7 +16,7 @@ from sparsec.errors import (
 )
 from sparsec.runtime import Session, TensorInfo, load, runtime_target
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def compile(model, target: str = "host", output=None, **options):
