@@ -82,33 +82,30 @@ def native_view(weight: np.ndarray, node: onnx.NodeProto) -> np.ndarray:
     return np.moveaxis(weight.reshape(-1, *weight.shape[-2:]), 0, -1).transpose(1, 0, 2)
 
 
-def blocks(view: np.ndarray, pattern: str):
-    """Each block of the pattern as a small array (2:4: each group of 4 input channels), by plain loops."""
+def blocks(view: np.ndarray, pattern: str) -> np.ndarray:
+    """[blocks, elements of a block]: each block of the pattern (2:4: each group of 4 input channels) as a row."""
     outputs, inputs, positions = view.shape
     block_out, block_in = BLOCK.get(pattern, (1, 4))
-    for o in range(0, outputs, block_out):
-        for i in range(0, inputs, block_in):
-            for s in range(positions):
-                yield view[o:o + block_out, i:i + block_in, s]
+    grid = view.reshape(outputs // block_out, block_out, inputs // block_in, block_in, positions)
+    return grid.transpose(0, 2, 4, 1, 3).reshape(-1, block_out * block_in)
 
 
 def assert_pattern(original: np.ndarray, sparse: np.ndarray, pattern: str, sparsity: float) -> None:
     """The zeros form whole blocks, the right number of them, and exactly the weakest ones (by L2 norm)."""
-    pairs = list(zip(blocks(original, pattern), blocks(sparse, pattern)))
+    old, new = blocks(original, pattern), blocks(sparse, pattern)
+    zero = new == 0
     if pattern == "2:4":
-        for old, new in pairs:
-            assert (new == 0).sum() == 2
-            kept = np.abs(old[new != 0])
-            assert np.abs(old[new == 0]).max() <= kept.min()
-            assert np.array_equal(new[new != 0], old[new != 0])
+        assert (zero.sum(axis=1) == 2).all()
+        magnitude = np.abs(old)
+        assert (np.where(zero, magnitude, 0).max(axis=1) <= np.where(zero, np.inf, magnitude).min(axis=1)).all()
+        assert np.array_equal(new[~zero], old[~zero])
         return
-    zeroed = [bool((new == 0).all()) for _, new in pairs]
-    for (old, new), dead in zip(pairs, zeroed):
-        assert dead or np.array_equal(new, old), "a block is partly zero or a kept weight changed"
-    assert sum(zeroed) == int(np.floor(sparsity * len(pairs) + 0.5))
-    norms = np.array([np.linalg.norm(old.astype(np.float64)) for old, _ in pairs])
-    if any(zeroed) and not all(zeroed):
-        assert norms[zeroed].max() <= norms[~np.array(zeroed)].min()
+    dead = zero.all(axis=1)
+    assert np.array_equal(new[~dead], old[~dead]), "a block is partly zero or a kept weight changed"
+    assert dead.sum() == int(np.floor(sparsity * len(dead) + 0.5))
+    norms = np.linalg.norm(old.astype(np.float64), axis=1)
+    if dead.any() and not dead.all():
+        assert norms[dead].max() <= norms[~dead].min()
 
 
 def feed_for(model: onnx.ModelProto, seed: int = 0) -> dict:
@@ -339,3 +336,62 @@ def test_sparse_initializers_load_and_run_like_onnxruntime(linear, tmp_path):
     assert rows["fc"]["density_before"] == np.count_nonzero(dense_layer) / dense_layer.size
     assert not sparse.graph.sparse_initializer and rows["conv"]["density_after"] == pytest.approx(0.1, abs=0.01)
     assert compile_and_compare(sparse, feed, tmp_path / "sparse") < TOLERANCE
+
+
+def test_cli_sparsify_and_compile_round_trip(tmp_path, capsys):
+    path = tmp_path / "layers.onnx"
+    onnx.save(layered_model(), path)
+    out = tmp_path / "sparse.onnx"
+    assert main(["sparsify", str(path), "--sparsity", "0.8", "--pattern", "4x1", "--ignore", "fc2", "-q",
+                 "-o", str(out), "--report", str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "ignored (matches 'fc2')" in printed and f"wrote {out}" in printed and "6 of 9 layers sparsified" in printed
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["options"]["pattern"] == "4x1" and report["options"]["sparsity"] == 0.8
+    rows = {r["node"]: r for r in report["layers"]}
+    assert rows["pw"]["patterns_after"] == ["unstructured", "4x1"] and rows["fc2"]["skipped"]
+    sparse = onnx.load(out)
+    onnx.checker.check_model(sparse, full_check=True)
+    feed = feed_for(sparse)
+    expected = run_onnxruntime(sparse, feed)[0]
+    # compile --sparsity/--pattern in one step gives the same model as sparsify then compile
+    for source, flags, build in [(out, [], "two_steps"), (path, ["--sparsity", "0.8", "--pattern", "4x1",
+                                                                 "--ignore", "fc2"], "one_step")]:
+        assert main(["compile", str(source), *flags, "-q", "-o", str(tmp_path / build / "m.spx")]) == 0
+        ours = sparsec.load(tmp_path / build / "m.spx").run(None, feed)[0]
+        np.testing.assert_allclose(ours, expected, rtol=TOLERANCE, atol=TOLERANCE * np.abs(expected).max())
+    assert "sparsified 6 of 9 layers (4x1, 80%)" in capsys.readouterr().out
+    compiled = json.loads((tmp_path / "one_step" / "m.report.json").read_text())
+    assert compiled["sparsify"]["zeros_after"] == report["zeros_after"]
+    for argv, message in [(["--sparsity", "1.5"], "sparsity must be in [0, 1), got 1.5"),
+                          (["--pattern", "3:4"], "unknown sparsity pattern '3:4'"),
+                          (["--pattern", "2:4", "--sparsity", "0.9"], "i.e. sparsity 0.5; got 0.9"),
+                          (["--ignore", "nope"], "ignore pattern 'nope' matches no")]:
+        assert main(["sparsify", str(path), *argv, "-q", "-o", str(tmp_path / "x.onnx")]) == 1
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "x.onnx").exists()
+    assert main(["sparsify", str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "x.onnx")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_zoo_mobilenet_v3_small(tmp_path):
+    """Squeeze-excite 1x1 convs and the classifier Gemms sparsify; the stem and depthwise convs stay dense."""
+    pytest.importorskip("torchvision")
+    import zoo
+
+    model = onnx.load(zoo.cached("mobilenet_v3_small"))
+    sparse, report = sparsec.sparsify(model, 0.9, "4x1")
+    onnx.checker.check_model(sparse, full_check=True)
+    assert compile_and_compare(sparse, zoo.example_inputs("mobilenet_v3_small"), tmp_path) < TOLERANCE
+    rows = report.rows
+    skipped = [r for r in rows if r["skipped"]]
+    assert "first conv" in skipped[0]["skipped"] and all("depthwise" in r["skipped"] for r in skipped[1:])
+    assert len(skipped) == 12
+    assert sum("fc1" in r["node"] or "fc2" in r["node"] for r in rows if r["skipped"] is None) == 18  # 9 SE blocks
+    assert [r["op"] for r in rows if r["skipped"] is None].count("Gemm") == 2
+    before, after = initializers(model), initializers(sparse)
+    nodes = {n.name: n for n in sparse.graph.node}
+    for r in rows:
+        if r["skipped"] is None:
+            assert_pattern(native_view(before[r["weight"]], nodes[r["node"]]),
+                           native_view(after[r["weight"]], nodes[r["node"]]), "4x1", 0.9)
