@@ -395,3 +395,17 @@ def test_zoo_mobilenet_v3_small(tmp_path):
         if r["skipped"] is None:
             assert_pattern(native_view(before[r["weight"]], nodes[r["node"]]),
                            native_view(after[r["weight"]], nodes[r["node"]]), "4x1", 0.9)
+
+
+def test_compile_sparsify_option_equals_sparsify_then_compile(tmp_path):
+    model = layered_model()
+    feed = feed_for(model)
+    options = SparsifyOptions(pattern="2:4", include_depthwise=True)
+    one_step = sparsec.compile(model, output=tmp_path / "one.spx", sparsify=options)
+    sparse, report = sparsec.sparsify(model, pattern="2:4", include_depthwise=True)
+    two_steps = sparsec.compile(sparse, output=tmp_path / "two.spx")
+    assert np.array_equal(sparsec.load(one_step.path).run(None, feed)[0],
+                          sparsec.load(two_steps.path).run(None, feed)[0])
+    assert one_step.report["sparsify"] == report.to_dict()
+    assert sparsec.compile(model, output=tmp_path / "ratio.spx", sparsify=0.6).report["sparsify"]["options"][
+        "sparsity"] == 0.6

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import onnx_ir as ir
 
-from sparsec.errors import InputError, node_label
+from sparsec.errors import InputError, InternalError, node_label
 from sparsec.naming import is_standard, op_label
 from sparsec.passes.sparsity import (
     PATTERNS,
@@ -199,13 +199,17 @@ def sparsify_model(model: ir.Model, options: SparsifyOptions, progress=None) -> 
     before = {w: _sparsity(w, orientation[w]) for w in orientation}
     canons = {w: canonical(w.const_value.numpy(), orientation[w]) for w in weights}
     counts = {} if options.pattern == "2:4" else _counts(weights, canons, options)
+    reader = {layer.weight: layer.node for layer in reversed(layers)}
     for i, w in enumerate(weights):
         if progress:
             progress(f"sparsifying weight {i + 1}/{len(weights)}: {w.name}")
-        canon = zero_two_of_four(canons[w]) if options.pattern == "2:4" else zero_weakest(canons[w], options.pattern,
-                                                                                           counts[w])
-        w.const_value = ir.tensor(np.ascontiguousarray(from_canonical(canon, tuple(w.const_value.shape), orientation[w])),
-                                  name=w.name)
+        try:
+            canon = zero_two_of_four(canons[w]) if options.pattern == "2:4" else zero_weakest(
+                canons[w], options.pattern, counts[w])
+            dense = from_canonical(canon, tuple(w.const_value.shape), orientation[w])
+        except (ValueError, IndexError) as e:
+            raise InternalError(f"sparsify failed on {node_label(reader[w])}, weight '{w.name}': {e}") from e
+        w.const_value = ir.tensor(np.ascontiguousarray(dense), name=w.name)
     after = {w: _sparsity(w, orientation[w]) for w in orientation}
     report = SparsifyReport(options)
     for layer in layers:
