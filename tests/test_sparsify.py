@@ -242,7 +242,7 @@ def test_layers_that_stay_dense_say_why_naming_node_and_op():
          helper.make_node("MatMul", ["m", "a"], ["y"], name="left_constant")],
         [_init("m", rng.standard_normal((4, 4)))], [1, 2, 4, 4], [1, 3, 4, 4], [("k", [3, 2, 1, 1])])
     rows = {r["node"]: r for r in sparsec.sparsify(computed, 0.5)[1].rows}
-    assert rows["dynamic_conv"]["skipped"] == "weight 'k' is computed by the graph, not a constant"
+    assert rows["dynamic_conv"]["skipped"] == "weight 'k' is not a constant (a graph input or computed)"
     assert "constant is the left operand" in rows["left_constant"]["skipped"]
 
 

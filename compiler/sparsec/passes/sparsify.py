@@ -111,11 +111,11 @@ def _find_layer(node: ir.Node) -> Layer | None:
         dtype = weight.const_value.dtype
         if not dtype.is_floating_point():
             layer.dense_because = f"weight '{weight.name}' is {dtype.name}, not floating point"
-        elif node.op_type == "MatMul" and len(weight.shape) < 2:
+        elif node.op_type == "MatMul" and len(weight.const_value.shape) < 2:
             layer.dense_because = f"weight '{weight.name}' is a vector: no output channels"
         return layer
     if node.op_type == "Conv":
-        return Layer(node, weight, dense_because=f"weight '{weight.name}' is computed by the graph, not a constant")
+        return Layer(node, weight, dense_because=f"weight '{weight.name}' is not a constant (a graph input or computed)")
     if data.const_value is not None:
         return Layer(node, data, dense_because="the constant is the left operand; only right-operand weights are "
                                                "sparsified")
@@ -138,6 +138,13 @@ def _dense_reason(layer: Layer, options: SparsifyOptions) -> str | None:
     return unfit_reason(options.pattern, tuple(weight.const_value.shape), layer.orientation)
 
 
+def _views(shared: list[Layer]) -> set[tuple[int, int, int]]:
+    """The distinct (output axis, input axis, groups) in which the layers read their common constant weight."""
+    rank = len(shared[0].weight.const_value.shape)
+    return {(layer.orientation.out_axis % rank, layer.orientation.in_axis % rank, layer.orientation.groups)
+            for layer in shared}
+
+
 def find_layers(model: ir.Model, options: SparsifyOptions) -> list[Layer]:
     """Every layer of the graph in order, each with the reason it stays dense, if any."""
     layers = [layer for node in model.graph if (layer := _find_layer(node))]
@@ -152,11 +159,9 @@ def find_layers(model: ir.Model, options: SparsifyOptions) -> list[Layer]:
         readers[layer.weight].append(layer)
     for shared in (group for group in readers.values() if len(group) > 1):
         dense = next((layer for layer in shared if layer.dense_because), None)
-        rank = len(shared[0].weight.shape)
-        views = {(o.out_axis % rank, o.in_axis % rank, o.groups) for o in (layer.orientation for layer in shared)}
         if dense:
             why = f"weight '{dense.weight.name}' is shared with {node_label(dense.node)}, which stays dense"
-        elif len(views) > 1:
+        elif len(_views(shared)) > 1:
             why = (f"weight '{shared[0].weight.name}' is read in different orientations by "
                    + ", ".join(node_label(layer.node) for layer in shared))
         else:
@@ -168,13 +173,13 @@ def find_layers(model: ir.Model, options: SparsifyOptions) -> list[Layer]:
 
 def _counts(weights: list[ir.Value], canons: dict, options: SparsifyOptions) -> dict[ir.Value, int]:
     """How many blocks each weight loses: its own share of the target, or its blocks among the weakest overall."""
-    sizes = {w: block_norms(canons[w], options.pattern).size for w in weights}
+    scores = [block_norms(canons[w], options.pattern).ravel() for w in weights]
     if not options.global_ranking:
-        return {w: int(np.floor(options.target * sizes[w] + 0.5)) for w in weights}
+        return {w: int(np.floor(options.target * s.size + 0.5)) for w, s in zip(weights, scores)}
     if not weights:
         return {}
-    scores = np.concatenate([block_norms(canons[w], options.pattern).ravel() for w in weights])
-    owner = np.repeat(np.arange(len(weights)), [sizes[w] for w in weights])
+    owner = np.repeat(np.arange(len(weights)), [s.size for s in scores])
+    scores = np.concatenate(scores)
     weakest = np.argsort(scores, kind="stable")[:int(np.floor(options.target * scores.size + 0.5))]
     per_weight = np.bincount(owner[weakest], minlength=len(weights))
     return {w: int(n) for w, n in zip(weights, per_weight)}
