@@ -1,4 +1,5 @@
-"""Command line: sparsec compile | run | inspect | groups | prune | sparsify. Exit codes: 0 ok, 1 user error, 2 internal error."""
+"""Command line: sparsec compile | run | inspect | groups | prune | sparsify.
+Exit codes: 0 ok, 1 user error, 2 internal error."""
 
 from __future__ import annotations
 

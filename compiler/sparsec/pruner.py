@@ -1,4 +1,5 @@
-"""The pruning front door: `sparsec.dependency_groups`, `sparsec.prune`, `sparsec.sparsify`, `sparsec groups|prune|sparsify`."""
+"""The pruning front door: `sparsec.dependency_groups`, `sparsec.prune`, `sparsec.sparsify` (CLI groups, prune,
+sparsify)."""
 
 from __future__ import annotations
 

@@ -115,7 +115,8 @@ def _find_layer(node: ir.Node) -> Layer | None:
             layer.dense_because = f"weight '{weight.name}' is a vector: no output channels"
         return layer
     if node.op_type == "Conv":
-        return Layer(node, weight, dense_because=f"weight '{weight.name}' is not a constant (a graph input or computed)")
+        why = f"weight '{weight.name}' is not a constant (a graph input or computed)"
+        return Layer(node, weight, dense_because=why)
     if data.const_value is not None:
         return Layer(node, data, dense_because="the constant is the left operand; only right-operand weights are "
                                                "sparsified")
