@@ -14,7 +14,9 @@ from conftest import compile_and_compare, run_onnxruntime
 import sparsec
 from sparsec.cli import main
 from sparsec.passes.sparsify import SparsifyOptions
-from sparsec.passes.sparsity import Orientation, weight_sparsity
+from sparsec.frontend import load_model
+from sparsec.passes import CLEANUP, run_passes
+from sparsec.passes.sparsity import Orientation, orientation_of, unfit_reason, weight_sparsity
 
 TOLERANCE = 1e-4
 PATTERNS = ["unstructured", "1x4", "4x1", "8x1", "2:4"]
@@ -283,6 +285,8 @@ def test_weight_sparsity_detects_patterns_in_op_orientation():
     grouped[0:8, 0] = 0
     assert "8x1" in weight_sparsity(grouped, Orientation(0, 1, groups=4)).patterns
     assert "8x1" not in weight_sparsity(grouped, Orientation(0, 1, groups=8)).block_density  # 4 outputs per group
+    assert unfit_reason("8x1", grouped.shape, Orientation(0, 1, groups=8)) == (
+        "pattern 8x1 needs a multiple of 8 output channels per group, the weight has 4")
 
 
 def test_existing_zeros_count_and_stay():
@@ -395,6 +399,15 @@ def test_zoo_mobilenet_v3_small(tmp_path):
         if r["skipped"] is None:
             assert_pattern(native_view(before[r["weight"]], nodes[r["node"]]),
                            native_view(after[r["weight"]], nodes[r["node"]]), "4x1", 0.9)
+    # What the lowering will see: after BatchNorm folding and fusion the zeros and their pattern are still found.
+    cleaned, _ = run_passes(load_model(sparse), CLEANUP)
+    layers = {n.name: n for n in cleaned.graph if n.op_type.removeprefix("Fused") in ("Conv", "Gemm", "MatMul")}
+    assert {n.domain for n in layers.values()} == {"", "sparsec"}
+    for r in rows:
+        node = layers[r["node"]]
+        found = weight_sparsity(node.inputs[1].const_value.numpy(), orientation_of(node))
+        assert ("4x1" in found.patterns) == (r["skipped"] is None)
+        assert found.density == pytest.approx(r["density_after"])
 
 
 def test_compile_sparsify_option_equals_sparsify_then_compile(tmp_path):

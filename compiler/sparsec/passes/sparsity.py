@@ -119,12 +119,13 @@ def weight_sparsity(array: np.ndarray, orientation: Orientation) -> WeightSparsi
 
 
 def orientation_of(node) -> Orientation:
-    """How a Conv, Gemm or MatMul node reads its weight (input 1): see the module docstring."""
-    if node.op_type == "Conv":
+    """How a Conv, Gemm or MatMul node (or its sparsec.Fused* form) reads its weight (input 1): see above."""
+    op = node.op_type.removeprefix("Fused") if node.domain == "sparsec" else node.op_type
+    if op == "Conv":
         return Orientation(0, 1, node.attributes.get_int("group", 1))
-    if node.op_type == "Gemm":
+    if op == "Gemm":
         return Orientation(0, 1) if node.attributes.get_int("transB", 0) else Orientation(1, 0)
-    if node.op_type == "MatMul":
+    if op == "MatMul":
         return Orientation(-1, -2)
     raise ValueError(f"{node.op_type} has no layer weight")
 
