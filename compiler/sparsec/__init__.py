@@ -23,7 +23,8 @@ def compile(model, target: str = "host", output=None, **options):
     """Compile an ONNX model (path or ModelProto) into an artifact; returns a CompileResult.
 
     Options: input_shapes={"name": [1, 3, 224, 224]}, passes=[...], progress=False,
-    prune=PruneOptions(...) or a ratio (structured pruning before the clean-up passes).
+    prune=PruneOptions(...) or a ratio (structured pruning before the clean-up passes),
+    sparsify=SparsifyOptions(...) or a sparsity (magnitude pruning to zeros, after pruning).
     """
     from sparsec.compiler import compile_model
 
@@ -44,6 +45,16 @@ def prune(model, ratio: float = 0.5, criterion: str = "l2", **options):
     return run(model, ratio, criterion, **options)
 
 
+def sparsify(model, sparsity: float | None = None, pattern: str = "unstructured", **options):
+    """Magnitude pruning to exact zeros; returns (onnx.ModelProto, SparsifyReport). See sparsec.pruner.sparsify.
+
+    Options: global_ranking=False, ignore=[name substrings], include_first=False, include_depthwise=False.
+    """
+    from sparsec.pruner import sparsify as run
+
+    return run(model, sparsity, pattern, **options)
+
+
 __all__ = [
     "ArtifactError",
     "InputError",
@@ -61,4 +72,5 @@ __all__ = [
     "load",
     "prune",
     "runtime_target",
+    "sparsify",
 ]

@@ -1,4 +1,5 @@
-"""Command line: sparsec compile | run | inspect | groups | prune. Exit codes: 0 ok, 1 user error, 2 internal error."""
+"""Command line: sparsec compile | run | inspect | groups | prune | sparsify.
+Exit codes: 0 ok, 1 user error, 2 internal error."""
 
 from __future__ import annotations
 
@@ -17,13 +18,19 @@ def _compile(args) -> None:
     from sparsec.frontend import parse_input_shapes
 
     prune = _prune_options(args) if args.prune is not None else None
+    sparsify = _sparsify_options(args) if args.sparsity is not None or args.pattern is not None else None
     result = compile_model(args.model, target=args.target, output=args.output,
                            input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet, prune=prune,
-                           calib=args.calib)
+                           calib=args.calib, sparsify=sparsify)
     r = result.report
     if r["prune"]:
         print(f"pruned {args.prune:.0%}: params {r['prune']['params_before']:,} -> {r['prune']['params_after']:,}, "
               f"MACs {r['prune']['macs_before']:,} -> {r['prune']['macs_after']:,}")
+    if r["sparsify"]:
+        s = r["sparsify"]
+        layers = sum(row["skipped"] is None for row in s["layers"])
+        print(f"sparsified {layers} of {len(s['layers'])} layers ({sparsify.pattern}, {sparsify.target:.0%}): zeros "
+              f"{s['zeros_before']:,} -> {s['zeros_after']:,} of {s['weights']:,} layer weights")
     print(f"compiled {r['model']} for {r['target']} -> {r['artifact']} ({r['artifact_bytes']:,} bytes) in {r['seconds']} s")
     print(f"{'pass':<20} {'nodes before':>12} {'after':>7}  changes")
     for row in r["passes"]:
@@ -68,6 +75,14 @@ def _prune_options(args):
                         global_ranking=args.global_ranking, ignore=tuple(args.ignore), seed=args.seed)
 
 
+def _sparsify_options(args):
+    from sparsec.passes.sparsify import SparsifyOptions
+
+    return SparsifyOptions(sparsity=args.sparsity, pattern=args.pattern or "unstructured",
+                           global_ranking=args.global_ranking, ignore=tuple(args.ignore),
+                           include_first=args.include_first, include_depthwise=args.include_depthwise)
+
+
 def _groups(args) -> None:
     from sparsec.frontend import parse_input_shapes
     from sparsec.pruner import dependency_groups
@@ -90,14 +105,31 @@ def _groups(args) -> None:
 
 
 def _prune(args) -> None:
-    from pathlib import Path
-
-    from sparsec.compiler import _write_atomically, stderr_progress
+    from sparsec.compiler import stderr_progress
     from sparsec.frontend import parse_input_shapes
     from sparsec.pruner import prune_with
 
     proto, report = prune_with(args.model, _prune_options(args), args.calib, parse_input_shapes(args.input_shape),
                                None if args.quiet else stderr_progress)
+    _save(args, proto, report)
+
+
+def _sparsify(args) -> None:
+    from sparsec.compiler import stderr_progress
+    from sparsec.frontend import parse_input_shapes
+    from sparsec.pruner import sparsify_with
+
+    proto, report = sparsify_with(args.model, _sparsify_options(args), parse_input_shapes(args.input_shape),
+                                  None if args.quiet else stderr_progress)
+    _save(args, proto, report)
+
+
+def _save(args, proto, report) -> None:
+    """Writes the model to -o and the report to --report (each whole or not at all), prints the report."""
+    from pathlib import Path
+
+    from sparsec.compiler import _write_atomically
+
     if not args.quiet:
         print(file=sys.stderr)
     _write_atomically(Path(args.output), proto.SerializeToString())
@@ -168,6 +200,15 @@ def _add_prune_options(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="for --criterion random")
 
 
+def _add_sparsify_options(parser, pattern_default) -> None:
+    parser.add_argument("--sparsity", type=float, metavar="R", help="fraction of each layer's weights to zero "
+                        "(default 0.9; 0.5 for 2:4)")
+    parser.add_argument("--pattern", default=pattern_default,  # checked by SparsifyOptions: exit 1, not argparse's 2
+                        help="where zeros go: unstructured, 1x4 (input blocks), 4x1 or 8x1 (output blocks), 2:4")
+    parser.add_argument("--include-first", action="store_true", help="sparsify convs reading a graph input too")
+    parser.add_argument("--include-depthwise", action="store_true", help="sparsify depthwise convs too")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparsec", description="ONNX -> compact artifact + small C++ runtime")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -179,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true", help="no progress")
     c.add_argument("--prune", type=float, metavar="RATIO", help="structured pruning before compiling (e.g. 0.5)")
     _add_prune_options(c)
+    _add_sparsify_options(c, None)  # --sparsity or --pattern sparsifies after --prune; --global, --ignore apply
     c.set_defaults(func=_compile)
     g = sub.add_parser("groups", help="dependency groups of coupled channels: members, units, prunable or why not")
     g.add_argument("model")
@@ -194,6 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress")
     _add_prune_options(p)
     p.set_defaults(func=_prune)
+    s = sub.add_parser("sparsify", help="magnitude pruning to exact zeros in Conv/Gemm/MatMul weights (valid ONNX)")
+    s.add_argument("model")
+    s.add_argument("-o", "--output", required=True, help="sparsified .onnx file")
+    s.add_argument("--report", help="write the report as JSON here")
+    s.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    _add_sparsify_options(s, "unstructured")
+    s.add_argument("--global", dest="global_ranking", action="store_true", help="rank magnitudes across layers")
+    s.add_argument("--ignore", action="append", default=[], metavar="NAME",
+                   help="keep dense the layers whose node or weight name contains NAME (must match one)")
+    s.set_defaults(func=_sparsify)
     r = sub.add_parser("run", help="run an artifact on .npy inputs")
     r.add_argument("artifact")
     r.add_argument("--input", action="append", default=[], metavar="X.npy", help="one per model input, in order")

@@ -19,6 +19,7 @@ from sparsec.lower import lower_model, plan_memory
 from sparsec.passes import CLEANUP, PASSES, op_counts, run_passes
 from sparsec.passes.pruning import PruneOptions, prune_model
 from sparsec.passes.pruning.calibration import calibration_feeds
+from sparsec.passes.sparsify import SparsifyOptions, sparsify_model
 from sparsec.pruner import PREPARE
 from sparsec.targets import CROSS_TARGETS, install_runtime, runtime_dir
 
@@ -81,9 +82,10 @@ def stderr_progress(message: str) -> None:
 
 
 def compile_model(model, target: str = "host", output=None, input_shapes=None, passes=None,
-                  progress=None, prune=None, calib=None) -> CompileResult:
+                  progress=None, prune=None, calib=None, sparsify=None) -> CompileResult:
     """Compiles model (path, ModelProto or ir.Model) for target; writes <output>/<name>.spx and .report.json.
-    `prune` (PruneOptions or a ratio) prunes first; `calib` (.npy/.npz path or feeds) feeds its taylor criterion."""
+    `prune` (PruneOptions or a ratio) prunes first; `calib` (.npy/.npz path or feeds) feeds its taylor criterion;
+    `sparsify` (SparsifyOptions or a sparsity) then zeros weights, before the clean-up passes."""
     start = time.perf_counter()
     resolved = resolve_target(target)
     path = _output_path(model, output)
@@ -92,11 +94,15 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
         notify("loading model")
     graph = load_model(model, input_shapes)
     source_ops = op_counts(graph)
-    prune_report = None
+    prune_report = sparsify_report = None
+    if prune is not None or sparsify is not None:
+        graph, _ = run_passes(graph, PREPARE, notify)
     if prune is not None:
         options = prune if isinstance(prune, PruneOptions) else PruneOptions(ratio=float(prune))
-        graph, _ = run_passes(graph, PREPARE, notify)
         graph, prune_report = prune_model(graph, options, calibration_feeds(calib, graph), notify)
+    if sparsify is not None:
+        options = sparsify if isinstance(sparsify, SparsifyOptions) else SparsifyOptions(sparsity=float(sparsify))
+        graph, sparsify_report = sparsify_model(graph, options, notify)
     selected = CLEANUP if passes is None else [PASSES[name] for name in passes]
     graph, pass_rows = run_passes(graph, selected, notify)
     lowered = lower_model(graph, notify)
@@ -115,6 +121,7 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
         "source_nodes": sum(source_ops.values()),
         "passes": pass_rows,
         "prune": prune_report.to_dict() if prune_report else None,
+        "sparsify": sparsify_report.to_dict() if sparsify_report else None,
         "runtime_ops": len(lowered.ops),
         "constant_bytes": sum(t.nbytes for t in lowered.tensors if t.is_const),
         "peak_activation_bytes": memory["arena_bytes"],

@@ -1,4 +1,5 @@
-"""The pruning front door: `sparsec.dependency_groups`, `sparsec.prune`, `sparsec groups|prune`."""
+"""The pruning front door: `sparsec.dependency_groups`, `sparsec.prune`, `sparsec.sparsify` (CLI groups, prune,
+sparsify)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sparsec.frontend import load_model
 from sparsec.passes import PASSES, run_passes
 from sparsec.passes.pruning import Group, PruneOptions, PruneReport, find_groups, prune_model
 from sparsec.passes.pruning.calibration import calibration_feeds
+from sparsec.passes.sparsify import SparsifyOptions, SparsifyReport, sparsify_model
 
 # Pruning sees the graph after these: folded shape subgraphs make Reshape/Slice constants visible.
 PREPARE = [PASSES["fold_constants"], PASSES["remove_identities"]]
@@ -42,9 +44,32 @@ def prune_with(model, options: PruneOptions, calib=None, input_shapes=None, prog
     """`prune` with its options as one PruneOptions."""
     graph = prepare(model, input_shapes)
     graph, report = prune_model(graph, options, calibration_feeds(calib, graph), progress)
+    return checked_proto(graph, "pruned"), report
+
+
+def sparsify(model, sparsity: float | None = None, pattern: str = "unstructured", *, global_ranking: bool = False,
+             ignore=(), include_first: bool = False, include_depthwise: bool = False, input_shapes=None,
+             progress=None) -> tuple[onnx.ModelProto, SparsifyReport]:
+    """Magnitude pruning to exact zeros in the weights of every Conv/Gemm/MatMul layer: returns the checked
+    ONNX model (same graph, zeros in ordinary initializers) and a per-layer report. `sparsity` defaults to
+    0.9 (0.5 for pattern 2:4, which allows no other); patterns: unstructured, 1x4, 4x1, 8x1, 2:4."""
+    ignore = (ignore,) if isinstance(ignore, str) else tuple(ignore)
+    options = SparsifyOptions(sparsity, pattern, global_ranking, ignore, include_first, include_depthwise)
+    return sparsify_with(model, options, input_shapes, progress)
+
+
+def sparsify_with(model, options: SparsifyOptions, input_shapes=None, progress=None
+                  ) -> tuple[onnx.ModelProto, SparsifyReport]:
+    """`sparsify` with its options as one SparsifyOptions."""
+    graph, report = sparsify_model(prepare(model, input_shapes), options, progress)
+    return checked_proto(graph, "sparsified"), report
+
+
+def checked_proto(graph: ir.Model, what: str) -> onnx.ModelProto:
+    """The model as a ModelProto that passes onnx.checker's full check (else it is our bug)."""
     proto = ir.serde.serialize_model(graph)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise InternalError(f"the pruned model fails onnx.checker: {str(e).splitlines()[0]}") from e
-    return proto, report
+        raise InternalError(f"the {what} model fails onnx.checker: {str(e).splitlines()[0]}") from e
+    return proto

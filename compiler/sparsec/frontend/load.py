@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveInitializersFromInputsPass
@@ -84,6 +85,35 @@ def _set_input_shapes(proto: onnx.ModelProto, shapes: dict[str, list[int]]) -> N
         )
 
 
+def _dense_array(sparse: onnx.SparseTensorProto) -> np.ndarray:
+    values, indices = onnx.numpy_helper.to_array(sparse.values), onnx.numpy_helper.to_array(sparse.indices)
+    array = np.zeros(tuple(sparse.dims), values.dtype)
+    try:  # indices: linear [NNZ] or coordinates [NNZ, rank]
+        flat = indices if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), array.shape)
+        array.reshape(-1)[flat] = values
+    except (ValueError, IndexError) as e:
+        raise ModelLoadError(f"sparse tensor '{sparse.values.name}' is malformed: {e}") from None
+    return array
+
+
+def _densify_sparse_tensors(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Sparse initializers and Constant(sparse_value) as dense tensors: onnx-ir and shape inference skip them."""
+    constants = [i for i, n in enumerate(proto.graph.node) if n.op_type == "Constant" and
+                 n.domain in STANDARD_DOMAINS and n.attribute and n.attribute[0].name == "sparse_value"]
+    if not proto.graph.sparse_initializer and not constants:
+        return proto
+    dense = onnx.ModelProto()
+    dense.CopyFrom(proto)
+    for sparse in dense.graph.sparse_initializer:
+        dense.graph.initializer.append(onnx.numpy_helper.from_array(_dense_array(sparse), sparse.values.name))
+    del dense.graph.sparse_initializer[:]
+    for node in (dense.graph.node[i] for i in constants):
+        array = _dense_array(node.attribute[0].sparse_tensor)
+        del node.attribute[:]
+        node.attribute.append(onnx.helper.make_attribute("value", onnx.numpy_helper.from_array(array)))
+    return dense
+
+
 def load_model(source, input_shapes: dict[str, list[int]] | None = None) -> ir.Model:
     """Path, bytes-free ModelProto or ir.Model -> checked ir.Model with static, inferred shapes."""
     proto = _read(source)
@@ -91,6 +121,7 @@ def load_model(source, input_shapes: dict[str, list[int]] | None = None) -> ir.M
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:
         raise ModelLoadError(f"model fails onnx.checker: {str(e).splitlines()[0]}") from None
+    proto = _densify_sparse_tensors(proto)
     if _default_opset(proto) < MIN_OPSET:
         try:
             proto = onnx.version_converter.convert_version(proto, MIN_OPSET)
