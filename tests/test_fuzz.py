@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import sparsec
 from conftest import single_op_model
@@ -62,14 +63,54 @@ def artifact_with_every_record(rng) -> bytes:
     return spx.serialize("x86_64", [*g.tensors, quantized], g.ops, g.inputs, g.outputs, arena)
 
 
-def test_loader_survives_fuzzing(tmp_path, rng):
+@pytest.fixture(scope="module")
+def fuzz_binary(tmp_path_factory) -> Path:
+    """The loader + executor harness built with libFuzzer, ASan and UBSan (UBSan findings abort)."""
     clang = shutil.which("clang++")
     assert clang, "clang++ with libFuzzer is needed (.ci/run installs clang and libclang-rt-dev)"
-    binary = tmp_path / "fuzz_loader"
+    binary = tmp_path_factory.mktemp("fuzz") / "fuzz_loader"
     subprocess.run([clang, "-std=c++17", "-O1", "-g", "-fsanitize=fuzzer,address,undefined",
                     "-fno-sanitize-recover=undefined", f"-I{ROOT / 'runtime/include'}", f"-I{ROOT / 'runtime/src'}",
                     f"-I{ROOT / 'kernels_arm/include'}", str(ROOT / "tests/fuzz/fuzz_loader.cpp"), *runtime_sources(),
                     "-o", str(binary)], check=True)
+    return binary
+
+
+# A hostile header may ask for a huge arena: the loader must get null and return an error, so allocations
+# fail normally instead of tripping libFuzzer's malloc limit (real memory stays capped by RSS).
+SANITIZER_ENV = {**os.environ, "ASAN_OPTIONS": "allocator_may_return_null=1"}
+
+
+def test_corrupted_artifacts_under_sanitizers(fuzz_binary, tmp_path, rng):
+    """The corruption test's mutations (truncations, bit flips, every header field at boundary values) replayed
+    once each through the ASan+UBSan harness, which re-seals size and checksum so all of them reach the parser."""
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    seed_corpus(seeds, rng)
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    count = 0
+    for seed in sorted(seeds.iterdir()):
+        data = seed.read_bytes()
+        for trial in range(300):
+            bad = bytearray(data)
+            if trial < 12:  # each 8-byte header word from 32 on at 0, all ones and the top bit
+                pos = 32 + 8 * (trial // 3)
+                bad[pos:pos + 8] = [b"\0" * 8, b"\xff" * 8, b"\0" * 7 + b"\x80"][trial % 3]
+            elif trial % 3 == 0:
+                bad = bad[: rng.integers(0, len(bad))]
+            else:
+                for _ in range(rng.integers(1, 4)):
+                    bad[int(rng.integers(8, len(bad)))] ^= 1 << int(rng.integers(0, 8))
+            (cases / f"{seed.stem}-{trial}").write_bytes(bytes(bad))
+            count += 1
+    proc = subprocess.run([str(fuzz_binary), "-runs=0", f"-artifact_prefix={tmp_path}/", str(cases)],
+                          capture_output=True, text=True, timeout=600, env=SANITIZER_ENV, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "INITED" in proc.stderr and count >= 1800
+
+
+def test_loader_survives_fuzzing(fuzz_binary, tmp_path, rng):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     seed_corpus(corpus, rng)
@@ -77,13 +118,10 @@ def test_loader_survives_fuzzing(tmp_path, rng):
         shutil.copy(seed, corpus)
     findings = tmp_path / "findings"
     findings.mkdir()
-    # A hostile header may ask for a huge arena: the loader must get null and return an error, so
-    # allocations fail normally instead of tripping libFuzzer's malloc limit (real memory stays capped by RSS).
-    env = {**os.environ, "ASAN_OPTIONS": "allocator_may_return_null=1"}
-    proc = subprocess.run([str(binary), str(corpus), f"-artifact_prefix={findings}/", f"-max_total_time={FUZZ_SECONDS}",
-                           "-max_len=65536",
-                           "-rss_limit_mb=2048", "-malloc_limit_mb=4194304", "-seed=1"],
-                          capture_output=True, text=True, timeout=FUZZ_SECONDS + 120, env=env)
+    proc = subprocess.run([str(fuzz_binary), str(corpus), f"-artifact_prefix={findings}/",
+                           f"-max_total_time={FUZZ_SECONDS}", "-max_len=65536", "-rss_limit_mb=2048",
+                           "-malloc_limit_mb=4194304", "-seed=1"],
+                          capture_output=True, text=True, timeout=FUZZ_SECONDS + 120, env=SANITIZER_ENV)
     report = [line for line in proc.stderr.splitlines() if not line.startswith("#")]  # drop progress lines
     assert proc.returncode == 0, "\n".join(report[-80:]) + f"\nreproducers: {sorted(findings.iterdir())}"
     assert "Done" in proc.stderr

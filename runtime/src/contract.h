@@ -69,33 +69,72 @@ struct OpMeta {
   SlotMeta in[4], out[4];
   uint32_t types[4];  // allowed dtype codes as bit masks (1 << code)
   uint32_t n_iattr, n_fattr;
-  AttrMeta iattr[8];
+  uint32_t first_iattr;  // index into kAttrMeta
   bool in_place;  // the output may share the first input's buffer
 };
 
+constexpr AttrMeta kAttrMeta[] = {
+    {"algorithm", 1, 0, 3},  // Conv
+    {"group", 1, 1, 65536},  // Conv
+    {"strides", 2, 1, 65536},  // Conv
+    {"pads", 4, 0, 65536},  // Conv
+    {"dilations", 2, 1, 65536},  // Conv
+    {"activation", 1, 0, 12},  // Conv
+    {"activation", 1, 0, 12},  // MatMul
+    {"op", 1, 0, 9},  // Binary
+    {"activation", 1, 0, 12},  // Binary
+    {"op", 1, 0, 12},  // Unary
+    {"kind", 1, 0, 1},  // Pool
+    {"kernel", 2, 1, 65536},  // Pool
+    {"strides", 2, 1, 65536},  // Pool
+    {"pads", 4, 0, 65536},  // Pool
+    {"dilations", 2, 1, 65536},  // Pool
+    {"count_include_pad", 1, 0, 1},  // Pool
+    {"kind", 1, 0, 8},  // Reduce
+    {"algorithm", 1, 0, 2},  // Reduce
+    {"axes_mask", 1, 1, 255},  // Reduce
+    {"axis", 1, 0, 7},  // Softmax
+    {"log", 1, 0, 1},  // Softmax
+    {"axis", 1, 0, 7},  // LayerNorm
+    {"activation", 1, 0, 12},  // ChannelAffine
+    {"perm", 0, 0, 7},  // Transpose
+    {"axis", 1, 0, 7},  // Concat
+    {"axis", 1, 0, 7},  // Split
+    {"starts", 0, 0, 4294967296},  // Slice
+    {"steps", 0, -4294967296, 4294967296},  // Slice
+    {"axis", 1, 0, 7},  // Gather
+    {"mode", 1, 0, 2},  // Pad
+    {"begins", 0, 0, 4294967296},  // Pad
+    {"ends", 0, 0, 4294967296},  // Pad
+    {"groups", 1, 1, 4294967296},  // GroupNorm
+    {"kind", 1, 0, 1},  // ArgReduce
+    {"axis", 1, 0, 7},  // ArgReduce
+    {"select_last_index", 1, 0, 1},  // ArgReduce
+    {"activation", 1, 0, 12},  // Activation
+};
 constexpr OpMeta kOpMeta[22] = {
     {},
-    {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, {{"algorithm", 1, 0, 3}, {"group", 1, 1, 65536}, {"strides", 2, 1, 65536}, {"pads", 4, 0, 65536}, {"dilations", 2, 1, 65536}, {"activation", 1, 0, 12}}, false},
-    {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, {{"activation", 1, 0, 12}}, false},
-    {"Binary", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {14}, 2, 2, {{"op", 1, 0, 9}, {"activation", 1, 0, 12}}, false},
-    {"Unary", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 0, {{"op", 1, 0, 12}}, true},
-    {"Pool", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 6, 0, {{"kind", 1, 0, 1}, {"kernel", 2, 1, 65536}, {"strides", 2, 1, 65536}, {"pads", 4, 0, 65536}, {"dilations", 2, 1, 65536}, {"count_include_pad", 1, 0, 1}}, false},
-    {"Reduce", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 3, 0, {{"kind", 1, 0, 8}, {"algorithm", 1, 0, 2}, {"axes_mask", 1, 1, 255}}, false},
-    {"Softmax", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 2, 0, {{"axis", 1, 0, 7}, {"log", 1, 0, 1}}, false},
-    {"LayerNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 1, {{"axis", 1, 0, 7}}, false},
-    {"ChannelAffine", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 2, {{"activation", 1, 0, 12}}, false},
-    {"Transpose", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 1, 0, {{"perm", 0, 0, 7}}, false},
-    {"Copy", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, {}, true},
-    {"Concat", 1, 1, true, false, {{0, false}}, {{0, false}}, {126}, 1, 0, {{"axis", 1, 0, 7}}, false},
-    {"Split", 1, 1, false, true, {{0, false}}, {{0, false}}, {126}, 1, 0, {{"axis", 1, 0, 7}}, false},
-    {"Slice", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 2, 0, {{"starts", 0, 0, 4294967296}, {"steps", 0, -4294967296, 4294967296}}, false},
-    {"Gather", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {126, 12}, 1, 0, {{"axis", 1, 0, 7}}, false},
-    {"Pad", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 3, 1, {{"mode", 1, 0, 2}, {"begins", 0, 0, 4294967296}, {"ends", 0, 0, 4294967296}}, false},
-    {"Expand", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, {}, false},
-    {"Cast", 1, 1, false, false, {{0, false}}, {{1, false}}, {126, 126}, 0, 0, {}, false},
-    {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, {{"groups", 1, 1, 4294967296}}, false},
-    {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, {{"kind", 1, 0, 1}, {"axis", 1, 0, 7}, {"select_last_index", 1, 0, 1}}, false},
-    {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, {{"activation", 1, 0, 12}}, true},
+    {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
+    {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
+    {"Binary", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {14}, 2, 2, 7, false},
+    {"Unary", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 0, 9, true},
+    {"Pool", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 6, 0, 10, false},
+    {"Reduce", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 3, 0, 16, false},
+    {"Softmax", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 2, 0, 19, false},
+    {"LayerNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 1, 21, false},
+    {"ChannelAffine", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 2, 22, false},
+    {"Transpose", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 1, 0, 23, false},
+    {"Copy", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, 24, true},
+    {"Concat", 1, 1, true, false, {{0, false}}, {{0, false}}, {126}, 1, 0, 24, false},
+    {"Split", 1, 1, false, true, {{0, false}}, {{0, false}}, {126}, 1, 0, 25, false},
+    {"Slice", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 2, 0, 26, false},
+    {"Gather", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {126, 12}, 1, 0, 28, false},
+    {"Pad", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 3, 1, 29, false},
+    {"Expand", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, 32, false},
+    {"Cast", 1, 1, false, false, {{0, false}}, {{1, false}}, {126, 126}, 0, 0, 32, false},
+    {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 32, false},
+    {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, 33, false},
+    {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, 36, true},
 };
 
 }  // namespace sparsec

@@ -74,12 +74,13 @@ bool check_slots(const OpMeta& m, const Op& op, Message* err) {
 bool check_attributes(const OpMeta& m, const Op& op, Message* err) {
   const size_t rank = op.in.size() && op.in[0] ? op.in[0]->ndim : 0;
   size_t expected = 0;
-  for (uint32_t a = 0; a < m.n_iattr; ++a) expected += m.iattr[a].count ? m.iattr[a].count : rank;
+  const AttrMeta* attrs = kAttrMeta + m.first_iattr;
+  for (uint32_t a = 0; a < m.n_iattr; ++a) expected += attrs[a].count ? attrs[a].count : rank;
   SPX_REQUIRE(op.iattr.size() == expected, "has %zu integer attributes, expected %zu", op.iattr.size(), expected);
   SPX_REQUIRE(op.fattr.size() == m.n_fattr, "has %zu float attributes, expected %u", op.fattr.size(), m.n_fattr);
   size_t i = 0;
   for (uint32_t a = 0; a < m.n_iattr; ++a) {
-    const AttrMeta& attr = m.iattr[a];
+    const AttrMeta& attr = attrs[a];
     for (size_t k = 0; k < (attr.count ? attr.count : rank); ++k, ++i)
       SPX_REQUIRE(op.iattr[i] >= attr.low && op.iattr[i] <= attr.high, "attribute %s = %lld is outside [%lld, %lld]",
                   attr.name, static_cast<long long>(op.iattr[i]), static_cast<long long>(attr.low),

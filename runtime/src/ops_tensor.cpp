@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <type_traits>
 
 #include "op_util.h"
 #include "sparsec_rt.h"
@@ -10,32 +9,16 @@
 namespace sparsec {
 namespace {
 
-template <typename T, typename F>
-void binary_run(const T* a, int64_t sa, const T* b, int64_t sb, T* y, int64_t n, F f) {
-  if (sa == 1 && sb == 1) {
-    for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], b[i]);
-  } else if (sa == 1 && sb == 0) {
-    const T bv = *b;
-    for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], bv);
-  } else if (sa == 0 && sb == 1) {
-    const T av = *a;
-    for (int64_t i = 0; i < n; ++i) y[i] = f(av, b[i]);
-  } else {
-    for (int64_t i = 0; i < n; ++i) y[i] = f(a[i * sa], b[i * sb]);
-  }
-}
-
-template <typename T, typename F>
+template <typename F>
 void binary_all(const Op& op, const Broadcast& plan, F f) {
   const ActParams act = act_params(binary_attrs(op));
-  const T* a = op.in[0]->as<T>();
-  const T* b = op.in[1]->as<T>();
-  T* y = op.out[0]->as<T>();
+  const float* a = op.in[0]->f32();
+  const float* b = op.in[1]->f32();
+  float* y = op.out[0]->f32();
   const int64_t sa = plan.stride[0][plan.ndim - 1], sb = plan.stride[1][plan.ndim - 1];
   for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
-    binary_run(a + off[0], sa, b + off[1], sb, y + out_off, n, f);
-    if constexpr (std::is_same_v<T, float>)
-      if (act.kind != Activation::kNone) f32_activation(act, y + out_off, size_t(n));
+    for (int64_t i = 0; i < n; ++i) y[out_off + i] = f(a[off[0] + i * sa], b[off[1] + i * sb]);
+    if (act.kind != Activation::kNone) f32_activation(act, y + out_off, size_t(n));
   });
 }
 
@@ -75,18 +58,31 @@ T integer_mod(T a, T b, bool c_style) {
 }
 
 template <typename T>
-void binary_integer(const Op& op, const Broadcast& plan, BinaryOp kind) {
-  switch (kind) {
-    case BinaryOp::kAdd: binary_all<T>(op, plan, [](T a, T b) { return T(uint64_t(a) + uint64_t(b)); }); break;
-    case BinaryOp::kSub: binary_all<T>(op, plan, [](T a, T b) { return T(uint64_t(a) - uint64_t(b)); }); break;
-    case BinaryOp::kMul: binary_all<T>(op, plan, [](T a, T b) { return T(uint64_t(a) * uint64_t(b)); }); break;
-    case BinaryOp::kDiv: binary_all<T>(op, plan, integer_div<T>); break;
-    case BinaryOp::kMax: binary_all<T>(op, plan, [](T a, T b) { return std::max(a, b); }); break;
-    case BinaryOp::kMin: binary_all<T>(op, plan, [](T a, T b) { return std::min(a, b); }); break;
-    case BinaryOp::kMod: binary_all<T>(op, plan, [](T a, T b) { return integer_mod(a, b, false); }); break;
-    case BinaryOp::kFmod: binary_all<T>(op, plan, [](T a, T b) { return integer_mod(a, b, true); }); break;
-    default: break;  // refused by check_binary
+T integer_binary(BinaryOp kind, T a, T b) {
+  switch (kind) {  // wrap-around like onnxruntime's, computed unsigned (signed overflow is undefined)
+    case BinaryOp::kAdd: return T(uint64_t(a) + uint64_t(b));
+    case BinaryOp::kSub: return T(uint64_t(a) - uint64_t(b));
+    case BinaryOp::kMul: return T(uint64_t(a) * uint64_t(b));
+    case BinaryOp::kDiv: return integer_div(a, b);
+    case BinaryOp::kMax: return std::max(a, b);
+    case BinaryOp::kMin: return std::min(a, b);
+    case BinaryOp::kMod: return integer_mod(a, b, false);
+    case BinaryOp::kFmod: return integer_mod(a, b, true);
+    default: return T(0);  // refused by check_binary
   }
+}
+
+// Integer operands are shape arithmetic and indices: small, so one strided loop (small code) is enough;
+// so are the float ops without a microkernel (Pow, Max, Min, PRelu, Mod).
+template <typename T>
+void binary_integer(const Op& op, const Broadcast& plan, BinaryOp kind) {
+  const T* a = op.in[0]->as<T>();
+  const T* b = op.in[1]->as<T>();
+  T* y = op.out[0]->as<T>();
+  const int64_t sa = plan.stride[0][plan.ndim - 1], sb = plan.stride[1][plan.ndim - 1];
+  for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[out_off + i] = integer_binary(kind, a[off[0] + i * sa], b[off[1] + i * sb]);
+  });
 }
 
 float unary_math(UnaryOp kind, float x) {
@@ -139,13 +135,13 @@ bool run_binary(const Op& op, uint8_t*, Message*) {
     case BinaryOp::kAdd: case BinaryOp::kSub: case BinaryOp::kMul: case BinaryOp::kDiv:
       binary_microkernel(op, plan);
       break;
-    case BinaryOp::kPow: binary_all<float>(op, plan, [](float a, float b) { return std::pow(a, b); }); break;
-    case BinaryOp::kMax: binary_all<float>(op, plan, [](float a, float b) { return std::max(a, b); }); break;
-    case BinaryOp::kMin: binary_all<float>(op, plan, [](float a, float b) { return std::min(a, b); }); break;
-    case BinaryOp::kPrelu: binary_all<float>(op, plan, [](float a, float b) { return a < 0.0f ? a * b : a; }); break;
-    case BinaryOp::kFmod: binary_all<float>(op, plan, [](float a, float b) { return std::fmod(a, b); }); break;
+    case BinaryOp::kPow: binary_all(op, plan, [](float a, float b) { return std::pow(a, b); }); break;
+    case BinaryOp::kMax: binary_all(op, plan, [](float a, float b) { return std::max(a, b); }); break;
+    case BinaryOp::kMin: binary_all(op, plan, [](float a, float b) { return std::min(a, b); }); break;
+    case BinaryOp::kPrelu: binary_all(op, plan, [](float a, float b) { return a < 0.0f ? a * b : a; }); break;
+    case BinaryOp::kFmod: binary_all(op, plan, [](float a, float b) { return std::fmod(a, b); }); break;
     case BinaryOp::kMod:
-      binary_all<float>(op, plan, [](float a, float b) {
+      binary_all(op, plan, [](float a, float b) {
         const float r = std::fmod(a, b);
         return r != 0.0f && ((r < 0.0f) != (b < 0.0f)) ? r + b : r;
       });

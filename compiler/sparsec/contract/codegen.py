@@ -105,20 +105,25 @@ def runtime_header() -> str:
               "  bool optional;", "};", "struct OpMeta {", "  const char* name;",
               "  uint32_t n_in, n_out;  // slots; the last repeats when variadic", "  bool variadic_in, variadic_out;",
               "  SlotMeta in[4], out[4];", "  uint32_t types[4];  // allowed dtype codes as bit masks (1 << code)",
-              "  uint32_t n_iattr, n_fattr;", "  AttrMeta iattr[8];",
+              "  uint32_t n_iattr, n_fattr;", "  uint32_t first_iattr;  // index into kAttrMeta",
               "  bool in_place;  // the output may share the first input's buffer", "};", "",
-              f"constexpr OpMeta kOpMeta[{max(op.code for op in s.OPS) + 1}] = {{", "    {},"]
+              "constexpr AttrMeta kAttrMeta[] = {"]
+    first_attr, n_attrs = {}, 0
+    for op in s.OPS:
+        first_attr[op.code] = n_attrs
+        for a in op.iattrs:
+            lines.append(f'    {{"{a.name}", {0 if a.count == "rank" else a.count}, {a.bounds()[0]}, {a.bounds()[1]}}},'
+                         f'  // {op.name}')
+            n_attrs += 1
+    lines += ["};", f"constexpr OpMeta kOpMeta[{max(op.code for op in s.OPS) + 1}] = {{", "    {},"]
     for op in s.OPS:
         type_names = list(op.types)
         masks = ", ".join(str(sum(1 << s.DTYPE_BY_NAME[t].code for t in op.types[n])) for n in type_names)
         ins = ", ".join(f"{{{type_names.index(x.type)}, {str(x.optional).lower()}}}" for x in op.inputs)
         outs = ", ".join(f"{{{type_names.index(x.type)}, {str(x.optional).lower()}}}" for x in op.outputs)
-        attrs = ", ".join(
-            f'{{"{a.name}", {0 if a.count == "rank" else a.count}, {a.bounds()[0]}, {a.bounds()[1]}}}'
-            for a in op.iattrs)
         lines.append(f'    {{"{op.name}", {len(op.inputs)}, {len(op.outputs)}, {str(op.variadic_inputs).lower()}, '
                      f'{str(op.variadic_outputs).lower()}, {{{ins}}}, {{{outs}}}, {{{masks}}}, {len(op.iattrs)}, '
-                     f'{len(op.fattrs)}, {{{attrs}}}, {str(op.in_place).lower()}}},')
+                     f'{len(op.fattrs)}, {first_attr[op.code]}, {str(op.in_place).lower()}}},')
     lines += ["};", "", "}  // namespace sparsec", ""]
     return "\n".join(lines)
 
