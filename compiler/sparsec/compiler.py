@@ -6,20 +6,19 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from sparsec.artifact.format import TARGET_IDS, serialize
-from sparsec.errors import SparsecError
+from sparsec.errors import InputError, SparsecError
 from sparsec.frontend import load_model
 from sparsec.lower import lower_model, plan_memory
+from sparsec.outputs import write_outputs
 from sparsec.passes import CLEANUP, PASSES, op_counts, run_passes
-from sparsec.passes.pruning import PruneOptions, prune_model
-from sparsec.passes.pruning.calibration import calibration_feeds
-from sparsec.pruner import PREPARE
-from sparsec.targets import CROSS_TARGETS, install_runtime, runtime_dir
+from sparsec.passes.pruning import PruneOptions
+from sparsec.pruner import PREPARE, prune_prepared
+from sparsec.targets import CROSS_TARGETS, RUNTIMES, runtime_dir
 
 TARGETS = ("host", *TARGET_IDS)
 
@@ -51,17 +50,11 @@ def _output_path(model, output) -> Path:
     return output if output.suffix == ".spx" else output / f"{stem}.spx"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Nothing half-written: the file appears whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _ratio(prune) -> float:
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        return float(prune)
+    except (TypeError, ValueError):
+        raise InputError(f"prune must be a ratio in [0, 1) or a PruneOptions, got {prune!r}") from None
 
 
 def stderr_progress(message: str) -> None:
@@ -82,9 +75,12 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
     source_ops = op_counts(graph)
     prune_report = None
     if prune is not None:
-        options = prune if isinstance(prune, PruneOptions) else PruneOptions(ratio=float(prune))
+        options = prune if isinstance(prune, PruneOptions) else PruneOptions(ratio=_ratio(prune))
         graph, _ = run_passes(graph, PREPARE, notify)
-        graph, prune_report = prune_model(graph, options, calibration_feeds(calib, graph), notify)
+        graph, prune_report = prune_prepared(graph, options, calib, notify)
+    unknown = [name for name in passes or [] if name not in PASSES]
+    if unknown:
+        raise SparsecError(f"unknown pass(es) {unknown}; the passes are {', '.join(PASSES)}")
     selected = CLEANUP if passes is None else [PASSES[name] for name in passes]
     graph, pass_rows = run_passes(graph, selected, notify)
     lowered = lower_model(graph, notify)
@@ -92,8 +88,7 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
     data = serialize(resolved, lowered.tensors, lowered.ops, lowered.inputs, lowered.outputs, memory["arena_bytes"])
     # Built (or found in the cache) before anything is written: a failed compile leaves -o untouched.
     runtime = runtime_dir(resolved, notify) if resolved in CROSS_TARGETS else None
-    _write_atomically(path, data)
-    runtime_bytes = install_runtime(runtime, resolved, path.parent) if runtime else {}
+    runtime_files = {path.parent / name: runtime / name for name in RUNTIMES[resolved].files} if runtime else {}
     report = {
         "model": str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__,
         "target": resolved,
@@ -106,10 +101,10 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
         "constant_bytes": sum(t.nbytes for t in lowered.tensors if t.is_const),
         "peak_activation_bytes": memory["arena_bytes"],
         "naive_activation_bytes": memory["naive_bytes"],
-        "runtime_files_bytes": runtime_bytes,
+        "runtime_files_bytes": {p.name: source.stat().st_size for p, source in runtime_files.items()},
         "seconds": round(time.perf_counter() - start, 3),
     }
-    _write_atomically(path.with_suffix(".report.json"), json.dumps(report, indent=2).encode())
+    write_outputs({path: data, path.with_suffix(".report.json"): json.dumps(report, indent=2).encode(), **runtime_files})
     if notify:
         print(file=sys.stderr)
     return CompileResult(path, report)
