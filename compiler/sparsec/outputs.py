@@ -52,24 +52,25 @@ def write_outputs(files: dict[Path, bytes | Path]) -> None:
     for them) are removed and files that were there before are as they were."""
     umask = _umask()
     made, staged, backups, placed = [], {}, {}, []
+    current = next(iter(files))  # the output being worked on, for the message
     try:
-        for path in files:
-            for directory in _missing_dirs(path.parent):
+        for current in files:
+            for directory in _missing_dirs(current.parent):
                 directory.mkdir()
                 made.append(directory)
-        for path, content in files.items():
-            if path.is_dir():
-                raise OutputError(f"cannot write {path}: a directory is in the way")
-            staged[path] = _stage(path, content, umask)
-            if path.exists():
-                backups[path] = Path(f"{staged[path]}.old")
+        for current, content in files.items():
+            if current.is_dir():
+                raise OutputError(f"cannot write {current}: a directory is in the way")
+            staged[current] = _stage(current, content, umask)
+            if current.exists():
+                backups[current] = Path(f"{staged[current]}.old")
                 try:
-                    os.link(path, backups[path])  # a second name for the old file, to put back on failure
+                    os.link(current, backups[current])  # a second name for the old file, to put back on failure
                 except OSError:  # a file system without hard links
-                    shutil.copy2(path, backups[path])
-        for path, tmp in staged.items():
-            os.replace(tmp, path)
-            placed.append(path)
+                    shutil.copy2(current, backups[current])
+        for current, tmp in staged.items():
+            os.replace(tmp, current)
+            placed.append(current)
     except BaseException as e:
         for path in placed:
             if path in backups:
@@ -81,7 +82,7 @@ def write_outputs(files: dict[Path, bytes | Path]) -> None:
         for directory in reversed(made):
             directory.rmdir()
         if isinstance(e, OSError):
-            raise OutputError(f"cannot write {e.filename or next(iter(files))}: {e.strerror}") from None
+            raise OutputError(f"cannot write {current}: {e.strerror}") from None
         raise
     for backup in backups.values():
         backup.unlink()

@@ -33,6 +33,14 @@ def _translate(error: _rt.StatusError) -> SparsecError:
     return SparsecError(message)
 
 
+def _not_a_feed(input_feed) -> str | None:
+    """What is wrong with input_feed as a {name: array} dict, or None."""
+    if not isinstance(input_feed, Mapping):
+        return type(input_feed).__name__
+    keys = [k for k in input_feed if not isinstance(k, str)]
+    return f"keys {keys!r}" if keys else None
+
+
 class Session:
     """A loaded artifact, run like onnxruntime.InferenceSession: `run(None, {"input": x})`."""
 
@@ -75,9 +83,8 @@ class Session:
     def run(self, output_names: list[str] | str | None, input_feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Like onnxruntime: outputs in artifact order (None) or of the given names (one name may be a str)."""
         expected = {i.name for i in self._inputs}
-        if not isinstance(input_feed, Mapping) or not all(isinstance(k, str) for k in input_feed):
-            got = type(input_feed).__name__ if not isinstance(input_feed, Mapping) else \
-                f"keys {[k for k in input_feed if not isinstance(k, str)]!r}"
+        got = _not_a_feed(input_feed)
+        if got:
             raise InputError(f"the inputs must be a dict {{input name (str): numpy array}}, got {got}; "
                              f"the artifact's inputs are {[i.name for i in self._inputs]}")
         unknown = sorted(set(input_feed) - expected)
