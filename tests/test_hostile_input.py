@@ -157,6 +157,15 @@ def wide_input_model(dims) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def outer_product_model() -> onnx.ModelProto:
+    """Inputs of 2^21 elements whose product has 2^42: only the node output is too large."""
+    graph = helper.make_graph([helper.make_node("MatMul", ["col", "row"], ["outer"], name="outer_product")], "g",
+                              [helper.make_tensor_value_info("col", TensorProto.FLOAT, [2**21, 1]),
+                               helper.make_tensor_value_info("row", TensorProto.FLOAT, [1, 2**21])],
+                              [helper.make_tensor_value_info("outer", TensorProto.FLOAT, ["m", "n"])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def bad_initializer_model(raw: bytes) -> onnx.ModelProto:
     w = helper.make_tensor("weights", TensorProto.FLOAT, [2, 3], b"\0" * 24, raw=True)
     w.raw_data = raw  # make_tensor checks the size; a hostile file does not
@@ -170,10 +179,11 @@ def bad_initializer_model(raw: bytes) -> onnx.ModelProto:
     (wide_input_model([2**32, 2**32]), sparsec.ShapeError, "'big'"),
     (wide_input_model([2**62, 4]), sparsec.ShapeError, "'big'"),
     (wide_input_model([2**31, 2**31]), sparsec.ShapeError, "'big'"),
-    (wide_input_model([-3, 4]), sparsec.ShapeError, "'big'.*negative"),
+    (wide_input_model([-3, 4]), sparsec.ShapeError, "'big'.*--input-shape big=.*negative"),
+    (outer_product_model(), sparsec.ShapeError, "'outer' \\(output of node 'outer_product' \\(MatMul\\)\\).*too large"),
     (bad_initializer_model(b"\0" * 28), sparsec.ModelLoadError, "'weights'.*28 bytes.*24"),
     (bad_initializer_model(b"\0" * 20), sparsec.ModelLoadError, "'weights'.*20 bytes.*24"),
-], ids=["2^32x2^32", "2^62x4", "2^31x2^31", "negative", "raw-longer", "raw-shorter"])
+], ids=["2^32x2^32", "2^62x4", "2^31x2^31", "negative", "node-output", "raw-longer", "raw-shorter"])
 def test_sizes_are_checked_naming_the_tensor(model, error, message, tmp_path, capsys):
     with pytest.raises(error, match=message):
         sparsec.compile(model, output=tmp_path / "out")

@@ -158,11 +158,11 @@ def check_value_sizes(model: ir.Model) -> None:
     for value in values:
         if value.shape is None:
             continue
-        dims = [d for d in value.shape if isinstance(d, int)]
-        problem = _size_problem(dims)
+        problem = _size_problem([d for d in value.shape if isinstance(d, int)])
         if problem:
             producer = value.producer()
-            where = f" (output of node '{producer.name}' ({producer.op_type}))" if producer is not None else ""
+            where = (f" (output of node '{producer.name}' ({producer.op_type}))" if producer is not None
+                     else f" (a graph input: give its shape with --input-shape {value.name}=...)")
             raise ShapeError(f"tensor '{value.name}'{where} {problem}")
 
 
