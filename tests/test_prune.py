@@ -321,6 +321,41 @@ def test_prune_errors_name_the_problem(tmp_path):
         sparsec.prune(model, 0.5, criterion="taylor", calib=str(bad))
 
 
+@pytest.mark.parametrize("samples,message", [
+    (np.zeros((2, 8, 8, 3), np.float32), r"shape \(2, 8, 8, 3\).*\[1, 3, 8, 8\]"),  # NHWC: same size, wrong layout
+    (np.zeros((3, 8, 8), np.float32), r"shape \(3, 8, 8\).*samples first"),  # one sample, no samples axis
+    (np.full((2, 3, 8, 8), np.nan, np.float32), "NaN or infinite"),
+    (np.where(np.arange(384).reshape(2, 3, 8, 8) == 7, np.inf, 1.0).astype(np.float32), "NaN or infinite"),
+], ids=["nhwc", "no-batch-axis", "all-nan", "one-inf"])
+def test_taylor_calibration_is_checked(samples, message, tmp_path):
+    model = export(Residual(), (1, 3, 8, 8))
+    np.save(tmp_path / "calib.npy", samples)
+    with pytest.raises(sparsec.InputError, match=message):
+        sparsec.prune(model, 0.5, criterion="taylor", calib=str(tmp_path / "calib.npy"))
+
+
+@pytest.mark.parametrize("feed,message", [({"x": np.zeros((3, 8, 8), np.float32)}, r"'x' has shape \(3, 8, 8\)"),
+                                          ({"x": np.full((1, 3, 8, 8), np.nan, np.float32)}, "NaN or infinite"),
+                                          ({"y": np.zeros((1, 3, 8, 8), np.float32)}, "every model input")])
+def test_taylor_calibration_feeds_are_checked(feed, message):
+    with pytest.raises(sparsec.InputError, match=message):
+        sparsec.prune(export(Residual(), (1, 3, 8, 8)), 0.5, criterion="taylor", calib=[feed])
+
+
+@pytest.mark.parametrize("pattern,message", [("no_such_layer", "matches no node or weight"), ("", "empty")])
+def test_ignore_pattern_must_match(pattern, message, tmp_path, capsys):
+    model = export(Residual(), (1, 3, 8, 8))
+    with pytest.raises(sparsec.InputError, match=message):
+        sparsec.prune(model, 0.5, ignore=["/a/", pattern])
+    path = tmp_path / "residual.onnx"
+    onnx.save(model, path)
+    assert main(["prune", str(path), "-q", "--ignore", pattern, "-o", str(tmp_path / "p.onnx")]) == 1
+    assert message in capsys.readouterr().err
+    assert main(["compile", str(path), "-q", "--prune", "0.5", "--ignore", pattern, "-o", str(tmp_path / "b")]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "p.onnx").exists() and not (tmp_path / "b").exists()
+
+
 def test_cli_groups_prune_and_compile(tmp_path, capsys):
     path = tmp_path / "residual.onnx"
     onnx.save(export(Residual(), (1, 3, 8, 8)), path)

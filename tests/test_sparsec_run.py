@@ -41,3 +41,19 @@ def test_errors_exit_1_with_message(runner, tmp_path):
         result = subprocess.run([runner, *args], capture_output=True, text=True)
         assert result.returncode == 1 and "sparsec-run: error:" in result.stderr and message in result.stderr, result
     assert subprocess.run([runner, "--help"], capture_output=True, text=True).stdout.startswith("usage: sparsec-run")
+
+
+def test_arguments_cannot_ask_for_unbounded_work(runner, tmp_path):
+    artifact = sparsec.compile(single_op_model("Relu", [("x", [2, 3])]), output=tmp_path / "r.spx").path
+    np.zeros(6, np.float32).tofile(tmp_path / "x.bin")
+    (tmp_path / "long.bin").write_bytes(b"\0" * 25)
+    for args, message in [(["--repeat", "99999999999999999999"], "out of range: at most 1000000000"),
+                          (["--repeat", "1000000001"], "out of range"), (["--repeat", "0x10"], "positive integer"),
+                          (["--input", tmp_path / "long.bin"], "long.bin is longer than the 24 bytes input 'x' takes"),
+                          (["--input", "/dev/zero"], "/dev/zero is longer than the 24 bytes input 'x' takes")]:
+        if args[0] == "--repeat":
+            args = ["--input", tmp_path / "x.bin", *args]
+        result = subprocess.run([runner, artifact, *args], capture_output=True, text=True, timeout=20)
+        assert result.returncode == 1 and message in result.stderr, result
+    ok = subprocess.run([runner, artifact, "--input", tmp_path / "x.bin", "--repeat", "3"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "3 runs" in ok.stdout, ok

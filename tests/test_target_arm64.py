@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -56,6 +57,7 @@ def test_compile_ships_runtime_files(relu_build):
     assert report["runtime_files_bytes"] == {
         name: (relu_build / name).stat().st_size for name in ("libsparsec_rt.a", "sparsec-run", "sparsec_rt.h")}
     assert (relu_build / "sparsec-run").read_bytes()[:4] == b"\x7fELF"
+    assert os.access(relu_build / "sparsec-run", os.X_OK)  # copied with its executable bit
 
 
 def test_runner_size_goal(relu_build):

@@ -84,3 +84,32 @@ def test_zoo_model_in_node_matches_onnxruntime(name, tmp_path):
     error = raw_outputs_error([tmp_path / f"{i}.bin" for i in range(len(ref))], ref)
     print(f"{name} in Node (wasm32): max relative error {error:.2e}")
     assert error < TOLERANCE
+
+
+FEED_CHECKS = """
+import { readFile } from "node:fs/promises";
+import { pathToFileURL } from "node:url";
+const [sparsecJs, model] = process.argv.slice(1);
+const { load } = await import(pathToFileURL(sparsecJs).href);
+const session = await load(await readFile(model));
+const x = new Float32Array(6);
+const feeds = [{ a: x }, { a: x, b: x, extra: x }, { a: x, c: x }, { a: x, b: new Int32Array(6) }, [x, x], null];
+console.log(JSON.stringify(feeds.map((feed) => {
+  try { session.run(feed); return "no error"; } catch (error) { return error.message; }
+})));
+"""
+
+
+def test_feed_names_are_checked_like_python(tmp_path):
+    model = single_op_model("Add", [("a", [2, 3]), ("b", [2, 3])])
+    sparsec.compile(model, target="wasm32", output=tmp_path / "model.spx")
+    result = subprocess.run([node(), "--input-type=module", "-e", FEED_CHECKS, str(tmp_path / "sparsec.js"),
+                             str(tmp_path / "model.spx")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    missing, extra, wrong, dtype, array, null = json.loads(result.stdout)
+    assert missing == "sparsec: inputs do not match the artifact: unknown [], missing [\"b\"]; expected [\"a\",\"b\"]"
+    assert "unknown [\"extra\"], missing []" in extra
+    assert "unknown [\"c\"], missing [\"b\"]" in wrong
+    assert dtype == "sparsec: input 'b' needs a Float32Array (float32 [2,3]), got Int32Array"
+    assert "must be an object {input name: TypedArray}, got an array" in array
+    assert "got null" in null

@@ -4,9 +4,11 @@ Exit codes: 0 ok, 1 user error, 2 internal error."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import traceback
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +47,7 @@ def _compile(args) -> None:
 
 def _run(args) -> None:
     from sparsec.errors import InputError
+    from sparsec.outputs import write_outputs
     from sparsec.runtime import load
 
     session = load(args.artifact)
@@ -59,10 +62,14 @@ def _run(args) -> None:
             raise InputError(f"cannot read input file {path}: {e}") from None
     outputs = session.run(None, feed)
     if args.output:
+        buffer = io.BytesIO()
         if len(outputs) == 1:
-            np.save(args.output, outputs[0])
+            np.save(buffer, outputs[0])
         else:
-            np.savez(args.output, **{o.name: v for o, v in zip(session.get_outputs(), outputs)})
+            np.savez(buffer, **{o.name: v for o, v in zip(session.get_outputs(), outputs)})
+        extension = ".npy" if len(outputs) == 1 else ".npz"  # appended like numpy does
+        write_outputs({Path(args.output if args.output.endswith(extension) else args.output + extension):
+                       buffer.getvalue()})
     for info, value in zip(session.get_outputs(), outputs):
         print(f"{info.name}: shape {list(value.shape)} {value.dtype}, mean {float(np.mean(value)):.6g}")
 
@@ -128,13 +135,14 @@ def _save(args, proto, report) -> None:
     """Writes the model to -o and the report to --report (each whole or not at all), prints the report."""
     from pathlib import Path
 
-    from sparsec.compiler import _write_atomically
+    from sparsec.outputs import write_outputs
 
     if not args.quiet:
         print(file=sys.stderr)
-    _write_atomically(Path(args.output), proto.SerializeToString())
+    outputs = {Path(args.output): proto.SerializeToString()}
     if args.report:
-        _write_atomically(Path(args.report), json.dumps(report.to_dict(), indent=2).encode())
+        outputs[Path(args.report)] = json.dumps(report.to_dict(), indent=2).encode()
+    write_outputs(outputs)
     print(report.table())
     print(f"wrote {args.output}")
 

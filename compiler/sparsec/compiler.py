@@ -6,22 +6,21 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from sparsec.artifact.format import serialize
 from sparsec.contract.schema import TARGETS
-from sparsec.errors import InternalError, SparsecError
+from sparsec.errors import InputError, InternalError, SparsecError
 from sparsec.frontend import load_model
 from sparsec.lower import lower_model, plan_memory
+from sparsec.outputs import write_outputs
 from sparsec.passes import CLEANUP, PASSES, op_counts, run_passes
-from sparsec.passes.pruning import PruneOptions, prune_model
-from sparsec.passes.pruning.calibration import calibration_feeds
+from sparsec.passes.pruning import PruneOptions
 from sparsec.passes.sparsify import SparsifyOptions, sparsify_model
-from sparsec.pruner import PREPARE
-from sparsec.targets import CROSS_TARGETS, install_runtime, runtime_dir
+from sparsec.pruner import PREPARE, prune_prepared
+from sparsec.targets import CROSS_TARGETS, RUNTIMES, runtime_dir
 
 TARGET_CHOICES = ("host", *TARGETS)
 
@@ -53,17 +52,11 @@ def _output_path(model, output) -> Path:
     return output if output.suffix == ".spx" else output / f"{stem}.spx"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Nothing half-written: the file appears whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _ratio(value, option: str) -> float:
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{option} must be a ratio in [0, 1) or its options object, got {value!r}") from None
 
 
 def validate_artifact(data: bytes) -> None:
@@ -98,11 +91,14 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
     if prune is not None or sparsify is not None:
         graph, _ = run_passes(graph, PREPARE, notify)
     if prune is not None:
-        options = prune if isinstance(prune, PruneOptions) else PruneOptions(ratio=float(prune))
-        graph, prune_report = prune_model(graph, options, calibration_feeds(calib, graph), notify)
+        options = prune if isinstance(prune, PruneOptions) else PruneOptions(ratio=_ratio(prune, 'prune'))
+        graph, prune_report = prune_prepared(graph, options, calib, notify)
     if sparsify is not None:
-        options = sparsify if isinstance(sparsify, SparsifyOptions) else SparsifyOptions(sparsity=float(sparsify))
+        options = sparsify if isinstance(sparsify, SparsifyOptions) else SparsifyOptions(sparsity=_ratio(sparsify, 'sparsify'))
         graph, sparsify_report = sparsify_model(graph, options, notify)
+    unknown = [name for name in passes or [] if name not in PASSES]
+    if unknown:
+        raise SparsecError(f"unknown pass(es) {unknown}; the passes are {', '.join(PASSES)}")
     selected = CLEANUP if passes is None else [PASSES[name] for name in passes]
     graph, pass_rows = run_passes(graph, selected, notify)
     lowered = lower_model(graph, notify)
@@ -111,8 +107,7 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
     validate_artifact(data)
     # Built (or found in the cache) before anything is written: a failed compile leaves -o untouched.
     runtime = runtime_dir(resolved, notify) if resolved in CROSS_TARGETS else None
-    _write_atomically(path, data)
-    runtime_bytes = install_runtime(runtime, resolved, path.parent) if runtime else {}
+    runtime_files = {path.parent / name: runtime / name for name in RUNTIMES[resolved].files} if runtime else {}
     report = {
         "model": str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__,
         "target": resolved,
@@ -127,10 +122,10 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
         "peak_activation_bytes": memory["arena_bytes"],
         "scratch_bytes": memory["scratch_bytes"],
         "naive_activation_bytes": memory["naive_bytes"],
-        "runtime_files_bytes": runtime_bytes,
+        "runtime_files_bytes": {p.name: source.stat().st_size for p, source in runtime_files.items()},
         "seconds": round(time.perf_counter() - start, 3),
     }
-    _write_atomically(path.with_suffix(".report.json"), json.dumps(report, indent=2).encode())
+    write_outputs({path: data, path.with_suffix(".report.json"): json.dumps(report, indent=2).encode(), **runtime_files})
     if notify:
         print(file=sys.stderr)
     return CompileResult(path, report)

@@ -34,6 +34,10 @@ class ArtifactError(SparsecError):
     """An artifact is corrupt, truncated, of another format version, or built for another target."""
 
 
+class OutputError(SparsecError):
+    """An output cannot be written (a file where a directory is meant, no permission, a directory in the way)."""
+
+
 class ToolchainError(SparsecError):
     """No compiler (or cmake/ninja) that can build the runtime for the requested target."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import onnx
 import onnx_ir as ir
 
-from sparsec.errors import InternalError
+from sparsec.errors import InputError, InternalError
 from sparsec.frontend import load_model
 from sparsec.passes import PASSES, run_passes
 from sparsec.passes.pruning import Group, PruneOptions, PruneReport, find_groups, prune_model
@@ -39,11 +39,27 @@ def prune(model, ratio: float = 0.5, criterion: str = "l2", *, calib=None, input
     return prune_with(model, options, calib, input_shapes, progress)
 
 
+def check_ignore(model: ir.Model, patterns: tuple[str, ...]) -> None:
+    """An --ignore pattern that is empty (it would keep everything) or names nothing (a typo) is refused."""
+    names = {node.name for node in model.graph} | set(model.graph.initializers)
+    for pattern in patterns:
+        if not pattern:
+            raise InputError("an --ignore pattern is empty: it would match every name and keep every group whole")
+        if not any(pattern in name for name in names):
+            raise InputError(f"--ignore '{pattern}' matches no node or weight name of the model (e.g. "
+                             f"{sorted(n for n in names if n)[:3]})")
+
+
+def prune_prepared(graph: ir.Model, options: PruneOptions, calib=None, progress=None) -> tuple[ir.Model, PruneReport]:
+    """prune_model on a prepared graph, after checking the user's ignore patterns and calibration data."""
+    check_ignore(graph, options.ignore)
+    return prune_model(graph, options, calibration_feeds(calib, graph), progress)
+
+
 def prune_with(model, options: PruneOptions, calib=None, input_shapes=None, progress=None
                ) -> tuple[onnx.ModelProto, PruneReport]:
     """`prune` with its options as one PruneOptions."""
-    graph = prepare(model, input_shapes)
-    graph, report = prune_model(graph, options, calibration_feeds(calib, graph), progress)
+    graph, report = prune_prepared(prepare(model, input_shapes), options, calib, progress)
     return checked_proto(graph, "pruned"), report
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,12 +33,22 @@ def _translate(error: _rt.StatusError) -> SparsecError:
     return SparsecError(message)
 
 
+def _not_a_feed(input_feed) -> str | None:
+    """What is wrong with input_feed as a {name: array} dict, or None."""
+    if not isinstance(input_feed, Mapping):
+        return type(input_feed).__name__
+    keys = [k for k in input_feed if not isinstance(k, str)]
+    return f"keys {keys!r}" if keys else None
+
+
 class Session:
     """A loaded artifact, run like onnxruntime.InferenceSession: `run(None, {"input": x})`."""
 
     def __init__(self, artifact: str | os.PathLike | bytes):
         from_bytes = isinstance(artifact, (bytes, bytearray, memoryview))
         self.path = None if from_bytes else os.fspath(artifact)
+        if self.path is not None and os.path.isdir(self.path):
+            raise ArtifactError(f"{self.path} is a directory, not a .spx artifact")
         try:
             # From a path the C++ loader reads the file itself: the weights are in memory once.
             self._session = _rt.Session(bytes(artifact)) if from_bytes else _rt.Session.from_file(self.path)
@@ -69,8 +80,13 @@ class Session:
             self._session.set_profiling(False)
         return [(name, kind, float(np.median([s[i][2] for s in samples]))) for i, (name, kind, _) in enumerate(samples[0])]
 
-    def run(self, output_names: list[str] | None, input_feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, output_names: list[str] | str | None, input_feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Like onnxruntime: outputs in artifact order (None) or of the given names (one name may be a str)."""
         expected = {i.name for i in self._inputs}
+        got = _not_a_feed(input_feed)
+        if got:
+            raise InputError(f"the inputs must be a dict {{input name (str): numpy array}}, got {got}; "
+                             f"the artifact's inputs are {[i.name for i in self._inputs]}")
         unknown = sorted(set(input_feed) - expected)
         missing = sorted(expected - set(input_feed))
         if unknown or missing:
@@ -91,6 +107,8 @@ class Session:
             raise _translate(e) from None
         if output_names is None:
             return results
+        if isinstance(output_names, str):
+            output_names = [output_names]
         index = {o.name: i for i, o in enumerate(self._outputs)}
         bad = [n for n in output_names if n not in index]
         if bad:

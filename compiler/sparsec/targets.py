@@ -207,19 +207,3 @@ def runtime_dir(target: str, notify: Notify | None = None) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final
-
-
-def install_runtime(runtime: Path, target: str, output_dir: Path) -> dict[str, int]:
-    """Copies target's runtime files from runtime_dir() into output_dir; returns {file name: bytes}."""
-    sizes = {}
-    for name in RUNTIMES[target].files:
-        fd, tmp = tempfile.mkstemp(dir=output_dir, prefix=f".{name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            shutil.copy2(runtime / name, tmp)
-            os.replace(tmp, output_dir / name)  # whole file or none
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        sizes[name] = (output_dir / name).stat().st_size
-    return sizes

@@ -1,6 +1,7 @@
 // sparsec-run: loads an artifact and runs it on raw tensor files, through the C API only.
 // C library calls only, no std::string/vector/chrono: they would link libc++'s exception runtime
 // (unwinder, demangler) and wide-character formatting into this static binary.
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -18,7 +19,7 @@ const char kUsage[] =
     "e.g. numpy's arr.tofile(path).\n"
     "  --input X.bin   one per model input, in the model's input order\n"
     "  --output Y.bin  one per model output, in the model's output order (may be omitted)\n"
-    "  --repeat N      run N times (default 1); prints the mean time per run\n"
+    "  --repeat N      run N times (1 to 1000000000, default 1); prints the mean time per run\n"
     "  --info          print the inputs and outputs (name, dtype, shape, bytes) and exit\n"
     "Exit codes: 0 ok, 1 error (message on stderr).\n";
 
@@ -32,29 +33,23 @@ __attribute__((format(printf, 1, 2))) int fail(const char* fmt, ...) {
   return 1;
 }
 
+constexpr long kMaxRepeat = 1000000000;  // a bound on the work one command line can ask for
+
 int fail_runtime(const char* what) { return fail("%s: %s", what, sparsec_last_error()); }
 
-// The whole file in a malloc'd buffer (grown while reading, so pipes work too); null on failure.
-unsigned char* read_file(const char* path, size_t* size) {
+// At most limit bytes of the file in a malloc'd buffer (pipes and devices work too, /dev/zero stops at the
+// limit); null on failure. Read limit = expected size + 1 to tell a longer file from an exact one.
+unsigned char* read_file(const char* path, size_t limit, size_t* size) {
   std::FILE* f = std::fopen(path, "rb");
   if (!f) return nullptr;
-  unsigned char* bytes = nullptr;
-  size_t capacity = 0;
-  bool ok = true;
+  unsigned char* bytes = static_cast<unsigned char*>(std::malloc(limit));
   *size = 0;
-  while (true) {
-    if (*size == capacity) {
-      capacity = capacity ? 2 * capacity : size_t(1) << 16;
-      void* grown = std::realloc(bytes, capacity);
-      ok = grown != nullptr;
-      if (!ok) break;
-      bytes = static_cast<unsigned char*>(grown);
-    }
-    const size_t got = std::fread(bytes + *size, 1, capacity - *size, f);
+  while (bytes && *size < limit) {
+    const size_t got = std::fread(bytes + *size, 1, limit - *size, f);
     if (got == 0) break;
     *size += got;
   }
-  ok = ok && std::ferror(f) == 0;
+  const bool ok = bytes && std::ferror(f) == 0;
   std::fclose(f);
   if (!ok) std::free(bytes);
   return ok ? bytes : nullptr;
@@ -107,8 +102,13 @@ int parse(int argc, char** argv, Options* o) {
       o->outputs.path[o->outputs.count++] = argv[++i];
     } else if (std::strcmp(arg, "--repeat") == 0 && has_value) {
       char* end = nullptr;
-      o->repeat = std::strtol(argv[++i], &end, 10);
-      if (*end != '\0' || o->repeat < 1) return fail("--repeat takes a positive integer, got %s (see --help)", argv[i]);
+      errno = 0;
+      const long long repeat = std::strtoll(argv[++i], &end, 10);
+      if (end == argv[i] || *end != '\0' || repeat < 1)
+        return fail("--repeat takes a positive integer, got %s (see --help)", argv[i]);
+      if (errno == ERANGE || repeat > kMaxRepeat)
+        return fail("--repeat %s is out of range: at most %ld runs", argv[i], kMaxRepeat);
+      o->repeat = long(repeat);
     } else if (std::strcmp(arg, "--info") == 0) {
       o->info = true;
     } else if (arg[0] != '-' && !o->model) {
@@ -137,9 +137,14 @@ int run(const Options& o, sparsec_session* session) {
   if (o.outputs.count != 0 && o.outputs.count != num_outputs)
     return fail("the model has %d output(s), got %d --output", int(num_outputs), int(o.outputs.count));
   for (int32_t i = 0; i < num_inputs; ++i) {
+    if (sparsec_input_info(session, i, &info) != SPARSEC_OK) return fail_runtime("input");
     size_t size = 0;
-    unsigned char* bytes = read_file(o.inputs.path[i], &size);
+    unsigned char* bytes = read_file(o.inputs.path[i], info.nbytes + 1, &size);
     if (!bytes) return fail("cannot read %s", o.inputs.path[i]);
+    if (size > info.nbytes) {
+      std::free(bytes);
+      return fail("%s is longer than the %zu bytes input '%s' takes", o.inputs.path[i], info.nbytes, info.name);
+    }
     const sparsec_status status = sparsec_set_input(session, i, bytes, size);
     std::free(bytes);
     if (status != SPARSEC_OK) return fail_runtime(o.inputs.path[i]);

@@ -469,10 +469,10 @@ bool run_gather(const Op& op, uint8_t*, Message* err) {
   uint8_t* out = op.out[0]->data;
   for (size_t o = 0; o < outer; ++o) {
     for (size_t i = 0; i < idx.numel; ++i) {
-      int64_t k = idx.dtype == SPARSEC_INT64 ? idx.as<const int64_t>()[i] : idx.as<const int32_t>()[i];
-      if (k < 0) k += extent;
-      SPX_REQUIRE(k >= 0 && k < extent, "index %lld out of range [0, %lld)", static_cast<long long>(k),
-                  static_cast<long long>(extent));
+      const int64_t given = idx.dtype == SPARSEC_INT64 ? idx.as<const int64_t>()[i] : idx.as<const int32_t>()[i];
+      const int64_t k = given < 0 ? given + extent : given;
+      SPX_REQUIRE(k >= 0 && k < extent, "index %lld out of range [%lld, %lld)", static_cast<long long>(given),
+                  static_cast<long long>(-extent), static_cast<long long>(extent));
       std::memcpy(out, data.data + (o * size_t(extent) + size_t(k)) * inner, inner);
       out += inner;
     }

@@ -107,10 +107,12 @@ class Session {
   run(feeds) {
     const rt = this.rt;
     if (this.handle === 0) throw new Error("sparsec: session was freed");
+    this.#checkNames(feeds);
     this.inputs.forEach((info, index) => {
       const value = feeds[info.name];
       if (!(value instanceof info.type))
-        throw new Error(`sparsec: input '${info.name}' needs a ${info.type.name} (${info.dtype} ${JSON.stringify(info.shape)})`);
+        throw new Error(`sparsec: input '${info.name}' needs a ${info.type.name} (${info.dtype} ${JSON.stringify(info.shape)}), ` +
+                        `got ${value?.constructor?.name ?? typeof value}`);
       const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
       if (bytes.length !== info.nbytes)
         throw new Error(`sparsec: input '${info.name}' takes ${info.nbytes} bytes, got ${bytes.length}`);
@@ -132,6 +134,21 @@ class Session {
       rt.free(pointers);
     }
     return results;
+  }
+
+  // The same check and message as the Python Session: every input by name, nothing else.
+  #checkNames(feeds) {
+    const expected = this.inputs.map((info) => info.name);
+    if (feeds === null || typeof feeds !== "object" || Array.isArray(feeds) || ArrayBuffer.isView(feeds)) {
+      const got = Array.isArray(feeds) ? "an array" : feeds === null ? "null" : feeds?.constructor?.name ?? typeof feeds;
+      throw new Error(`sparsec: the inputs must be an object {input name: TypedArray}, got ${got}; ` +
+                      `the model's inputs are ${JSON.stringify(expected)}`);
+    }
+    const unknown = Object.keys(feeds).filter((name) => !expected.includes(name)).sort();
+    const missing = expected.filter((name) => !Object.hasOwn(feeds, name)).sort();
+    if (unknown.length || missing.length)
+      throw new Error(`sparsec: inputs do not match the artifact: unknown ${JSON.stringify(unknown)}, ` +
+                      `missing ${JSON.stringify(missing)}; expected ${JSON.stringify([...expected].sort())}`);
   }
 
   /** Releases the session's memory inside the runtime. */

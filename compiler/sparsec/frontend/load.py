@@ -10,6 +10,7 @@ import onnx_ir as ir
 from onnx_ir.passes.common import RemoveInitializersFromInputsPass
 
 from sparsec.errors import ModelLoadError, ShapeError
+from sparsec.frontend import checks
 from sparsec.naming import STANDARD_DOMAINS
 
 MIN_OPSET = 17  # older models are converted up; the lowering reads opset >= 17 forms
@@ -32,10 +33,10 @@ def parse_input_shapes(specs: list[str] | None) -> dict[str, list[int]]:
 
 
 def _read(source) -> onnx.ModelProto:
-    if isinstance(source, onnx.ModelProto):
-        return source
-    if isinstance(source, ir.Model):
-        return ir.serde.serialize_model(source)
+    if isinstance(source, (onnx.ModelProto, ir.Model)):
+        proto = source if isinstance(source, onnx.ModelProto) else ir.serde.serialize_model(source)
+        checks.read_external_data(proto, None)
+        return proto
     path = os.fspath(source)
     try:
         with open(path, "rb") as f:
@@ -48,6 +49,7 @@ def _read(source) -> onnx.ModelProto:
         raise ModelLoadError(f"{path} is not an ONNX model (protobuf parse failed: {e})") from None
     if not proto.graph.node and not proto.graph.output:
         raise ModelLoadError(f"{path} is not an ONNX model (no graph)")
+    checks.read_external_data(proto, path)
     return proto
 
 
@@ -117,10 +119,15 @@ def _densify_sparse_tensors(proto: onnx.ModelProto) -> onnx.ModelProto:
 def load_model(source, input_shapes: dict[str, list[int]] | None = None) -> ir.Model:
     """Path, bytes-free ModelProto or ir.Model -> checked ir.Model with static, inferred shapes."""
     proto = _read(source)
+    checks.check_names(proto)
+    checks.check_opset(_default_opset(proto))
+    checks.check_initializer_sizes(proto)
+    checks.check_input_shapes(input_shapes or {})
     try:
         onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as e:
-        raise ModelLoadError(f"model fails onnx.checker: {str(e).splitlines()[0]}") from None
+    except onnx.checker.ValidationError as e:  # its message on node order stops before the node: say it whole
+        reason = checks.node_order_problem(proto.graph) or str(e).splitlines()[0]
+        raise ModelLoadError(f"model fails onnx.checker: {reason}") from None
     proto = _densify_sparse_tensors(proto)
     if _default_opset(proto) < MIN_OPSET:
         try:
@@ -131,7 +138,9 @@ def load_model(source, input_shapes: dict[str, list[int]] | None = None) -> ir.M
     RemoveInitializersFromInputsPass()(model)  # old exporters list weights as inputs
     proto = ir.serde.serialize_model(model)
     _set_input_shapes(proto, input_shapes or {})
-    return infer_shapes(ir.serde.deserialize_model(proto))
+    model = infer_shapes(ir.serde.deserialize_model(proto))
+    checks.check_value_sizes(model)
+    return model
 
 
 def infer_shapes(model: ir.Model) -> ir.Model:

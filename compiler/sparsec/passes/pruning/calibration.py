@@ -9,8 +9,26 @@ from sparsec.errors import InputError
 from sparsec.passes.pruning.groups import Group
 
 
+def _samples(name: str, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """array as [samples, *shape]: given samples first, each of the input's shape or stacked along its batch axis."""
+    if array.ndim == len(shape) + 1 and array.shape[1:] == shape:
+        return array
+    if shape and array.ndim == len(shape) and array.shape[1:] == shape[1:] and array.shape[0] % shape[0] == 0:
+        return array.reshape(-1, *shape)
+    dims, rest = ", ".join(map(str, shape)), ", ".join(map(str, shape[1:]))
+    raise InputError(f"calibration data for '{name}' has shape {array.shape}, not a stack of {list(shape)}: give "
+                     f"[samples, {dims}] or [samples * {shape[0] if shape else 1}, {rest}] (samples first)")
+
+
+def _check_finite(name: str, array: np.ndarray) -> None:
+    """NaN or inf activations would rank channels by garbage."""
+    if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
+        bad = int(array.size - np.isfinite(array).sum())
+        raise InputError(f"calibration data for '{name}' has {bad} NaN or infinite value(s) of {array.size}")
+
+
 def load_calibration(path, model: ir.Model) -> list[dict[str, np.ndarray]]:
-    """Samples from .npy (one input: [samples, *input shape without batch] or [samples, *input shape]) or
+    """Samples from .npy (one input: [samples, *input shape] or stacked along the batch axis) or
     .npz (one array per input name, samples first). Each sample becomes one feed of the model's shape."""
     inputs = {v.name: v for v in model.graph.inputs}
     try:
@@ -23,23 +41,35 @@ def load_calibration(path, model: ir.Model) -> list[dict[str, np.ndarray]]:
     counts = set()
     feeds: dict[str, np.ndarray] = {}
     for name, array in arrays.items():
-        shape = tuple(inputs[name].shape)
-        dtype = inputs[name].dtype.numpy()
-        per_sample = int(np.prod(shape))
-        if array.size % per_sample:
-            raise InputError(f"calibration data for '{name}' has shape {array.shape}, not a stack of {list(shape)}")
-        feeds[name] = array.astype(dtype, copy=False).reshape(-1, *shape)
+        _check_finite(name, array)
+        feeds[name] = _samples(name, array, tuple(inputs[name].shape)).astype(inputs[name].dtype.numpy(), copy=False)
         counts.add(len(feeds[name]))
     if len(counts) != 1:
         raise InputError(f"calibration inputs have different sample counts {sorted(counts)}")
     return [{name: a[i] for name, a in feeds.items()} for i in range(counts.pop())]
 
 
+def check_feeds(feeds: list[dict], model: ir.Model) -> list[dict[str, np.ndarray]]:
+    """Calibration given as feeds: each gives every input, in the input's shape, finite."""
+    inputs = {v.name: tuple(v.shape) for v in model.graph.inputs}
+    for feed in feeds:
+        if not isinstance(feed, dict) or set(feed) != set(inputs):
+            got = sorted(map(str, feed)) if isinstance(feed, dict) else type(feed).__name__
+            raise InputError(f"each calibration feed must be a dict giving every model input {sorted(inputs)}; "
+                             f"got {got}")
+        for name, value in feed.items():
+            value = np.asarray(value)
+            if value.shape != inputs[name]:
+                raise InputError(f"calibration feed '{name}' has shape {value.shape}, the input's is {list(inputs[name])}")
+            _check_finite(name, value)
+    return feeds
+
+
 def calibration_feeds(calib, model: ir.Model) -> list[dict[str, np.ndarray]] | None:
-    """Feeds from a .npy/.npz path, or the given list of feeds as is."""
+    """Feeds from a .npy/.npz path, or the given list of feeds, checked."""
     if isinstance(calib, (str, bytes)) or hasattr(calib, "__fspath__"):
         return load_calibration(calib, model)
-    return calib
+    return None if calib is None else check_feeds(list(calib), model)
 
 
 def consumer_activation_norms(model: ir.Model, groups: list[Group], calibration: list[dict],
