@@ -87,7 +87,13 @@ class Builder:
         outs = [o if isinstance(o, int) else self.tensor(o) for o in outputs]
         self._check_types(spec, ids, outs)
         rank = len(self.g.tensors[ids[0]].shape) if ids and ids[0] is not None else 0
-        iattr, fattr = spec.pack(attrs or {}, rank)
+        try:
+            iattr, fattr = spec.pack(attrs or {}, rank)
+        except ValueError as e:  # e.g. an axis far outside the tensor's rank
+            raise Unsupported(str(e)) from None
+        if op == "Copy" and self.g.tensors[ids[0]].nbytes != self.g.tensors[outs[0]].nbytes:
+            raise Unsupported(f"input {list(self.g.tensors[ids[0]].shape)} and output "
+                              f"{list(self.g.tensors[outs[0]].shape)} differ in size")
         self.g.ops.append(OpEntry(spec.code, ids, outs, iattr, fattr, self.label, self.source_op, scratch_bytes))
         self.written.update(outs)
 

@@ -29,6 +29,8 @@ def conv(b: Builder, node: ir.Node) -> None:
     strides = node.attributes.get_ints("strides", [1, 1])
     dilations = node.attributes.get_ints("dilations", [1, 1])
     group = node.attributes.get_int("group", 1)
+    if group < 1 or shape_x[1] != shape_w[1] * group or shape_w[0] % group:
+        raise Unsupported(f"weight {list(shape_w)} does not fit input {list(shape_x)} with group {group}")
     pads = spatial_pads(node, shape_x[2:], shape_w[2:], strides, dilations)
     algorithm = conv_algorithm(shape_x, shape_w, group, strides, pads)
     scratch = (im2col_scratch_bytes(shape_x[1] // group, shape_w[2], shape_w[3], shape_y[2], shape_y[3])
