@@ -147,6 +147,12 @@ def _save(args, proto, report) -> None:
     print(f"wrote {args.output}")
 
 
+def _print_io(inputs, outputs) -> None:
+    for role, values in (("input ", inputs), ("output", outputs)):
+        for name, shape, dtype in values:
+            print(f"  {role} {name}: {list(shape) if shape else '?'} {dtype}")
+
+
 def _inspect_artifact(path: str, as_json: bool) -> None:
     from sparsec.inspect import inspect_artifact
 
@@ -155,10 +161,7 @@ def _inspect_artifact(path: str, as_json: bool) -> None:
         print(json.dumps(s, indent=2))
         return
     print(f"{path}: format v{s['format_version']}, target {s['target']}, {s['file_bytes']:,} bytes, {len(s['ops'])} ops")
-    for name, shape, dtype in s["inputs"]:
-        print(f"  input  {name}: {shape} {dtype}")
-    for name, shape, dtype in s["outputs"]:
-        print(f"  output {name}: {shape} {dtype}")
+    _print_io(s["inputs"], s["outputs"])
     print(f"{'#':>4}  {'node':<28} {'onnx op':<14} {'runtime op':<13} {'kernel':<32} {'output':<18} "
           f"{'weights':>10} {'scratch':>9}")
     for r in s["ops"]:
@@ -181,10 +184,7 @@ def _inspect(args) -> None:
         print(json.dumps(s, indent=2, default=str))
         return
     print(f"opset {s['opset']}, {s['nodes']} nodes (after constant folding), {s['params']:,} parameters, {s['macs']:,} MACs")
-    for name, shape, dtype in s["inputs"]:
-        print(f"  input  {name}: {list(shape) if shape else '?'} {dtype}")
-    for name, shape, dtype in s["outputs"]:
-        print(f"  output {name}: {list(shape) if shape else '?'} {dtype}")
+    _print_io(s["inputs"], s["outputs"])
     for op, count in s["ops"].items():
         mark = "  UNSUPPORTED" if op in s["unsupported"] else ""
         print(f"  {op:<24} {count:>5}{mark}")
