@@ -1,0 +1,105 @@
+"""ONNX backend node conformance: every node case of the installed onnx through sparsec on the host.
+
+A case passes (right result), or is a refusal recorded in conformance_expected.tsv. It fails on an unexpected
+pass (delete the line), an unexpected or changed refusal, a wrong result, a run-time failure after a successful
+compile, a crash, and (unless SPARSEC_CONFORMANCE_ALLOW_BUGS=1) any exception outside SparsecError. The counts
+are printed at the end of the pytest run and written as JSON to $SPARSEC_CONFORMANCE_JSON if set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import conformance
+
+INDEX = conformance.ensure_cases()
+EXPECTED = conformance.read_expectations()
+
+
+class _Summary:
+    """A pytest plugin registered by the `outcomes` fixture: prints the counts after the run."""
+
+    def __init__(self, results):
+        self.results = results
+
+    def pytest_terminal_summary(self, terminalreporter):
+        summary = conformance.counts(self.results, INDEX)
+        terminalreporter.section("ONNX node conformance")
+        for line in conformance.summary_lines(summary):
+            terminalreporter.write_line(line)
+        if os.environ.get("SPARSEC_CONFORMANCE_JSON"):
+            with open(os.environ["SPARSEC_CONFORMANCE_JSON"], "w") as f:
+                json.dump(summary, f, indent=1)
+
+
+@pytest.fixture(scope="session")
+def outcomes(request):
+    """Runs the selected cases once (2 worker processes) and registers the summary printer."""
+    selected = [item.callspec.params["case"] for item in request.session.items
+                if getattr(item, "originalname", None) == "test_node_case"]
+    results = conformance.run_cases(selected)
+    request.config.pluginmanager.register(_Summary(results), "sparsec-conformance-summary")
+    return results
+
+
+@pytest.mark.parametrize("case", sorted(INDEX))
+def test_node_case(case, outcomes):
+    failure = conformance.check(case, outcomes[case], EXPECTED.get(case))
+    assert not failure, failure
+
+
+def test_expectations_name_existing_cases():
+    """A line for a case the installed onnx does not have is stale (the list can only shrink)."""
+    assert sorted(set(EXPECTED) - set(INDEX)) == []
+    assert {e.status for e in EXPECTED.values()} <= {"rejected", "bug"}
+
+
+def test_typed_selection_matches_the_issue():
+    """The issue's denominator: float32/int64/int32/bool/uint8/int8 inputs and outputs, default domain."""
+    typed = [n for n, info in INDEX.items() if info["typed"]]
+    if conformance.onnx.__version__.startswith("1.23."):
+        assert (len(INDEX), len(typed)) == (1884, 1424)
+    assert "test_relu" in typed and "test_cast_FLOAT_to_FLOAT16" not in typed
+
+
+@pytest.mark.parametrize("actual, expected, ok", [
+    (np.array([1.0, np.nan], np.float32), np.array([1.0005, np.nan], np.float32), True),
+    (np.array([1.0, 2.0], np.float32), np.array([1.0, np.nan], np.float32), False),  # NaN positions must agree
+    (np.array([np.inf], np.float32), np.array([np.inf], np.float32), True),
+    (np.array([1.0], np.float32), np.array([1.002], np.float32), False),  # beyond rtol 1e-3
+    (np.array([1e-8], np.float32), np.array([0.0], np.float32), True),  # within atol 1e-7
+    (np.array([3], np.int64), np.array([3], np.int64), True),
+    (np.array([3], np.int64), np.array([4], np.int64), False),  # integers are exact
+    (np.array([1], np.uint8), np.array([True]), False),  # a bool output must come back as bool
+    (np.zeros((2, 1), np.float32), np.zeros((2,), np.float32), False),
+])
+def test_compare(actual, expected, ok):
+    assert (conformance.compare(actual, expected) == "") == ok
+
+
+@pytest.mark.parametrize("status, expected, fails", [
+    ("pass", None, False),
+    ("pass", conformance.Expectation("rejected", "UnsupportedOpError", ""), True),  # the list must shrink
+    ("rejected", None, True),
+    ("rejected", conformance.Expectation("rejected", "UnsupportedOpError", "x"), False),
+    ("rejected", conformance.Expectation("rejected", "ShapeError", "x"), True),
+    ("wrong", conformance.Expectation("rejected", "UnsupportedOpError", ""), True),  # never an expected outcome
+    ("run_failure", None, True),
+    ("crash", None, True),
+])
+def test_check(status, expected, fails):
+    outcome = conformance.Outcome(status, "UnsupportedOpError" if status == "rejected" else "", "detail")
+    assert bool(conformance.check("test_x", outcome, expected)) == fails
+
+
+def test_recorded_bug_fails_unless_allowed(monkeypatch):
+    bug = conformance.Outcome("bug", "builtins.RuntimeError", "boom")
+    expected = conformance.Expectation("bug", "builtins.RuntimeError", "boom")
+    monkeypatch.setattr(conformance, "ALLOW_RECORDED_BUGS", False)
+    assert "outside SparsecError" in conformance.check("test_x", bug, expected)
+    monkeypatch.setattr(conformance, "ALLOW_RECORDED_BUGS", True)
+    assert conformance.check("test_x", bug, expected) == ""
