@@ -276,6 +276,81 @@ def run_cases(names: list[str], directory: Path | None = None, workers: int = WO
     return results
 
 
+LIGHT_DIR = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+LIGHT_EXPECTATIONS = Path(__file__).with_name("conformance_light_expected.tsv")
+LIGHT_RTOL = 1e-3  # max |sparsec - onnxruntime| / max |onnxruntime| over each output
+
+
+def light_models() -> list[Path]:
+    """The opset-9 models of onnx's backend data whose weights are made by ConstantOfShape."""
+    return sorted(LIGHT_DIR.glob("*.onnx"))
+
+
+def randomize_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
+    """Each ConstantOfShape with a constant shape becomes a seeded random initializer of that shape: He-scaled
+    normal for weights (rank >= 2), uniform [0.5, 1.5] for vectors (biases, scales, BatchNorm means/variances)."""
+    rng = np.random.default_rng(seed)
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    kept = []
+    for node in graph.node:
+        if node.op_type != "ConstantOfShape" or node.input[0] not in constants:
+            kept.append(node)
+            continue
+        shape = tuple(int(d) for d in constants[node.input[0]])
+        if len(shape) >= 2:
+            value = rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))
+        else:
+            value = rng.uniform(0.5, 1.5, shape)
+        graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), node.output[0]))
+    del graph.node[:]
+    graph.node.extend(kept)
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    for unused in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(unused)
+    initializers = {i.name for i in graph.initializer}
+    for weight in [i for i in graph.input if i.name in initializers or i.name not in used]:
+        graph.input.remove(weight)
+    model.ir_version = max(model.ir_version, 4)  # IR 3 wants every initializer listed as a graph input too
+    return model
+
+
+def run_light(path: Path, work: Path) -> Outcome:
+    """Compile a light model with random weights; compare sparsec with onnxruntime on a seeded random input."""
+    import onnxruntime as ort
+
+    import sparsec
+
+    model = randomize_weights(onnx.load(path))
+    artifact = work / f"{path.stem}.spx"
+    try:
+        sparsec.compile(model, target="host", output=artifact)
+    except sparsec.SparsecError as e:
+        return Outcome("rejected", type(e).__name__, _first_line(e))
+    except Exception as e:  # noqa: BLE001
+        return Outcome("bug", f"{type(e).__module__}.{type(e).__qualname__}", _first_line(e))
+    initializers = {i.name for i in model.graph.initializer}
+    rng = np.random.default_rng(1)
+    feed = {i.name: rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
+            for i in model.graph.input if i.name not in initializers}
+    try:
+        actual = sparsec.load(artifact).run(None, feed)
+    except Exception as e:  # noqa: BLE001
+        return Outcome("run_failure", type(e).__name__, _first_line(e))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    expected = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(
+        None, feed)
+    for info, a, e in zip(model.graph.output, actual, expected):
+        if a.shape != e.shape or a.dtype != e.dtype:
+            return Outcome("wrong", "", f"output '{info.name}': {a.dtype}{list(a.shape)}, expected {e.dtype}{list(e.shape)}")
+        error = float(np.max(np.abs(a.astype(np.float64) - e))) / max(float(np.max(np.abs(e))), 1e-30)
+        if not error <= LIGHT_RTOL:
+            return Outcome("wrong", "", f"output '{info.name}': max relative error {error:.3g}")
+    return Outcome("pass")
+
+
 @dataclass(frozen=True)
 class Expectation:
     status: str  # rejected | bug

@@ -69,7 +69,7 @@ def stderr_progress(message: str) -> None:
 
 
 def compile_model(model, target: str = "host", output=None, input_shapes=None, passes=None,
-                  progress=None, prune=None, calib=None) -> CompileResult:
+                  progress=None, prune=None, calib=None, fixed_inputs=None) -> CompileResult:
     """Compiles model (path, ModelProto or ir.Model) for target; writes <output>/<name>.spx and .report.json.
     `prune` (PruneOptions or a ratio) prunes first; `calib` (.npy/.npz path or feeds) feeds its taylor criterion."""
     start = time.perf_counter()
@@ -78,7 +78,7 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
     notify = stderr_progress if progress is True else progress or None
     if notify:
         notify("loading model")
-    graph = load_model(model, input_shapes)
+    graph = load_model(model, input_shapes, fixed_inputs)
     source_ops = op_counts(graph)
     prune_report = None
     if prune is not None:
