@@ -40,7 +40,7 @@ class _Summary:
 def outcomes(request):
     """Runs the selected cases once (2 worker processes) and registers the summary printer."""
     selected = [item.callspec.params["case"] for item in request.session.items
-                if getattr(item, "originalname", None) == "test_node_case"]
+                if getattr(item, "originalname", None) in ("test_node_case", "test_light_model")]
     results = conformance.run_cases(selected)
     request.config.pluginmanager.register(_Summary(results), "sparsec-conformance-summary")
     return results
@@ -52,9 +52,29 @@ def test_node_case(case, outcomes):
     assert not failure, failure
 
 
+# The light models with 60M+ weights take up to a minute each (2 cores): CI runs them, `-m "not slow"` skips them.
+_BIG_LIGHT = {"light/light_bvlc_alexnet", "light/light_vgg19", "light/light_zfnet512"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(n, marks=pytest.mark.slow) if n in _BIG_LIGHT else n
+                                  for n in conformance.light_models()])
+def test_light_model(case, outcomes):
+    """onnx's light models (opset 9, ConstantOfShape weights) with seeded random weights, against onnxruntime."""
+    failure = conformance.check(case, outcomes[case], EXPECTED.get(case))
+    assert not failure, failure
+
+
+def test_light_models_get_random_weights():
+    model = conformance.randomize_weights(conformance.onnx.load(conformance.LIGHT_DIR / "light_squeezenet.onnx"))
+    assert not [n for n in model.graph.node if n.op_type == "ConstantOfShape"]
+    weights = [conformance.numpy_helper.to_array(i) for i in model.graph.initializer if i.dims and len(i.dims) == 4]
+    assert weights and all(np.unique(w).size > 1 for w in weights)
+    conformance.onnx.checker.check_model(model)
+
+
 def test_expectations_name_existing_cases():
     """A line for a case the installed onnx does not have is stale (the list can only shrink)."""
-    assert sorted(set(EXPECTED) - set(INDEX)) == []
+    assert sorted(set(EXPECTED) - set(INDEX) - set(conformance.light_models())) == []
     assert {e.status for e in EXPECTED.values()} <= {"rejected", "bug"}
 
 
