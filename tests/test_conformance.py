@@ -123,3 +123,26 @@ def test_recorded_bug_fails_unless_allowed(monkeypatch):
     assert "outside SparsecError" in conformance.check("test_x", bug, expected)
     monkeypatch.setattr(conformance, "ALLOW_RECORDED_BUGS", True)
     assert conformance.check("test_x", bug, expected) == ""
+
+
+def test_a_dying_worker_costs_one_case():
+    """A case that kills its worker process is recorded as a crash; the next case runs in a new worker."""
+    results = conformance.run_cases(["test_no_such_case", "test_relu"], workers=1)
+    assert results["test_no_such_case"].status == "crash"
+    assert "worker died" in results["test_no_such_case"].detail
+    assert results["test_relu"].status == "pass"
+
+
+def test_update_records_refusals_only(tmp_path, monkeypatch):
+    results = {"a": conformance.Outcome("rejected", "UnsupportedOpError", "node 'n' (LRN): no lowering rule"),
+               "b": conformance.Outcome("bug", "builtins.KeyError", "'x'"),
+               "c": conformance.Outcome("wrong", "", "output 'y': 3 of 4 elements differ"),
+               "d": conformance.Outcome("pass")}
+    path = tmp_path / "expected.tsv"
+    monkeypatch.setattr(conformance, "ALLOW_RECORDED_BUGS", False)
+    conformance.write_expectations(results, path)
+    assert conformance.read_expectations(path) == {
+        "a": conformance.Expectation("rejected", "UnsupportedOpError", "node 'n' (LRN): no lowering rule")}
+    monkeypatch.setattr(conformance, "ALLOW_RECORDED_BUGS", True)
+    conformance.write_expectations(results, path)
+    assert sorted(conformance.read_expectations(path)) == ["a", "b"]
