@@ -241,3 +241,17 @@ def test_sequence_and_optional_inputs_have_their_own_message(make_type, kind, tm
     with pytest.raises(sparsec.UnsupportedInputError, match=f"input 'x' is {kind}") as error:
         sparsec.compile(model, output=tmp_path / "m.spx")
     assert "--input-shape" not in str(error.value)
+
+
+def test_replaced_static_shape_that_the_model_hard_codes(tmp_path):
+    """A Reshape to the old batch cannot take the new one: say so, not only onnx's raw inference error."""
+    import sparsec
+
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "s"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [10, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [10, 48])],
+                              [numpy_helper.from_array(np.array([10, -1], np.int64), "s")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(sparsec.ShapeError, match=r"replacing the model's static shape \[10, 3, 4, 4\] by \[1, 3, 4, 4\]"
+                                                 r": the model does not compute with the new shape .*Reshape"):
+        sparsec.compile(model, output=tmp_path / "m.spx", input_shapes={"x": [1, 3, 4, 4]})

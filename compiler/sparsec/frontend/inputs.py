@@ -78,18 +78,31 @@ def clear_inferred_shapes(graph: onnx.GraphProto) -> None:
             value.type.tensor_type.ClearField("shape")
 
 
-def set_input_shapes(inputs: dict[str, onnx.ValueInfoProto], shapes: dict[str, list[int]]) -> None:
-    """Replaces the whole shape of each named input, symbolic, unknown or static (a static one with a note)."""
+def set_input_shapes(inputs: dict[str, onnx.ValueInfoProto], shapes: dict[str, list[int]]) -> list[str]:
+    """Replaces the whole shape of each named input, symbolic, unknown or static (a static one with a note).
+    Returns a note per input whose static dims changed."""
+    replaced = []
     for name, dims in shapes.items():
         old = _dims(inputs[name])
         if old is not None and len(old) != len(dims):
             raise ShapeError(f"--input-shape {name}: rank {len(dims)} given, the model's input has rank {len(old)}")
         if old is not None and any(isinstance(o, int) and o != d for o, d in zip(old, dims)):
-            log.warning("--input-shape %s: replacing the model's static shape %s by %s", name, old, dims)
+            replaced.append(f"--input-shape {name}: replacing the model's static shape {old} by {dims}")
+            log.warning("%s", replaced[-1])
         tensor_type = inputs[name].type.tensor_type
         tensor_type.shape.Clear()
         for d in dims:
             tensor_type.shape.dim.add().dim_value = d
+    return replaced
+
+
+def check_replaced_shapes(proto: onnx.ModelProto, replaced: list[str]) -> None:
+    """After static dims were replaced, the model must still infer: else it hard-codes its old shape somewhere."""
+    try:
+        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as e:  # onnx raises InferenceError and friends
+        raise ShapeError("; ".join(replaced) + ": the model does not compute with the new shape (it hard-codes the old "
+                         f"one, e.g. in a Reshape): {str(e).splitlines()[0]}") from None
 
 
 def fixed_array(value_info: onnx.ValueInfoProto, value) -> np.ndarray:
@@ -156,8 +169,10 @@ def prepare_inputs(proto: onnx.ModelProto, shapes: dict[str, list[int]] | None =
     if both:
         raise ShapeError(f"input(s) {both} are both shaped and fixed: a fixed input takes its value's shape")
     clear_negative_dims(graph)
-    set_input_shapes(inputs, shapes)
+    replaced = set_input_shapes(inputs, shapes)
     fix_inputs(graph, inputs, fixed)
     if shapes or fixed:
         clear_inferred_shapes(graph)
     require_static(inputs)
+    if replaced:
+        check_replaced_shapes(proto, replaced)
