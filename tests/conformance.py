@@ -310,10 +310,10 @@ def randomize_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
             continue
         shape = tuple(int(d) for d in constants[node.input[0]])
         if len(shape) >= 2:
-            value = rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))
+            value = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / np.prod(shape[1:])))
         else:
-            value = rng.uniform(0.5, 1.5, shape)
-        graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), node.output[0]))
+            value = rng.random(shape, dtype=np.float32) + np.float32(0.5)
+        graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
     del graph.node[:]
     graph.node.extend(kept)
     used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
