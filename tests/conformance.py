@@ -167,18 +167,31 @@ def _first_line(error: BaseException) -> str:
     return " | ".join(lines[:2])[:300] if lines else type(error).__name__
 
 
+def compile_refusal(model: onnx.ModelProto, artifact: Path) -> Outcome | None:
+    """Compiles model for the host into artifact; None if it compiled, else how it was refused. A SparsecError is
+    a refusal; an InternalError (sparsec's own word for a bug in itself) or any other exception is a bug."""
+    import sparsec
+
+    try:
+        sparsec.compile(model, target="host", output=artifact)
+    except sparsec.InternalError as e:
+        return Outcome("bug", type(e).__name__, _first_line(e))
+    except sparsec.SparsecError as e:
+        return Outcome("rejected", type(e).__name__, _first_line(e))
+    except Exception as e:  # noqa: BLE001 - exactly what this harness must catch and report
+        return Outcome("bug", f"{type(e).__module__}.{type(e).__qualname__}", _first_line(e))
+    return None
+
+
 def run_case(case_dir: Path, work: Path) -> Outcome:
     """Compile case_dir/model.onnx for the host, run every data set, compare."""
     import sparsec
 
     model = onnx.load(case_dir / "model.onnx")
     artifact = work / "case.spx"
-    try:
-        sparsec.compile(model, target="host", output=artifact)
-    except sparsec.SparsecError as e:
-        return Outcome("rejected", type(e).__name__, _first_line(e))
-    except Exception as e:  # noqa: BLE001 - exactly what this harness must catch and report
-        return Outcome("bug", f"{type(e).__module__}.{type(e).__qualname__}", _first_line(e))
+    refused = compile_refusal(model, artifact)
+    if refused:
+        return refused
     if not all(v.type.HasField("tensor_type") for v in [*model.graph.input, *model.graph.output]):
         return Outcome("run_failure", "", "compiled a model whose inputs or outputs are not all tensors")
     initializers = {i.name for i in model.graph.initializer}
@@ -334,12 +347,9 @@ def run_light(path: Path, work: Path) -> Outcome:
 
     model = randomize_weights(onnx.load(path))
     artifact = work / f"{path.stem}.spx"
-    try:
-        sparsec.compile(model, target="host", output=artifact)
-    except sparsec.SparsecError as e:
-        return Outcome("rejected", type(e).__name__, _first_line(e))
-    except Exception as e:  # noqa: BLE001
-        return Outcome("bug", f"{type(e).__module__}.{type(e).__qualname__}", _first_line(e))
+    refused = compile_refusal(model, artifact)
+    if refused:
+        return refused
     initializers = {i.name for i in model.graph.initializer}
     rng = np.random.default_rng(1)
     feed = {i.name: rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
@@ -388,8 +398,8 @@ def recordable(outcome: Outcome) -> bool:
 def write_expectations(results: dict[str, Outcome], path: Path = EXPECTATIONS) -> None:
     lines = ["# ONNX backend node cases (and light/ models) sparsec is expected to refuse at compile time.",
              "# case\tstatus\terror class\treason excerpt",
-             "# status: rejected = a SparsecError (the right way to refuse); bug = an exception outside SparsecError,",
-             "# a bug to fix (fails the test unless SPARSEC_CONFORMANCE_ALLOW_BUGS=1). Regenerate with",
+             "# status: rejected = a SparsecError (the right way to refuse); bug = an InternalError or an exception",
+             "# outside SparsecError, a bug to fix (fails the test unless SPARSEC_CONFORMANCE_ALLOW_BUGS=1). Regenerate with",
              "# `python tests/conformance.py --update` (tests/conformance.py); lines may only be deleted by hand."]
     for name in sorted(results):
         o = results[name]
@@ -414,7 +424,7 @@ def check(name: str, outcome: Outcome, expected: Expectation | None) -> str:
         return (f"{name}: expected {expected.status} {expected.error}, got {outcome.status} {outcome.error}: "
                 f"{outcome.detail} (update the line: python tests/conformance.py --update)")
     if outcome.status == "bug" and not ALLOW_RECORDED_BUGS:
-        return f"{name}: exception outside SparsecError: {outcome.error}: {outcome.detail}"
+        return f"{name}: a bug in sparsec ({outcome.error}): {outcome.detail}"
     return ""
 
 

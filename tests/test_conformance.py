@@ -2,7 +2,8 @@
 
 A case passes (right result), or is a refusal recorded in conformance_expected.tsv. It fails on an unexpected
 pass (delete the line), an unexpected or changed refusal, a wrong result, a run-time failure after a successful
-compile, a crash, and (unless SPARSEC_CONFORMANCE_ALLOW_BUGS=1) any exception outside SparsecError. The counts
+compile, a crash, and (unless SPARSEC_CONFORMANCE_ALLOW_BUGS=1) an InternalError or any exception outside
+SparsecError. The counts
 are printed at the end of the pytest run and written as JSON to $SPARSEC_CONFORMANCE_JSON if set.
 """
 
@@ -120,7 +121,7 @@ def test_recorded_bug_fails_unless_allowed(monkeypatch):
     bug = conformance.Outcome("bug", "builtins.RuntimeError", "boom")
     expected = conformance.Expectation("bug", "builtins.RuntimeError", "boom")
     monkeypatch.setattr(conformance, "ALLOW_RECORDED_BUGS", False)
-    assert "outside SparsecError" in conformance.check("test_x", bug, expected)
+    assert "a bug in sparsec" in conformance.check("test_x", bug, expected)
     monkeypatch.setattr(conformance, "ALLOW_RECORDED_BUGS", True)
     assert conformance.check("test_x", bug, expected) == ""
 
@@ -146,3 +147,15 @@ def test_update_records_refusals_only(tmp_path, monkeypatch):
     monkeypatch.setattr(conformance, "ALLOW_RECORDED_BUGS", True)
     conformance.write_expectations(results, path)
     assert sorted(conformance.read_expectations(path)) == ["a", "b"]
+
+
+def test_internal_error_is_a_bug(tmp_path, monkeypatch):
+    """sparsec's InternalError is a SparsecError, but it says "a bug in sparsec": never an expected refusal."""
+    import sparsec
+
+    def refuse(*args, **kwargs):
+        raise sparsec.InternalError("the runtime refuses the compiled artifact")
+
+    monkeypatch.setattr(sparsec, "compile", refuse)
+    outcome = conformance.compile_refusal(conformance.onnx.ModelProto(), tmp_path / "m.spx")
+    assert (outcome.status, outcome.error) == ("bug", "InternalError")
