@@ -13,6 +13,7 @@ from sparsec.errors import (
     ShapeError,
     SparsecError,
     ToolchainError,
+    UnsupportedInputError,
     UnsupportedOpError,
 )
 from sparsec.runtime import Session, TensorInfo, load, runtime_target
@@ -23,7 +24,8 @@ __version__ = "0.2.0"
 def compile(model, target: str = "host", output=None, **options):
     """Compile an ONNX model (path or ModelProto) into an artifact; returns a CompileResult.
 
-    Options: input_shapes={"name": [1, 3, 224, 224]}, passes=[...], progress=False,
+    Options: input_shapes={"name": [1, 3, 224, 224]} (replaces any dim), fixed_inputs={"sr": 16000} (an input
+    becomes a constant, so branches and shape arithmetic on it fold), passes=[...], progress=False,
     prune=PruneOptions(...) or a ratio (structured pruning before the clean-up passes),
     sparsify=SparsifyOptions(...) or a sparsity (magnitude pruning to zeros, after pruning).
     """
@@ -68,6 +70,7 @@ __all__ = [
     "SparsecError",
     "TensorInfo",
     "ToolchainError",
+    "UnsupportedInputError",
     "UnsupportedOpError",
     "compile",
     "dependency_groups",

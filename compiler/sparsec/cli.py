@@ -17,13 +17,13 @@ from sparsec.errors import InternalError, SparsecError
 
 def _compile(args) -> None:
     from sparsec.compiler import compile_model
-    from sparsec.frontend import parse_input_shapes
+    from sparsec.frontend import parse_fixed_inputs, parse_input_shapes
 
     prune = _prune_options(args) if args.prune is not None else None
     sparsify = _sparsify_options(args) if args.sparsity is not None or args.pattern is not None else None
     result = compile_model(args.model, target=args.target, output=args.output,
                            input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet, prune=prune,
-                           calib=args.calib, sparsify=sparsify)
+                           calib=args.calib, sparsify=sparsify, fixed_inputs=parse_fixed_inputs(args.fix_input))
     r = result.report
     if r["prune"]:
         print(f"pruned {args.prune:.0%}: params {r['prune']['params_before']:,} -> {r['prune']['params_after']:,}, "
@@ -173,13 +173,13 @@ def _inspect_artifact(path: str, as_json: bool) -> None:
 
 
 def _inspect(args) -> None:
-    from sparsec.frontend import parse_input_shapes
+    from sparsec.frontend import parse_fixed_inputs, parse_input_shapes
     from sparsec.inspect import inspect_model
 
     if str(args.model).endswith(".spx"):
         _inspect_artifact(args.model, args.json)
         return
-    s = inspect_model(args.model, parse_input_shapes(args.input_shape))
+    s = inspect_model(args.model, parse_input_shapes(args.input_shape), parse_fixed_inputs(args.fix_input))
     if args.json:
         print(json.dumps(s, indent=2, default=str))
         return
@@ -217,6 +217,9 @@ def _add_sparsify_options(parser, pattern_default) -> None:
     parser.add_argument("--include-depthwise", action="store_true", help="sparsify depthwise convs too")
 
 
+_FIX_INPUT_HELP = "pin an input to constant values (e.g. sr=16000): branches and shapes that depend on it fold"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparsec", description="ONNX -> compact artifact + small C++ runtime")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target", default="host", help="host (default), x86_64, arm64 or wasm32")
     c.add_argument("-o", "--output", help="output directory or .spx file (default: build/)")
     c.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...", help="static shape for an input")
+    c.add_argument("--fix-input", action="append", metavar="NAME=V[,V...]", help=_FIX_INPUT_HELP)
     c.add_argument("-q", "--quiet", action="store_true", help="no progress")
     c.add_argument("--prune", type=float, metavar="RATIO", help="structured pruning before compiling (e.g. 0.5)")
     _add_prune_options(c)
@@ -264,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(per op: source node, algorithm, kernel, shapes, bytes)")
     i.add_argument("model")
     i.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
+    i.add_argument("--fix-input", action="append", metavar="NAME=V[,V...]", help=_FIX_INPUT_HELP)
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_inspect)
     return parser

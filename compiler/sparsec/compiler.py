@@ -75,7 +75,7 @@ def stderr_progress(message: str) -> None:
 
 
 def compile_model(model, target: str = "host", output=None, input_shapes=None, passes=None,
-                  progress=None, prune=None, calib=None, sparsify=None) -> CompileResult:
+                  progress=None, prune=None, calib=None, sparsify=None, fixed_inputs=None) -> CompileResult:
     """Compiles model (path, ModelProto or ir.Model) for target; writes <output>/<name>.spx and .report.json.
     `prune` (PruneOptions or a ratio) prunes first; `calib` (.npy/.npz path or feeds) feeds its taylor criterion;
     `sparsify` (SparsifyOptions or a sparsity) then zeros weights, before the clean-up passes."""
@@ -85,7 +85,7 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
     notify = stderr_progress if progress is True else progress or None
     if notify:
         notify("loading model")
-    graph = load_model(model, input_shapes)
+    graph = load_model(model, input_shapes, fixed_inputs)
     source_ops = op_counts(graph)
     prune_report = sparsify_report = None
     if prune is not None or sparsify is not None:

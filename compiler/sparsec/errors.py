@@ -26,6 +26,10 @@ class ShapeError(SparsecError):
     """A shape is dynamic, unknown or does not fit (e.g. no --input-shape for a symbolic dim)."""
 
 
+class UnsupportedInputError(SparsecError):
+    """A graph input or output that is not a tensor (sequence, optional, map): the runtime takes tensors only."""
+
+
 class InputError(SparsecError):
     """Run-time inputs do not match the artifact (name, shape, dtype)."""
 

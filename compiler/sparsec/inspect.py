@@ -69,9 +69,9 @@ def summarize(model: ir.Model) -> dict:
     }
 
 
-def inspect_model(path, input_shapes=None) -> dict:
+def inspect_model(path, input_shapes=None, fixed_inputs=None) -> dict:
     """Loads (checker + shape inference) and summarises a model, after constant folding."""
-    return summarize(fold_constants(load_model(path, input_shapes)))
+    return summarize(fold_constants(load_model(path, input_shapes, fixed_inputs)))
 
 
 def inspect_artifact(path) -> dict:

@@ -1,4 +1,4 @@
-"""Load an ONNX model: parse, check, lift to a common opset, fix input shapes, infer all shapes."""
+"""Load an ONNX model: parse, check, lift to a common opset, prepare the inputs (frontend.inputs), infer all shapes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from onnx_ir.passes.common import RemoveInitializersFromInputsPass
 
 from sparsec.errors import ModelLoadError, ShapeError
 from sparsec.frontend import checks
+from sparsec.frontend.inputs import prepare_inputs
 from sparsec.naming import STANDARD_DOMAINS
 
 MIN_OPSET = 17  # older models are converted up; the lowering reads opset >= 17 forms
@@ -60,33 +61,6 @@ def _default_opset(proto: onnx.ModelProto) -> int:
     raise ModelLoadError("model imports no default-domain opset")
 
 
-def _set_input_shapes(proto: onnx.ModelProto, shapes: dict[str, list[int]]) -> None:
-    initializers = {i.name for i in proto.graph.initializer}
-    inputs = {i.name: i for i in proto.graph.input if i.name not in initializers}
-    unknown = sorted(set(shapes) - set(inputs))
-    if unknown:
-        raise ShapeError(f"--input-shape names unknown input(s) {unknown}; the model's inputs are {sorted(inputs)}")
-    for name, dims in shapes.items():
-        tensor_type = inputs[name].type.tensor_type
-        old_rank = len(tensor_type.shape.dim) if tensor_type.HasField("shape") else None
-        if old_rank is not None and old_rank != len(dims):
-            raise ShapeError(f"--input-shape {name}: rank {len(dims)} given, the model's input has rank {old_rank}")
-        tensor_type.shape.Clear()
-        for d in dims:
-            tensor_type.shape.dim.add().dim_value = d
-    dynamic = []
-    for name, value in inputs.items():
-        dims = value.type.tensor_type.shape.dim
-        if not value.type.tensor_type.HasField("shape") or any(not d.HasField("dim_value") for d in dims):
-            shown = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
-            dynamic.append(f"'{name}' {shown}")
-    if dynamic:
-        raise ShapeError(
-            "input(s) with dynamic shape: " + ", ".join(dynamic) +
-            "; give static shapes, e.g. --input-shape " + next(iter(inputs)) + "=1,3,224,224"
-        )
-
-
 def _dense_array(sparse: onnx.SparseTensorProto) -> np.ndarray:
     values, indices = onnx.numpy_helper.to_array(sparse.values), onnx.numpy_helper.to_array(sparse.indices)
     array = np.zeros(tuple(sparse.dims), values.dtype)
@@ -116,8 +90,9 @@ def _densify_sparse_tensors(proto: onnx.ModelProto) -> onnx.ModelProto:
     return dense
 
 
-def load_model(source, input_shapes: dict[str, list[int]] | None = None) -> ir.Model:
-    """Path, bytes-free ModelProto or ir.Model -> checked ir.Model with static, inferred shapes."""
+def load_model(source, input_shapes: dict[str, list[int]] | None = None, fixed_inputs: dict | None = None) -> ir.Model:
+    """Path, bytes-free ModelProto or ir.Model -> checked ir.Model with static, inferred shapes.
+    fixed_inputs {name: value} turns inputs into constants (see frontend.inputs)."""
     proto = _read(source)
     checks.check_names(proto)
     checks.check_opset(_default_opset(proto))
@@ -137,7 +112,7 @@ def load_model(source, input_shapes: dict[str, list[int]] | None = None) -> ir.M
     model = ir.serde.deserialize_model(proto)
     RemoveInitializersFromInputsPass()(model)  # old exporters list weights as inputs
     proto = ir.serde.serialize_model(model)
-    _set_input_shapes(proto, input_shapes or {})
+    prepare_inputs(proto, input_shapes, fixed_inputs)
     model = infer_shapes(ir.serde.deserialize_model(proto))
     checks.check_value_sizes(model)
     return model

@@ -30,8 +30,8 @@ class LoweredGraph:
 def static_shape(value: ir.Value) -> tuple[int, ...]:
     """The value's shape; every dim must be a known integer (else Unsupported, naming the value)."""
     if value.shape is None or not all(isinstance(d, int) for d in value.shape.dims):
-        raise Unsupported(f"value '{value.name}' has no static shape ({value.shape}); its size depends on data or on "
-                          "an input without --input-shape")
+        raise Unsupported(f"value '{value.name}' has no static shape ({value.shape}): its size depends on run-time "
+                          "data (--fix-input can pin an input it depends on)")
     return tuple(int(d) for d in value.shape.dims)
 
 

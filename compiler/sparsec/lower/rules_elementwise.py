@@ -17,6 +17,8 @@ def binary(b: Builder, node: ir.Node) -> None:
     op = BINARY.get(node.op_type)
     if node.op_type == "Mod":
         op = BinaryOp.FMOD if node.attributes.get_int("fmod", 0) else BinaryOp.MOD
+    if op in (BinaryOp.POW, BinaryOp.PRELU) and node.outputs[0].dtype != ir.DataType.FLOAT:
+        raise Unsupported(f"{node.op_type} runs on float32 only (this node is {node.outputs[0].dtype})")
     act = fused_activation(node)
     inputs = list(node.inputs)
     if len(inputs) == 1:
