@@ -230,8 +230,9 @@ bool parse_artifact(const uint8_t* data, size_t size, Artifact* out, ParseError*
       out->data_size > size - out->data_offset)
     return fail(err, SPARSEC_ERR_FORMAT, "data section lies outside the file");
   const uint64_t data_end = out->data_offset + out->data_size;
-  if (out->param_size > 0 && (out->param_offset % kAlignment != 0 || out->param_offset < data_end ||
-                              out->param_offset > size || out->param_size > size - out->param_offset))
+  if (out->param_size == 0 ? out->param_offset != 0
+                           : out->param_offset % kAlignment != 0 || out->param_offset < data_end ||
+                                 out->param_offset > size || out->param_size > size - out->param_offset)
     return fail(err, SPARSEC_ERR_FORMAT, "param section lies outside the file");
   if (out->param_size > 0 && !(out->features & SPARSEC_FEATURE_PARAMS))
     return fail(err, SPARSEC_ERR_FORMAT, "param section without the PARAMS feature flag");

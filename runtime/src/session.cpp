@@ -199,7 +199,7 @@ static sparsec_status load_owned(AlignedBuffer file, size_t size, sparsec_sessio
   if (!s->params)
     return set_error(SPARSEC_ERR_OUT_OF_MEMORY, "cannot allocate %llu bytes of parameters",
                      static_cast<unsigned long long>(a.param_size));
-  std::memcpy(s->params.get(), s->file.get() + a.param_offset, size_t(a.param_size));
+  if (a.param_size) std::memcpy(s->params.get(), s->file.get() + a.param_offset, size_t(a.param_size));
   uint8_t* constants = s->file.get() + a.data_offset;
   for (size_t i = 0; i < a.tensors.size(); ++i) {
     const Storage storage = a.tensors[i].storage;
