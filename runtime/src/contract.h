@@ -66,7 +66,7 @@ struct OpMeta {
   const char* name;
   uint32_t n_in, n_out;  // slots; the last repeats when variadic
   bool variadic_in, variadic_out;
-  SlotMeta in[4], out[4];
+  SlotMeta in[8], out[4];
   uint32_t types[4];  // allowed dtype codes as bit masks (1 << code)
   uint32_t n_iattr, n_fattr;
   uint32_t first_iattr;  // index into kAttrMeta
@@ -113,7 +113,7 @@ constexpr AttrMeta kAttrMeta[] = {
     {"activation", 1, 0, 12},  // Activation
 };
 constexpr OpMeta kOpMeta[22] = {
-    {},
+    {},  // 0
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
     {"Binary", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {14}, 2, 2, 7, false},

@@ -96,7 +96,7 @@ def runtime_header() -> str:
             lines.append(_cpp_enum(name, values))
     lines += ["", "enum class OpCode : uint32_t {"]
     lines += [f"  k{op.name} = {op.code},  // {op.doc}" if op.doc else f"  k{op.name} = {op.code}," for op in s.OPS]
-    lines += [f"  kLast = k{s.OPS[-1].name},", "};", "",
+    lines += [f"  kLast = k{max(s.OPS, key=lambda op: op.code).name},", "};", "",
               "// X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list."]
     lines.append("#define SPARSEC_OPS(X) " + " ".join(f"X({op.name}, {_snake(op.name)})" for op in s.OPS))
     lines += ["",
@@ -104,7 +104,7 @@ def runtime_header() -> str:
               "  int64_t low, high;", "};", "struct SlotMeta {", "  uint8_t type;  // index into OpMeta::types",
               "  bool optional;", "};", "struct OpMeta {", "  const char* name;",
               "  uint32_t n_in, n_out;  // slots; the last repeats when variadic", "  bool variadic_in, variadic_out;",
-              "  SlotMeta in[4], out[4];", "  uint32_t types[4];  // allowed dtype codes as bit masks (1 << code)",
+              "  SlotMeta in[8], out[4];", "  uint32_t types[4];  // allowed dtype codes as bit masks (1 << code)",
               "  uint32_t n_iattr, n_fattr;", "  uint32_t first_iattr;  // index into kAttrMeta",
               "  bool in_place;  // the output may share the first input's buffer", "};", "",
               "constexpr AttrMeta kAttrMeta[] = {"]
@@ -115,8 +115,13 @@ def runtime_header() -> str:
             lines.append(f'    {{"{a.name}", {0 if a.count == "rank" else a.count}, {a.bounds()[0]}, {a.bounds()[1]}}},'
                          f'  // {op.name}')
             n_attrs += 1
-    lines += ["};", f"constexpr OpMeta kOpMeta[{max(op.code for op in s.OPS) + 1}] = {{", "    {},"]
-    for op in s.OPS:
+    by_code = {op.code: op for op in s.OPS}
+    lines += ["};", f"constexpr OpMeta kOpMeta[{max(by_code) + 1}] = {{"]
+    for code in range(max(by_code) + 1):
+        op = by_code.get(code)
+        if op is None:  # unused codes (0, and gaps between op families) keep an empty row
+            lines.append(f"    {{}},  // {code}")
+            continue
         type_names = list(op.types)
         masks = ", ".join(str(sum(1 << s.DTYPE_BY_NAME[t].code for t in op.types[n])) for n in type_names)
         ins = ", ".join(f"{{{type_names.index(x.type)}, {str(x.optional).lower()}}}" for x in op.inputs)

@@ -62,12 +62,17 @@ def check_tensor_values(graph: onnx.GraphProto) -> None:
             "or map values); export the model with tensor inputs and outputs")
 
 
-def clear_negative_dims(graph: onnx.GraphProto) -> None:
-    """A dim_value of -1 (as paddle2onnx writes) means unknown: make it an unknown dim."""
+def clear_negative_dims(graph: onnx.GraphProto) -> dict[str, list[int]]:
+    """A dim_value of -1 (as paddle2onnx writes) means unknown: make it an unknown dim; returns the inputs' old dims."""
+    negative = {}
     for value in [*graph.input, *graph.output, *graph.value_info]:
-        for dim in value.type.tensor_type.shape.dim if value.type.HasField("tensor_type") else ():
+        dims = value.type.tensor_type.shape.dim if value.type.HasField("tensor_type") else ()
+        if any(d.HasField("dim_value") and d.dim_value < 0 for d in dims) and value in graph.input:
+            negative[value.name] = [d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in dims]
+        for dim in dims:
             if dim.HasField("dim_value") and dim.dim_value < 0:
                 dim.Clear()
+    return negative
 
 
 def clear_inferred_shapes(graph: onnx.GraphProto) -> None:
@@ -140,8 +145,9 @@ def fix_inputs(graph: onnx.GraphProto, inputs: dict[str, onnx.ValueInfoProto], f
         log.info("input '%s' fixed to %s %s", name, array.dtype, array.tolist())
 
 
-def require_static(inputs: dict[str, onnx.ValueInfoProto]) -> None:
-    """Every remaining input has a static shape; else say which and show an --input-shape to try."""
+def require_static(inputs: dict[str, onnx.ValueInfoProto], negative: dict[str, list[int]]) -> None:
+    """Every remaining input has a static shape; else say which (and which declared negative dims) and show an
+    --input-shape to try."""
     dynamic = {name: _dims(v) for name, v in inputs.items()
                if _dims(v) is None or any(not isinstance(d, int) for d in _dims(v))}
     if not dynamic:
@@ -149,8 +155,10 @@ def require_static(inputs: dict[str, onnx.ValueInfoProto]) -> None:
     shown = ", ".join(f"'{name}' {dims if dims is not None else '(unknown rank)'}" for name, dims in dynamic.items())
     name, dims = next(iter(dynamic.items()))
     example = ",".join(str(d) if isinstance(d, int) else "1" for d in dims) if dims is not None else "d0,d1,..."
-    raise ShapeError(f"input(s) with dynamic shape: {shown}; give static shapes, e.g. --input-shape {name}={example}"
-                     f" (Python: input_shapes={{'{name}': [...]}})")
+    declared = "".join(f"; '{n}' declares {d} (a negative dim is read as unknown)"
+                       for n, d in negative.items() if n in dynamic)
+    raise ShapeError(f"input(s) with dynamic shape: {shown}{declared}; give static shapes, e.g. --input-shape "
+                     f"{name}={example} (Python: input_shapes={{'{name}': [...]}})")
 
 
 def prepare_inputs(proto: onnx.ModelProto, shapes: dict[str, list[int]] | None = None,
@@ -168,11 +176,11 @@ def prepare_inputs(proto: onnx.ModelProto, shapes: dict[str, list[int]] | None =
     both = sorted(set(shapes) & set(fixed))
     if both:
         raise ShapeError(f"input(s) {both} are both shaped and fixed: a fixed input takes its value's shape")
-    clear_negative_dims(graph)
+    negative = clear_negative_dims(graph)
     replaced = set_input_shapes(inputs, shapes)
     fix_inputs(graph, inputs, fixed)
     if shapes or fixed:
         clear_inferred_shapes(graph)
-    require_static(inputs)
+    require_static(inputs, negative)
     if replaced:
         check_replaced_shapes(proto, replaced)
