@@ -13,6 +13,7 @@
 #include "sparsec/kernel_variants.h"
 #include "sparsec/kernels.h"
 #include "sparsec/spmm.h"
+#include "spmm_pack.h"
 
 using namespace sparsec;
 
@@ -540,44 +541,7 @@ std::vector<float> random_sparse(size_t rows, size_t cols, float density) {
   return w;
 }
 
-struct PackedBlocked {
-  std::vector<float> values;
-  std::vector<int32_t> deltas;
-  std::vector<uint32_t> nnz;
-  int32_t first = 0;
-  std::vector<size_t> channels;  // the kept channels in block order
-};
-
-// The BLOCKED format of sparsec/spmm.h from dense w[M, K]; the read-ahead padding is NaN, so using it shows.
-PackedBlocked pack_blocked(const std::vector<float>& w, const std::vector<float>& bias, size_t M, size_t K,
-                           size_t N, size_t MB) {
-  PackedBlocked p;
-  for (size_t row = 0; row < M;) {
-    const size_t mb = row + MB <= M ? MB : 1;
-    for (size_t r = 0; r < mb; ++r) p.values.push_back(bias[row + r]);
-    uint32_t kept = 0;
-    for (size_t k = 0; k < K; ++k) {
-      bool any = false;
-      for (size_t r = 0; r < mb; ++r) any |= w[(row + r) * K + k] != 0.0f;
-      if (!any) continue;
-      for (size_t r = 0; r < mb; ++r) p.values.push_back(w[(row + r) * K + k]);
-      p.channels.push_back(k);
-      ++kept;
-    }
-    p.nnz.push_back(kept);
-    row += mb;
-  }
-  p.values.insert(p.values.end(), 4, kNaN);
-  const int64_t row_bytes = static_cast<int64_t>(N * sizeof(float));
-  const std::vector<size_t>& c = p.channels;
-  if (!c.empty()) p.first = static_cast<int32_t>(c[0] * row_bytes);
-  for (size_t i = 0; i < c.size(); ++i)
-    p.deltas.push_back(static_cast<int32_t>((int64_t(c[(i + 1) % c.size()]) - int64_t(c[i])) * row_bytes));
-  p.deltas.push_back(0);
-  return p;
-}
-
-bool blocked_valid(const PackedBlocked& p, size_t M, size_t K, size_t N, size_t MB) {
+bool blocked_valid(const spmm_pack::Blocked& p, size_t M, size_t K, size_t N, size_t MB) {
   return spmm_blocked_valid(M, K, N, MB, p.nnz.data(), p.nnz.size(), p.deltas.data(), p.deltas.size(), p.first,
                             p.values.size());
 }
@@ -612,7 +576,7 @@ void check_spmm_blocked(size_t M, size_t K, size_t N, size_t MB, float density, 
   const std::vector<float> w = random_sparse(M, K, density), bias = random_vector(M), x = random_vector(K * N);
   std::vector<float> want, magnitude;
   dense_reference(w, bias, x, M, K, N, act, want, magnitude);
-  const PackedBlocked p = pack_blocked(w, bias, M, K, N, MB);
+  const spmm_pack::Blocked p = spmm_pack::blocked(w, bias, M, K, N, MB);
   const std::string shape =
       fmt(" M=%zu K=%zu N=%zu MB=%zu density=%g act=%s", M, K, N, MB, density, kActivationNames[act_kind]);
   record(blocked_valid(p, M, K, N, MB), "spmm_blocked_valid" + shape, "rejected a well-formed matrix");
@@ -624,36 +588,10 @@ void check_spmm_blocked(size_t M, size_t K, size_t N, size_t MB, float density, 
   }
 }
 
-struct Packed2of4 {
-  std::vector<float> values;
-  std::vector<uint8_t> index;
-};
-
-// Random 2:4 weights as dense w[M, K] (K % 4 == 0) and packed; each kept weight nonzero with probability density.
-Packed2of4 random_2of4(size_t M, size_t K, float density, std::vector<float>& w) {
-  static const uint8_t kPairs[6] = {0 | 1 << 2, 0 | 2 << 2, 0 | 3 << 2, 1 | 2 << 2, 1 | 3 << 2, 2 | 3 << 2};
-  const std::vector<float> kept = random_sparse(M, K / 2, density), bias = random_vector(M);
-  Packed2of4 p;
-  w.assign(M * K, 0.0f);
-  for (size_t m = 0; m < M; ++m) {
-    p.values.push_back(bias[m]);
-    for (size_t g = 0; g < K / 4; ++g) {
-      const uint8_t pair = kPairs[g_rng() % 6];
-      p.index.push_back(pair);
-      for (size_t i = 0; i < 2; ++i) {
-        const float value = kept[m * K / 2 + 2 * g + i];
-        p.values.push_back(value);
-        w[m * K + 4 * g + (i == 0 ? pair & 3 : pair >> 2)] = value;
-      }
-    }
-  }
-  return p;
-}
-
 void check_spmm_2of4(size_t M, size_t K, size_t N, float density, int act_kind) {
   const ActParams act = activation(act_kind);
-  std::vector<float> w;
-  const Packed2of4 p = random_2of4(M, K, density, w);
+  const spmm_pack::TwoOfFour p = spmm_pack::random_2of4(M, K, density, g_rng);
+  const std::vector<float>& w = p.dense;
   std::vector<float> bias(M);
   for (size_t m = 0; m < M; ++m) bias[m] = p.values[m * (1 + K / 2)];
   const std::vector<float> x = random_vector(K * N);
@@ -671,23 +609,23 @@ void check_spmm_2of4(size_t M, size_t K, size_t N, float density, int act_kind) 
 
 // Every count, delta and first offset pushed out of range, and every array length off by one, is rejected.
 void check_spmm_validators(size_t M, size_t K, size_t N, size_t MB) {
-  const PackedBlocked good = pack_blocked(random_sparse(M, K, 0.5f), random_vector(M), M, K, N, MB);
+  const spmm_pack::Blocked good = spmm_pack::blocked(random_sparse(M, K, 0.5f), random_vector(M), M, K, N, MB);
   const std::string shape = fmt(" M=%zu K=%zu N=%zu MB=%zu", M, K, N, MB);
-  auto rejects = [&](const PackedBlocked& p, const std::string& what, size_t m = 0, size_t n = 0, size_t mb = 0) {
+  auto rejects = [&](const spmm_pack::Blocked& p, const std::string& what, size_t m = 0, size_t n = 0, size_t mb = 0) {
     record(!blocked_valid(p, m ? m : M, K, n ? n : N, mb ? mb : MB), "spmm_blocked_valid" + shape + " " + what,
            "accepted a corrupted matrix");
   };
   const int32_t row_bytes = static_cast<int32_t>(N * sizeof(float));
   for (size_t b = 0; b < good.nnz.size(); ++b)
     for (int64_t change : {int64_t{1}, int64_t{-1}, int64_t(K) + 1, int64_t{0x7fffffff}}) {
-      PackedBlocked p = good;
+      spmm_pack::Blocked p = good;
       if (int64_t(p.nnz[b]) + change < 0) continue;
       p.nnz[b] = static_cast<uint32_t>(int64_t(p.nnz[b]) + change);
       rejects(p, fmt("nnz[%zu] %+lld", b, static_cast<long long>(change)));
     }
   for (size_t i = 0; i + 1 < good.deltas.size(); ++i)
     for (int32_t change : {row_bytes, -row_bytes, 2, -4, INT32_MAX, INT32_MIN}) {
-      PackedBlocked p = good;
+      spmm_pack::Blocked p = good;
       p.deltas[i] = change == INT32_MAX || change == INT32_MIN ? change : p.deltas[i] + change;
       rejects(p, fmt("deltas[%zu] %+d", i, change));
     }
@@ -697,16 +635,16 @@ void check_spmm_validators(size_t M, size_t K, size_t N, size_t MB) {
     const int64_t shifts[] = {-int64_t(lowest + 1) * row_bytes, int64_t(K - highest) * row_bytes, 2,
                               INT32_MIN - int64_t(good.first)};
     for (int64_t shift : shifts) {
-      PackedBlocked p = good;
+      spmm_pack::Blocked p = good;
       p.first = static_cast<int32_t>(p.first + shift);
       rejects(p, fmt("first %+lld", static_cast<long long>(shift)));
     }
   } else {
-    PackedBlocked p = good;
+    spmm_pack::Blocked p = good;
     p.first = row_bytes;
     rejects(p, "first of an empty matrix");
   }
-  PackedBlocked p = good;
+  spmm_pack::Blocked p = good;
   p.values.pop_back();
   rejects(p, "values one short");
   p = good, p.values.push_back(0.0f);
@@ -722,8 +660,7 @@ void check_spmm_validators(size_t M, size_t K, size_t N, size_t MB) {
 
   // 2:4: every index byte made invalid, lengths off by one, K not a multiple of 4.
   const size_t K4 = 4 * ((K + 3) / 4);
-  std::vector<float> w;
-  const Packed2of4 q = random_2of4(M, K4, 0.5f, w);
+  const spmm_pack::TwoOfFour q = spmm_pack::random_2of4(M, K4, 0.5f, g_rng);
   auto rejects_2of4 = [&](const std::vector<uint8_t>& index, size_t n_values, size_t k, const std::string& what) {
     record(!spmm_2of4_valid(M, k, index.data(), index.size(), n_values), "spmm_2of4_valid" + shape + " " + what,
            "accepted a corrupted matrix");
