@@ -101,7 +101,7 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
         raise SparsecError(f"unknown pass(es) {unknown}; the passes are {', '.join(PASSES)}")
     selected = CLEANUP if passes is None else [PASSES[name] for name in passes]
     graph, pass_rows = run_passes(graph, selected, notify)
-    lowered = lower_model(graph, notify)
+    lowered = lower_model(graph, notify, resolved)
     memory = plan_memory(lowered)
     data = serialize(resolved, lowered.tensors, lowered.ops, lowered.inputs, lowered.outputs, memory["arena_bytes"])
     validate_artifact(data)
@@ -118,6 +118,7 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
         "prune": prune_report.to_dict() if prune_report else None,
         "sparsify": sparsify_report.to_dict() if sparsify_report else None,
         "runtime_ops": len(lowered.ops),
+        "layers": lowered.layers,
         "constant_bytes": sum(t.nbytes for t in lowered.tensors if t.is_const),
         "peak_activation_bytes": memory["arena_bytes"],
         "scratch_bytes": memory["scratch_bytes"],
