@@ -1,6 +1,7 @@
 // The dispatch: each job's fastest variant compiled for this target, chosen at compile time. Which variant
 // that is comes from the contract (SPARSEC_DISPATCH_* in sparsec/kernel_contract.h, generated).
 #include "sparsec/kernels.h"
+#include "sparsec/spmm.h"
 
 #if defined(SPARSEC_KERNELS_NEON)
 #define SPARSEC_BEST(neon, wasmsimd, portable) neon
@@ -50,5 +51,15 @@ void f32_gavgpool_cw(size_t channels, size_t n, const float* x, float* y) {
 VBinaryFn f32_vbinary(BinaryKind kind, BinaryShape shape) { return SPARSEC_DISPATCH_F32_VBINARY(kind, shape); }
 
 void f32_activation(const ActParams& act, float* data, size_t n) { SPARSEC_DISPATCH_F32_ACTIVATION(act, data, n); }
+
+void f32_spmm(const SpmmArgs& a) {
+  switch (a.MB) {
+    case 1: return SPARSEC_DISPATCH_F32_SPMM_MB1(a);
+    case 2: return SPARSEC_DISPATCH_F32_SPMM_MB2(a);
+    default: return SPARSEC_DISPATCH_F32_SPMM_MB4(a);
+  }
+}
+
+void f32_spmm_2of4(const Spmm2of4Args& a) { SPARSEC_DISPATCH_F32_SPMM_2OF4(a); }
 
 }  // namespace sparsec

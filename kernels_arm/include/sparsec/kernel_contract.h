@@ -24,3 +24,7 @@ constexpr size_t kIm2colBandColumns = 1024;
 #define SPARSEC_DISPATCH_F32_GAVGPOOL_CW SPARSEC_BEST(f32_gavgpool_cw_u8__neon, f32_gavgpool_cw_u8__wasmsimd, f32_gavgpool_cw__portable)
 #define SPARSEC_DISPATCH_F32_VBINARY SPARSEC_BEST(f32_vbinary_u8__neon, f32_vbinary_u8__wasmsimd, f32_vbinary__portable)
 #define SPARSEC_DISPATCH_F32_ACTIVATION SPARSEC_BEST(f32_activation__portable, f32_activation__portable, f32_activation__portable)
+#define SPARSEC_DISPATCH_F32_SPMM_MB1 SPARSEC_BEST(f32_spmm__scalar, f32_spmm__scalar, f32_spmm__scalar)
+#define SPARSEC_DISPATCH_F32_SPMM_MB2 SPARSEC_BEST(f32_spmm__scalar, f32_spmm__scalar, f32_spmm__scalar)
+#define SPARSEC_DISPATCH_F32_SPMM_MB4 SPARSEC_BEST(f32_spmm__scalar, f32_spmm__scalar, f32_spmm__scalar)
+#define SPARSEC_DISPATCH_F32_SPMM_2OF4 SPARSEC_BEST(f32_spmm_2of4__scalar, f32_spmm_2of4__scalar, f32_spmm_2of4__scalar)
