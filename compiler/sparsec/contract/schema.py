@@ -274,7 +274,8 @@ OPS = (
         Attr("first", low=0, high=(1 << 31) - 1), Attr("layout", enum="SpmmLayout"), spatial("kernel", 2),
         spatial("strides", 2), spatial("pads", 4, 0), spatial("dilations", 2), *ACTIVATION), ACTIVATION_PARAMS,
        doc="y = act(W x + bias), W packed (kernels_arm/include/sparsec/spmm.h; bias inside values): BLOCKED takes "
-           "deltas and nnz (uint32 counts), N_OF_M (2:4) takes index; all three constant"),
+           "deltas and nnz (uint32 counts), N_OF_M (2:4) takes index; all three constant",
+       kernels={"format=2": "f32_spmm_2of4", "mb=1": "f32_spmm_mb1", "mb=2": "f32_spmm_mb2", "mb=4": "f32_spmm_mb4"}),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}

@@ -66,9 +66,10 @@ class LayerChoice:
     reason: str | None = None  # why the layer is dense
 
     def to_dict(self) -> dict:
-        return {"decision": "sparse" if self.sparse else "dense", **asdict(self)} | {
-            "density": round(self.density, 4), "stored_density": round(self.stored_density, 4),
-            "speedup": round(self.speedup, 2)}
+        row = asdict(self)
+        del row["sparse"]
+        return {"decision": "sparse" if self.sparse else "dense", **row, "density": round(self.density, 4),
+                "stored_density": round(self.stored_density, 4), "speedup": round(self.speedup, 2)}
 
 
 def dense_because(reason: str) -> LayerChoice:

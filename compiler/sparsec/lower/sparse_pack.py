@@ -8,7 +8,7 @@ BLOCKED (mb in 1, 2, 4): rows in blocks of mb, the trailing M % mb rows single-r
   next kept channel's row (the last wraps to the first), then one 0. nnz: kept channels per block. first: bytes
   from X to the first kept row.
 N_OF_M (2:4): K % 4 == 0, at most 2 nonzeros in every 4 consecutive input channels of a row. values per row: bias,
-  then K / 2 weights; index (uint8) per row and group of 4: bits 0-1 the first kept position, bits 2-3 the second.
+  then K / 2 weights (no padding); index (uint8) per row and group of 4: bits 0-1 the first kept position, bits 2-3 the second.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def pack_two_of_four(w: np.ndarray, bias: np.ndarray | None, n: int) -> Packed:
     picks = np.sort(np.argsort(groups == 0, axis=2, kind="stable")[:, :, :2], axis=2)
     kept = np.take_along_axis(groups, picks, axis=2).reshape(M, K // 2)
     bias = np.zeros(M, np.float32) if bias is None else np.asarray(bias, np.float32)
-    values = np.concatenate([np.column_stack([bias, kept]).reshape(-1), np.zeros(VALUE_PADDING)]).astype(np.float32)
+    values = np.column_stack([bias, kept]).reshape(-1).astype(np.float32)
     index = (picks[:, :, 0] | (picks[:, :, 1] << 2)).astype(np.uint8)
     return Packed(SparseFormat.N_OF_M, 1, M, K, n, values, index=index)
 
