@@ -8,6 +8,7 @@ import io
 import json
 import sys
 import traceback
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,11 @@ def _compile(args) -> None:
         changes = ", ".join(f"{op} {d:+d}" for op, d in row["changes"].items()) or "-"
         print(f"{row['pass']:<20} {row['nodes_before']:>12} {row['nodes_after']:>7}  {changes}")
     print(f"runtime ops: {r['runtime_ops']}, constants: {r['constant_bytes']:,} bytes")
+    sparse = [row for row in r["layers"] if row["decision"] == "sparse"]
+    reasons = Counter("density above break-even" if row["reason"].startswith("density") else row["reason"]
+                      for row in r["layers"] if row["decision"] == "dense")
+    print(f"sparse kernels: {len(sparse)} of {len(r['layers'])} layers" +
+          "".join(f"; dense: {count} x {why}" for why, count in reasons.most_common()))
     print(f"activation memory: {r['peak_activation_bytes']:,} bytes planned vs {r['naive_activation_bytes']:,} "
           f"naive ({r['peak_activation_bytes'] / max(r['naive_activation_bytes'], 1):.0%})")
     if r["runtime_files_bytes"]:
@@ -170,6 +176,17 @@ def _inspect_artifact(path: str, as_json: bool) -> None:
               f"{out[:18]:<18} {r['weight_bytes']:>10,} {r['scratch_bytes']:>9,}")
     print(f"constants {s['constant_bytes']:,} bytes, parameters {s['param_bytes']:,} bytes, "
           f"arena {s['arena_bytes']:,} bytes + scratch {s['scratch_bytes']:,} bytes")
+    _print_layers(s["layers"])
+
+
+def _print_layers(layers: list[dict]) -> None:
+    """Per Conv/Gemm/MatMul layer: sparse or dense, format, density, expected speed-up, or why dense."""
+    if not layers:
+        return
+    print(f"{'#':>4}  {'layer':<28} {'onnx op':<8} {'choice':<7} {'format':<6} {'density':>7} {'speed-up':>8}  why dense")
+    for r in layers:
+        print(f"{r.get('index', ''):>4}  {r['node'][:28]:<28} {r['onnx_op'][:8]:<8} {r['decision']:<7} {r['format']:<6} "
+              f"{r['density']:>7.2f} {r['speedup']:>7.2f}x  {r['reason'] or ''}")
 
 
 def _inspect(args) -> None:

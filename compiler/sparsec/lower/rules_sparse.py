@@ -12,27 +12,16 @@ import numpy as np
 import onnx_ir as ir
 
 from sparsec.artifact.format import SparseInfo
-from sparsec.contract.schema import SparseFormat, SpmmLayout
+from sparsec.contract.schema import Activation, BinaryOp, SparseFormat, SpmmLayout
 from sparsec.lower import rules_nn
 from sparsec.lower.builder import Builder, fused_activation, input_at, spatial_pads, static_shape
-from sparsec.lower.sparse_choice import LayerChoice, choose, dense_because, format_code
+from sparsec.lower.sparse_choice import LayerChoice, format_code, layer_choice
 from sparsec.lower.sparse_pack import Packed, pack_blocked, pack_two_of_four
 from sparsec.passes.util import const_array
-
-MAX_DELTA_BYTES = (1 << 31) - 1
-
 
 def _record(b: Builder, node: ir.Node, weight: ir.Value | None, shape, choice: LayerChoice) -> None:
     b.g.layers.append({"node": b.label, "onnx_op": b.source_op, "weight": weight.name if weight is not None else "",
                        "shape": list(shape), **choice.to_dict()})
-
-
-def _choice(w2: np.ndarray | None, n: int, target: str, structural: str | None) -> LayerChoice:
-    if structural:
-        return dense_because(structural)
-    if w2.shape[1] * n * 4 > MAX_DELTA_BYTES:
-        return dense_because(f"input of {w2.shape[1]} rows x {n} pixels is too large for 32-bit byte deltas")
-    return choose(w2, target)
 
 
 def _pack(w2: np.ndarray, bias, n: int, fmt: str) -> Packed:
@@ -41,7 +30,7 @@ def _pack(w2: np.ndarray, bias, n: int, fmt: str) -> Packed:
 
 
 def _emit_spmm(b: Builder, x, y, packed: Packed, nonzeros: int, layout: SpmmLayout, node: ir.Node,
-               conv_attrs: dict | None = None, scratch: int = 0) -> None:
+               conv_attrs: dict | None = None, scratch: int = 0, act: dict | None = None) -> None:
     name = f"{b.label}/spmm"
     values = b.constant(packed.values, f"{name}/values")
     block = (2, 4) if packed.format == SparseFormat.N_OF_M else (packed.mb, 1)
@@ -53,7 +42,7 @@ def _emit_spmm(b: Builder, x, y, packed: Packed, nonzeros: int, layout: SpmmLayo
         inputs = [x, values, None, None, b.constant(packed.index, f"{name}/index")]
     attrs = conv_attrs or {"kernel": [1, 1], "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1]}
     b.emit("Spmm", inputs, [y], {"format": packed.format, "mb": packed.mb, "first": packed.first, "layout": layout,
-                                 **attrs, **fused_activation(node)}, scratch)
+                                 **attrs, **(act or fused_activation(node))}, scratch)
 
 
 def conv(b: Builder, node: ir.Node) -> None:
@@ -71,7 +60,7 @@ def conv(b: Builder, node: ir.Node) -> None:
     shape_y = static_shape(y)
     n = math.prod(shape_y[2:]) if len(shape_y) == 4 else 0
     w2 = w.reshape(w.shape[0], -1) if w is not None else None
-    choice = _choice(w2, n, b.target, structural)
+    choice = layer_choice(w2, n, b.target, structural)
     _record(b, node, weight, w2.shape if w2 is not None else (), choice)
     if not choice.sparse:
         return rules_nn.conv(b, node)
@@ -85,33 +74,43 @@ def conv(b: Builder, node: ir.Node) -> None:
                {"kernel": list(w.shape[2:]), "strides": strides, "pads": pads, "dilations": dilations}, scratch)
 
 
-def _rows_layer(b: Builder, node: ir.Node, a: ir.Value, weight: ir.Value, w2, bias, structural: str | None,
-                dense_rule) -> None:
-    """Gemm/MatMul: y[..., M] = a[..., K] W^T (+ bias); Spmm runs on the transposes (scratch)."""
-    shape_a = static_shape(a)
-    pixels = math.prod(shape_a[:-1]) if len(shape_a) >= 2 else 0
-    choice = _choice(w2, pixels, b.target, structural)
+def _rows_choice(b: Builder, node: ir.Node, weight: ir.Value, w2, pixels: int, structural: str | None) -> LayerChoice:
+    choice = layer_choice(w2, pixels, b.target, structural)
     _record(b, node, weight, w2.shape if w2 is not None else (), choice)
-    if not choice.sparse:
-        return dense_rule(b, node)
+    return choice
+
+
+def _emit_rows(b: Builder, node: ir.Node, a, y, w2, bias, fmt: str, pixels: int, act: dict | None = None) -> None:
+    """y[..., M] = a[..., K] W^T (+ bias): Spmm on the transposes (in scratch)."""
     M, K = w2.shape
-    _emit_spmm(b, a, node.outputs[0], _pack(w2, bias, pixels, choice.format), int(np.count_nonzero(w2)),
-               SpmmLayout.ROWS, node, scratch=(K + M) * pixels * 4)
+    _emit_spmm(b, a, y, _pack(w2, bias, pixels, fmt), int(np.count_nonzero(w2)), SpmmLayout.ROWS, node,
+               scratch=(K + M) * pixels * 4, act=act)
 
 
 def gemm(b: Builder, node: ir.Node) -> None:
-    weight, c_value = node.inputs[1], input_at(node, 2)
+    """Y = alpha A' B' + beta C: a per-column C is the Spmm's bias, any other C an Add after it."""
+    a, weight, c_value, y = node.inputs[0], node.inputs[1], input_at(node, 2), node.outputs[0]
     w = const_array(weight)
     alpha, beta = node.attributes.get_float("alpha", 1.0), node.attributes.get_float("beta", 1.0)
-    n = static_shape(node.outputs[0])[1]
+    rows, n = static_shape(y)
     c = const_array(c_value) if c_value is not None else None
     bias_vector = c_value is None or (c is not None and c.size in (1, n) and (c.ndim < 2 or c.shape[0] == 1))
     structural = ("weight is not constant" if w is None
-                  else "Gemm with transA=1" if node.attributes.get_int("transA", 0)
-                  else "Gemm's C is not a per-column bias vector" if not bias_vector else None)
+                  else "a run-time C needs beta=1" if c_value is not None and c is None and beta != 1.0 else None)
     w2 = None if w is None else (w if node.attributes.get_int("transB", 0) else w.T) * np.float32(alpha)
-    bias = None if c is None else np.broadcast_to(c.reshape(-1) * np.float32(beta), (n,))
-    _rows_layer(b, node, node.inputs[0], weight, w2, bias, structural, rules_nn.gemm)
+    choice = _rows_choice(b, node, weight, w2, rows, structural)
+    if not choice.sparse:
+        return rules_nn.gemm(b, node)
+    if node.attributes.get_int("transA", 0):
+        a = b.temp(static_shape(a)[::-1], np.float32, f"{b.label}/A_t")
+        b.emit("Transpose", [node.inputs[0]], [a], {"perm": [1, 0]})
+    if bias_vector:
+        bias = np.broadcast_to(c.reshape(-1) * np.float32(beta), (n,)) if c is not None else None
+        return _emit_rows(b, node, a, y, w2, bias, choice.format, rows)
+    product = b.temp((rows, n), np.float32, f"{b.label}/AB")
+    _emit_rows(b, node, a, product, w2, None, choice.format, rows, {"activation": Activation.NONE})
+    add_c = c_value if c is None else b.constant((c * np.float32(beta)).astype(np.float32), f"{b.label}/C")
+    b.emit("Binary", [product, add_c], [y], {"op": BinaryOp.ADD, **fused_activation(node)})
 
 
 def matmul(b: Builder, node: ir.Node) -> None:
@@ -119,10 +118,13 @@ def matmul(b: Builder, node: ir.Node) -> None:
     w = const_array(weight)
     bias_value = input_at(node, 2)
     structural = ("weight is not constant" if w is None
-                  else "weight is not a matrix (batched or 1-D)" if w.ndim != 2
-                  else "1-D input" if len(static_shape(a)) < 2 else None)
+                  else "weight is not a matrix (batched or 1-D)" if w.ndim != 2 else None)
+    pixels = math.prod(static_shape(a)[:-1])
+    choice = _rows_choice(b, node, weight, w.T if structural is None else None, pixels, structural)
+    if not choice.sparse:
+        return rules_nn.matmul(b, node)
     bias = const_array(bias_value).reshape(-1) if bias_value is not None else None
-    _rows_layer(b, node, a, weight, w.T if structural is None else None, bias, structural, rules_nn.matmul)
+    _emit_rows(b, node, a, node.outputs[0], w.T, bias, choice.format, pixels)
 
 
 RULES = {"Conv": conv, "FusedConv": conv, "Gemm": gemm, "FusedGemm": gemm, "MatMul": matmul, "FusedMatMul": matmul}

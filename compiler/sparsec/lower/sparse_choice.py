@@ -34,6 +34,7 @@ MEASURED = {
     "arm64": [(0.50, 1.56), (0.20, 3.67), (0.10, 6.73), (0.05, 11.14)],
 }
 MIN_SPEEDUP = 1.1
+MAX_DELTA_BYTES = (1 << 31) - 1  # deltas and first are int32 byte offsets into X
 FORMATS = ("2:4", "4x1", "2x1", "1x1")  # tie order: less index data first
 
 
@@ -106,6 +107,15 @@ def choose(w: np.ndarray, target: str) -> LayerChoice:
     best.sparse = False
     best.reason = f"density {best.stored_density:.2f} above break-even {break_even(target):.2f} for {target}"
     return best
+
+
+def layer_choice(w2: np.ndarray | None, pixels: int, target: str, structural: str | None = None) -> LayerChoice:
+    """The choice for a layer whose weight is W2 [M, K] over X rows of `pixels`, or dense for a structural reason."""
+    if structural:
+        return dense_because(structural)
+    if w2.shape[1] * pixels * 4 > MAX_DELTA_BYTES:
+        return dense_because(f"input of {w2.shape[1]} rows x {pixels} pixels is too large for 32-bit byte deltas")
+    return choose(w2, target)
 
 
 def format_code(fmt: str) -> tuple[SparseFormat, int]:
