@@ -272,6 +272,14 @@ def test_dense_layers_say_why_per_target(rng):
     assert host["ffn2"]["reason"].startswith("density 1.00 above break-even")
 
 
+def test_dense_flag_turns_sparse_kernels_off(tmp_path, rng, capsys):
+    model = sparsified(small_cnn(rng), 0.9, "unstructured")
+    (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
+    assert main(["compile", str(tmp_path / "m.onnx"), "-o", str(tmp_path), "-q", "--dense"]) == 0
+    assert "sparse kernels: 0 of 6 layers; dense: 5 x sparse kernels are off (--dense), 1 x depthwise" in capsys.readouterr().out
+    assert all(r["decision"] == "dense" for r in inspect_artifact(tmp_path / "m.spx")["layers"])
+
+
 def test_run_time_weight_is_dense_with_its_reason(tmp_path, rng):
     model = helper.make_model(helper.make_graph(
         [helper.make_node("MatMul", ["a", "b"], ["y"], name="qk")], "g",

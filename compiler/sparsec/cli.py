@@ -24,7 +24,8 @@ def _compile(args) -> None:
     sparsify = _sparsify_options(args) if args.sparsity is not None or args.pattern is not None else None
     result = compile_model(args.model, target=args.target, output=args.output,
                            input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet, prune=prune,
-                           calib=args.calib, sparsify=sparsify, fixed_inputs=parse_fixed_inputs(args.fix_input))
+                           calib=args.calib, sparsify=sparsify, fixed_inputs=parse_fixed_inputs(args.fix_input),
+                           sparse_kernels=not args.dense)
     r = result.report
     if r["prune"]:
         print(f"pruned {args.prune:.0%}: params {r['prune']['params_before']:,} -> {r['prune']['params_after']:,}, "
@@ -43,8 +44,8 @@ def _compile(args) -> None:
     sparse = [row for row in r["layers"] if row["decision"] == "sparse"]
     reasons = Counter("density above break-even" if row["reason"].startswith("density") else row["reason"]
                       for row in r["layers"] if row["decision"] == "dense")
-    print(f"sparse kernels: {len(sparse)} of {len(r['layers'])} layers" +
-          "".join(f"; dense: {count} x {why}" for why, count in reasons.most_common()))
+    dense = ", ".join(f"{count} x {why}" for why, count in reasons.most_common())
+    print(f"sparse kernels: {len(sparse)} of {len(r['layers'])} layers" + (f"; dense: {dense}" if dense else ""))
     print(f"activation memory: {r['peak_activation_bytes']:,} bytes planned vs {r['naive_activation_bytes']:,} "
           f"naive ({r['peak_activation_bytes'] / max(r['naive_activation_bytes'], 1):.0%})")
     if r["runtime_files_bytes"]:
@@ -250,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prune", type=float, metavar="RATIO", help="structured pruning before compiling (e.g. 0.5)")
     _add_prune_options(c)
     _add_sparsify_options(c, None)  # --sparsity or --pattern sparsifies after --prune; --global, --ignore apply
+    c.add_argument("--dense", action="store_true", help="no sparse kernels: every layer dense (the report says so)")
     c.set_defaults(func=_compile)
     g = sub.add_parser("groups", help="dependency groups of coupled channels: members, units, prunable or why not")
     g.add_argument("model")

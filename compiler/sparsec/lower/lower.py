@@ -50,10 +50,10 @@ def _unproduced_output(b: Builder, node: ir.Node) -> str | None:
     return None
 
 
-def lower_model(model: ir.Model, progress=None, target: str = "x86_64") -> LoweredGraph:
+def lower_model(model: ir.Model, progress=None, target: str = "x86_64", sparse_kernels: bool = True) -> LoweredGraph:
     """Lowers every node for target; raises UnsupportedOpError listing every node (and graph input/output) that
     cannot run."""
-    b = Builder(target)
+    b = Builder(target, sparse_kernels)
     graph = model.graph
     unsupported = []
     for value in graph.inputs:

@@ -24,6 +24,10 @@ def _record(b: Builder, node: ir.Node, weight: ir.Value | None, shape, choice: L
                        "shape": list(shape), **choice.to_dict()})
 
 
+def _unless_off(b: Builder, structural: str | None) -> str | None:
+    return structural or (None if b.sparse_kernels else "sparse kernels are off (--dense)")
+
+
 def _pack(w2: np.ndarray, bias, n: int, fmt: str) -> Packed:
     code, mb = format_code(fmt)
     return pack_two_of_four(w2, bias, n) if code == SparseFormat.N_OF_M else pack_blocked(w2, bias, mb, n)
@@ -60,7 +64,7 @@ def conv(b: Builder, node: ir.Node) -> None:
     shape_y = static_shape(y)
     n = math.prod(shape_y[2:]) if len(shape_y) == 4 else 0
     w2 = w.reshape(w.shape[0], -1) if w is not None else None
-    choice = layer_choice(w2, n, b.target, structural)
+    choice = layer_choice(w2, n, b.target, _unless_off(b, structural))
     _record(b, node, weight, w2.shape if w2 is not None else (), choice)
     if not choice.sparse:
         return rules_nn.conv(b, node)
@@ -75,7 +79,7 @@ def conv(b: Builder, node: ir.Node) -> None:
 
 
 def _rows_choice(b: Builder, node: ir.Node, weight: ir.Value, w2, pixels: int, structural: str | None) -> LayerChoice:
-    choice = layer_choice(w2, pixels, b.target, structural)
+    choice = layer_choice(w2, pixels, b.target, _unless_off(b, structural))
     _record(b, node, weight, w2.shape if w2 is not None else (), choice)
     return choice
 
