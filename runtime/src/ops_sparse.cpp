@@ -75,7 +75,7 @@ bool check_spmm(const Op& op, Message* err) {
   const uint64_t scratch = a.layout == SpmmLayout::kChw    ? 0
                            : a.layout == SpmmLayout::kIm2col ? uint64_t(s.K) * s.N * sizeof(float)
                                                              : uint64_t(s.K + s.M) * s.N * sizeof(float);
-  SPX_REQUIRE(op.scratch_bytes >= scratch, "needs %llu scratch bytes, the artifact plans %llu",
+  SPX_REQUIRE(op.scratch_bytes == scratch, "needs %llu scratch bytes, the artifact plans %llu",
               static_cast<unsigned long long>(scratch), static_cast<unsigned long long>(op.scratch_bytes));
   if (a.format == kBlocked) {
     SPX_REQUIRE(deltas && nnz && !index, "format BLOCKED takes deltas and nnz, no index");
