@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <random>
@@ -11,6 +12,8 @@
 
 #include "sparsec/kernel_variants.h"
 #include "sparsec/kernels.h"
+#include "sparsec/spmm.h"
+#include "spmm_pack.h"
 
 using namespace sparsec;
 
@@ -525,6 +528,179 @@ void check_vbinary_all() {
         }
 }
 
+// ---------------------------------------------------------------------------------------------
+// SpMM: a test-only packer, every variant against the scalar reference and the reference against
+// the dense GEMM, and the validators on corrupted matrices.
+
+// Random [rows, cols] weights, each nonzero with probability density.
+std::vector<float> random_sparse(size_t rows, size_t cols, float density) {
+  std::vector<float> w = random_vector(rows * cols);
+  std::uniform_real_distribution<float> keep(0.0f, 1.0f);
+  for (float& v : w)
+    if (!(keep(g_rng) < density)) v = 0.0f;
+  return w;
+}
+
+bool blocked_valid(const spmm_pack::Blocked& p, size_t M, size_t K, size_t N, size_t MB) {
+  return spmm_blocked_valid(M, K, N, MB, p.nnz.data(), p.nnz.size(), p.deltas.data(), p.deltas.size(), p.first,
+                            p.values.size());
+}
+
+// want = act(w x + bias) by the dense reference GEMM; magnitude = |w| |x| + |bias|.
+void dense_reference(const std::vector<float>& w, const std::vector<float>& bias, const std::vector<float>& x,
+                     size_t M, size_t K, size_t N, const ActParams& act, std::vector<float>& want,
+                     std::vector<float>& magnitude) {
+  want.assign(M * N, 0.0f);
+  magnitude.assign(M * N, 0.0f);
+  f32_gemm__scalar({M, N, K, w.data(), K, x.data(), N, want.data(), N, bias.data(), BiasMode::kPerRow, act});
+  const std::vector<float> abs_w = absolute(w), abs_x = absolute(x), abs_bias = absolute(bias);
+  f32_gemm__scalar({M, N, K, abs_w.data(), K, abs_x.data(), N, magnitude.data(), N, abs_bias.data(),
+                    BiasMode::kPerRow, ActParams{}});
+}
+
+// Runs kernel into a guarded output; "" or what differs from want.
+template <typename Kernel, typename Args>
+std::string spmm_problem(Kernel kernel, Args args, const std::vector<float>& want,
+                         const std::vector<float>& magnitude, const ActParams& act) {
+  std::vector<float> out(want.size() + kGuard, kSentinel);
+  args.y = out.data();
+  kernel(args);
+  const std::string overrun = guarded_problem(out, want.size());
+  if (!overrun.empty()) return overrun;
+  out.resize(want.size());
+  return compare(out, want, magnitude, max_slope(act));
+}
+
+void check_spmm_blocked(size_t M, size_t K, size_t N, size_t MB, float density, int act_kind) {
+  const ActParams act = activation(act_kind);
+  const std::vector<float> w = random_sparse(M, K, density), bias = random_vector(M), x = random_vector(K * N);
+  std::vector<float> want, magnitude;
+  dense_reference(w, bias, x, M, K, N, act, want, magnitude);
+  const spmm_pack::Blocked p = spmm_pack::blocked(w, bias, M, K, N, MB);
+  const std::string shape =
+      fmt(" M=%zu K=%zu N=%zu MB=%zu density=%g act=%s", M, K, N, MB, density, kActivationNames[act_kind]);
+  record(blocked_valid(p, M, K, N, MB), "spmm_blocked_valid" + shape, "rejected a well-formed matrix");
+  const SpmmArgs args{M, K, N, MB, p.values.data(), p.deltas.data(), p.nnz.data(), p.first, x.data(), nullptr, act};
+  const size_t mb_index = MB == 1 ? 0 : MB == 2 ? 1 : 2;
+  for (const SpmmVariant& v : kSpmmVariants) {  // the scalar reference too, against the dense GEMM
+    const std::string problem = spmm_problem(v.blocked[mb_index], args, want, magnitude, act);
+    record(problem.empty(), fmt("f32_spmm %s", v.name) + shape, problem);
+  }
+}
+
+void check_spmm_2of4(size_t M, size_t K, size_t N, float density, int act_kind) {
+  const ActParams act = activation(act_kind);
+  const spmm_pack::TwoOfFour p = spmm_pack::random_2of4(M, K, density, g_rng);
+  const std::vector<float>& w = p.dense;
+  std::vector<float> bias(M);
+  for (size_t m = 0; m < M; ++m) bias[m] = p.values[m * (1 + K / 2)];
+  const std::vector<float> x = random_vector(K * N);
+  std::vector<float> want, magnitude;
+  dense_reference(w, bias, x, M, K, N, act, want, magnitude);
+  const std::string shape = fmt(" M=%zu K=%zu N=%zu density=%g act=%s", M, K, N, density, kActivationNames[act_kind]);
+  record(spmm_2of4_valid(M, K, p.index.data(), p.index.size(), p.values.size()), "spmm_2of4_valid" + shape,
+         "rejected a well-formed matrix");
+  const Spmm2of4Args args{M, K, N, p.values.data(), p.index.data(), x.data(), nullptr, act};
+  for (const SpmmVariant& v : kSpmmVariants) {
+    const std::string problem = spmm_problem(v.two_of_four, args, want, magnitude, act);
+    record(problem.empty(), fmt("f32_spmm_2of4 %s", v.name) + shape, problem);
+  }
+}
+
+// Every count, delta and first offset pushed out of range, and every array length off by one, is rejected.
+void check_spmm_validators(size_t M, size_t K, size_t N, size_t MB) {
+  const spmm_pack::Blocked good = spmm_pack::blocked(random_sparse(M, K, 0.5f), random_vector(M), M, K, N, MB);
+  const std::string shape = fmt(" M=%zu K=%zu N=%zu MB=%zu", M, K, N, MB);
+  auto rejects = [&](const spmm_pack::Blocked& p, const std::string& what, size_t m = 0, size_t n = 0, size_t mb = 0) {
+    record(!blocked_valid(p, m ? m : M, K, n ? n : N, mb ? mb : MB), "spmm_blocked_valid" + shape + " " + what,
+           "accepted a corrupted matrix");
+  };
+  const int32_t row_bytes = static_cast<int32_t>(N * sizeof(float));
+  for (size_t b = 0; b < good.nnz.size(); ++b)
+    for (int64_t change : {int64_t{1}, int64_t{-1}, int64_t(K) + 1, int64_t{0x7fffffff}}) {
+      spmm_pack::Blocked p = good;
+      if (int64_t(p.nnz[b]) + change < 0) continue;
+      p.nnz[b] = static_cast<uint32_t>(int64_t(p.nnz[b]) + change);
+      rejects(p, fmt("nnz[%zu] %+lld", b, static_cast<long long>(change)));
+    }
+  for (size_t i = 0; i + 1 < good.deltas.size(); ++i)
+    for (int32_t change : {row_bytes, -row_bytes, 2, -4, INT32_MAX, INT32_MIN}) {
+      spmm_pack::Blocked p = good;
+      p.deltas[i] = change == INT32_MAX || change == INT32_MIN ? change : p.deltas[i] + change;
+      rejects(p, fmt("deltas[%zu] %+d", i, change));
+    }
+  if (!good.channels.empty()) {
+    const auto lowest = *std::min_element(good.channels.begin(), good.channels.end());
+    const auto highest = *std::max_element(good.channels.begin(), good.channels.end());
+    const int64_t shifts[] = {-int64_t(lowest + 1) * row_bytes, int64_t(K - highest) * row_bytes, 2,
+                              INT32_MIN - int64_t(good.first)};
+    for (int64_t shift : shifts) {
+      spmm_pack::Blocked p = good;
+      p.first = static_cast<int32_t>(p.first + shift);
+      rejects(p, fmt("first %+lld", static_cast<long long>(shift)));
+    }
+  } else {
+    spmm_pack::Blocked p = good;
+    p.first = row_bytes;
+    rejects(p, "first of an empty matrix");
+  }
+  spmm_pack::Blocked p = good;
+  p.values.pop_back();
+  rejects(p, "values one short");
+  p = good, p.values.push_back(0.0f);
+  rejects(p, "values one long");
+  p = good, p.deltas.pop_back();
+  rejects(p, "deltas one short");
+  p = good, p.deltas.push_back(0);
+  rejects(p, "deltas one long");
+  p = good, p.nnz.push_back(0);
+  rejects(p, "one block too many");
+  rejects(good, "more rows than blocks", M + MB);
+  rejects(good, "MB 3", 0, 0, 3);
+
+  // 2:4: every index byte made invalid, lengths off by one, K not a multiple of 4.
+  const size_t K4 = 4 * ((K + 3) / 4);
+  const spmm_pack::TwoOfFour q = spmm_pack::random_2of4(M, K4, 0.5f, g_rng);
+  auto rejects_2of4 = [&](const std::vector<uint8_t>& index, size_t n_values, size_t k, const std::string& what) {
+    record(!spmm_2of4_valid(M, k, index.data(), index.size(), n_values), "spmm_2of4_valid" + shape + " " + what,
+           "accepted a corrupted matrix");
+  };
+  for (size_t i = 0; i < q.index.size(); ++i)
+    for (uint8_t bad : {0, 5, 10, 15, 1, 4 | 1, 16 | 4, 0xff}) {  // first >= second, or high bits set
+      std::vector<uint8_t> index = q.index;
+      index[i] = bad;
+      rejects_2of4(index, q.values.size(), K4, fmt("index[%zu] = %d", i, bad));
+    }
+  rejects_2of4(q.index, q.values.size() - 1, K4, "values one short");
+  rejects_2of4(q.index, q.values.size() + 1, K4, "values one long");
+  rejects_2of4(std::vector<uint8_t>(q.index.begin(), q.index.end() - 1), q.values.size(), K4, "index one short");
+  rejects_2of4(q.index, q.values.size(), K4 + 2, "K % 4 != 0");
+}
+
+void check_spmm_all() {
+  int act_kind = 0;
+  const float densities[] = {0.0f, 0.3f, 1.0f};
+  for (size_t M = 1; M <= 9; ++M)
+    for (size_t K = 1; K <= 9; ++K)
+      for (size_t N = 1; N <= 70; ++N)
+        for (float density : densities) {
+          for (size_t MB : {1, 2, 4}) check_spmm_blocked(M, K, N, MB, density, act_kind);
+          if (K % 4 == 0) check_spmm_2of4(M, K, N, density, act_kind);
+          act_kind = (act_kind + 1) % kActivationCount;
+        }
+  // Every activation on full tiles; many channels and wide rows (several 32-pixel tiles).
+  for (int kind = 0; kind < kActivationCount; ++kind)
+    for (size_t MB : {1, 2, 4}) check_spmm_blocked(11, 40, 100, MB, 0.5f, kind);
+  for (size_t MB : {1, 2, 4}) {
+    check_spmm_blocked(37, 150, 197, MB, 0.2f, 1);
+    check_spmm_blocked(6, 300, 64, MB, 0.05f, 2);
+  }
+  check_spmm_2of4(13, 160, 197, 0.9f, 2);
+  for (size_t M : {1, 2, 3, 5, 8})
+    for (size_t K : {1, 3, 7})
+      for (size_t MB : {1, 2, 4}) check_spmm_validators(M, K, 5, MB);
+}
+
 }  // namespace
 
 int main() {
@@ -537,6 +713,7 @@ int main() {
   check_pool_all();
   check_gavgpool_all();
   check_vbinary_all();
+  check_spmm_all();
   std::printf("%zu passed, %zu failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

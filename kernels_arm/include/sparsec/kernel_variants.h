@@ -1,8 +1,9 @@
-// Every variant of the pooling and element-wise jobs compiled for this target, by name: first the
+// Every variant of the pooling, element-wise and SpMM jobs compiled for this target, by name: first the
 // scalar reference, last the dispatch. The kernel test checks the others against the first; the
 // benchmark times all but the last.
 #pragma once
 #include "sparsec/kernels.h"
+#include "sparsec/spmm.h"
 
 namespace sparsec {
 
@@ -39,6 +40,25 @@ inline constexpr BinaryVariant kBinaryVariants[] = {
     {"wasmsimd", f32_vbinary_u8__wasmsimd},
 #endif
     {"dispatch", f32_vbinary},
+};
+
+struct SpmmVariant {
+  const char* name;
+  void (*blocked[3])(const SpmmArgs&);  // MB 1, 2, 4
+  void (*two_of_four)(const Spmm2of4Args&);
+};
+inline constexpr SpmmVariant kSpmmVariants[] = {
+    {"scalar", {f32_spmm__scalar, f32_spmm__scalar, f32_spmm__scalar}, f32_spmm_2of4__scalar},
+    {"portable", {f32_spmm_32x1__portable, f32_spmm_32x2__portable, f32_spmm_32x4__portable},
+     f32_spmm_2of4__portable},
+#ifdef SPARSEC_KERNELS_NEON
+    {"neon", {f32_spmm_32x1__neon, f32_spmm_32x2__neon, f32_spmm_32x4__neon}, f32_spmm_2of4__neon},
+#endif
+#ifdef SPARSEC_KERNELS_WASMSIMD
+    {"wasmsimd", {f32_spmm_32x1__wasmsimd, f32_spmm_32x2__wasmsimd, f32_spmm_32x4__wasmsimd},
+     f32_spmm_2of4__wasmsimd},
+#endif
+    {"dispatch", {f32_spmm, f32_spmm, f32_spmm}, f32_spmm_2of4},
 };
 
 }  // namespace sparsec
