@@ -272,6 +272,22 @@ def test_dense_layers_say_why_per_target(rng):
     assert host["ffn2"]["reason"].startswith("density 1.00 above break-even")
 
 
+def test_sparse_initializer_runs_sparse(tmp_path, rng):
+    """An ONNX sparse_initializer (COO values + indices) is densified at load, and its zeros found again."""
+    w = sparse_matrix(rng, (16, 24), 0.1)
+    flat = np.flatnonzero(w)
+    sparse = helper.make_sparse_tensor(numpy_helper.from_array(w.reshape(-1)[flat], "w"),
+                                       numpy_helper.from_array(flat.astype(np.int64), "w_indices"), list(w.shape))
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "w"], ["y"], name="fc")], "g",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [5, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 24])], sparse_initializer=[sparse])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    result = sparsec.compile(model, output=tmp_path / "m.spx")
+    assert result.report["layers"][0]["decision"] == "sparse"
+    a = rng.standard_normal((5, 16)).astype(np.float32)
+    assert max_rel_error(sparsec.load(result.path).run(None, {"a": a})[0], a.astype(np.float64) @ w) < TOLERANCE
+
+
 def test_dense_flag_turns_sparse_kernels_off(tmp_path, rng, capsys):
     model = sparsified(small_cnn(rng), 0.9, "unstructured")
     (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
