@@ -37,9 +37,26 @@ def seed_corpus(directory: Path, rng) -> None:
     ]
     for i, model in enumerate(models):
         sparsec.compile(model, output=directory / f"seed{i}.spx")
+    # Own generator, and names sorted after seed*: the other seeds' corruption cases stay as they were.
+    for i, model in enumerate(sparse_models(np.random.default_rng(1))):
+        sparsec.compile(model, output=directory / f"sparse{i}.spx")
     for report in directory.glob("*.report.json"):
         report.unlink()
     (directory / "seed_v2_records.spx").write_bytes(artifact_with_every_record(rng))
+
+
+def sparse_models(rng) -> list:
+    """Weights with zeros, so the seeds hold Spmm ops and packed tensors: blocked 4x1 (1x1 conv), 1x1 blocks
+    through im2col (3x3 conv) and 2:4 (MatMul)."""
+    pointwise = rng.standard_normal((8, 6, 1, 1)).astype(np.float32)
+    pointwise[:4, 1:5] = 0
+    pointwise[4:, ::2] = 0
+    window = rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * (rng.random((4, 3, 3, 3)) < 0.2)
+    two_four = rng.standard_normal((8, 5)).astype(np.float32)
+    two_four[1::4] = two_four[2::4] = 0
+    return [single_op_model("Conv", [("x", [1, 6, 4, 5])], None, [("w", pointwise)]),
+            single_op_model("Conv", [("x", [1, 3, 6, 6])], None, [("w", window)], {"pads": [1, 1, 1, 1]}),
+            single_op_model("MatMul", [("a", [3, 8])], None, [("b", two_four)])]
 
 
 def artifact_with_every_record(rng) -> bytes:

@@ -27,7 +27,8 @@ def compile(model, target: str = "host", output=None, **options):
     Options: input_shapes={"name": [1, 3, 224, 224]} (replaces any dim), fixed_inputs={"sr": 16000} (an input
     becomes a constant, so branches and shape arithmetic on it fold), passes=[...], progress=False,
     prune=PruneOptions(...) or a ratio (structured pruning before the clean-up passes),
-    sparsify=SparsifyOptions(...) or a sparsity (magnitude pruning to zeros, after pruning).
+    sparsify=SparsifyOptions(...) or a sparsity (magnitude pruning to zeros, after pruning),
+    sparse_kernels=False (every layer dense; by default layers whose zeros pay run sparse kernels).
     """
     from sparsec.compiler import compile_model
 

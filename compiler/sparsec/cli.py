@@ -8,6 +8,7 @@ import io
 import json
 import sys
 import traceback
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ def _compile(args) -> None:
     sparsify = _sparsify_options(args) if args.sparsity is not None or args.pattern is not None else None
     result = compile_model(args.model, target=args.target, output=args.output,
                            input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet, prune=prune,
-                           calib=args.calib, sparsify=sparsify, fixed_inputs=parse_fixed_inputs(args.fix_input))
+                           calib=args.calib, sparsify=sparsify, fixed_inputs=parse_fixed_inputs(args.fix_input),
+                           sparse_kernels=not args.dense)
     r = result.report
     if r["prune"]:
         print(f"pruned {args.prune:.0%}: params {r['prune']['params_before']:,} -> {r['prune']['params_after']:,}, "
@@ -39,6 +41,11 @@ def _compile(args) -> None:
         changes = ", ".join(f"{op} {d:+d}" for op, d in row["changes"].items()) or "-"
         print(f"{row['pass']:<20} {row['nodes_before']:>12} {row['nodes_after']:>7}  {changes}")
     print(f"runtime ops: {r['runtime_ops']}, constants: {r['constant_bytes']:,} bytes")
+    sparse = [row for row in r["layers"] if row["decision"] == "sparse"]
+    reasons = Counter("density above break-even" if row["reason"].startswith("density") else row["reason"]
+                      for row in r["layers"] if row["decision"] == "dense")
+    dense = ", ".join(f"{count} x {why}" for why, count in reasons.most_common())
+    print(f"sparse kernels: {len(sparse)} of {len(r['layers'])} layers" + (f"; dense: {dense}" if dense else ""))
     print(f"activation memory: {r['peak_activation_bytes']:,} bytes planned vs {r['naive_activation_bytes']:,} "
           f"naive ({r['peak_activation_bytes'] / max(r['naive_activation_bytes'], 1):.0%})")
     if r["runtime_files_bytes"]:
@@ -170,6 +177,17 @@ def _inspect_artifact(path: str, as_json: bool) -> None:
               f"{out[:18]:<18} {r['weight_bytes']:>10,} {r['scratch_bytes']:>9,}")
     print(f"constants {s['constant_bytes']:,} bytes, parameters {s['param_bytes']:,} bytes, "
           f"arena {s['arena_bytes']:,} bytes + scratch {s['scratch_bytes']:,} bytes")
+    _print_layers(s["layers"])
+
+
+def _print_layers(layers: list[dict]) -> None:
+    """Per Conv/Gemm/MatMul layer: sparse or dense, format, density, expected speed-up, or why dense."""
+    if not layers:
+        return
+    print(f"{'#':>4}  {'layer':<28} {'onnx op':<8} {'choice':<7} {'format':<6} {'density':>7} {'speed-up':>8}  why dense")
+    for r in layers:
+        print(f"{r.get('index', ''):>4}  {r['node'][:28]:<28} {r['onnx_op'][:8]:<8} {r['decision']:<7} {r['format']:<6} "
+              f"{r['density']:>7.2f} {r['speedup']:>7.2f}x  {r['reason'] or ''}")
 
 
 def _inspect(args) -> None:
@@ -233,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prune", type=float, metavar="RATIO", help="structured pruning before compiling (e.g. 0.5)")
     _add_prune_options(c)
     _add_sparsify_options(c, None)  # --sparsity or --pattern sparsifies after --prune; --global, --ignore apply
+    c.add_argument("--dense", action="store_true", help="no sparse kernels: every layer dense (the report says so)")
     c.set_defaults(func=_compile)
     g = sub.add_parser("groups", help="dependency groups of coupled channels: members, units, prunable or why not")
     g.add_argument("model")

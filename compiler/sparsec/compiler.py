@@ -75,10 +75,12 @@ def stderr_progress(message: str) -> None:
 
 
 def compile_model(model, target: str = "host", output=None, input_shapes=None, passes=None,
-                  progress=None, prune=None, calib=None, sparsify=None, fixed_inputs=None) -> CompileResult:
+                  progress=None, prune=None, calib=None, sparsify=None, fixed_inputs=None,
+                  sparse_kernels: bool = True) -> CompileResult:
     """Compiles model (path, ModelProto or ir.Model) for target; writes <output>/<name>.spx and .report.json.
     `prune` (PruneOptions or a ratio) prunes first; `calib` (.npy/.npz path or feeds) feeds its taylor criterion;
-    `sparsify` (SparsifyOptions or a sparsity) then zeros weights, before the clean-up passes."""
+    `sparsify` (SparsifyOptions or a sparsity) then zeros weights, before the clean-up passes. Layers whose zeros pay
+    run sparse kernels (the report's `layers` says which and why not) unless sparse_kernels is False."""
     start = time.perf_counter()
     resolved = resolve_target(target)
     path = _output_path(model, output)
@@ -101,7 +103,7 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
         raise SparsecError(f"unknown pass(es) {unknown}; the passes are {', '.join(PASSES)}")
     selected = CLEANUP if passes is None else [PASSES[name] for name in passes]
     graph, pass_rows = run_passes(graph, selected, notify)
-    lowered = lower_model(graph, notify)
+    lowered = lower_model(graph, notify, resolved, sparse_kernels)
     memory = plan_memory(lowered)
     data = serialize(resolved, lowered.tensors, lowered.ops, lowered.inputs, lowered.outputs, memory["arena_bytes"])
     validate_artifact(data)
@@ -118,6 +120,7 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
         "prune": prune_report.to_dict() if prune_report else None,
         "sparsify": sparsify_report.to_dict() if sparsify_report else None,
         "runtime_ops": len(lowered.ops),
+        "layers": lowered.layers,
         "constant_bytes": sum(t.nbytes for t in lowered.tensors if t.is_const),
         "peak_activation_bytes": memory["arena_bytes"],
         "scratch_bytes": memory["scratch_bytes"],

@@ -8,7 +8,9 @@ from collections import Counter
 import onnx_ir as ir
 
 from sparsec.artifact.format import parse
-from sparsec.contract.schema import KERNEL_BY_JOB, OP_BY_CODE, Storage
+from sparsec.contract.schema import KERNEL_BY_JOB, OP_BY_CODE, SparseFormat, Storage
+from sparsec.lower.sparse_choice import LayerChoice, dense_because, expected_speedup, layer_choice
+from sparsec.lower.sparse_pack import VALUE_PADDING
 from sparsec.frontend import load_model
 from sparsec.passes import fold_constants, op_counts
 from sparsec.passes.util import const_array, static_shape
@@ -87,7 +89,7 @@ def inspect_artifact(path) -> dict:
         inputs = [art.tensors[t] for t in op.inputs if t is not None]
         rows.append({
             "index": i, "node": op.name, "onnx_op": op.source_op, "runtime_op": spec.name,
-            "algorithm": attrs.get("algorithm", ""),
+            "algorithm": attrs.get("algorithm", attrs.get("layout", "")),
             "kernel": KERNEL_BY_JOB[job].variant(art.target) if job else "(plain C++ loop)",
             "inputs": [list(t.shape) for t in inputs],
             "outputs": [list(art.tensors[t].shape) for t in op.outputs],
@@ -98,6 +100,7 @@ def inspect_artifact(path) -> dict:
     return {
         "target": art.target, "format_version": art.version, "file_bytes": art.file_size,
         "ops": rows,
+        "layers": artifact_layers(art),
         "constant_bytes": sum(t.nbytes for t in art.tensors if t.storage == Storage.CONST),
         "param_bytes": art.param_size,
         "arena_bytes": art.arena_size,
@@ -105,3 +108,49 @@ def inspect_artifact(path) -> dict:
         "inputs": [(art.tensors[t].name, list(art.tensors[t].shape), art.tensors[t].dtype.name) for t in art.inputs],
         "outputs": [(art.tensors[t].name, list(art.tensors[t].shape), art.tensors[t].dtype.name) for t in art.outputs],
     }
+
+
+def _spmm_choice(art, op) -> LayerChoice:
+    values = art.tensors[op.inputs[1]]
+    info = values.sparse
+    rows, cols = info.dense_shape
+    if info.format == SparseFormat.N_OF_M:
+        fmt, stored = "2:4", 0.5
+    else:
+        fmt, stored = f"{info.block[0]}x1", (values.data.size - VALUE_PADDING - rows) / (rows * cols)
+    return LayerChoice(True, fmt, info.nonzeros / (rows * cols), stored, expected_speedup(art.target, stored))
+
+
+def _dense_choice(art, op, attrs: dict) -> LayerChoice:
+    """The cost model's reason for a dense Conv / MatMul, from the weight in the artifact."""
+    w = art.tensors[op.inputs[1]]
+    out = art.tensors[op.outputs[0]].shape
+    conv = OP_BY_CODE[op.opcode].name == "Conv"
+    structural = ("weight is not constant" if w.storage != Storage.CONST
+                  else "depthwise" if conv and str(attrs["algorithm"]).startswith("DEPTHWISE")
+                  else f"grouped convolution (group {attrs['group']})" if conv and attrs["group"] != 1
+                  else "weight is not a matrix (batched or 1-D)" if not conv and len(w.shape) != 2 else None)
+    if structural:
+        return dense_because(structural)
+    w2 = w.data.reshape(w.shape[0], -1) if conv else w.data.T
+    pixels = math.prod(out[2:]) if conv else math.prod(art.tensors[op.inputs[0]].shape[:-1])
+    choice = layer_choice(w2, pixels, art.target)
+    if choice.sparse:  # the lowering had a reason the artifact does not show
+        choice.sparse, choice.reason = False, "left dense by the lowering (its compile report says why)"
+    return choice
+
+
+def artifact_layers(art) -> list[dict]:
+    """Per Conv / Gemm / MatMul layer of a .spx: sparse (format, density, expected speed-up) or dense and why."""
+    layers = []
+    for i, op in enumerate(art.ops):
+        spec = OP_BY_CODE[op.opcode]
+        if op.source_op not in ("Conv", "Gemm", "MatMul") or spec.name not in ("Spmm", "Conv", "MatMul"):
+            continue
+        if spec.name == "Spmm":
+            choice = _spmm_choice(art, op)
+        else:
+            first = art.tensors[op.inputs[0]]
+            choice = _dense_choice(art, op, spec.unpack(op.iattr, op.fattr, len(first.shape)))
+        layers.append({"index": i, "node": op.name, "onnx_op": op.source_op, **choice.to_dict()})
+    return layers

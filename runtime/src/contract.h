@@ -24,6 +24,7 @@ enum class ReduceAlgo : int64_t { kGeneric = 0, kRows = 1, kRowMean = 2, kLast =
 enum class PadMode : int64_t { kConstant = 0, kReflect = 1, kEdge = 2, kLast = kEdge };
 enum class ConvAlgo : int64_t { kIm2col = 0, kGemm1x1 = 1, kDepthwise = 2, kDepthwise3x3 = 3, kLast = kDepthwise3x3 };
 enum class ArgKind : int64_t { kMax = 0, kMin = 1, kLast = kMin };
+enum class SpmmLayout : int64_t { kChw = 0, kIm2col = 1, kRows = 2, kLast = kRows };
 
 enum class OpCode : uint32_t {
   kConv = 1,  // 2-D convolution, NCHW; weight [M, C/group, KH, KW]; pads top, left, bottom, right
@@ -47,11 +48,12 @@ enum class OpCode : uint32_t {
   kGroupNorm = 19,  // InstanceNormalization when groups == C; scale/bias per channel
   kArgReduce = 20,  // ArgMax/ArgMin along axis; the output has the keepdims size
   kActivation = 21,  // element-wise activation
-  kLast = kActivation,
+  kSpmm = 22,  // y = act(W x + bias), W packed (kernels_arm/include/sparsec/spmm.h; bias inside values): BLOCKED takes deltas and nnz (uint32 counts), N_OF_M (2:4) takes index; all three constant
+  kLast = kSpmm,
 };
 
 // X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list.
-#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation)
+#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Spmm, spmm)
 
 struct AttrMeta {
   const char* name;
@@ -111,8 +113,17 @@ constexpr AttrMeta kAttrMeta[] = {
     {"axis", 1, 0, 7},  // ArgReduce
     {"select_last_index", 1, 0, 1},  // ArgReduce
     {"activation", 1, 0, 12},  // Activation
+    {"format", 1, 1, 2},  // Spmm
+    {"mb", 1, 1, 4},  // Spmm
+    {"first", 1, 0, 2147483647},  // Spmm
+    {"layout", 1, 0, 2},  // Spmm
+    {"kernel", 2, 1, 65536},  // Spmm
+    {"strides", 2, 1, 65536},  // Spmm
+    {"pads", 4, 0, 65536},  // Spmm
+    {"dilations", 2, 1, 65536},  // Spmm
+    {"activation", 1, 0, 12},  // Spmm
 };
-constexpr OpMeta kOpMeta[22] = {
+constexpr OpMeta kOpMeta[23] = {
     {},  // 0
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
@@ -135,6 +146,7 @@ constexpr OpMeta kOpMeta[22] = {
     {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 32, false},
     {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, 33, false},
     {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, 36, true},
+    {"Spmm", 5, 1, false, false, {{0, false}, {0, false}, {1, true}, {1, true}, {2, true}}, {{0, false}}, {2, 8, 16}, 9, 2, 37, false},
 };
 
 }  // namespace sparsec

@@ -285,4 +285,43 @@ inline ActivationAttrs activation_attrs(const Op& op) {
   return a;
 }
 
+struct SpmmAttrs {
+  int64_t format;
+  int64_t mb;
+  int64_t first;
+  SpmmLayout layout;
+  const int64_t* kernel;  // [2]
+  const int64_t* strides;  // [2]
+  const int64_t* pads;  // [4]
+  const int64_t* dilations;  // [2]
+  Activation activation;
+  float act_alpha;
+  float act_beta;
+};
+inline SpmmAttrs spmm_attrs(const Op& op) {
+  SpmmAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.format = int64_t(*v);
+  v += 1;
+  a.mb = int64_t(*v);
+  v += 1;
+  a.first = int64_t(*v);
+  v += 1;
+  a.layout = SpmmLayout(*v);
+  v += 1;
+  a.kernel = v;
+  v += 2;
+  a.strides = v;
+  v += 2;
+  a.pads = v;
+  v += 4;
+  a.dilations = v;
+  v += 2;
+  a.activation = Activation(*v);
+  v += 1;
+  a.act_alpha = op.fattr[0];
+  a.act_beta = op.fattr[1];
+  return a;
+}
+
 }  // namespace sparsec

@@ -143,6 +143,7 @@ static sparsec_status build_ops(sparsec_session* s, uint64_t* scratch_bytes) {
     }
     t.nbytes = size_t(d.nbytes);
     t.is_const = d.storage == Storage::kConst;
+    if (t.is_const) t.data = s->file.get() + a.data_offset + d.offset;  // checks validate packed constants
   }
   *scratch_bytes = 0;
   for (size_t i = 0; i < a.ops.size(); ++i) {

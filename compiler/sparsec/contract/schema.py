@@ -96,6 +96,9 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "PadMode": ("CONSTANT", "REFLECT", "EDGE"),
     "ConvAlgo": ("IM2COL", "GEMM_1X1", "DEPTHWISE", "DEPTHWISE_3X3"),
     "ArgKind": ("MAX", "MIN"),
+    # How Spmm reads x: CHW [B, K, H, W] (1x1 conv), IM2COL (any conv: the column matrix in scratch),
+    # ROWS [..., K] (Gemm/MatMul: x and y are transposed through scratch)
+    "SpmmLayout": ("CHW", "IM2COL", "ROWS"),
 }
 _enums = {name: IntEnum(name, {v: i for i, v in enumerate(values)}) for name, values in ENUMS.items()}
 Activation = _enums["Activation"]
@@ -107,6 +110,7 @@ ReduceAlgo = _enums["ReduceAlgo"]
 PadMode = _enums["PadMode"]
 ConvAlgo = _enums["ConvAlgo"]
 ArgKind = _enums["ArgKind"]
+SpmmLayout = _enums["SpmmLayout"]
 
 SPATIAL_MAX = 1 << 16  # strides, pads, dilations, windows
 ATTR_MAX = 1 << 32
@@ -263,6 +267,15 @@ OPS = (
        doc="ArgMax/ArgMin along axis; the output has the keepdims size"),
     Op(21, "Activation", X, Y, F32, ACTIVATION, ACTIVATION_PARAMS, in_place=True, doc="element-wise activation",
        kernels={"*": "f32_activation"}),
+    # ---- sparse (codes 22-29) ----
+    Op(22, "Spmm", (Slot("x"), Slot("values"), Slot("deltas", "I", optional=True), Slot("nnz", "I", optional=True),
+                    Slot("index", "U", optional=True)), Y, {"T": ("float32",), "I": ("int32",), "U": ("uint8",)},
+       (Attr("format", low=SparseFormat.BLOCKED, high=SparseFormat.N_OF_M), Attr("mb", low=1, high=4),
+        Attr("first", low=0, high=(1 << 31) - 1), Attr("layout", enum="SpmmLayout"), spatial("kernel", 2),
+        spatial("strides", 2), spatial("pads", 4, 0), spatial("dilations", 2), *ACTIVATION), ACTIVATION_PARAMS,
+       doc="y = act(W x + bias), W packed (kernels_arm/include/sparsec/spmm.h; bias inside values): BLOCKED takes "
+           "deltas and nnz (uint32 counts), N_OF_M (2:4) takes index; all three constant",
+       kernels={"format=2": "f32_spmm_2of4", "mb=1": "f32_spmm_mb1", "mb=2": "f32_spmm_mb2", "mb=4": "f32_spmm_mb4"}),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}

@@ -25,6 +25,7 @@ class LoweredGraph:
     ops: list[OpEntry] = field(default_factory=list)
     inputs: list[int] = field(default_factory=list)
     outputs: list[int] = field(default_factory=list)
+    layers: list[dict] = field(default_factory=list)  # per Conv/Gemm/MatMul: sparse or dense and why (rules_sparse)
 
 
 def static_shape(value: ir.Value) -> tuple[int, ...]:
@@ -45,8 +46,10 @@ def numpy_dtype(value: ir.Value) -> np.dtype:
 class Builder:
     """Collects tensors and ops; `label`/`source_op` name the node being lowered in every op it emits."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: str = "x86_64", sparse_kernels: bool = True) -> None:
         self.g = LoweredGraph()
+        self.target = target  # the cost model's target (rules_sparse)
+        self.sparse_kernels = sparse_kernels
         self._ids: dict[int, int] = {}  # id(ir.Value) -> tensor index
         self._keep: list[ir.Value] = []  # values indexed by id() stay alive
         self.written: set[int] = set()  # tensors some op writes

@@ -12,13 +12,13 @@ import onnx_ir as ir
 
 from sparsec.activations import FUSED_DOMAIN, source_op_type
 from sparsec.errors import UnsupportedOpError
-from sparsec.lower import rules_elementwise, rules_nn, rules_tensor
+from sparsec.lower import rules_elementwise, rules_nn, rules_sparse, rules_tensor
 from sparsec.lower.builder import Builder, LoweredGraph, Unsupported
 from sparsec.naming import is_standard, op_label
 from sparsec.passes.util import const_array
 
 RULES: dict[str, Callable[[Builder, ir.Node], None]] = {
-    **rules_nn.RULES, **rules_elementwise.RULES, **rules_tensor.RULES,
+    **rules_nn.RULES, **rules_elementwise.RULES, **rules_tensor.RULES, **rules_sparse.RULES,
 }
 _FUSED_RULES = {"FusedConv", "FusedGemm", "FusedMatMul", "FusedAdd", "Activation"}
 SUPPORTED_OPS = sorted(op for op in RULES if op not in _FUSED_RULES)
@@ -50,9 +50,10 @@ def _unproduced_output(b: Builder, node: ir.Node) -> str | None:
     return None
 
 
-def lower_model(model: ir.Model, progress=None) -> LoweredGraph:
-    """Lowers every node; raises UnsupportedOpError listing every node (and graph input/output) that cannot run."""
-    b = Builder()
+def lower_model(model: ir.Model, progress=None, target: str = "x86_64", sparse_kernels: bool = True) -> LoweredGraph:
+    """Lowers every node for target; raises UnsupportedOpError listing every node (and graph input/output) that
+    cannot run."""
+    b = Builder(target, sparse_kernels)
     graph = model.graph
     unsupported = []
     for value in graph.inputs:
