@@ -24,6 +24,10 @@ enum class ReduceAlgo : int64_t { kGeneric = 0, kRows = 1, kRowMean = 2, kLast =
 enum class PadMode : int64_t { kConstant = 0, kReflect = 1, kEdge = 2, kLast = kEdge };
 enum class ConvAlgo : int64_t { kIm2col = 0, kGemm1x1 = 1, kDepthwise = 2, kDepthwise3x3 = 3, kLast = kDepthwise3x3 };
 enum class ArgKind : int64_t { kMax = 0, kMin = 1, kLast = kMin };
+enum class CompareOp : int64_t { kEqual = 0, kLess = 1, kGreater = 2, kLessEqual = 3, kGreaterEqual = 4, kLast = kGreaterEqual };
+enum class BitwiseOp : int64_t { kAnd = 0, kOr = 1, kXor = 2, kShiftLeft = 3, kShiftRight = 4, kLast = kShiftRight };
+enum class ScatterReduction : int64_t { kNone = 0, kAdd = 1, kMul = 2, kMax = 3, kMin = 4, kLast = kMin };
+enum class CumulativeKind : int64_t { kSum = 0, kProd = 1, kLast = kProd };
 
 enum class OpCode : uint32_t {
   kConv = 1,  // 2-D convolution, NCHW; weight [M, C/group, KH, KW]; pads top, left, bottom, right
@@ -47,11 +51,22 @@ enum class OpCode : uint32_t {
   kGroupNorm = 19,  // InstanceNormalization when groups == C; scale/bias per channel
   kArgReduce = 20,  // ArgMax/ArgMin along axis; the output has the keepdims size
   kActivation = 21,  // element-wise activation
-  kLast = kActivation,
+  kCompare = 30,  // numpy broadcasting; y = a <op> b (NaN compares false)
+  kBitwise = 31,  // numpy broadcasting; a shift by b outside [0, bits) gives 0 (-1 for a right shift of a negative a)
+  kWhere = 32,  // numpy broadcasting; z = condition ? x : y
+  kRange = 33,  // y[i] = start + i * delta; the run-time element count must equal the output's
+  kCumulative = 34,  // running sum/product along axis (an axis input, read at run time, replaces it)
+  kTopK = 35,  // the k = values.dims[axis] largest/smallest along axis, sorted, ties by the lower index; a k input must agree
+  kGatherElements = 36,  // y[..i..] = data[..indices[..i..]..] along axis
+  kScatterElements = 37,  // y = data, then y[..indices[..i..]..] (op)= updates[..i..] along axis, in order
+  kGatherND = 38,  // ONNX GatherND
+  kScatterND = 39,  // ONNX ScatterND, updates applied in order
+  kBitCast = 40,  // the same bytes read as another dtype of the same size
+  kLast = kBitCast,
 };
 
 // X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list.
-#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation)
+#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Compare, compare) X(Bitwise, bitwise) X(Where, where) X(Range, range) X(Cumulative, cumulative) X(TopK, top_k) X(GatherElements, gather_elements) X(ScatterElements, scatter_elements) X(GatherND, gather_n_d) X(ScatterND, scatter_n_d) X(BitCast, bit_cast)
 
 struct AttrMeta {
   const char* name;
@@ -111,12 +126,25 @@ constexpr AttrMeta kAttrMeta[] = {
     {"axis", 1, 0, 7},  // ArgReduce
     {"select_last_index", 1, 0, 1},  // ArgReduce
     {"activation", 1, 0, 12},  // Activation
+    {"op", 1, 0, 4},  // Compare
+    {"op", 1, 0, 4},  // Bitwise
+    {"kind", 1, 0, 1},  // Cumulative
+    {"axis", 1, 0, 7},  // Cumulative
+    {"exclusive", 1, 0, 1},  // Cumulative
+    {"reverse", 1, 0, 1},  // Cumulative
+    {"axis", 1, 0, 7},  // TopK
+    {"largest", 1, 0, 1},  // TopK
+    {"axis", 1, 0, 7},  // GatherElements
+    {"axis", 1, 0, 7},  // ScatterElements
+    {"reduction", 1, 0, 4},  // ScatterElements
+    {"batch_dims", 1, 0, 7},  // GatherND
+    {"reduction", 1, 0, 4},  // ScatterND
 };
-constexpr OpMeta kOpMeta[22] = {
+constexpr OpMeta kOpMeta[41] = {
     {},  // 0
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
-    {"Binary", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {14}, 2, 2, 7, false},
+    {"Binary", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {62}, 2, 2, 7, false},
     {"Unary", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 0, 9, true},
     {"Pool", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 6, 0, 10, false},
     {"Reduce", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 3, 0, 16, false},
@@ -135,6 +163,25 @@ constexpr OpMeta kOpMeta[22] = {
     {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 32, false},
     {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, 33, false},
     {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, 36, true},
+    {},  // 22
+    {},  // 23
+    {},  // 24
+    {},  // 25
+    {},  // 26
+    {},  // 27
+    {},  // 28
+    {},  // 29
+    {"Compare", 2, 1, false, false, {{0, false}, {0, false}}, {{1, false}}, {126, 64}, 1, 0, 37, false},
+    {"Bitwise", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {124}, 1, 0, 38, false},
+    {"Where", 3, 1, false, false, {{1, false}, {0, false}, {0, false}}, {{0, false}}, {126, 64}, 0, 0, 39, false},
+    {"Range", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {14}, 0, 0, 39, false},
+    {"Cumulative", 2, 1, false, false, {{0, false}, {1, true}}, {{0, false}}, {14, 12}, 4, 0, 39, false},
+    {"TopK", 2, 2, false, false, {{0, false}, {1, true}}, {{0, false}, {1, false}}, {62, 4}, 2, 0, 43, false},
+    {"GatherElements", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {126, 12}, 1, 0, 45, false},
+    {"ScatterElements", 3, 1, false, false, {{0, false}, {1, false}, {0, false}}, {{0, false}}, {126, 12}, 2, 0, 46, false},
+    {"GatherND", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {126, 12}, 1, 0, 48, false},
+    {"ScatterND", 3, 1, false, false, {{0, false}, {1, false}, {0, false}}, {{0, false}}, {126, 12}, 1, 0, 49, false},
+    {"BitCast", 1, 1, false, false, {{0, false}}, {{1, false}}, {126, 126}, 0, 0, 50, false},
 };
 
 }  // namespace sparsec

@@ -285,4 +285,107 @@ inline ActivationAttrs activation_attrs(const Op& op) {
   return a;
 }
 
+struct CompareAttrs {
+  CompareOp op;
+};
+inline CompareAttrs compare_attrs(const Op& op) {
+  CompareAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.op = CompareOp(*v);
+  v += 1;
+  return a;
+}
+
+struct BitwiseAttrs {
+  BitwiseOp op;
+};
+inline BitwiseAttrs bitwise_attrs(const Op& op) {
+  BitwiseAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.op = BitwiseOp(*v);
+  v += 1;
+  return a;
+}
+
+struct CumulativeAttrs {
+  CumulativeKind kind;
+  int64_t axis;
+  int64_t exclusive;
+  int64_t reverse;
+};
+inline CumulativeAttrs cumulative_attrs(const Op& op) {
+  CumulativeAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.kind = CumulativeKind(*v);
+  v += 1;
+  a.axis = int64_t(*v);
+  v += 1;
+  a.exclusive = int64_t(*v);
+  v += 1;
+  a.reverse = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct TopKAttrs {
+  int64_t axis;
+  int64_t largest;
+};
+inline TopKAttrs top_k_attrs(const Op& op) {
+  TopKAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.largest = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct GatherElementsAttrs {
+  int64_t axis;
+};
+inline GatherElementsAttrs gather_elements_attrs(const Op& op) {
+  GatherElementsAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct ScatterElementsAttrs {
+  int64_t axis;
+  ScatterReduction reduction;
+};
+inline ScatterElementsAttrs scatter_elements_attrs(const Op& op) {
+  ScatterElementsAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.reduction = ScatterReduction(*v);
+  v += 1;
+  return a;
+}
+
+struct GatherNDAttrs {
+  int64_t batch_dims;
+};
+inline GatherNDAttrs gather_n_d_attrs(const Op& op) {
+  GatherNDAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.batch_dims = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct ScatterNDAttrs {
+  ScatterReduction reduction;
+};
+inline ScatterNDAttrs scatter_n_d_attrs(const Op& op) {
+  ScatterNDAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.reduction = ScatterReduction(*v);
+  v += 1;
+  return a;
+}
+
 }  // namespace sparsec

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "op_util.h"
 #include "sparsec_rt.h"
@@ -47,12 +48,15 @@ void binary_microkernel(const Op& op, const Broadcast& plan) {
   });
 }
 
+// No trap on / 0 or MIN / -1 (signed types only: an unsigned T(-1) is the largest value).
 template <typename T>
-T integer_div(T a, T b) { return b == 0 ? T(0) : (b == T(-1) ? T(0) - a : a / b); }  // no trap on / 0 or MIN / -1
+T integer_div(T a, T b) {
+  return b == 0 ? T(0) : (std::is_signed<T>::value && b == T(-1) ? T(uint64_t(0) - uint64_t(a)) : T(a / b));
+}
 
 template <typename T>
 T integer_mod(T a, T b, bool c_style) {
-  if (b == 0 || b == T(-1)) return T(0);
+  if (b == 0 || (std::is_signed<T>::value && b == T(-1))) return T(0);
   const T r = a % b;
   return c_style || r == 0 || ((r < 0) == (b < 0)) ? r : T(r + b);
 }
@@ -129,6 +133,14 @@ bool run_binary(const Op& op, uint8_t*, Message*) {
   }
   if (op.in[0]->dtype == SPARSEC_INT32) {
     binary_integer<int32_t>(op, plan, kind);
+    return true;
+  }
+  if (op.in[0]->dtype == SPARSEC_UINT8) {
+    binary_integer<uint8_t>(op, plan, kind);
+    return true;
+  }
+  if (op.in[0]->dtype == SPARSEC_INT8) {
+    binary_integer<int8_t>(op, plan, kind);
     return true;
   }
   switch (kind) {

@@ -40,6 +40,7 @@ DTYPE_BY_CODE = {d.code: d for d in DTYPES}
 ALL_TYPES = tuple(d.name for d in DTYPES)
 INDEX_TYPES = ("int64", "int32")
 NUMERIC_TYPES = ("float32", "int64", "int32")
+INTEGER_TYPES = ("int64", "int32", "uint8", "int8", "bool")
 
 TARGETS = {"x86_64": 1, "arm64": 2, "wasm32": 3}
 # The kernel ISA each target's dispatch prefers (portable where a job has no such variant).
@@ -96,6 +97,11 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "PadMode": ("CONSTANT", "REFLECT", "EDGE"),
     "ConvAlgo": ("IM2COL", "GEMM_1X1", "DEPTHWISE", "DEPTHWISE_3X3"),
     "ArgKind": ("MAX", "MIN"),
+    # ops_tensor family (codes 30-49)
+    "CompareOp": ("EQUAL", "LESS", "GREATER", "LESS_EQUAL", "GREATER_EQUAL"),
+    "BitwiseOp": ("AND", "OR", "XOR", "SHIFT_LEFT", "SHIFT_RIGHT"),
+    "ScatterReduction": ("NONE", "ADD", "MUL", "MAX", "MIN"),
+    "CumulativeKind": ("SUM", "PROD"),
 }
 _enums = {name: IntEnum(name, {v: i for i, v in enumerate(values)}) for name, values in ENUMS.items()}
 Activation = _enums["Activation"]
@@ -107,6 +113,10 @@ ReduceAlgo = _enums["ReduceAlgo"]
 PadMode = _enums["PadMode"]
 ConvAlgo = _enums["ConvAlgo"]
 ArgKind = _enums["ArgKind"]
+CompareOp = _enums["CompareOp"]
+BitwiseOp = _enums["BitwiseOp"]
+ScatterReduction = _enums["ScatterReduction"]
+CumulativeKind = _enums["CumulativeKind"]
 
 SPATIAL_MAX = 1 << 16  # strides, pads, dilations, windows
 ATTR_MAX = 1 << 32
@@ -226,8 +236,8 @@ OPS = (
     Op(2, "MatMul", (Slot("a"), Slot("b"), Slot("bias", optional=True)), Y, F32, ACTIVATION, ACTIVATION_PARAMS,
        doc="numpy matmul of rank >= 2 operands with batch broadcasting; bias per column",
        kernels={"*": "f32_gemm"}),
-    Op(3, "Binary", (Slot("a"), Slot("b")), Y, {"T": NUMERIC_TYPES}, (Attr("op", enum="BinaryOp"), *ACTIVATION),
-       ACTIVATION_PARAMS, doc="numpy broadcasting; integers: no activation, DIV truncates; MOD takes the divisor's sign, FMOD C's fmod",
+    Op(3, "Binary", (Slot("a"), Slot("b")), Y, {"T": NUMERIC_TYPES + ("uint8", "int8")},
+       (Attr("op", enum="BinaryOp"), *ACTIVATION), ACTIVATION_PARAMS, doc="numpy broadcasting; integers: no activation, DIV truncates; MOD takes the divisor's sign, FMOD C's fmod",
        kernels={"op=ADD": "f32_vbinary", "op=SUB": "f32_vbinary", "op=MUL": "f32_vbinary", "op=DIV": "f32_vbinary"}),
     Op(4, "Unary", X, Y, F32, (Attr("op", enum="UnaryOp"),), in_place=True, doc="element-wise math function"),
     Op(5, "Pool", X, Y, F32, (Attr("kind", enum="PoolKind"), *POOL_WINDOW, flag("count_include_pad")),
@@ -263,6 +273,34 @@ OPS = (
        doc="ArgMax/ArgMin along axis; the output has the keepdims size"),
     Op(21, "Activation", X, Y, F32, ACTIVATION, ACTIVATION_PARAMS, in_place=True, doc="element-wise activation",
        kernels={"*": "f32_activation"}),
+    # ---- ops_tensor family: logic, comparison, index and tensor manipulation (codes 30-49) ----
+    Op(30, "Compare", (Slot("a"), Slot("b")), (Slot("y", "B"),), {"T": ALL_TYPES, "B": ("bool",)},
+       (Attr("op", enum="CompareOp"),), doc="numpy broadcasting; y = a <op> b (NaN compares false)"),
+    Op(31, "Bitwise", (Slot("a"), Slot("b")), Y, {"T": INTEGER_TYPES}, (Attr("op", enum="BitwiseOp"),),
+       doc="numpy broadcasting; a shift by b outside [0, bits) gives 0 (-1 for a right shift of a negative a)"),
+    Op(32, "Where", (Slot("condition", "B"), Slot("x"), Slot("y")), (Slot("z"),), {"T": ALL_TYPES, "B": ("bool",)},
+       doc="numpy broadcasting; z = condition ? x : y"),
+    Op(33, "Range", (Slot("start"), Slot("limit"), Slot("delta")), Y, {"T": NUMERIC_TYPES},
+       doc="y[i] = start + i * delta; the run-time element count must equal the output's"),
+    Op(34, "Cumulative", (Slot("x"), Slot("axis", "I", optional=True)), Y, {"T": NUMERIC_TYPES, "I": INDEX_TYPES},
+       (Attr("kind", enum="CumulativeKind"), Attr("axis", low=0, high=MAX_DIMS - 1), flag("exclusive"),
+        flag("reverse")), doc="running sum/product along axis (an axis input, read at run time, replaces it)"),
+    Op(35, "TopK", (Slot("x"), Slot("k", "I", optional=True)), (Slot("values"), Slot("indices", "I")),
+       {"T": NUMERIC_TYPES + ("uint8", "int8"), "I": ("int64",)},
+       (Attr("axis", low=0, high=MAX_DIMS - 1), flag("largest")),
+       doc="the k = values.dims[axis] largest/smallest along axis, sorted, ties by the lower index; a k input must agree"),
+    Op(36, "GatherElements", (Slot("data"), Slot("indices", "I")), Y, {"T": ALL_TYPES, "I": INDEX_TYPES},
+       (Attr("axis", low=0, high=MAX_DIMS - 1),), doc="y[..i..] = data[..indices[..i..]..] along axis"),
+    Op(37, "ScatterElements", (Slot("data"), Slot("indices", "I"), Slot("updates")), Y,
+       {"T": ALL_TYPES, "I": INDEX_TYPES},
+       (Attr("axis", low=0, high=MAX_DIMS - 1), Attr("reduction", enum="ScatterReduction")),
+       doc="y = data, then y[..indices[..i..]..] (op)= updates[..i..] along axis, in order"),
+    Op(38, "GatherND", (Slot("data"), Slot("indices", "I")), Y, {"T": ALL_TYPES, "I": INDEX_TYPES},
+       (Attr("batch_dims", low=0, high=MAX_DIMS - 1),), doc="ONNX GatherND"),
+    Op(39, "ScatterND", (Slot("data"), Slot("indices", "I"), Slot("updates")), Y, {"T": ALL_TYPES, "I": INDEX_TYPES},
+       (Attr("reduction", enum="ScatterReduction"),), doc="ONNX ScatterND, updates applied in order"),
+    Op(40, "BitCast", (Slot("x", "T1"),), (Slot("y", "T2"),), {"T1": ALL_TYPES, "T2": ALL_TYPES},
+       doc="the same bytes read as another dtype of the same size"),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}
