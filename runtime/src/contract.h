@@ -21,7 +21,7 @@ enum class UnaryOp : int64_t { kExp = 0, kLog = 1, kSqrt = 2, kNeg = 3, kAbs = 4
 enum class PoolKind : int64_t { kMax = 0, kAverage = 1, kLast = kAverage };
 enum class ReduceKind : int64_t { kMean = 0, kSum = 1, kMax = 2, kMin = 3, kProd = 4, kL1 = 5, kL2 = 6, kSumSquare = 7, kLogSumExp = 8, kLast = kLogSumExp };
 enum class ReduceAlgo : int64_t { kGeneric = 0, kRows = 1, kRowMean = 2, kLast = kRowMean };
-enum class PadMode : int64_t { kConstant = 0, kReflect = 1, kEdge = 2, kLast = kEdge };
+enum class PadMode : int64_t { kConstant = 0, kReflect = 1, kEdge = 2, kWrap = 3, kLast = kWrap };
 enum class ConvAlgo : int64_t { kIm2col = 0, kGemm1x1 = 1, kDepthwise = 2, kDepthwise3x3 = 3, kLast = kDepthwise3x3 };
 enum class ArgKind : int64_t { kMax = 0, kMin = 1, kLast = kMin };
 enum class CompareOp : int64_t { kEqual = 0, kLess = 1, kGreater = 2, kLessEqual = 3, kGreaterEqual = 4, kLast = kGreaterEqual };
@@ -45,7 +45,7 @@ enum class OpCode : uint32_t {
   kSplit = 13,
   kSlice = 14,  // y[i] = x[starts + i * steps] per axis
   kGather = 15,  // negative indices count from the end
-  kPad = 16,
+  kPad = 16,  // negative pads crop; value: a scalar (else 0); pads/axes inputs (ONNX layout) replace begins/ends at run time
   kExpand = 17,  // numpy broadcast to the output shape
   kCast = 18,  // to the output's dtype like numpy's astype, except to bool: x != 0
   kGroupNorm = 19,  // InstanceNormalization when groups == C; scale/bias per channel
@@ -62,11 +62,12 @@ enum class OpCode : uint32_t {
   kGatherND = 38,  // ONNX GatherND
   kScatterND = 39,  // ONNX ScatterND, updates applied in order
   kBitCast = 40,  // the same bytes read as another dtype of the same size
-  kLast = kBitCast,
+  kDynamicSlice = 41,  // ONNX Slice with run-time starts/ends/axes/steps; the result must have the output's shape
+  kLast = kDynamicSlice,
 };
 
 // X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list.
-#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Compare, compare) X(Bitwise, bitwise) X(Where, where) X(Range, range) X(Cumulative, cumulative) X(TopK, top_k) X(GatherElements, gather_elements) X(ScatterElements, scatter_elements) X(GatherND, gather_n_d) X(ScatterND, scatter_n_d) X(BitCast, bit_cast)
+#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Compare, compare) X(Bitwise, bitwise) X(Where, where) X(Range, range) X(Cumulative, cumulative) X(TopK, top_k) X(GatherElements, gather_elements) X(ScatterElements, scatter_elements) X(GatherND, gather_n_d) X(ScatterND, scatter_n_d) X(BitCast, bit_cast) X(DynamicSlice, dynamic_slice)
 
 struct AttrMeta {
   const char* name;
@@ -118,9 +119,9 @@ constexpr AttrMeta kAttrMeta[] = {
     {"starts", 0, 0, 4294967296},  // Slice
     {"steps", 0, -4294967296, 4294967296},  // Slice
     {"axis", 1, 0, 7},  // Gather
-    {"mode", 1, 0, 2},  // Pad
-    {"begins", 0, 0, 4294967296},  // Pad
-    {"ends", 0, 0, 4294967296},  // Pad
+    {"mode", 1, 0, 3},  // Pad
+    {"begins", 0, -4294967296, 4294967296},  // Pad
+    {"ends", 0, -4294967296, 4294967296},  // Pad
     {"groups", 1, 1, 4294967296},  // GroupNorm
     {"kind", 1, 0, 1},  // ArgReduce
     {"axis", 1, 0, 7},  // ArgReduce
@@ -140,7 +141,7 @@ constexpr AttrMeta kAttrMeta[] = {
     {"batch_dims", 1, 0, 7},  // GatherND
     {"reduction", 1, 0, 4},  // ScatterND
 };
-constexpr OpMeta kOpMeta[41] = {
+constexpr OpMeta kOpMeta[42] = {
     {},  // 0
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
@@ -157,7 +158,7 @@ constexpr OpMeta kOpMeta[41] = {
     {"Split", 1, 1, false, true, {{0, false}}, {{0, false}}, {126}, 1, 0, 25, false},
     {"Slice", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 2, 0, 26, false},
     {"Gather", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {126, 12}, 1, 0, 28, false},
-    {"Pad", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 3, 1, 29, false},
+    {"Pad", 4, 1, false, false, {{0, false}, {0, true}, {1, true}, {1, true}}, {{0, false}}, {126, 12}, 3, 0, 29, false},
     {"Expand", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, 32, false},
     {"Cast", 1, 1, false, false, {{0, false}}, {{1, false}}, {126, 126}, 0, 0, 32, false},
     {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 32, false},
@@ -182,6 +183,7 @@ constexpr OpMeta kOpMeta[41] = {
     {"GatherND", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {126, 12}, 1, 0, 48, false},
     {"ScatterND", 3, 1, false, false, {{0, false}, {1, false}, {0, false}}, {{0, false}}, {126, 12}, 1, 0, 49, false},
     {"BitCast", 1, 1, false, false, {{0, false}}, {{1, false}}, {126, 126}, 0, 0, 50, false},
+    {"DynamicSlice", 5, 1, false, false, {{0, false}, {1, false}, {1, false}, {1, true}, {1, true}}, {{0, false}}, {126, 12}, 0, 0, 50, false},
 };
 
 }  // namespace sparsec

@@ -225,7 +225,6 @@ struct PadAttrs {
   PadMode mode;
   const int64_t* begins;  // [rank]
   const int64_t* ends;  // [rank]
-  float value;
 };
 inline PadAttrs pad_attrs(const Op& op) {
   PadAttrs a;
@@ -236,7 +235,6 @@ inline PadAttrs pad_attrs(const Op& op) {
   v += op.in[0]->ndim;
   a.ends = v;
   v += op.in[0]->ndim;
-  a.value = op.fattr[0];
   return a;
 }
 

@@ -66,6 +66,11 @@ void for_each_run(const Broadcast& b, F&& run) {
   }
 }
 
+// Element i of an int64 or int32 index tensor.
+inline int64_t index_value(const Tensor& t, size_t i) {
+  return t.dtype == SPARSEC_INT64 ? t.as<const int64_t>()[i] : int64_t(t.as<const int32_t>()[i]);
+}
+
 // Row-major element strides of a tensor's dims.
 void contiguous_strides(const Tensor& t, int64_t* strides);
 

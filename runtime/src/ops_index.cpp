@@ -22,10 +22,6 @@ void with_type(uint8_t dtype, F&& f) {
   }
 }
 
-int64_t index_at(const Tensor& t, size_t i) {
-  return t.dtype == SPARSEC_INT64 ? t.as<const int64_t>()[i] : int64_t(t.as<const int32_t>()[i]);
-}
-
 // A possibly negative index into an axis of this extent; false when out of range.
 bool resolve_index(int64_t given, int64_t extent, int64_t* k) {
   *k = given < 0 ? given + extent : given;
@@ -235,8 +231,8 @@ bool run_cumulative(const Op& op, uint8_t*, Message* err) {
   const CumulativeAttrs a = cumulative_attrs(op);
   int64_t axis_at_run = a.axis;
   if (const Tensor* given = optional_input(op, 1))
-    SPX_REQUIRE(resolve_index(index_at(*given, 0), x.ndim, &axis_at_run), "axis %lld out of range for rank %u",
-                static_cast<long long>(index_at(*given, 0)), x.ndim);
+    SPX_REQUIRE(resolve_index(index_value(*given, 0), x.ndim, &axis_at_run), "axis %lld out of range for rank %u",
+                static_cast<long long>(index_value(*given, 0)), x.ndim);
   const size_t axis = size_t(axis_at_run), len = size_t(x.dims[axis]);
   const size_t outer = product(x.dims, 0, axis), inner = product(x.dims, axis + 1, x.ndim);
   with_type(x.dtype, [&](auto tag) {
@@ -282,8 +278,8 @@ bool run_top_k(const Op& op, uint8_t* scratch, Message* err) {
   const TopKAttrs a = top_k_attrs(op);
   const size_t axis = size_t(a.axis), len = size_t(x.dims[axis]), k = size_t(op.out[0]->dims[axis]);
   if (const Tensor* given = optional_input(op, 1))
-    SPX_REQUIRE(index_at(*given, 0) == int64_t(k), "TopK: k = %lld; the model declared %zu",
-                static_cast<long long>(index_at(*given, 0)), k);
+    SPX_REQUIRE(index_value(*given, 0) == int64_t(k), "TopK: k = %lld; the model declared %zu",
+                static_cast<long long>(index_value(*given, 0)), k);
   const size_t outer = product(x.dims, 0, axis), inner = product(x.dims, axis + 1, x.ndim);
   uint32_t* order = reinterpret_cast<uint32_t*>(scratch);
   int64_t* indices = op.out[1]->as<int64_t>();
@@ -329,8 +325,8 @@ bool run_gather_elements(const Op& op, uint8_t*, Message* err) {
   Odometer pos;
   for (size_t i = 0; i < indices.numel; ++i, pos.next(indices)) {
     int64_t k;
-    SPX_REQUIRE(resolve_index(index_at(indices, i), data.dims[axis], &k), "GatherElements: index %lld out of range",
-                static_cast<long long>(index_at(indices, i)));
+    SPX_REQUIRE(resolve_index(index_value(indices, i), data.dims[axis], &k), "GatherElements: index %lld out of range",
+                static_cast<long long>(index_value(indices, i)));
     std::memcpy(op.out[0]->data + i * es, data.data + element_offset(pos.idx, strides, data.ndim, axis, k) * es, es);
   }
   return true;
@@ -358,7 +354,7 @@ bool run_scatter_elements(const Op& op, uint8_t*, Message* err) {
     Odometer pos;
     for (size_t i = 0; i < indices.numel && ok; ++i, pos.next(indices)) {
       int64_t k;
-      ok = resolve_index(index_at(indices, i), data.dims[axis], &k);
+      ok = resolve_index(index_value(indices, i), data.dims[axis], &k);
       if (!ok) break;
       T& target = y[element_offset(pos.idx, strides, data.ndim, axis, k)];
       target = reduce_into(a.reduction, target, updates[i]);
@@ -395,7 +391,7 @@ bool nd_offset(const Tensor& data, const Tensor& indices, const NdPlan& p, size_
   *off = n * p.batch_stride;
   for (size_t j = 0; j < p.depth; ++j) {
     int64_t k;
-    if (!resolve_index(index_at(indices, (n * p.tuples + t) * p.depth + j), data.dims[batch_dims + j], &k)) return false;
+    if (!resolve_index(index_value(indices, (n * p.tuples + t) * p.depth + j), data.dims[batch_dims + j], &k)) return false;
     *off += size_t(k) * size_t(p.strides[batch_dims + j]);
   }
   return true;

@@ -94,7 +94,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "ReduceKind": ("MEAN", "SUM", "MAX", "MIN", "PROD", "L1", "L2", "SUM_SQUARE", "LOG_SUM_EXP"),
     # ROWS / ROW_MEAN: the reduced axes are innermost, one contiguous row per output (ROW_MEAN: the mean kernel)
     "ReduceAlgo": ("GENERIC", "ROWS", "ROW_MEAN"),
-    "PadMode": ("CONSTANT", "REFLECT", "EDGE"),
+    "PadMode": ("CONSTANT", "REFLECT", "EDGE", "WRAP"),
     "ConvAlgo": ("IM2COL", "GEMM_1X1", "DEPTHWISE", "DEPTHWISE_3X3"),
     "ArgKind": ("MAX", "MIN"),
     # ops_tensor family (codes 30-49)
@@ -261,8 +261,10 @@ OPS = (
        doc="y[i] = x[starts + i * steps] per axis"),
     Op(15, "Gather", (Slot("data"), Slot("indices", "I")), Y, {"T": ALL_TYPES, "I": INDEX_TYPES},
        (Attr("axis", low=0, high=MAX_DIMS - 1),), doc="negative indices count from the end"),
-    Op(16, "Pad", X, Y, F32, (Attr("mode", enum="PadMode"), Attr("begins", "rank", low=0),
-                              Attr("ends", "rank", low=0)), ("value",)),
+    Op(16, "Pad", (Slot("x"), Slot("value", optional=True), Slot("pads", "I", optional=True),
+                   Slot("axes", "I", optional=True)), Y, {"T": ALL_TYPES, "I": INDEX_TYPES},
+       (Attr("mode", enum="PadMode"), Attr("begins", "rank"), Attr("ends", "rank")),
+       doc="negative pads crop; value: a scalar (else 0); pads/axes inputs (ONNX layout) replace begins/ends at run time"),
     Op(17, "Expand", X, Y, ANY, doc="numpy broadcast to the output shape"),
     Op(18, "Cast", (Slot("x", "T1"),), (Slot("y", "T2"),), {"T1": ALL_TYPES, "T2": ALL_TYPES},
        doc="to the output's dtype like numpy's astype, except to bool: x != 0"),
@@ -301,6 +303,9 @@ OPS = (
        (Attr("reduction", enum="ScatterReduction"),), doc="ONNX ScatterND, updates applied in order"),
     Op(40, "BitCast", (Slot("x", "T1"),), (Slot("y", "T2"),), {"T1": ALL_TYPES, "T2": ALL_TYPES},
        doc="the same bytes read as another dtype of the same size"),
+    Op(41, "DynamicSlice", (Slot("x"), Slot("starts", "I"), Slot("ends", "I"), Slot("axes", "I", optional=True),
+                            Slot("steps", "I", optional=True)), Y, {"T": ALL_TYPES, "I": INDEX_TYPES},
+       doc="ONNX Slice with run-time starts/ends/axes/steps; the result must have the output's shape"),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}
