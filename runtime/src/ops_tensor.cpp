@@ -547,8 +547,10 @@ static bool check_pad_edges(const Tensor& x, const Tensor& y, PadMode mode, cons
     const int64_t b = begins[d], e = ends[d];
     SPX_REQUIRE(y.dims[d] == x.dims[d] + b + e, "Pad: output %s is not input %s padded by %lld, %lld along axis %u",
                 shape_str(y).text, shape_str(x).text, static_cast<long long>(b), static_cast<long long>(e), d);
-    SPX_REQUIRE(mode != PadMode::kReflect || (b < x.dims[d] && e < x.dims[d]), "reflect pad wider than input");
-    SPX_REQUIRE(mode == PadMode::kConstant || x.dims[d] > 0 || y.dims[d] == 0, "edge or wrap pad of an empty axis");
+    const int64_t kept = x.dims[d] - std::max<int64_t>(-b, 0) - std::max<int64_t>(-e, 0);  // after cropping
+    SPX_REQUIRE(kept >= 0, "Pad: axis %u cropped by more than its size", d);
+    SPX_REQUIRE(mode != PadMode::kReflect || (b < kept && e < kept), "reflect pad wider than input");
+    SPX_REQUIRE(mode == PadMode::kConstant || kept > 0 || y.dims[d] == 0, "edge or wrap pad of an empty axis");
   }
   return true;
 }
@@ -596,16 +598,16 @@ bool run_pad(const Op& op, uint8_t*, Message* err) {
   for (size_t o = 0; o < y.numel; ++o) {
     int64_t src = 0;
     bool inside = true;
-    for (uint32_t d = 0; d < x.ndim; ++d) {
-      int64_t i = idx[d] - begins[d];
-      const int64_t n = x.dims[d];
+    for (uint32_t d = 0; d < x.ndim; ++d) {  // negative pads crop first; the modes see the cropped window
+      const int64_t lo = std::max<int64_t>(-begins[d], 0), n = x.dims[d] - lo - std::max<int64_t>(-ends[d], 0);
+      int64_t i = idx[d] - std::max<int64_t>(begins[d], 0);
       if (i < 0 || i >= n) {
         if (mode == PadMode::kConstant) inside = false;
         else if (mode == PadMode::kEdge) i = i < 0 ? 0 : n - 1;
         else if (mode == PadMode::kWrap) i = (i % n + n) % n;
         else i = i < 0 ? -i : 2 * (n - 1) - i;
       }
-      src += i * strides[d];
+      src += (lo + i) * strides[d];
     }
     std::memcpy(y.data + o * es, inside ? x.data + size_t(src) * es : fill, es);
     for (int d = int(y.ndim) - 1; d >= 0; --d) {
