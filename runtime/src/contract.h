@@ -89,7 +89,7 @@ struct OpMeta {
   bool in_place;  // the output may share the first input's buffer
 };
 
-constexpr AttrMeta kAttrMeta[] = {
+inline constexpr AttrMeta kAttrMeta[] = {
     {"algorithm", 1, 0, 3},  // Conv
     {"group", 1, 1, 65536},  // Conv
     {"strides", 2, 1, 65536},  // Conv
@@ -141,7 +141,7 @@ constexpr AttrMeta kAttrMeta[] = {
     {"batch_dims", 1, 0, 7},  // GatherND
     {"reduction", 1, 0, 4},  // ScatterND
 };
-constexpr OpMeta kOpMeta[42] = {
+inline constexpr OpMeta kOpMeta[42] = {
     {},  // 0
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},

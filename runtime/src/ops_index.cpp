@@ -10,18 +10,6 @@
 namespace sparsec {
 namespace {
 
-// Calls f(T{}) with the C++ type holding dtype (bool as uint8_t).
-template <typename F>
-void with_type(uint8_t dtype, F&& f) {
-  switch (dtype) {
-    case SPARSEC_FLOAT32: f(float{}); break;
-    case SPARSEC_INT64: f(int64_t{}); break;
-    case SPARSEC_INT32: f(int32_t{}); break;
-    case SPARSEC_INT8: f(int8_t{}); break;
-    default: f(uint8_t{}); break;  // uint8, bool
-  }
-}
-
 // A possibly negative index into an axis of this extent; false when out of range.
 bool resolve_index(int64_t given, int64_t extent, int64_t* k) {
   *k = given < 0 ? given + extent : given;
@@ -35,55 +23,36 @@ bool check_broadcast(const Op& op, size_t n, Message* err) {
   return true;
 }
 
-// y[i] = f(a[i], b[i]) over the broadcast of two operands of type T into an output of type Y.
-template <typename T, typename Y, typename F>
-void broadcast2(const Op& op, F f) {
+// Calls f(out, a, b) with the element offsets of each output element and its two broadcast operands.
+template <typename F>
+void each_pair(const Op& op, F f) {
   Broadcast plan;
   make_broadcast(*op.out[0], op.in.data(), 2, &plan);
-  const T* a = op.in[0]->as<const T>();
-  const T* b = op.in[1]->as<const T>();
-  Y* y = op.out[0]->as<Y>();
   const int64_t sa = plan.stride[0][plan.ndim - 1], sb = plan.stride[1][plan.ndim - 1];
   for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[out_off + i] = f(a[off[0] + i * sa], b[off[1] + i * sb]);
+    for (int64_t i = 0; i < n; ++i) f(out_off + size_t(i), size_t(off[0] + i * sa), size_t(off[1] + i * sb));
   });
 }
 
-template <typename T>
-bool compare(CompareOp kind, T a, T b) {
+// -1, 0 or 1 as a is below, equal to or above b; 2 when unordered (a NaN).
+int order(float a, float b) { return a < b ? -1 : a > b ? 1 : a == b ? 0 : 2; }
+int order(int64_t a, int64_t b) { return a < b ? -1 : a > b ? 1 : 0; }
+
+// Whether each CompareOp holds for an order of -1, 0, 1, 2 (NaN compares false).
+constexpr uint8_t kCompareTruth[5][4] = {{0, 1, 0, 0}, {1, 0, 0, 0}, {0, 0, 1, 0}, {1, 1, 0, 0}, {0, 1, 1, 0}};
+
+// On widened operands (see load_integer): the low `bits` of the result are the narrow type's result.
+int64_t bitwise(BitwiseOp kind, int64_t a, int64_t b, int bits) {
   switch (kind) {
-    case CompareOp::kEqual: return a == b;
-    case CompareOp::kLess: return a < b;
-    case CompareOp::kGreater: return a > b;
-    case CompareOp::kLessEqual: return a <= b;
-    case CompareOp::kGreaterEqual: return a >= b;
+    case BitwiseOp::kAnd: return a & b;
+    case BitwiseOp::kOr: return a | b;
+    case BitwiseOp::kXor: return a ^ b;
+    default: break;
   }
-  return false;
+  if (b < 0 || b >= bits) return kind == BitwiseOp::kShiftRight && a < 0 ? -1 : 0;
+  if (kind == BitwiseOp::kShiftLeft) return int64_t(uint64_t(a) << b);
+  return a < 0 ? ~int64_t(~uint64_t(a) >> b) : int64_t(uint64_t(a) >> b);  // arithmetic, not implementation-defined
 }
-
-template <typename T>
-T shift(BitwiseOp kind, T a, T b) {
-  constexpr int bits = int(sizeof(T) * 8);
-  using U = typename std::make_unsigned<T>::type;
-  if (b < 0 || int64_t(b) >= bits) return kind == BitwiseOp::kShiftRight && a < 0 ? T(-1) : T(0);
-  if (kind == BitwiseOp::kShiftLeft) return T(U(U(a) << int(b)));
-  return a < 0 ? T(~(U(~U(a)) >> int(b))) : T(U(a) >> int(b));  // arithmetic shift without implementation-defined >>
-}
-
-template <typename T>
-T bitwise(BitwiseOp kind, T a, T b) {
-  switch (kind) {
-    case BitwiseOp::kAnd: return T(a & b);
-    case BitwiseOp::kOr: return T(a | b);
-    case BitwiseOp::kXor: return T(a ^ b);
-    default: return shift(kind, a, b);
-  }
-}
-
-template <size_t kSize>
-struct Bytes {
-  uint8_t b[kSize];
-};
 
 // Walks an index tensor's elements with their multi-index (odometer over dims).
 struct Odometer {
@@ -115,6 +84,16 @@ T reduce_into(ScatterReduction r, T old, T update) {
   return update;
 }
 
+// y[dst] (op)= updates[src] for any dtype.
+void scatter_one(const Tensor& y, const Tensor& updates, size_t dst, size_t src, ScatterReduction r) {
+  if (y.dtype == SPARSEC_FLOAT32) {
+    y.f32()[dst] = reduce_into(r, y.f32()[dst], updates.f32()[src]);
+  } else {
+    store_integer(y.data, y.dtype, dst, reduce_into(r, load_integer(y.data, y.dtype, dst),
+                                                    load_integer(updates.data, updates.dtype, src)));
+  }
+}
+
 // The data operand's shape equals the output's (Scatter*).
 bool same_shape(const Tensor& a, const Tensor& b) {
   if (a.ndim != b.ndim) return false;
@@ -137,10 +116,14 @@ bool check_elements(const Tensor& data, const Tensor& indices, int64_t axis, Mes
 bool check_compare(const Op& op, Message* err) { return check_broadcast(op, 2, err); }
 
 bool run_compare(const Op& op, uint8_t*, Message*) {
-  const CompareOp kind = compare_attrs(op).op;
-  with_type(op.in[0]->dtype, [&](auto tag) {
-    using T = decltype(tag);
-    broadcast2<T, uint8_t>(op, [kind](T a, T b) { return uint8_t(compare(kind, a, b)); });
+  const uint8_t* truth = kCompareTruth[size_t(compare_attrs(op).op)];
+  const Tensor& a = *op.in[0];
+  const Tensor& b = *op.in[1];
+  const bool is_float = a.dtype == SPARSEC_FLOAT32;
+  uint8_t* y = op.out[0]->data;
+  each_pair(op, [&](size_t o, size_t i, size_t j) {
+    y[o] = truth[1 + (is_float ? order(a.f32()[i], b.f32()[j])
+                               : order(load_integer(a.data, a.dtype, i), load_integer(b.data, b.dtype, j)))];
   });
   return true;
 }
@@ -154,36 +137,32 @@ bool check_bitwise(const Op& op, Message* err) {
 
 bool run_bitwise(const Op& op, uint8_t*, Message*) {
   const BitwiseOp kind = bitwise_attrs(op).op;
-  with_type(op.in[0]->dtype, [&](auto tag) {
-    using T = decltype(tag);
-    if constexpr (std::is_integral<T>::value) broadcast2<T, T>(op, [kind](T a, T b) { return bitwise(kind, a, b); });
+  const Tensor& a = *op.in[0];
+  const Tensor& b = *op.in[1];
+  const Tensor& y = *op.out[0];
+  const int bits = int(sparsec_dtype_size(a.dtype)) * 8;
+  each_pair(op, [&](size_t o, size_t i, size_t j) {
+    store_integer(y.data, y.dtype, o, bitwise(kind, load_integer(a.data, a.dtype, i), load_integer(b.data, b.dtype, j), bits));
   });
   return true;
 }
 
 bool check_where(const Op& op, Message* err) { return check_broadcast(op, 3, err); }
 
-template <size_t kSize>
-void where_bytes(const Op& op, const Broadcast& plan) {
-  using E = Bytes<kSize>;
-  const uint8_t* c = op.in[0]->data;
-  const E* x = op.in[1]->as<const E>();
-  const E* y = op.in[2]->as<const E>();
-  E* z = op.out[0]->as<E>();
-  const int64_t sc = plan.stride[0][plan.ndim - 1], sx = plan.stride[1][plan.ndim - 1], sy = plan.stride[2][plan.ndim - 1];
-  for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) z[out_off + i] = c[off[0] + i * sc] ? x[off[1] + i * sx] : y[off[2] + i * sy];
-  });
-}
-
 bool run_where(const Op& op, uint8_t*, Message*) {
   Broadcast plan;
   make_broadcast(*op.out[0], op.in.data(), 3, &plan);
-  switch (sparsec_dtype_size(op.out[0]->dtype)) {
-    case 1: where_bytes<1>(op, plan); break;
-    case 4: where_bytes<4>(op, plan); break;
-    default: where_bytes<8>(op, plan); break;
-  }
+  const size_t es = sparsec_dtype_size(op.out[0]->dtype);
+  const uint8_t* c = op.in[0]->data;
+  const uint8_t* x = op.in[1]->data;
+  const uint8_t* y = op.in[2]->data;
+  uint8_t* z = op.out[0]->data;
+  const int64_t sc = plan.stride[0][plan.ndim - 1], sx = plan.stride[1][plan.ndim - 1], sy = plan.stride[2][plan.ndim - 1];
+  for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(z + (out_off + size_t(i)) * es,
+                  c[off[0] + i * sc] ? x + size_t(off[1] + i * sx) * es : y + size_t(off[2] + i * sy) * es, es);
+  });
   return true;
 }
 
@@ -193,30 +172,26 @@ bool check_range(const Op& op, Message* err) {
   return true;
 }
 
-template <typename T>
-bool range(const Op& op, Message* err) {
-  const T start = *op.in[0]->as<const T>(), limit = *op.in[1]->as<const T>(), delta = *op.in[2]->as<const T>();
-  SPX_REQUIRE(delta != T(0), "Range: delta is zero");
-  int64_t count;
-  if (std::is_floating_point<T>::value) {
-    count = int64_t(std::max(std::ceil((double(limit) - double(start)) / double(delta)), 0.0));
-  } else {
-    const int64_t diff = int64_t(limit) - int64_t(start), d = int64_t(delta);
-    count = d > 0 ? (diff > 0 ? (diff + d - 1) / d : 0) : (diff < 0 ? (diff + d + 1) / d : 0);
-  }
-  SPX_REQUIRE(count == op.out[0]->dims[0], "Range: start, limit and delta give %lld elements; the model declared %lld",
-              static_cast<long long>(count), static_cast<long long>(op.out[0]->dims[0]));
-  T* y = op.out[0]->as<T>();
-  for (int64_t i = 0; i < count; ++i) y[i] = T(start + T(i) * delta);
-  return true;
-}
-
+// y[i] = start + i * delta; the count (ceil((limit - start) / delta), at least 0) must be the output's.
 bool run_range(const Op& op, uint8_t*, Message* err) {
-  switch (op.out[0]->dtype) {
-    case SPARSEC_FLOAT32: return range<float>(op, err);
-    case SPARSEC_INT64: return range<int64_t>(op, err);
-    default: return range<int32_t>(op, err);
+  const Tensor& y = *op.out[0];
+  const bool is_float = y.dtype == SPARSEC_FLOAT32;
+  const float fstart = is_float ? op.in[0]->f32()[0] : 0.0f, fdelta = is_float ? op.in[2]->f32()[0] : 0.0f;
+  const int64_t start = is_float ? 0 : load_integer(op.in[0]->data, y.dtype, 0);
+  const int64_t limit = is_float ? 0 : load_integer(op.in[1]->data, y.dtype, 0);
+  const int64_t delta = is_float ? 0 : load_integer(op.in[2]->data, y.dtype, 0);
+  SPX_REQUIRE(is_float ? fdelta != 0.0f : delta != 0, "Range: delta is zero");
+  const int64_t diff = int64_t(uint64_t(limit) - uint64_t(start));
+  const int64_t count =
+      is_float ? int64_t(std::max(std::ceil((double(op.in[1]->f32()[0]) - fstart) / fdelta), 0.0))
+               : (delta > 0 ? (diff > 0 ? (diff + delta - 1) / delta : 0) : (diff < 0 ? (diff + delta + 1) / delta : 0));
+  SPX_REQUIRE(count == y.dims[0], "Range: start, limit and delta give %lld elements; the model declared %lld",
+              static_cast<long long>(count), static_cast<long long>(y.dims[0]));
+  for (int64_t i = 0; i < count; ++i) {
+    if (is_float) y.f32()[i] = fstart + float(i) * fdelta;
+    else store_integer(y.data, y.dtype, size_t(i), int64_t(uint64_t(start) + uint64_t(i) * uint64_t(delta)));
   }
+  return true;
 }
 
 bool check_cumulative(const Op& op, Message* err) {
@@ -235,25 +210,28 @@ bool run_cumulative(const Op& op, uint8_t*, Message* err) {
                 static_cast<long long>(index_value(*given, 0)), x.ndim);
   const size_t axis = size_t(axis_at_run), len = size_t(x.dims[axis]);
   const size_t outer = product(x.dims, 0, axis), inner = product(x.dims, axis + 1, x.ndim);
-  with_type(x.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    const bool sum = a.kind == CumulativeKind::kSum;
-    const T* in = x.as<const T>();
-    T* out = op.out[0]->as<T>();
-    for (size_t o = 0; o < outer; ++o) {
-      for (size_t i = 0; i < inner; ++i) {
-        T acc = sum ? T(0) : T(1);
-        for (size_t s = 0; s < len; ++s) {
-          const size_t k = a.reverse ? len - 1 - s : s, at = (o * len + k) * inner + i;
-          const T v = in[at];
-          if (a.exclusive) out[at] = acc;
-          acc = std::is_floating_point<T>::value ? (sum ? T(acc + v) : T(acc * v))
-                                                 : (sum ? T(uint64_t(acc) + uint64_t(v)) : T(uint64_t(acc) * uint64_t(v)));
-          if (!a.exclusive) out[at] = acc;
+  const bool sum = a.kind == CumulativeKind::kSum, is_float = x.dtype == SPARSEC_FLOAT32;
+  const Tensor& y = *op.out[0];
+  for (size_t o = 0; o < outer; ++o) {
+    for (size_t i = 0; i < inner; ++i) {
+      float facc = sum ? 0.0f : 1.0f;  // float32 accumulates in float32, as onnxruntime does
+      int64_t iacc = sum ? 0 : 1;
+      for (size_t s = 0; s < len; ++s) {
+        const size_t k = a.reverse ? len - 1 - s : s, at = (o * len + k) * inner + i;
+        if (is_float) {
+          const float v = x.f32()[at];
+          if (a.exclusive) y.f32()[at] = facc;
+          facc = sum ? facc + v : facc * v;
+          if (!a.exclusive) y.f32()[at] = facc;
+        } else {
+          const int64_t v = load_integer(x.data, x.dtype, at);
+          if (a.exclusive) store_integer(y.data, y.dtype, at, iacc);
+          iacc = int64_t(sum ? uint64_t(iacc) + uint64_t(v) : uint64_t(iacc) * uint64_t(v));
+          if (!a.exclusive) store_integer(y.data, y.dtype, at, iacc);
         }
       }
     }
-  });
+  }
   return true;
 }
 
@@ -281,33 +259,40 @@ bool run_top_k(const Op& op, uint8_t* scratch, Message* err) {
     SPX_REQUIRE(index_value(*given, 0) == int64_t(k), "TopK: k = %lld; the model declared %zu",
                 static_cast<long long>(index_value(*given, 0)), k);
   const size_t outer = product(x.dims, 0, axis), inner = product(x.dims, axis + 1, x.ndim);
-  uint32_t* order = reinterpret_cast<uint32_t*>(scratch);
+  const size_t es = sparsec_dtype_size(x.dtype);
+  const bool is_float = x.dtype == SPARSEC_FLOAT32;
   int64_t* indices = op.out[1]->as<int64_t>();
-  with_type(x.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    const T* in = x.as<const T>();
-    T* values = op.out[0]->as<T>();
-    for (size_t o = 0; o < outer; ++o) {
-      for (size_t i = 0; i < inner; ++i) {
-        const T* row = in + o * len * inner + i;
-        for (size_t s = 0; s < len; ++s) order[s] = uint32_t(s);
-        // A strict total order: NaN above every number, then ties by the lower index (as onnxruntime).
-        auto before = [&](uint32_t p, uint32_t q) {
-          const T u = row[p * inner], v = row[q * inner];
+  uint32_t* best = reinterpret_cast<uint32_t*>(scratch);  // the k best positions so far, in order
+  for (size_t o = 0; o < outer; ++o) {
+    for (size_t i = 0; i < inner; ++i) {
+      const size_t base = o * len * inner + i;
+      // A strict total order: NaN above every number, then ties by the lower index (as onnxruntime).
+      auto before = [&](size_t p, size_t q) {
+        if (is_float) {
+          const float u = x.f32()[base + p * inner], v = x.f32()[base + q * inner];
           const bool nu = u != u, nv = v != v;
           if (nu != nv) return a.largest ? nu : nv;
           if (!nu && u != v) return a.largest ? u > v : u < v;
-          return p < q;
-        };
-        std::partial_sort(order, order + k, order + len, before);
-        for (size_t s = 0; s < k; ++s) {
-          const size_t at = (o * k + s) * inner + i;
-          values[at] = row[order[s] * inner];
-          indices[at] = int64_t(order[s]);
+        } else {
+          const int64_t u = load_integer(x.data, x.dtype, base + p * inner), v = load_integer(x.data, x.dtype, base + q * inner);
+          if (u != v) return a.largest ? u > v : u < v;
         }
+        return p < q;
+      };
+      size_t count = 0;
+      for (size_t s = 0; s < len; ++s) {  // insertion into the sorted k best: O(len * k), no sort code
+        if (count == k && (k == 0 || !before(s, best[k - 1]))) continue;
+        size_t at = count < k ? count++ : k - 1;
+        for (; at > 0 && before(s, best[at - 1]); --at) best[at] = best[at - 1];
+        best[at] = uint32_t(s);
+      }
+      for (size_t s = 0; s < k; ++s) {
+        const size_t out = (o * k + s) * inner + i;
+        std::memcpy(op.out[0]->data + out * es, x.data + (base + best[s] * inner) * es, es);
+        indices[out] = int64_t(best[s]);
       }
     }
-  });
+  }
   return true;
 }
 
@@ -346,21 +331,13 @@ bool run_scatter_elements(const Op& op, uint8_t*, Message* err) {
   if (op.out[0]->data != data.data) std::memmove(op.out[0]->data, data.data, data.nbytes);
   int64_t strides[kMaxDims];
   contiguous_strides(data, strides);
-  bool ok = true;
-  with_type(data.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    const T* updates = op.in[2]->as<const T>();
-    T* y = op.out[0]->as<T>();
-    Odometer pos;
-    for (size_t i = 0; i < indices.numel && ok; ++i, pos.next(indices)) {
-      int64_t k;
-      ok = resolve_index(index_value(indices, i), data.dims[axis], &k);
-      if (!ok) break;
-      T& target = y[element_offset(pos.idx, strides, data.ndim, axis, k)];
-      target = reduce_into(a.reduction, target, updates[i]);
-    }
-  });
-  SPX_REQUIRE(ok, "ScatterElements: an index is out of range");
+  Odometer pos;
+  for (size_t i = 0; i < indices.numel; ++i, pos.next(indices)) {
+    int64_t k;
+    SPX_REQUIRE(resolve_index(index_value(indices, i), data.dims[axis], &k), "ScatterElements: index %lld out of range",
+                static_cast<long long>(index_value(indices, i)));
+    scatter_one(*op.out[0], *op.in[2], element_offset(pos.idx, strides, data.ndim, axis, k), i, a.reduction);
+  }
   return true;
 }
 
@@ -435,18 +412,11 @@ bool run_scatter_n_d(const Op& op, uint8_t*, Message* err) {
   NdPlan p;
   nd_plan(data, *op.in[1], 0, &p, err);
   if (op.out[0]->data != data.data) std::memmove(op.out[0]->data, data.data, data.nbytes);
-  bool ok = true;
-  with_type(data.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    const T* updates = op.in[2]->as<const T>();
-    T* y = op.out[0]->as<T>();
-    for (size_t t = 0; t < p.tuples && ok; ++t) {
-      size_t off;
-      ok = nd_offset(data, *op.in[1], p, 0, 0, t, &off);
-      for (size_t e = 0; ok && e < p.slice; ++e) y[off + e] = reduce_into(reduction, y[off + e], updates[t * p.slice + e]);
-    }
-  });
-  SPX_REQUIRE(ok, "ScatterND: an index is out of range");
+  for (size_t t = 0; t < p.tuples; ++t) {
+    size_t off;
+    SPX_REQUIRE(nd_offset(data, *op.in[1], p, 0, 0, t, &off), "ScatterND: an index is out of range");
+    for (size_t e = 0; e < p.slice; ++e) scatter_one(*op.out[0], *op.in[2], off + e, t * p.slice + e, reduction);
+  }
   return true;
 }
 

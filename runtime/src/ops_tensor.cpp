@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <type_traits>
 
 #include "op_util.h"
 #include "sparsec_rt.h"
@@ -48,44 +47,41 @@ void binary_microkernel(const Op& op, const Broadcast& plan) {
   });
 }
 
-// No trap on / 0 or MIN / -1 (signed types only: an unsigned T(-1) is the largest value).
-template <typename T>
-T integer_div(T a, T b) {
-  return b == 0 ? T(0) : (std::is_signed<T>::value && b == T(-1) ? T(uint64_t(0) - uint64_t(a)) : T(a / b));
+// On operands widened to int64 (load_integer): no trap on / 0 or MIN / -1 (a widened unsigned value is never -1).
+int64_t integer_div(int64_t a, int64_t b) { return b == 0 ? 0 : (b == -1 ? int64_t(uint64_t(0) - uint64_t(a)) : a / b); }
+
+int64_t integer_mod(int64_t a, int64_t b, bool c_style) {
+  if (b == 0 || b == -1) return 0;
+  const int64_t r = a % b;
+  return c_style || r == 0 || ((r < 0) == (b < 0)) ? r : r + b;
 }
 
-template <typename T>
-T integer_mod(T a, T b, bool c_style) {
-  if (b == 0 || (std::is_signed<T>::value && b == T(-1))) return T(0);
-  const T r = a % b;
-  return c_style || r == 0 || ((r < 0) == (b < 0)) ? r : T(r + b);
-}
-
-template <typename T>
-T integer_binary(BinaryOp kind, T a, T b) {
+int64_t integer_binary(BinaryOp kind, int64_t a, int64_t b) {
   switch (kind) {  // wrap-around like onnxruntime's, computed unsigned (signed overflow is undefined)
-    case BinaryOp::kAdd: return T(uint64_t(a) + uint64_t(b));
-    case BinaryOp::kSub: return T(uint64_t(a) - uint64_t(b));
-    case BinaryOp::kMul: return T(uint64_t(a) * uint64_t(b));
+    case BinaryOp::kAdd: return int64_t(uint64_t(a) + uint64_t(b));
+    case BinaryOp::kSub: return int64_t(uint64_t(a) - uint64_t(b));
+    case BinaryOp::kMul: return int64_t(uint64_t(a) * uint64_t(b));
     case BinaryOp::kDiv: return integer_div(a, b);
     case BinaryOp::kMax: return std::max(a, b);
     case BinaryOp::kMin: return std::min(a, b);
     case BinaryOp::kMod: return integer_mod(a, b, false);
     case BinaryOp::kFmod: return integer_mod(a, b, true);
-    default: return T(0);  // refused by check_binary
+    default: return 0;  // refused by check_binary
   }
 }
 
-// Integer operands are shape arithmetic and indices: small, so one strided loop (small code) is enough;
-// so are the float ops without a microkernel (Pow, Max, Min, PRelu, Mod).
-template <typename T>
+// Integer operands are shape arithmetic and indices: small, so one strided loop over every integer dtype
+// (widened to int64, narrowed on store: small code) is enough; so are the float ops without a microkernel.
 void binary_integer(const Op& op, const Broadcast& plan, BinaryOp kind) {
-  const T* a = op.in[0]->as<T>();
-  const T* b = op.in[1]->as<T>();
-  T* y = op.out[0]->as<T>();
+  const Tensor& a = *op.in[0];
+  const Tensor& b = *op.in[1];
+  const Tensor& y = *op.out[0];
   const int64_t sa = plan.stride[0][plan.ndim - 1], sb = plan.stride[1][plan.ndim - 1];
   for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[out_off + i] = integer_binary(kind, a[off[0] + i * sa], b[off[1] + i * sb]);
+    for (int64_t i = 0; i < n; ++i)
+      store_integer(y.data, y.dtype, out_off + size_t(i),
+                    integer_binary(kind, load_integer(a.data, a.dtype, size_t(off[0] + i * sa)),
+                                   load_integer(b.data, b.dtype, size_t(off[1] + i * sb))));
   });
 }
 
@@ -127,20 +123,8 @@ bool run_binary(const Op& op, uint8_t*, Message*) {
   Broadcast plan;
   make_broadcast(*op.out[0], op.in.data(), 2, &plan);
   const BinaryOp kind = binary_attrs(op).op;
-  if (op.in[0]->dtype == SPARSEC_INT64) {
-    binary_integer<int64_t>(op, plan, kind);
-    return true;
-  }
-  if (op.in[0]->dtype == SPARSEC_INT32) {
-    binary_integer<int32_t>(op, plan, kind);
-    return true;
-  }
-  if (op.in[0]->dtype == SPARSEC_UINT8) {
-    binary_integer<uint8_t>(op, plan, kind);
-    return true;
-  }
-  if (op.in[0]->dtype == SPARSEC_INT8) {
-    binary_integer<int8_t>(op, plan, kind);
+  if (op.in[0]->dtype != SPARSEC_FLOAT32) {
+    binary_integer(op, plan, kind);
     return true;
   }
   switch (kind) {
