@@ -29,6 +29,24 @@ bool same_numel(const Op& op, Message* err) {
 
 const Tensor* optional_input(const Op& op, size_t i) { return i < op.in.size() ? op.in[i] : nullptr; }
 
+int64_t load_integer(const uint8_t* data, uint8_t dtype, size_t i) {
+  switch (dtype) {
+    case SPARSEC_INT64: return reinterpret_cast<const int64_t*>(data)[i];
+    case SPARSEC_INT32: return reinterpret_cast<const int32_t*>(data)[i];
+    case SPARSEC_INT8: return reinterpret_cast<const int8_t*>(data)[i];
+    default: return data[i];  // uint8, bool
+  }
+}
+
+void store_integer(uint8_t* data, uint8_t dtype, size_t i, int64_t v) {
+  switch (dtype) {
+    case SPARSEC_INT64: reinterpret_cast<int64_t*>(data)[i] = v; break;
+    case SPARSEC_INT32: reinterpret_cast<int32_t*>(data)[i] = int32_t(uint32_t(uint64_t(v))); break;
+    case SPARSEC_BOOL: data[i] = v != 0; break;
+    default: data[i] = uint8_t(uint64_t(v)); break;  // uint8, int8
+  }
+}
+
 void contiguous_strides(const Tensor& t, int64_t* strides) {
   int64_t s = 1;
   for (int d = int(t.ndim) - 1; d >= 0; --d) {

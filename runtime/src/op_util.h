@@ -66,6 +66,16 @@ void for_each_run(const Broadcast& b, F&& run) {
   }
 }
 
+// Element i of an int64 or int32 index tensor.
+inline int64_t index_value(const Tensor& t, size_t i) {
+  return t.dtype == SPARSEC_INT64 ? t.as<const int64_t>()[i] : int64_t(t.as<const int32_t>()[i]);
+}
+
+// Integer and bool elements widened to int64 (sign- or zero-extended) and narrowed back (wrapping; bool: v != 0):
+// one loop serves every integer dtype, which keeps the wasm runtime small.
+int64_t load_integer(const uint8_t* data, uint8_t dtype, size_t i);
+void store_integer(uint8_t* data, uint8_t dtype, size_t i, int64_t v);
+
 // Row-major element strides of a tensor's dims.
 void contiguous_strides(const Tensor& t, int64_t* strides);
 

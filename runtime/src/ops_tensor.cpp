@@ -47,41 +47,41 @@ void binary_microkernel(const Op& op, const Broadcast& plan) {
   });
 }
 
-template <typename T>
-T integer_div(T a, T b) { return b == 0 ? T(0) : (b == T(-1) ? T(0) - a : a / b); }  // no trap on / 0 or MIN / -1
+// On operands widened to int64 (load_integer): no trap on / 0 or MIN / -1 (a widened unsigned value is never -1).
+int64_t integer_div(int64_t a, int64_t b) { return b == 0 ? 0 : (b == -1 ? int64_t(uint64_t(0) - uint64_t(a)) : a / b); }
 
-template <typename T>
-T integer_mod(T a, T b, bool c_style) {
-  if (b == 0 || b == T(-1)) return T(0);
-  const T r = a % b;
-  return c_style || r == 0 || ((r < 0) == (b < 0)) ? r : T(r + b);
+int64_t integer_mod(int64_t a, int64_t b, bool c_style) {
+  if (b == 0 || b == -1) return 0;
+  const int64_t r = a % b;
+  return c_style || r == 0 || ((r < 0) == (b < 0)) ? r : r + b;
 }
 
-template <typename T>
-T integer_binary(BinaryOp kind, T a, T b) {
+int64_t integer_binary(BinaryOp kind, int64_t a, int64_t b) {
   switch (kind) {  // wrap-around like onnxruntime's, computed unsigned (signed overflow is undefined)
-    case BinaryOp::kAdd: return T(uint64_t(a) + uint64_t(b));
-    case BinaryOp::kSub: return T(uint64_t(a) - uint64_t(b));
-    case BinaryOp::kMul: return T(uint64_t(a) * uint64_t(b));
+    case BinaryOp::kAdd: return int64_t(uint64_t(a) + uint64_t(b));
+    case BinaryOp::kSub: return int64_t(uint64_t(a) - uint64_t(b));
+    case BinaryOp::kMul: return int64_t(uint64_t(a) * uint64_t(b));
     case BinaryOp::kDiv: return integer_div(a, b);
     case BinaryOp::kMax: return std::max(a, b);
     case BinaryOp::kMin: return std::min(a, b);
     case BinaryOp::kMod: return integer_mod(a, b, false);
     case BinaryOp::kFmod: return integer_mod(a, b, true);
-    default: return T(0);  // refused by check_binary
+    default: return 0;  // refused by check_binary
   }
 }
 
-// Integer operands are shape arithmetic and indices: small, so one strided loop (small code) is enough;
-// so are the float ops without a microkernel (Pow, Max, Min, PRelu, Mod).
-template <typename T>
+// Integer operands are shape arithmetic and indices: small, so one strided loop over every integer dtype
+// (widened to int64, narrowed on store: small code) is enough; so are the float ops without a microkernel.
 void binary_integer(const Op& op, const Broadcast& plan, BinaryOp kind) {
-  const T* a = op.in[0]->as<T>();
-  const T* b = op.in[1]->as<T>();
-  T* y = op.out[0]->as<T>();
+  const Tensor& a = *op.in[0];
+  const Tensor& b = *op.in[1];
+  const Tensor& y = *op.out[0];
   const int64_t sa = plan.stride[0][plan.ndim - 1], sb = plan.stride[1][plan.ndim - 1];
   for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[out_off + i] = integer_binary(kind, a[off[0] + i * sa], b[off[1] + i * sb]);
+    for (int64_t i = 0; i < n; ++i)
+      store_integer(y.data, y.dtype, out_off + size_t(i),
+                    integer_binary(kind, load_integer(a.data, a.dtype, size_t(off[0] + i * sa)),
+                                   load_integer(b.data, b.dtype, size_t(off[1] + i * sb))));
   });
 }
 
@@ -123,12 +123,8 @@ bool run_binary(const Op& op, uint8_t*, Message*) {
   Broadcast plan;
   make_broadcast(*op.out[0], op.in.data(), 2, &plan);
   const BinaryOp kind = binary_attrs(op).op;
-  if (op.in[0]->dtype == SPARSEC_INT64) {
-    binary_integer<int64_t>(op, plan, kind);
-    return true;
-  }
-  if (op.in[0]->dtype == SPARSEC_INT32) {
-    binary_integer<int32_t>(op, plan, kind);
+  if (op.in[0]->dtype != SPARSEC_FLOAT32) {
+    binary_integer(op, plan, kind);
     return true;
   }
   switch (kind) {
@@ -420,11 +416,9 @@ bool check_slice(const Op& op, Message* err) {
   return true;
 }
 
-bool run_slice(const Op& op, uint8_t*, Message*) {
-  const Tensor& x = *op.in[0];
-  const Tensor& y = *op.out[0];
-  if (y.numel == 0) return true;
-  const SliceAttrs a = slice_attrs(op);
+// y[i] = x[starts + i * steps] per axis.
+static void slice_copy(const Tensor& x, const Tensor& y, const int64_t* starts, const int64_t* steps) {
+  if (y.numel == 0) return;
   const size_t es = sparsec_dtype_size(x.dtype);
   int64_t strides[kMaxDims];
   contiguous_strides(x, strides);
@@ -434,14 +428,64 @@ bool run_slice(const Op& op, uint8_t*, Message*) {
   plan.ndim = std::max<uint32_t>(y.ndim, 1);
   for (size_t d = 0; d < plan.ndim; ++d) {
     plan.dims[d] = y.ndim ? y.dims[d] : 1;
-    plan.stride[0][d] = y.ndim ? strides[d] * a.steps[d] : 0;
-    if (y.ndim) start += a.starts[d] * strides[d];
+    plan.stride[0][d] = y.ndim ? strides[d] * steps[d] : 0;
+    if (y.ndim) start += starts[d] * strides[d];
   }
   const int64_t s = plan.stride[0][plan.ndim - 1];
   for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(y.data + (out_off + i) * es, x.data + (start + off[0] + i * s) * es, es);
   });
+}
+
+bool run_slice(const Op& op, uint8_t*, Message*) {
+  const SliceAttrs a = slice_attrs(op);
+  slice_copy(*op.in[0], *op.out[0], a.starts, a.steps);
+  return true;
+}
+
+bool check_dynamic_slice(const Op& op, Message* err) {
+  const size_t n = op.in[1]->numel;
+  SPX_REQUIRE(op.out[0]->ndim == op.in[0]->ndim, "output rank differs from input");
+  SPX_REQUIRE(op.in[2]->numel == n && (!optional_input(op, 3) || op.in[3]->numel == n) &&
+                  (!optional_input(op, 4) || op.in[4]->numel == n) && n <= op.in[0]->ndim,
+              "starts, ends, axes and steps differ in length");
+  return true;
+}
+
+// ONNX Slice semantics: negative starts/ends count from the end, then clamp; the result must fit the output.
+bool run_dynamic_slice(const Op& op, uint8_t*, Message* err) {
+  const Tensor& x = *op.in[0];
+  const Tensor& y = *op.out[0];
+  const Tensor* axes = optional_input(op, 3);
+  const Tensor* steps_in = optional_input(op, 4);
+  int64_t starts[kMaxDims] = {}, steps[kMaxDims], length[kMaxDims];
+  for (uint32_t d = 0; d < x.ndim; ++d) steps[d] = 1, length[d] = x.dims[d];
+  for (size_t k = 0; k < op.in[1]->numel; ++k) {
+    int64_t axis = axes ? index_value(*axes, k) : int64_t(k);
+    axis = axis < 0 ? axis + x.ndim : axis;
+    SPX_REQUIRE(axis >= 0 && axis < int64_t(x.ndim), "Slice: axis %lld out of range", static_cast<long long>(axis));
+    const int64_t dim = x.dims[axis], step = steps_in ? index_value(*steps_in, k) : 1;
+    SPX_REQUIRE(step != 0, "Slice: step is zero");
+    int64_t start = index_value(*op.in[1], k), end = index_value(*op.in[2], k);
+    start = start < 0 ? start + dim : start;
+    end = end < 0 ? end + dim : end;
+    if (step > 0) {
+      start = std::min(std::max<int64_t>(start, 0), dim);
+      end = std::min(std::max<int64_t>(end, 0), dim);
+    } else {
+      start = std::min(std::max<int64_t>(start, 0), dim - 1);
+      end = std::min(std::max<int64_t>(end, -1), dim - 1);
+    }
+    const int64_t span = step > 0 ? end - start : start - end, magnitude = step > 0 ? step : -step;
+    length[axis] = span > 0 ? (span + magnitude - 1) / magnitude : 0;
+    starts[axis] = length[axis] ? start : 0;
+    steps[axis] = step;
+  }
+  for (uint32_t d = 0; d < x.ndim; ++d)
+    SPX_REQUIRE(length[d] == y.dims[d], "Slice: starts/ends/axes/steps give %lld elements along axis %u; the model "
+                "declared %lld", static_cast<long long>(length[d]), d, static_cast<long long>(y.dims[d]));
+  slice_copy(x, y, starts, steps);
   return true;
 }
 
@@ -469,7 +513,7 @@ bool run_gather(const Op& op, uint8_t*, Message* err) {
   uint8_t* out = op.out[0]->data;
   for (size_t o = 0; o < outer; ++o) {
     for (size_t i = 0; i < idx.numel; ++i) {
-      const int64_t given = idx.dtype == SPARSEC_INT64 ? idx.as<const int64_t>()[i] : idx.as<const int32_t>()[i];
+      const int64_t given = index_value(idx, i);
       const int64_t k = given < 0 ? given + extent : given;
       SPX_REQUIRE(k >= 0 && k < extent, "index %lld out of range [%lld, %lld)", static_cast<long long>(given),
                   static_cast<long long>(-extent), static_cast<long long>(extent));
@@ -480,41 +524,76 @@ bool run_gather(const Op& op, uint8_t*, Message* err) {
   return true;
 }
 
-bool check_pad(const Op& op, Message* err) {
-  const Tensor& x = *op.in[0];
-  const Tensor& y = *op.out[0];
-  const PadAttrs a = pad_attrs(op);
-  SPX_REQUIRE(y.ndim == x.ndim, "output rank differs from input");
+// The padded shape and what each mode needs of the input (pads may be negative: a crop).
+static bool check_pad_edges(const Tensor& x, const Tensor& y, PadMode mode, const int64_t* begins, const int64_t* ends,
+                            Message* err) {
   for (uint32_t d = 0; d < x.ndim; ++d) {
-    const int64_t b = a.begins[d], e = a.ends[d];
-    SPX_REQUIRE(y.dims[d] == x.dims[d] + b + e, "output %s is not the padded input", shape_str(y).text);
-    SPX_REQUIRE(a.mode != PadMode::kReflect || (b < x.dims[d] && e < x.dims[d]), "reflect pad wider than input");
-    SPX_REQUIRE(a.mode == PadMode::kConstant || x.dims[d] > 0 || y.dims[d] == 0, "edge pad of an empty axis");
+    const int64_t b = begins[d], e = ends[d];
+    SPX_REQUIRE(y.dims[d] == x.dims[d] + b + e, "Pad: output %s is not input %s padded by %lld, %lld along axis %u",
+                shape_str(y).text, shape_str(x).text, static_cast<long long>(b), static_cast<long long>(e), d);
+    const int64_t kept = x.dims[d] - std::max<int64_t>(-b, 0) - std::max<int64_t>(-e, 0);  // after cropping
+    SPX_REQUIRE(kept >= 0, "Pad: axis %u cropped by more than its size", d);
+    SPX_REQUIRE(mode != PadMode::kReflect || (b < kept && e < kept), "reflect pad wider than input");
+    SPX_REQUIRE(mode == PadMode::kConstant || kept > 0 || y.dims[d] == 0, "edge or wrap pad of an empty axis");
   }
   return true;
 }
 
-bool run_pad(const Op& op, uint8_t*, Message*) {
+// begins/ends: the attributes, or the pads (and axes) inputs read at run time.
+static bool pad_edges(const Op& op, int64_t* begins, int64_t* ends, Message* err) {
+  const Tensor& x = *op.in[0];
+  const PadAttrs a = pad_attrs(op);
+  const Tensor* pads = optional_input(op, 2);
+  const Tensor* axes = optional_input(op, 3);
+  for (uint32_t d = 0; d < x.ndim; ++d) begins[d] = pads ? 0 : a.begins[d], ends[d] = pads ? 0 : a.ends[d];
+  if (!pads) return true;
+  const size_t n = axes ? axes->numel : x.ndim;
+  SPX_REQUIRE(pads->numel == 2 * n, "Pad: %zu pads for %zu axes", pads->numel, n);
+  for (size_t k = 0; k < n; ++k) {
+    int64_t axis = axes ? index_value(*axes, k) : int64_t(k);
+    axis = axis < 0 ? axis + x.ndim : axis;
+    SPX_REQUIRE(axis >= 0 && axis < int64_t(x.ndim), "Pad: axis %lld out of range", static_cast<long long>(axis));
+    begins[axis] = index_value(*pads, k);
+    ends[axis] = index_value(*pads, k + n);
+  }
+  return true;
+}
+
+bool check_pad(const Op& op, Message* err) {
+  const Tensor& x = *op.in[0];
+  SPX_REQUIRE(op.out[0]->ndim == x.ndim, "output rank differs from input");
+  SPX_REQUIRE(!optional_input(op, 1) || op.in[1]->numel == 1, "the pad value must be a scalar");
+  const PadAttrs a = pad_attrs(op);
+  return optional_input(op, 2) || check_pad_edges(x, *op.out[0], a.mode, a.begins, a.ends, err);
+}
+
+bool run_pad(const Op& op, uint8_t*, Message* err) {
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
-  const PadAttrs a = pad_attrs(op);
-  const PadMode mode = a.mode;
+  const PadMode mode = pad_attrs(op).mode;
+  int64_t begins[kMaxDims], ends[kMaxDims];
+  if (!pad_edges(op, begins, ends, err) || (optional_input(op, 2) && !check_pad_edges(x, y, mode, begins, ends, err)))
+    return false;
+  const size_t es = sparsec_dtype_size(x.dtype);
+  uint8_t fill[8] = {};
+  if (const Tensor* value = optional_input(op, 1)) std::memcpy(fill, value->data, es);
   int64_t strides[kMaxDims], idx[kMaxDims] = {};
   contiguous_strides(x, strides);
   for (size_t o = 0; o < y.numel; ++o) {
     int64_t src = 0;
     bool inside = true;
-    for (uint32_t d = 0; d < x.ndim; ++d) {
-      int64_t i = idx[d] - a.begins[d];
-      const int64_t n = x.dims[d];
+    for (uint32_t d = 0; d < x.ndim; ++d) {  // negative pads crop first; the modes see the cropped window
+      const int64_t lo = std::max<int64_t>(-begins[d], 0), n = x.dims[d] - lo - std::max<int64_t>(-ends[d], 0);
+      int64_t i = idx[d] - std::max<int64_t>(begins[d], 0);
       if (i < 0 || i >= n) {
         if (mode == PadMode::kConstant) inside = false;
         else if (mode == PadMode::kEdge) i = i < 0 ? 0 : n - 1;
+        else if (mode == PadMode::kWrap) i = (i % n + n) % n;
         else i = i < 0 ? -i : 2 * (n - 1) - i;
       }
-      src += i * strides[d];
+      src += (lo + i) * strides[d];
     }
-    y.f32()[o] = inside ? x.f32()[src] : a.value;
+    std::memcpy(y.data + o * es, inside ? x.data + size_t(src) * es : fill, es);
     for (int d = int(y.ndim) - 1; d >= 0; --d) {
       if (++idx[d] < y.dims[d]) break;
       idx[d] = 0;

@@ -40,6 +40,7 @@ DTYPE_BY_CODE = {d.code: d for d in DTYPES}
 ALL_TYPES = tuple(d.name for d in DTYPES)
 INDEX_TYPES = ("int64", "int32")
 NUMERIC_TYPES = ("float32", "int64", "int32")
+INTEGER_TYPES = ("int64", "int32", "uint8", "int8", "bool")
 
 TARGETS = {"x86_64": 1, "arm64": 2, "wasm32": 3}
 # The kernel ISA each target's dispatch prefers (portable where a job has no such variant).
@@ -93,12 +94,17 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "ReduceKind": ("MEAN", "SUM", "MAX", "MIN", "PROD", "L1", "L2", "SUM_SQUARE", "LOG_SUM_EXP"),
     # ROWS / ROW_MEAN: the reduced axes are innermost, one contiguous row per output (ROW_MEAN: the mean kernel)
     "ReduceAlgo": ("GENERIC", "ROWS", "ROW_MEAN"),
-    "PadMode": ("CONSTANT", "REFLECT", "EDGE"),
+    "PadMode": ("CONSTANT", "REFLECT", "EDGE", "WRAP"),
     "ConvAlgo": ("IM2COL", "GEMM_1X1", "DEPTHWISE", "DEPTHWISE_3X3"),
     "ArgKind": ("MAX", "MIN"),
     # How Spmm reads x: CHW [B, K, H, W] (1x1 conv), IM2COL (any conv: the column matrix in scratch),
     # ROWS [..., K] (Gemm/MatMul: x and y are transposed through scratch)
     "SpmmLayout": ("CHW", "IM2COL", "ROWS"),
+    # ops_tensor family (codes 30-49)
+    "CompareOp": ("EQUAL", "LESS", "GREATER", "LESS_EQUAL", "GREATER_EQUAL"),
+    "BitwiseOp": ("AND", "OR", "XOR", "SHIFT_LEFT", "SHIFT_RIGHT"),
+    "ScatterReduction": ("NONE", "ADD", "MUL", "MAX", "MIN"),
+    "CumulativeKind": ("SUM", "PROD"),
 }
 _enums = {name: IntEnum(name, {v: i for i, v in enumerate(values)}) for name, values in ENUMS.items()}
 Activation = _enums["Activation"]
@@ -111,6 +117,10 @@ PadMode = _enums["PadMode"]
 ConvAlgo = _enums["ConvAlgo"]
 ArgKind = _enums["ArgKind"]
 SpmmLayout = _enums["SpmmLayout"]
+CompareOp = _enums["CompareOp"]
+BitwiseOp = _enums["BitwiseOp"]
+ScatterReduction = _enums["ScatterReduction"]
+CumulativeKind = _enums["CumulativeKind"]
 
 SPATIAL_MAX = 1 << 16  # strides, pads, dilations, windows
 ATTR_MAX = 1 << 32
@@ -230,8 +240,8 @@ OPS = (
     Op(2, "MatMul", (Slot("a"), Slot("b"), Slot("bias", optional=True)), Y, F32, ACTIVATION, ACTIVATION_PARAMS,
        doc="numpy matmul of rank >= 2 operands with batch broadcasting; bias per column",
        kernels={"*": "f32_gemm"}),
-    Op(3, "Binary", (Slot("a"), Slot("b")), Y, {"T": NUMERIC_TYPES}, (Attr("op", enum="BinaryOp"), *ACTIVATION),
-       ACTIVATION_PARAMS, doc="numpy broadcasting; integers: no activation, DIV truncates; MOD takes the divisor's sign, FMOD C's fmod",
+    Op(3, "Binary", (Slot("a"), Slot("b")), Y, {"T": NUMERIC_TYPES + ("uint8", "int8")},
+       (Attr("op", enum="BinaryOp"), *ACTIVATION), ACTIVATION_PARAMS, doc="numpy broadcasting; integers: no activation, DIV truncates; MOD takes the divisor's sign, FMOD C's fmod",
        kernels={"op=ADD": "f32_vbinary", "op=SUB": "f32_vbinary", "op=MUL": "f32_vbinary", "op=DIV": "f32_vbinary"}),
     Op(4, "Unary", X, Y, F32, (Attr("op", enum="UnaryOp"),), in_place=True, doc="element-wise math function"),
     Op(5, "Pool", X, Y, F32, (Attr("kind", enum="PoolKind"), *POOL_WINDOW, flag("count_include_pad")),
@@ -255,8 +265,10 @@ OPS = (
        doc="y[i] = x[starts + i * steps] per axis"),
     Op(15, "Gather", (Slot("data"), Slot("indices", "I")), Y, {"T": ALL_TYPES, "I": INDEX_TYPES},
        (Attr("axis", low=0, high=MAX_DIMS - 1),), doc="negative indices count from the end"),
-    Op(16, "Pad", X, Y, F32, (Attr("mode", enum="PadMode"), Attr("begins", "rank", low=0),
-                              Attr("ends", "rank", low=0)), ("value",)),
+    Op(16, "Pad", (Slot("x"), Slot("value", optional=True), Slot("pads", "I", optional=True),
+                   Slot("axes", "I", optional=True)), Y, {"T": ALL_TYPES, "I": INDEX_TYPES},
+       (Attr("mode", enum="PadMode"), Attr("begins", "rank"), Attr("ends", "rank")),
+       doc="negative pads crop; value: a scalar (else 0); pads/axes inputs (ONNX layout) replace begins/ends at run time"),
     Op(17, "Expand", X, Y, ANY, doc="numpy broadcast to the output shape"),
     Op(18, "Cast", (Slot("x", "T1"),), (Slot("y", "T2"),), {"T1": ALL_TYPES, "T2": ALL_TYPES},
        doc="to the output's dtype like numpy's astype, except to bool: x != 0"),
@@ -276,6 +288,37 @@ OPS = (
        doc="y = act(W x + bias), W packed (kernels_arm/include/sparsec/spmm.h; bias inside values): BLOCKED takes "
            "deltas and nnz (uint32 counts), N_OF_M (2:4) takes index; all three constant",
        kernels={"format=2": "f32_spmm_2of4", "mb=1": "f32_spmm_mb1", "mb=2": "f32_spmm_mb2", "mb=4": "f32_spmm_mb4"}),
+    # ---- ops_tensor family: logic, comparison, index and tensor manipulation (codes 30-49) ----
+    Op(30, "Compare", (Slot("a"), Slot("b")), (Slot("y", "B"),), {"T": ALL_TYPES, "B": ("bool",)},
+       (Attr("op", enum="CompareOp"),), doc="numpy broadcasting; y = a <op> b (NaN compares false)"),
+    Op(31, "Bitwise", (Slot("a"), Slot("b")), Y, {"T": INTEGER_TYPES}, (Attr("op", enum="BitwiseOp"),),
+       doc="numpy broadcasting; a shift by b outside [0, bits) gives 0 (-1 for a right shift of a negative a)"),
+    Op(32, "Where", (Slot("condition", "B"), Slot("x"), Slot("y")), (Slot("z"),), {"T": ALL_TYPES, "B": ("bool",)},
+       doc="numpy broadcasting; z = condition ? x : y"),
+    Op(33, "Range", (Slot("start"), Slot("limit"), Slot("delta")), Y, {"T": NUMERIC_TYPES},
+       doc="y[i] = start + i * delta; the run-time element count must equal the output's"),
+    Op(34, "Cumulative", (Slot("x"), Slot("axis", "I", optional=True)), Y, {"T": NUMERIC_TYPES, "I": INDEX_TYPES},
+       (Attr("kind", enum="CumulativeKind"), Attr("axis", low=0, high=MAX_DIMS - 1), flag("exclusive"),
+        flag("reverse")), doc="running sum/product along axis (an axis input, read at run time, replaces it)"),
+    Op(35, "TopK", (Slot("x"), Slot("k", "I", optional=True)), (Slot("values"), Slot("indices", "I")),
+       {"T": NUMERIC_TYPES + ("uint8", "int8"), "I": ("int64",)},
+       (Attr("axis", low=0, high=MAX_DIMS - 1), flag("largest")),
+       doc="the k = values.dims[axis] largest/smallest along axis, sorted, ties by the lower index; a k input must agree"),
+    Op(36, "GatherElements", (Slot("data"), Slot("indices", "I")), Y, {"T": ALL_TYPES, "I": INDEX_TYPES},
+       (Attr("axis", low=0, high=MAX_DIMS - 1),), doc="y[..i..] = data[..indices[..i..]..] along axis"),
+    Op(37, "ScatterElements", (Slot("data"), Slot("indices", "I"), Slot("updates")), Y,
+       {"T": ALL_TYPES, "I": INDEX_TYPES},
+       (Attr("axis", low=0, high=MAX_DIMS - 1), Attr("reduction", enum="ScatterReduction")),
+       doc="y = data, then y[..indices[..i..]..] (op)= updates[..i..] along axis, in order"),
+    Op(38, "GatherND", (Slot("data"), Slot("indices", "I")), Y, {"T": ALL_TYPES, "I": INDEX_TYPES},
+       (Attr("batch_dims", low=0, high=MAX_DIMS - 1),), doc="ONNX GatherND"),
+    Op(39, "ScatterND", (Slot("data"), Slot("indices", "I"), Slot("updates")), Y, {"T": ALL_TYPES, "I": INDEX_TYPES},
+       (Attr("reduction", enum="ScatterReduction"),), doc="ONNX ScatterND, updates applied in order"),
+    Op(40, "BitCast", (Slot("x", "T1"),), (Slot("y", "T2"),), {"T1": ALL_TYPES, "T2": ALL_TYPES},
+       doc="the same bytes read as another dtype of the same size"),
+    Op(41, "DynamicSlice", (Slot("x"), Slot("starts", "I"), Slot("ends", "I"), Slot("axes", "I", optional=True),
+                            Slot("steps", "I", optional=True)), Y, {"T": ALL_TYPES, "I": INDEX_TYPES},
+       doc="ONNX Slice with run-time starts/ends/axes/steps; the result must have the output's shape"),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}

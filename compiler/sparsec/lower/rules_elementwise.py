@@ -105,8 +105,8 @@ def cast(b: Builder, node: ir.Node) -> None:
     b.emit("Cast", [node.inputs[0]], [node.outputs[0]])
 
 
-ACTIVATIONS = ["Relu", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Softplus", "Gelu", "Clip",
-               "Activation"]
+ACTIVATIONS = ["Relu", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Softplus", "Gelu",
+               "Activation"]  # Clip: rules_logic (integer and run-time bounds too)
 RULES = {
     **{op: binary for op in [*BINARY, "Mod"]},
     **{op: unary for op in UNARY},

@@ -8,7 +8,9 @@ import numpy as np
 import onnx_ir as ir
 
 from sparsec.contract.schema import PadMode
-from sparsec.lower.builder import Builder, Unsupported, axis_of, const_input, rank, static_shape
+from sparsec.lower.builder import (Builder, Unsupported, axis_of, const_input, input_at, numpy_dtype, rank,
+                                   static_shape)
+from sparsec.passes.util import const_array
 
 
 def transpose(b: Builder, node: ir.Node) -> None:
@@ -46,8 +48,12 @@ def split(b: Builder, node: ir.Node) -> None:
 
 
 def slice_(b: Builder, node: ir.Node) -> None:
+    """Constant starts/ends/axes/steps: resolved here; else DynamicSlice resolves them at run time."""
     shape = static_shape(node.inputs[0])
     rank_ = len(shape)
+    if any(v is not None and const_array(v) is None for v in node.inputs[1:5]):
+        b.emit("DynamicSlice", list(node.inputs[:5]), [node.outputs[0]])
+        return
     starts = const_input(node, 1, "starts").reshape(-1).tolist()
     ends = const_input(node, 2, "ends").reshape(-1).tolist()
     axes = const_input(node, 3, "axes", np.arange(len(starts))).reshape(-1).tolist()
@@ -72,21 +78,27 @@ def gather(b: Builder, node: ir.Node) -> None:
 
 
 def pad(b: Builder, node: ir.Node) -> None:
-    rank_ = rank(node.inputs[0])
-    modes = {"constant": PadMode.CONSTANT, "reflect": PadMode.REFLECT, "edge": PadMode.EDGE}
+    """Every mode and dtype; negative pads crop; run-time pads (and axes) are read by the runtime."""
+    x = node.inputs[0]
+    rank_ = rank(x)
+    modes = {"constant": PadMode.CONSTANT, "reflect": PadMode.REFLECT, "edge": PadMode.EDGE, "wrap": PadMode.WRAP}
     mode = node.attributes.get_string("mode", "constant")
     if mode not in modes:
         raise Unsupported(f"pad mode '{mode}' is not supported")
-    pads = const_input(node, 1, "pads").reshape(-1).tolist()
-    value = const_input(node, 2, "constant_value", np.zeros(1)).reshape(-1)
-    axes = const_input(node, 3, "axes", np.arange(rank_)).reshape(-1).tolist()
+    pads, value, axes = (input_at(node, i) for i in (1, 2, 3))
+    inputs = [x, value if value is not None and mode == "constant" else None]
     begins, ends = [0] * rank_, [0] * rank_
-    for k, axis in enumerate(axes):
-        begins[axis_of(int(axis), rank_)], ends[axis_of(int(axis), rank_)] = int(pads[k]), int(pads[k + len(axes)])
-    if min(begins + ends) < 0:
-        raise Unsupported("negative pads are not supported")
-    b.emit("Pad", [node.inputs[0]], [node.outputs[0]],
-           {"mode": modes[mode], "begins": begins, "ends": ends, "value": float(value[0]) if value.size else 0.0})
+    if const_array(pads) is None or (axes is not None and const_array(axes) is None):
+        inputs += [pads, axes]
+    else:
+        pads = const_array(pads).reshape(-1).tolist()
+        axes = np.arange(rank_) if axes is None else const_array(axes)
+        for k, axis in enumerate(axes.reshape(-1).tolist()):
+            begins[axis_of(int(axis), rank_)] = int(pads[k])
+            ends[axis_of(int(axis), rank_)] = int(pads[k + len(pads) // 2])
+    if inputs[1] is not None and const_array(inputs[1]) is not None:  # a constant value: a scalar of x's dtype
+        inputs[1] = b.constant(const_array(inputs[1]).reshape(()).astype(numpy_dtype(x)), f"{b.label}/value")
+    b.emit("Pad", inputs, [node.outputs[0]], {"mode": modes[mode], "begins": begins, "ends": ends})
 
 
 def expand(b: Builder, node: ir.Node) -> None:
