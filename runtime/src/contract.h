@@ -24,6 +24,11 @@ enum class ReduceAlgo : int64_t { kGeneric = 0, kRows = 1, kRowMean = 2, kLast =
 enum class PadMode : int64_t { kConstant = 0, kReflect = 1, kEdge = 2, kLast = kEdge };
 enum class ConvAlgo : int64_t { kIm2col = 0, kGemm1x1 = 1, kDepthwise = 2, kDepthwise3x3 = 3, kLast = kDepthwise3x3 };
 enum class ArgKind : int64_t { kMax = 0, kMin = 1, kLast = kMin };
+enum class WindowKind : int64_t { kMax = 0, kAverage = 1, kLp = 2, kLast = kLp };
+enum class RecurrentKind : int64_t { kRnn = 0, kGru = 1, kLstm = 2, kLast = kLstm };
+enum class Direction : int64_t { kForward = 0, kReverse = 1, kBidirectional = 2, kLast = kBidirectional };
+enum class GridMode : int64_t { kBilinear = 0, kNearest = 1, kBicubic = 2, kLast = kBicubic };
+enum class GridPadding : int64_t { kZeros = 0, kBorder = 1, kReflection = 2, kLast = kReflection };
 
 enum class OpCode : uint32_t {
   kConv = 1,  // 2-D convolution, NCHW; weight [M, C/group, KH, KW]; pads top, left, bottom, right
@@ -47,11 +52,18 @@ enum class OpCode : uint32_t {
   kGroupNorm = 19,  // InstanceNormalization when groups == C; scale/bias per channel
   kArgReduce = 20,  // ArgMax/ArgMin along axis; the output has the keepdims size
   kActivation = 21,  // element-wise activation
-  kLast = kActivation,
+  kResample = 60,  // separable resampling: per axis with taps > 0, y[o] = sum_k weights[o,k] * x[indices[o,k]] (tables concatenated over the resampled axes, in axis order); an index of -1 writes extrapolation_value
+  kLrn = 61,  // local response normalisation across channels (dim 1)
+  kPoolNd = 62,  // 1-D/2-D/3-D max/average/Lp pooling on [N, C, D, H, W] (fewer spatial dims: leading windows of 1); pads begin then end; indices (max): flat index into x
+  kConvNd = 63,  // 1-D/2-D/3-D convolution (im2col + GEMM) or transposed convolution (GEMM + col2im) on [N, C, D, H, W]; w [M, C/group, k...] (transposed: [C, M/group, k...]); pads: begin (the end follows from y)
+  kRecurrent = 64,  // ONNX RNN/GRU/LSTM (gates iofc / zrh); activations f, g, h; clip <= 0: none; y_c unused but for LSTM
+  kGridSample = 65,  // 2-D/3-D GridSample; grid [N, oh, ow, 2] (x, y) or [N, od, oh, ow, 3] in [-1, 1]
+  kMaxUnpool = 66,  // y = 0, then y.flat[indices] = x (indices from MaxPool)
+  kLast = kMaxUnpool,
 };
 
 // X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list.
-#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation)
+#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Resample, resample) X(Lrn, lrn) X(PoolNd, pool_nd) X(ConvNd, conv_nd) X(Recurrent, recurrent) X(GridSample, grid_sample) X(MaxUnpool, max_unpool)
 
 struct AttrMeta {
   const char* name;
@@ -111,8 +123,33 @@ constexpr AttrMeta kAttrMeta[] = {
     {"axis", 1, 0, 7},  // ArgReduce
     {"select_last_index", 1, 0, 1},  // ArgReduce
     {"activation", 1, 0, 12},  // Activation
+    {"taps", 0, 0, 65536},  // Resample
+    {"size", 1, 1, 65536},  // Lrn
+    {"kind", 1, 0, 2},  // PoolNd
+    {"kernel", 3, 1, 65536},  // PoolNd
+    {"strides", 3, 1, 65536},  // PoolNd
+    {"pads", 6, 0, 65536},  // PoolNd
+    {"dilations", 3, 1, 65536},  // PoolNd
+    {"count_include_pad", 1, 0, 1},  // PoolNd
+    {"p", 1, 1, 65536},  // PoolNd
+    {"transposed", 1, 0, 1},  // ConvNd
+    {"group", 1, 1, 65536},  // ConvNd
+    {"kernel", 3, 1, 65536},  // ConvNd
+    {"strides", 3, 1, 65536},  // ConvNd
+    {"pads", 3, 0, 65536},  // ConvNd
+    {"dilations", 3, 1, 65536},  // ConvNd
+    {"activation", 1, 0, 12},  // ConvNd
+    {"kind", 1, 0, 2},  // Recurrent
+    {"direction", 1, 0, 2},  // Recurrent
+    {"layout", 1, 0, 1},  // Recurrent
+    {"linear_before_reset", 1, 0, 1},  // Recurrent
+    {"input_forget", 1, 0, 1},  // Recurrent
+    {"activations", 3, 0, 12},  // Recurrent
+    {"mode", 1, 0, 2},  // GridSample
+    {"padding", 1, 0, 2},  // GridSample
+    {"align_corners", 1, 0, 1},  // GridSample
 };
-constexpr OpMeta kOpMeta[22] = {
+constexpr OpMeta kOpMeta[67] = {
     {},  // 0
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
@@ -135,6 +172,51 @@ constexpr OpMeta kOpMeta[22] = {
     {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 32, false},
     {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, 33, false},
     {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, 36, true},
+    {},  // 22
+    {},  // 23
+    {},  // 24
+    {},  // 25
+    {},  // 26
+    {},  // 27
+    {},  // 28
+    {},  // 29
+    {},  // 30
+    {},  // 31
+    {},  // 32
+    {},  // 33
+    {},  // 34
+    {},  // 35
+    {},  // 36
+    {},  // 37
+    {},  // 38
+    {},  // 39
+    {},  // 40
+    {},  // 41
+    {},  // 42
+    {},  // 43
+    {},  // 44
+    {},  // 45
+    {},  // 46
+    {},  // 47
+    {},  // 48
+    {},  // 49
+    {},  // 50
+    {},  // 51
+    {},  // 52
+    {},  // 53
+    {},  // 54
+    {},  // 55
+    {},  // 56
+    {},  // 57
+    {},  // 58
+    {},  // 59
+    {"Resample", 3, 1, false, false, {{0, false}, {1, false}, {0, false}}, {{0, false}}, {2, 8}, 1, 1, 37, false},
+    {"Lrn", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 3, 38, false},
+    {"PoolNd", 1, 2, false, false, {{0, false}}, {{0, false}, {1, true}}, {2, 4}, 7, 0, 39, false},
+    {"ConvNd", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 7, 2, 46, false},
+    {"Recurrent", 8, 3, false, false, {{0, false}, {0, false}, {0, false}, {0, true}, {1, true}, {0, true}, {0, true}, {0, true}}, {{0, false}, {0, false}, {0, false}}, {2, 8}, 6, 7, 53, false},
+    {"GridSample", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 3, 0, 59, false},
+    {"MaxUnpool", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {2, 4}, 0, 0, 62, false},
 };
 
 }  // namespace sparsec

@@ -285,4 +285,153 @@ inline ActivationAttrs activation_attrs(const Op& op) {
   return a;
 }
 
+struct ResampleAttrs {
+  const int64_t* taps;  // [rank]
+  float extrapolation_value;
+};
+inline ResampleAttrs resample_attrs(const Op& op) {
+  ResampleAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.taps = v;
+  v += op.in[0]->ndim;
+  a.extrapolation_value = op.fattr[0];
+  return a;
+}
+
+struct LrnAttrs {
+  int64_t size;
+  float alpha;
+  float beta;
+  float bias;
+};
+inline LrnAttrs lrn_attrs(const Op& op) {
+  LrnAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.size = int64_t(*v);
+  v += 1;
+  a.alpha = op.fattr[0];
+  a.beta = op.fattr[1];
+  a.bias = op.fattr[2];
+  return a;
+}
+
+struct PoolNdAttrs {
+  WindowKind kind;
+  const int64_t* kernel;  // [3]
+  const int64_t* strides;  // [3]
+  const int64_t* pads;  // [6]
+  const int64_t* dilations;  // [3]
+  int64_t count_include_pad;
+  int64_t p;
+};
+inline PoolNdAttrs pool_nd_attrs(const Op& op) {
+  PoolNdAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.kind = WindowKind(*v);
+  v += 1;
+  a.kernel = v;
+  v += 3;
+  a.strides = v;
+  v += 3;
+  a.pads = v;
+  v += 6;
+  a.dilations = v;
+  v += 3;
+  a.count_include_pad = int64_t(*v);
+  v += 1;
+  a.p = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct ConvNdAttrs {
+  int64_t transposed;
+  int64_t group;
+  const int64_t* kernel;  // [3]
+  const int64_t* strides;  // [3]
+  const int64_t* pads;  // [3]
+  const int64_t* dilations;  // [3]
+  Activation activation;
+  float act_alpha;
+  float act_beta;
+};
+inline ConvNdAttrs conv_nd_attrs(const Op& op) {
+  ConvNdAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.transposed = int64_t(*v);
+  v += 1;
+  a.group = int64_t(*v);
+  v += 1;
+  a.kernel = v;
+  v += 3;
+  a.strides = v;
+  v += 3;
+  a.pads = v;
+  v += 3;
+  a.dilations = v;
+  v += 3;
+  a.activation = Activation(*v);
+  v += 1;
+  a.act_alpha = op.fattr[0];
+  a.act_beta = op.fattr[1];
+  return a;
+}
+
+struct RecurrentAttrs {
+  RecurrentKind kind;
+  Direction direction;
+  int64_t layout;
+  int64_t linear_before_reset;
+  int64_t input_forget;
+  const int64_t* activations;  // [3]
+  float clip;
+  float alpha_f;
+  float alpha_g;
+  float alpha_h;
+  float beta_f;
+  float beta_g;
+  float beta_h;
+};
+inline RecurrentAttrs recurrent_attrs(const Op& op) {
+  RecurrentAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.kind = RecurrentKind(*v);
+  v += 1;
+  a.direction = Direction(*v);
+  v += 1;
+  a.layout = int64_t(*v);
+  v += 1;
+  a.linear_before_reset = int64_t(*v);
+  v += 1;
+  a.input_forget = int64_t(*v);
+  v += 1;
+  a.activations = v;
+  v += 3;
+  a.clip = op.fattr[0];
+  a.alpha_f = op.fattr[1];
+  a.alpha_g = op.fattr[2];
+  a.alpha_h = op.fattr[3];
+  a.beta_f = op.fattr[4];
+  a.beta_g = op.fattr[5];
+  a.beta_h = op.fattr[6];
+  return a;
+}
+
+struct GridSampleAttrs {
+  GridMode mode;
+  GridPadding padding;
+  int64_t align_corners;
+};
+inline GridSampleAttrs grid_sample_attrs(const Op& op) {
+  GridSampleAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.mode = GridMode(*v);
+  v += 1;
+  a.padding = GridPadding(*v);
+  v += 1;
+  a.align_corners = int64_t(*v);
+  v += 1;
+  return a;
+}
+
 }  // namespace sparsec
