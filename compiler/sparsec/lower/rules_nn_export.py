@@ -158,6 +158,15 @@ def pool(b: Builder, node: ir.Node) -> None:
 
 def max_unpool(b: Builder, node: ir.Node) -> None:
     _float_only(node)
+    shape_x, shape_y = static_shape(node.inputs[0]), static_shape(node.outputs[0])
+    kernel = node.attributes.get_ints("kernel_shape")
+    n = len(kernel)
+    strides = node.attributes.get_ints("strides", [1] * n)
+    pads = node.attributes.get_ints("pads", [0] * 2 * n)
+    inferred = [(shape_x[2 + i] - 1) * strides[i] - pads[i] - pads[n + i] + kernel[i] for i in range(n)]
+    if list(shape_y[2:]) != inferred:
+        raise Unsupported(f"output_shape {list(shape_y)} differs from the unpooled shape {list(shape_x[:2]) + inferred}: "
+                          "ONNX's reference and onnxruntime place the values differently then")
     b.emit("MaxUnpool", [node.inputs[0], node.inputs[1]], [node.outputs[0]])
 
 
