@@ -274,7 +274,7 @@ def _taps(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     weight = np.zeros((len(rows), taps), np.float32)
     for o, r in enumerate(rows):
         if r is None:
-            index[o] = -1
+            index[o, 0] = -1
             continue
         index[o, :len(r)] = r
         weight[o, :len(r)] = matrix[o, r]
