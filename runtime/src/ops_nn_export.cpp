@@ -466,9 +466,12 @@ bool run_recurrent(const Op& op, uint8_t* scratch, Message* err) {
       for (size_t r = 0; r < T * B; ++r)
         for (size_t j = 0; j < GH; ++j)
           xw[r * GH + j] += wb[j] + (a.kind == RecurrentKind::kGru && j >= 2 * H ? 0.0f : rb[j]);
-    for (size_t i = 0; i < B * H; ++i) {
-      h[i] = init_h ? init_h->f32()[d * B * H + i] : 0.0f;
-      c[i] = init_c ? init_c->f32()[d * B * H + i] : 0.0f;
+    for (size_t b = 0; b < B; ++b) {  // states are [D, B, H], or [B, D, H] in layout 1
+      const size_t at = (a.layout ? b * s.D + d : d * B + b) * H;
+      for (size_t j = 0; j < H; ++j) {
+        h[b * H + j] = init_h ? init_h->f32()[at + j] : 0.0f;
+        c[b * H + j] = init_c ? init_c->f32()[at + j] : 0.0f;
+      }
     }
     const float* p = peep ? peep->f32() + d * 3 * H : nullptr;
     for (size_t step = 0; step < T; ++step) {
@@ -530,6 +533,10 @@ bool run_recurrent(const Op& op, uint8_t* scratch, Message* err) {
       }
     }
     for (size_t b = 0; b < B; ++b) {
+      if (lens && lens->as<int32_t>()[b] == 0) {  // an empty sequence has a zero state (as onnxruntime)
+        std::fill(h + b * H, h + (b + 1) * H, 0.0f);
+        std::fill(c + b * H, c + (b + 1) * H, 0.0f);
+      }
       const size_t at = (a.layout ? b * s.D + d : d * B + b) * H;
       std::memcpy(op.out[1]->f32() + at, h + b * H, H * sizeof(float));
       if (a.kind == RecurrentKind::kLstm) std::memcpy(op.out[2]->f32() + at, c + b * H, H * sizeof(float));

@@ -148,6 +148,11 @@ def pool(b: Builder, node: ir.Node) -> None:
         begin, end = _nd_pads(node, shape[2:], kernel, strides, dilations)
     if with_indices and node.attributes.get_int("storage_order", 0):
         raise Unsupported("MaxPool Indices in column-major order (storage_order=1) are not supported")
+    out_sizes = static_shape(node.outputs[0])[2:]
+    for i in range(n):
+        if (out_sizes[i] - 1) * strides[i] - begin[i] >= shape[2 + i]:
+            raise Unsupported(f"spatial axis {i}: the last window starts in the end padding (ceil_mode); onnx's shape "
+                              "inference keeps it, onnxruntime drops it")
     kind = {"MaxPool": WindowKind.MAX, "AveragePool": WindowKind.AVERAGE}.get(node.op_type, WindowKind.LP)
     outputs = [node.outputs[0]] + ([node.outputs[1]] if with_indices else [])
     b.emit("PoolNd", [x], outputs,
@@ -318,6 +323,11 @@ def resize(b: Builder, node: ir.Node) -> None:
             if shape_y[a] != shape_x[a]:
                 raise Unsupported(f"axis {a} changes size without a scale")
             continue
+        corner_mode = node.attributes.get_string("coordinate_transformation_mode", "") in ("align_corners",
+                                                                                            "tf_crop_and_resize")
+        if corner_mode and not math.isclose(scale_of[a] * shape_x[a], shape_y[a], rel_tol=1e-6):
+            raise Unsupported(f"axis {a}: scale {scale_of[a]:g} x {shape_x[a]} is not the output size {shape_y[a]}; "
+                              "ONNX's reference and onnxruntime map corners differently then")
         index, weight = _taps(resize_table(node, shape_x[a], shape_y[a], scale_of[a], axis_roi))
         taps[a] = index.shape[1]
         indices.append(index.reshape(-1))
@@ -390,6 +400,9 @@ def grid_sample(b: Builder, node: ir.Node) -> None:
              "bicubic": GridMode.BICUBIC, "cubic": GridMode.BICUBIC}
     mode = node.attributes.get_string("mode", "linear")
     padding = node.attributes.get_string("padding_mode", "zeros")
+    if modes.get(mode) == GridMode.BICUBIC and padding == "border":
+        raise Unsupported("bicubic sampling with border padding: ONNX's reference clamps the coordinates, onnxruntime "
+                          "only the pixels")
     if rank(node.inputs[0]) == 5 and modes.get(mode) == GridMode.BICUBIC:
         raise Unsupported("3-D GridSample has no cubic mode")
     b.emit("GridSample", [node.inputs[0], node.inputs[1]], [node.outputs[0]],
@@ -512,7 +525,7 @@ def batch_norm(b: Builder, node: ir.Node) -> None:
 
 
 def group_norm(b: Builder, node: ir.Node) -> None:
-    """Run-time scale/bias pass to GroupNorm as they are (one per group: repeated per channel by Expand)."""
+    """Run-time scale/bias (one per channel) pass to GroupNorm as they are."""
     if const_array(node.inputs[1]) is not None and const_array(node.inputs[2]) is not None:
         rules_nn.group_norm(b, node)
         return
@@ -522,17 +535,9 @@ def group_norm(b: Builder, node: ir.Node) -> None:
     params = []
     for i, name in ((1, "scale"), (2, "bias")):
         size = int(np.prod(static_shape(node.inputs[i])))
-        if size == channels:
-            params.append(b.reshaped(node.inputs[i], (channels,), f"{b.label}/{name}"))
-        elif size == groups:
-            per_group = b.reshaped(node.inputs[i], (groups, 1), f"{b.label}/{name}_g")
-            wide = b.temp((groups, channels // groups), np.float32, f"{b.label}/{name}_wide")
-            b.emit("Expand", [per_group], [wide])
-            flat = b.temp((channels,), np.float32, f"{b.label}/{name}")
-            b.emit("Copy", [wide], [flat])
-            params.append(flat)
-        else:
-            raise Unsupported(f"{name} has {size} values for {channels} channels in {groups} groups")
+        if size != channels:
+            raise Unsupported(f"{name} has {size} values for {channels} channels")
+        params.append(b.reshaped(node.inputs[i], (channels,), f"{b.label}/{name}"))
     b.emit("GroupNorm", [node.inputs[0], *params], [node.outputs[0]],
            {"groups": groups, "epsilon": node.attributes.get_float("epsilon", 1e-5)})
 
