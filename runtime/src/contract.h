@@ -53,7 +53,6 @@ enum class OpCode : uint32_t {
   kArgReduce = 20,  // ArgMax/ArgMin along axis; the output has the keepdims size
   kActivation = 21,  // element-wise activation
   kResample = 60,  // separable resampling: per axis with taps > 0, y[o] = sum_k weights[o,k] * x[indices[o,k]] (tables concatenated over the resampled axes, in axis order); an index of -1 writes extrapolation_value
-  kLrn = 61,  // local response normalisation across channels (dim 1)
   kPoolNd = 62,  // 1-D/2-D/3-D max/average/Lp pooling on [N, C, D, H, W] (fewer spatial dims: leading windows of 1); pads begin then end; indices (max): flat index into x
   kConvNd = 63,  // 1-D/2-D/3-D convolution (im2col + GEMM) or transposed convolution (GEMM + col2im) on [N, C, D, H, W]; w [M, C/group, k...] (transposed: [C, M/group, k...]); pads: begin (the end follows from y)
   kRecurrent = 64,  // ONNX RNN/GRU/LSTM (gates iofc / zrh); activations f, g, h; clip <= 0: none; y_c unused but for LSTM
@@ -63,7 +62,7 @@ enum class OpCode : uint32_t {
 };
 
 // X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list.
-#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Resample, resample) X(Lrn, lrn) X(PoolNd, pool_nd) X(ConvNd, conv_nd) X(Recurrent, recurrent) X(GridSample, grid_sample) X(MaxUnpool, max_unpool)
+#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Resample, resample) X(PoolNd, pool_nd) X(ConvNd, conv_nd) X(Recurrent, recurrent) X(GridSample, grid_sample) X(MaxUnpool, max_unpool)
 
 struct AttrMeta {
   const char* name;
@@ -74,18 +73,18 @@ struct SlotMeta {
   uint8_t type;  // index into OpMeta::types
   bool optional;
 };
-struct OpMeta {
+struct OpMeta {  // small fields: the wasm runtime carries one row per op
   const char* name;
-  uint32_t n_in, n_out;  // slots; the last repeats when variadic
+  uint8_t n_in, n_out;  // slots; the last repeats when variadic
   bool variadic_in, variadic_out;
   SlotMeta in[8], out[4];
-  uint32_t types[4];  // allowed dtype codes as bit masks (1 << code)
-  uint32_t n_iattr, n_fattr;
-  uint32_t first_iattr;  // index into kAttrMeta
+  uint8_t types[4];  // allowed dtype codes as bit masks (1 << code)
+  uint8_t n_iattr, n_fattr;
+  uint16_t first_iattr;  // index into kAttrMeta
   bool in_place;  // the output may share the first input's buffer
 };
 
-constexpr AttrMeta kAttrMeta[] = {
+inline constexpr AttrMeta kAttrMeta[] = {
     {"algorithm", 1, 0, 3},  // Conv
     {"group", 1, 1, 65536},  // Conv
     {"strides", 2, 1, 65536},  // Conv
@@ -124,7 +123,6 @@ constexpr AttrMeta kAttrMeta[] = {
     {"select_last_index", 1, 0, 1},  // ArgReduce
     {"activation", 1, 0, 12},  // Activation
     {"taps", 0, 0, 65536},  // Resample
-    {"size", 1, 1, 65536},  // Lrn
     {"kind", 1, 0, 2},  // PoolNd
     {"kernel", 3, 1, 65536},  // PoolNd
     {"strides", 3, 1, 65536},  // PoolNd
@@ -149,8 +147,9 @@ constexpr AttrMeta kAttrMeta[] = {
     {"padding", 1, 0, 2},  // GridSample
     {"align_corners", 1, 0, 1},  // GridSample
 };
-constexpr OpMeta kOpMeta[67] = {
-    {},  // 0
+inline constexpr uint8_t kOpRow[67] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 22, 0, 23, 24, 25, 26, 27};
+inline constexpr OpMeta kOpMeta[28] = {
+    {},  // unused codes
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
     {"Binary", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {14}, 2, 2, 7, false},
@@ -172,51 +171,14 @@ constexpr OpMeta kOpMeta[67] = {
     {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 32, false},
     {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, 33, false},
     {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, 36, true},
-    {},  // 22
-    {},  // 23
-    {},  // 24
-    {},  // 25
-    {},  // 26
-    {},  // 27
-    {},  // 28
-    {},  // 29
-    {},  // 30
-    {},  // 31
-    {},  // 32
-    {},  // 33
-    {},  // 34
-    {},  // 35
-    {},  // 36
-    {},  // 37
-    {},  // 38
-    {},  // 39
-    {},  // 40
-    {},  // 41
-    {},  // 42
-    {},  // 43
-    {},  // 44
-    {},  // 45
-    {},  // 46
-    {},  // 47
-    {},  // 48
-    {},  // 49
-    {},  // 50
-    {},  // 51
-    {},  // 52
-    {},  // 53
-    {},  // 54
-    {},  // 55
-    {},  // 56
-    {},  // 57
-    {},  // 58
-    {},  // 59
     {"Resample", 3, 1, false, false, {{0, false}, {1, false}, {0, false}}, {{0, false}}, {2, 8}, 1, 1, 37, false},
-    {"Lrn", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 3, 38, false},
-    {"PoolNd", 1, 2, false, false, {{0, false}}, {{0, false}, {1, true}}, {2, 4}, 7, 0, 39, false},
-    {"ConvNd", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 7, 2, 46, false},
-    {"Recurrent", 8, 3, false, false, {{0, false}, {0, false}, {0, false}, {0, true}, {1, true}, {0, true}, {0, true}, {0, true}}, {{0, false}, {0, false}, {0, false}}, {2, 8}, 6, 7, 53, false},
-    {"GridSample", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 3, 0, 59, false},
-    {"MaxUnpool", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {2, 4}, 0, 0, 62, false},
+    {"PoolNd", 1, 2, false, false, {{0, false}}, {{0, false}, {1, true}}, {2, 4}, 7, 0, 38, false},
+    {"ConvNd", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 7, 2, 45, false},
+    {"Recurrent", 8, 3, false, false, {{0, false}, {0, false}, {0, false}, {0, true}, {1, true}, {0, true}, {0, true}, {0, true}}, {{0, false}, {0, false}, {0, false}}, {2, 8}, 6, 7, 52, false},
+    {"GridSample", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 3, 0, 58, false},
+    {"MaxUnpool", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {2, 4}, 0, 0, 61, false},
 };
+// The contract row of a code in [0, OpCode::kLast].
+inline const OpMeta& op_meta(uint32_t code) { return kOpMeta[kOpRow[code]]; }
 
 }  // namespace sparsec

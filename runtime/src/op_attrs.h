@@ -298,23 +298,6 @@ inline ResampleAttrs resample_attrs(const Op& op) {
   return a;
 }
 
-struct LrnAttrs {
-  int64_t size;
-  float alpha;
-  float beta;
-  float bias;
-};
-inline LrnAttrs lrn_attrs(const Op& op) {
-  LrnAttrs a;
-  const int64_t* v = op.iattr.data();
-  a.size = int64_t(*v);
-  v += 1;
-  a.alpha = op.fattr[0];
-  a.beta = op.fattr[1];
-  a.bias = op.fattr[2];
-  return a;
-}
-
 struct PoolNdAttrs {
   WindowKind kind;
   const int64_t* kernel;  // [3]

@@ -1,5 +1,5 @@
 // Ops that exporters emit for detection/OCR heads, audio models and classic CNNs: Resample (Resize/Upsample),
-// LRN, N-D pooling, N-D (transposed) convolution, RNN/GRU/LSTM, GridSample, MaxUnpool.
+// N-D pooling, N-D (transposed) convolution, RNN/GRU/LSTM, GridSample, MaxUnpool.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -26,6 +26,13 @@ Volume volume_of(const Tensor& t) {
 }
 
 bool spatial_rank_ok(const Tensor& t) { return t.ndim >= 3 && t.ndim <= 5; }
+
+bool enough_scratch(const Op& op, uint64_t floats, Message* err) {
+  SPX_REQUIRE(op.scratch_bytes >= floats * sizeof(float), "needs %llu scratch bytes, the artifact plans %llu",
+              static_cast<unsigned long long>(floats * sizeof(float)),
+              static_cast<unsigned long long>(op.scratch_bytes));
+  return true;
+}
 
 }  // namespace
 
@@ -63,9 +70,7 @@ bool check_resample(const Op& op, Message* err) {
   }
   SPX_REQUIRE(op.in[1]->numel == entries && op.in[2]->numel == entries, "tables hold %zu entries, expected %zu",
               op.in[1]->numel, entries);
-  const uint64_t need = 2 * uint64_t(resample_intermediate(op)) * sizeof(float);
-  SPX_REQUIRE(op.scratch_bytes >= need, "needs %llu scratch bytes", static_cast<unsigned long long>(need));
-  return true;
+  return enough_scratch(op, 2 * uint64_t(resample_intermediate(op)), err);
 }
 
 bool run_resample(const Op& op, uint8_t* scratch, Message* err) {
@@ -123,42 +128,13 @@ bool run_resample(const Op& op, uint8_t* scratch, Message* err) {
   return true;
 }
 
-// ---- LRN --------------------------------------------------------------------------------------------
-
-bool check_lrn(const Op& op, Message* err) {
-  SPX_REQUIRE(op.in[0]->ndim >= 2, "expects [N, C, ...] input");
-  return same_numel(op, err);
-}
-
-bool run_lrn(const Op& op, uint8_t*, Message*) {
-  const Tensor& x = *op.in[0];
-  const LrnAttrs a = lrn_attrs(op);
-  const int64_t C = x.dims[1], inner = int64_t(product(x.dims, 2, x.ndim));
-  const int64_t before = (a.size - 1) / 2, after = a.size - 1 - before;
-  const float scale = a.alpha / float(a.size);
-  for (int64_t n = 0; n < x.dims[0]; ++n) {
-    const float* in = x.f32() + n * C * inner;
-    float* out = op.out[0]->f32() + n * C * inner;
-    for (int64_t c = 0; c < C; ++c) {
-      const int64_t c0 = std::max<int64_t>(0, c - before), c1 = std::min<int64_t>(C - 1, c + after);
-      for (int64_t i = 0; i < inner; ++i) {
-        float sum = 0.0f;
-        for (int64_t k = c0; k <= c1; ++k) sum += in[k * inner + i] * in[k * inner + i];
-        out[c * inner + i] = in[c * inner + i] / std::pow(a.bias + scale * sum, a.beta);
-      }
-    }
-  }
-  return true;
-}
-
 // ---- PoolNd -----------------------------------------------------------------------------------------
 
 bool check_pool_nd(const Op& op, Message* err) {
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
-  SPX_REQUIRE(spatial_rank_ok(x) && y.ndim == x.ndim, "expects [N, C, ...] with 1 to 3 spatial dims");
-  SPX_REQUIRE(y.dims[0] == x.dims[0] && y.dims[1] == x.dims[1], "output %s does not match input %s",
-              shape_str(y).text, shape_str(x).text);
+  SPX_REQUIRE(spatial_rank_ok(x) && y.ndim == x.ndim && y.dims[0] == x.dims[0] && y.dims[1] == x.dims[1],
+              "output %s does not match input %s", shape_str(y).text, shape_str(x).text);
   const PoolNdAttrs a = pool_nd_attrs(op);
   const Volume vx = volume_of(x), vy = volume_of(y);
   for (int i = 0; i < 3; ++i) {
@@ -251,9 +227,8 @@ ConvGeometry conv_geometry(const Op& op) {
 
 // Column rows (channel, kernel offset) x a band [p0, p1) of the "image" positions: conv gathers x into cols
 // (positions are y's), transposed conv scatters cols into y (positions are x's). `image` is the other side.
-template <bool kScatter>
-void columns(const ConvNdAttrs& a, const ConvGeometry& g, size_t channels, const Volume& image, const Volume& cols_vol,
-             size_t p0, size_t p1, float* image_data, float* cols) {
+void columns(bool scatter, const ConvNdAttrs& a, const ConvGeometry& g, size_t channels, const Volume& image,
+             const Volume& cols_vol, size_t p0, size_t p1, float* image_data, float* cols) {
   const size_t band = p1 - p0, image_plane = image.size();
   for (size_t c = 0; c < channels; ++c)
     for (size_t kd = 0; kd < g.k[0]; ++kd)
@@ -272,7 +247,7 @@ void columns(const ConvNdAttrs& a, const ConvGeometry& g, size_t channels, const
               inside = inside && v >= 0 && v < int64_t(image.d[i]);
               at = at * int64_t(image.d[i]) + v;
             }
-            if (kScatter) {
+            if (scatter) {
               if (inside) plane[at] += row[p - p0];
             } else {
               row[p - p0] = inside ? plane[at] : 0.0f;
@@ -313,10 +288,7 @@ bool check_conv_nd(const Op& op, Message* err) {
   for (int i = 0; i < 3; ++i)
     SPX_REQUIRE(int64_t(vw.d[i]) == a.kernel[i] && vy.d[i] >= 1, "kernel or output extent mismatch on axis %d", i);
   if (const Tensor* bias = optional_input(op, 2)) SPX_REQUIRE(bias->numel == c_out, "bias size differs from output channels");
-  const uint64_t need = conv_nd_scratch(op) * sizeof(float);
-  SPX_REQUIRE(op.scratch_bytes >= need, "needs %llu scratch bytes, the artifact plans %llu",
-              static_cast<unsigned long long>(need), static_cast<unsigned long long>(op.scratch_bytes));
-  return true;
+  return enough_scratch(op, conv_nd_scratch(op), err);
 }
 
 bool run_conv_nd(const Op& op, uint8_t* scratch, Message*) {
@@ -338,7 +310,7 @@ bool run_conv_nd(const Op& op, uint8_t* scratch, Message*) {
         float* y = op.out[0]->f32() + (n * g.out.c + grp * g.group_out) * out_plane;
         for (size_t p0 = 0; p0 < out_plane; p0 += band) {
           const size_t p1 = std::min(out_plane, p0 + band);
-          columns<false>(a, g, g.group_in, g.in, g.out, p0, p1, x, cols);
+          columns(false, a, g, g.group_in, g.in, g.out, p0, p1, x, cols);
           f32_gemm({g.group_out, p1 - p0, K, w + grp * g.group_out * K, K, cols, p1 - p0, y + p0, out_plane,
                     bias ? bias + grp * g.group_out : nullptr, bias ? BiasMode::kPerRow : BiasMode::kNone, act});
         }
@@ -360,7 +332,7 @@ bool run_conv_nd(const Op& op, uint8_t* scratch, Message*) {
         const size_t p1 = std::min(in_plane, p0 + band);
         f32_gemm({rows, p1 - p0, g.group_in, wt + grp * rows * g.group_in, g.group_in, x + p0, in_plane, cols, p1 - p0,
                   nullptr, BiasMode::kNone, ActParams{}});
-        columns<true>(a, g, g.group_out, g.out, g.in, p0, p1, y_n + grp * g.group_out * out_plane, cols);
+        columns(true, a, g, g.group_out, g.out, g.in, p0, p1, y_n + grp * g.group_out * out_plane, cols);
       }
     }
     if (act.kind != Activation::kNone) f32_activation(act, y_n, g.out.c * out_plane);
@@ -395,6 +367,13 @@ uint64_t recurrent_scratch(const RecurrentShape& s) {
   return gh * (s.I + s.H + s.T * s.B + s.B) + 2 * s.B * s.H + s.H;
 }
 
+// A gate: clip the pre-activation (clip <= 0: none), then the activation, in place.
+void gate(float* v, size_t n, float clip, const ActParams& act) {
+  if (clip > 0.0f)
+    for (size_t i = 0; i < n; ++i) v[i] = std::min(std::max(v[i], -clip), clip);
+  f32_activation(act, v, n);
+}
+
 void transpose_into(const float* m, size_t rows, size_t cols, float* out) {
   for (size_t r = 0; r < rows; ++r)
     for (size_t c = 0; c < cols; ++c) out[c * rows + r] = m[r * cols + c];
@@ -412,16 +391,13 @@ bool check_recurrent(const Op& op, Message* err) {
                   size_t(op.in[2]->dims[0]) == s.D && size_t(op.in[2]->dims[1]) == s.G * s.H,
               "W %s / R %s do not fit X %s", shape_str(*op.in[1]).text, shape_str(*op.in[2]).text, shape_str(x).text);
   const size_t state = s.D * s.B * s.H;
-  if (const Tensor* b = optional_input(op, 3)) SPX_REQUIRE(b->numel == s.D * 2 * s.G * s.H, "B has the wrong size");
-  if (const Tensor* l = optional_input(op, 4)) SPX_REQUIRE(l->numel == s.B, "sequence_lens has the wrong size");
-  if (const Tensor* h = optional_input(op, 5)) SPX_REQUIRE(h->numel == state, "initial_h has the wrong size");
-  if (const Tensor* c = optional_input(op, 6)) SPX_REQUIRE(c->numel == state, "initial_c has the wrong size");
-  if (const Tensor* p = optional_input(op, 7)) SPX_REQUIRE(p->numel == s.D * 3 * s.H, "P has the wrong size");
+  const size_t sizes[5] = {s.D * 2 * s.G * s.H, s.B, state, state, s.D * 3 * s.H};  // B, lens, h, c, P
+  for (size_t i = 3; i < op.in.size(); ++i)
+    if (const Tensor* t = optional_input(op, i))
+      SPX_REQUIRE(t->numel == sizes[i - 3], "input %zu has %zu values, expected %zu", i, t->numel, sizes[i - 3]);
   SPX_REQUIRE(op.out[0]->numel == s.T * state && op.out[1]->numel == state && op.out[2]->numel == state,
               "outputs do not fit the state size");
-  const uint64_t need = recurrent_scratch(s) * sizeof(float);
-  SPX_REQUIRE(op.scratch_bytes >= need, "needs %llu scratch bytes", static_cast<unsigned long long>(need));
-  return true;
+  return enough_scratch(op, recurrent_scratch(s), err);
 }
 
 bool run_recurrent(const Op& op, uint8_t* scratch, Message* err) {
@@ -450,10 +426,6 @@ bool run_recurrent(const Op& op, uint8_t* scratch, Message* err) {
   float* tmp = c + B * H;
   float* y = op.out[0]->f32();
   std::fill(y, y + op.out[0]->numel, 0.0f);
-  auto clip = [&](float* v, size_t n) {
-    if (a.clip > 0.0f)
-      for (size_t i = 0; i < n; ++i) v[i] = std::min(std::max(v[i], -a.clip), a.clip);
-  };
   for (size_t d = 0; d < s.D; ++d) {
     const bool reverse = a.direction == Direction::kReverse || d == 1;
     transpose_into(op.in[1]->f32() + d * GH * s.I, GH, s.I, wt);
@@ -484,48 +456,36 @@ bool run_recurrent(const Op& op, uint8_t* scratch, Message* err) {
         float* hb = h + b * H;
         float* cb = c + b * H;
         const float* hrb = hr + b * GH;
+        const size_t direct = a.kind == RecurrentKind::kGru ? 2 * H : GH;  // GRU's h gate adds h R^T below
+        for (size_t j = 0; j < direct; ++j) gates[j] += hrb[j];
         if (a.kind == RecurrentKind::kLstm) {  // gates i, o, f, c
           float *gi = gates, *go = gates + H, *gf = gates + 2 * H, *gc = gates + 3 * H;
-          for (size_t j = 0; j < GH; ++j) gates[j] += hrb[j];
           for (size_t j = 0; p && j < H; ++j) gi[j] += p[j] * cb[j], gf[j] += p[2 * H + j] * cb[j];
-          clip(gi, H);  // o is clipped once its peephole term is in
-          clip(gf, H);
-          clip(gc, H);
-          f32_activation(f, gi, H);
-          f32_activation(f, gf, H);
-          f32_activation(g, gc, H);
+          gate(gi, H, a.clip, f);  // o waits for its peephole term on the new c
+          gate(gf, H, a.clip, f);
+          gate(gc, H, a.clip, g);
           for (size_t j = 0; j < H; ++j) {
-            const float forget = a.input_forget ? 1.0f - gi[j] : gf[j];
-            cb[j] = forget * cb[j] + gi[j] * gc[j];
+            cb[j] = (a.input_forget ? 1.0f - gi[j] : gf[j]) * cb[j] + gi[j] * gc[j];
+            tmp[j] = cb[j];
+            if (p) go[j] += p[H + j] * cb[j];
           }
-          for (size_t j = 0; p && j < H; ++j) go[j] += p[H + j] * cb[j];
-          clip(go, H);
-          f32_activation(f, go, H);
-          std::memcpy(tmp, cb, H * sizeof(float));
+          gate(go, H, a.clip, f);
           f32_activation(h_act, tmp, H);
           for (size_t j = 0; j < H; ++j) hb[j] = go[j] * tmp[j];
         } else if (a.kind == RecurrentKind::kGru) {  // gates z, r, h
           float *gz = gates, *gr = gates + H, *gh = gates + 2 * H;
-          for (size_t j = 0; j < 2 * H; ++j) gates[j] += hrb[j];
-          clip(gates, 2 * H);
-          f32_activation(f, gates, 2 * H);
-          if (a.linear_before_reset) {
-            for (size_t j = 0; j < H; ++j) gh[j] += gr[j] * (hrb[2 * H + j] + (rb ? rb[2 * H + j] : 0.0f));
-          } else {
-            for (size_t j = 0; j < H; ++j) tmp[j] = gr[j] * hb[j];
-            for (size_t j = 0; j < H; ++j) {
-              float acc = rb ? rb[2 * H + j] : 0.0f;
-              for (size_t k = 0; k < H; ++k) acc += tmp[k] * rt[k * GH + 2 * H + j];
-              gh[j] += acc;
-            }
+          gate(gates, 2 * H, a.clip, f);
+          for (size_t j = 0; j < H; ++j) {
+            float acc = rb ? rb[2 * H + j] : 0.0f;
+            if (a.linear_before_reset) acc = gr[j] * (acc + hrb[2 * H + j]);
+            else
+              for (size_t k = 0; k < H; ++k) acc += gr[k] * hb[k] * rt[k * GH + 2 * H + j];
+            gh[j] += acc;
           }
-          clip(gh, H);
-          f32_activation(g, gh, H);
+          gate(gh, H, a.clip, g);
           for (size_t j = 0; j < H; ++j) hb[j] = (1.0f - gz[j]) * gh[j] + gz[j] * hb[j];
         } else {
-          for (size_t j = 0; j < H; ++j) gates[j] += hrb[j];
-          clip(gates, H);
-          f32_activation(f, gates, H);
+          gate(gates, H, a.clip, f);
           std::memcpy(hb, gates, H * sizeof(float));
         }
         float* out = y + (a.layout ? (b * T + t) * s.D + d : (t * s.D + d) * B + b) * H;

@@ -279,8 +279,6 @@ OPS = (
        (Attr("taps", "rank", low=0, high=SPATIAL_MAX),), ("extrapolation_value",),
        doc="separable resampling: per axis with taps > 0, y[o] = sum_k weights[o,k] * x[indices[o,k]] (tables "
            "concatenated over the resampled axes, in axis order); an index of -1 writes extrapolation_value"),
-    Op(61, "Lrn", X, Y, F32, (spatial("size", 1),), ("alpha", "beta", "bias"),
-       doc="local response normalisation across channels (dim 1)"),
     Op(62, "PoolNd", X, (Slot("y"), Slot("indices", "I", optional=True)), {"T": ("float32",), "I": ("int64",)},
        (Attr("kind", enum="WindowKind"), spatial("kernel", 3), spatial("strides", 3), spatial("pads", 6, 0),
         spatial("dilations", 3), flag("count_include_pad"), spatial("p", 1)),

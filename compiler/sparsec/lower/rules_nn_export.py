@@ -10,7 +10,7 @@ import numpy as np
 import onnx_ir as ir
 
 from sparsec.contract.schema import (IM2COL_BAND_COLUMNS, Activation, BinaryOp, Direction, GridMode, GridPadding, PadMode,
-                                     RecurrentKind, ReduceKind, UnaryOp, WindowKind)
+                                     PoolKind, RecurrentKind, ReduceKind, UnaryOp, WindowKind)
 from sparsec.lower import rules_nn
 from sparsec.lower.builder import (Builder, Unsupported, axis_of, const_input, fused_activation, input_at, numpy_dtype,
                                    rank, static_shape)
@@ -176,10 +176,29 @@ def max_unpool(b: Builder, node: ir.Node) -> None:
 
 
 def lrn(b: Builder, node: ir.Node) -> None:
+    """y = x / (bias + alpha * mean of x^2 over `size` channels)^beta: the channel window is a 2-D average pool
+    (padding counted, so every window divides by size) on x^2 viewed as [N, 1, C, rest]."""
     _float_only(node)
-    b.emit("Lrn", [node.inputs[0]], [node.outputs[0]],
-           {"size": node.attributes.get_int("size"), "alpha": node.attributes.get_float("alpha", 1e-4),
-            "beta": node.attributes.get_float("beta", 0.75), "bias": node.attributes.get_float("bias", 1.0)})
+    x = node.inputs[0]
+    shape = static_shape(x)
+    size = node.attributes.get_int("size")
+    n, c, rest = shape[0], shape[1], int(np.prod(shape[2:]))
+    square = _binary(b, BinaryOp.MUL, x, x, shape, "square")
+    column = b.temp((n, 1, c, rest), np.float32, f"{b.label}/square_nchw")
+    b.emit("Copy", [square], [column])
+    mean = b.temp((n, 1, c, rest), np.float32, f"{b.label}/window_mean")
+    before = (size - 1) // 2
+    b.emit("Pool", [column], [mean], {"kind": PoolKind.AVERAGE, "kernel": [size, 1], "strides": [1, 1],
+                                      "pads": [before, 0, size - 1 - before, 0], "dilations": [1, 1],
+                                      "count_include_pad": 1})
+    scalars = {k: b.constant(np.array(node.attributes.get_float(k, d), np.float32), f"{b.label}/{k}")
+               for k, d in (("alpha", 1e-4), ("bias", 1.0), ("beta", 0.75))}
+    scaled = _binary(b, BinaryOp.MUL, mean, scalars["alpha"], (n, 1, c, rest), "scaled")
+    base = _binary(b, BinaryOp.ADD, scaled, scalars["bias"], (n, 1, c, rest), "base")
+    power = _binary(b, BinaryOp.POW, base, scalars["beta"], (n, 1, c, rest), "power")
+    denominator = b.temp(shape, np.float32, f"{b.label}/denominator")
+    b.emit("Copy", [power], [denominator])
+    b.emit("Binary", [x, denominator], [node.outputs[0]], {"op": BinaryOp.DIV, "activation": Activation.NONE})
 
 
 # ---- Resize / Upsample ---------------------------------------------------------------------------
