@@ -88,6 +88,24 @@ def test_resize_align_corners_with_a_fractional_output_is_refused(tmp_path):
         sparsec.compile(model, output=tmp_path / "m.spx")
 
 
+def resize_with_sizes_input(out_shape, attrs, n_sizes=4):
+    """Resize(x, "", "", sizes) with sizes a graph input and the output shape declared."""
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="Resize_0", **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 5]),
+                                            helper.make_tensor_value_info("sizes", TensorProto.INT64, [n_sizes])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_resize_with_run_time_sizes_uses_the_static_output_shape(rng, tmp_path):
+    feed = {"x": rng.standard_normal((1, 2, 3, 5), dtype=np.float32), "sizes": np.array([1, 2, 7, 4], np.int64)}
+    check(resize_with_sizes_input([1, 2, 7, 4], {"mode": "linear"}), feed, tmp_path)
+    policy = resize_with_sizes_input([1, 2, 7, 12], {"mode": "linear", "axes": [2, 3],
+                                                     "keep_aspect_ratio_policy": "not_larger"}, n_sizes=2)
+    with pytest.raises(sparsec.SparsecError, match=r"sizes \(input 3\) must be a constant with keep_aspect_ratio"):
+        sparsec.compile(policy, output=tmp_path / "policy.spx")
+
+
 def test_resize_with_run_time_scales_is_refused(tmp_path):
     model = single_op_model("Resize", [("x", [1, 1, 2, 2]), ("roi", [0]), ("scales", [4])], [1, 1, 4, 4],
                             attrs={"mode": "nearest"}, opset=18)

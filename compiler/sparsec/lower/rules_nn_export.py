@@ -312,7 +312,13 @@ def resize(b: Builder, node: ir.Node) -> None:
     r = len(shape_x)
     axes = [axis_of(int(a), r) for a in node.attributes.get_ints("axes", list(range(r)))]
     scales = const_input(node, 2, "scales", np.zeros(0)) if len(node.inputs) > 2 else np.zeros(0)
-    sizes = const_input(node, 3, "sizes", np.zeros(0))
+    policy = node.attributes.get_string("keep_aspect_ratio_policy", "stretch")
+    sizes_value = input_at(node, 3)
+    sizes = const_array(sizes_value) if sizes_value is not None else np.zeros(0)
+    if sizes is None:  # run-time sizes: with "stretch" they are the output's static shape (else refused)
+        if policy != "stretch":
+            raise Unsupported(f"sizes (input 3) must be a constant with keep_aspect_ratio_policy '{policy}'")
+        sizes = np.array([shape_y[a] for a in axes], np.int64)
     roi = const_input(node, 1, "roi", np.zeros(0))
     if node.op_type == "Upsample":
         scales, axes = const_input(node, 1, "scales"), list(range(r))
@@ -321,7 +327,6 @@ def resize(b: Builder, node: ir.Node) -> None:
     if sizes is not None and sizes.size:
         for a, s in zip(axes, sizes):
             scale_of[a] = int(s) / shape_x[a]
-        policy = node.attributes.get_string("keep_aspect_ratio_policy", "stretch")
         if policy != "stretch":
             chosen = (min if policy == "not_larger" else max)(scale_of[a] for a in axes)
             for a in axes:
