@@ -314,6 +314,17 @@ def test_norms_with_run_time_parameters_match_onnxruntime(rng, tmp_path):
     check(gn, {"x": rng.standard_normal((2, c, 5), dtype=np.float32), "s": feed["s"], "b": feed["b"]}, tmp_path / "gn")
 
 
+def test_training_mode_batch_norm_matches_onnxruntime(rng, tmp_path):
+    c = 3
+    model = single_op_model("BatchNormalization", [("x", [2, c, 4, 5]), ("s", [c]), ("b", [c]), ("m", [c]), ("v", [c])],
+                            attrs={"training_mode": 1, "momentum": 0.8, "epsilon": 1e-3}, opset=15,
+                            outputs=["y", "running_mean", "running_var"])
+    feed = {"x": rng.standard_normal((2, c, 4, 5), dtype=np.float32) * 2 + 1,
+            **{k: rng.standard_normal(c, dtype=np.float32) for k in ("s", "b", "m")},
+            "v": rng.uniform(0.5, 2, c).astype(np.float32)}
+    check(model, feed, tmp_path)
+
+
 def test_gemm_with_run_time_b_matches_onnxruntime(rng, tmp_path):
     model = single_op_model("Gemm", [("a", [4, 3]), ("b", [5, 4]), ("c", [1, 5])],
                             attrs={"transA": 1, "transB": 1, "alpha": 0.5, "beta": 2.0})

@@ -532,19 +532,46 @@ def lp_normalization(b: Builder, node: ir.Node) -> None:
     b.emit("Binary", [x, norm], [node.outputs[0]], {"op": BinaryOp.DIV, "activation": Activation.NONE})
 
 
+def _flat(b: Builder, value, channels: int, name: str) -> int:
+    """A [1, C, 1, ...] statistic or a [C] parameter as [C]."""
+    if isinstance(value, ir.Value):
+        return b.reshaped(value, (channels,), f"{b.label}/{name}")
+    flat = b.temp((channels,), np.float32, f"{b.label}/{name}")
+    b.emit("Copy", [value], [flat])
+    return flat
+
+
 def batch_norm(b: Builder, node: ir.Node) -> None:
-    """Constant parameters fold into the channel affine; run-time ones compute it: scale = gamma / sqrt(var + eps)."""
-    if all(const_array(v) is not None for v in node.inputs[1:5]) or node.attributes.get_int("training_mode", 0):
+    """Constant parameters fold into the channel affine; run-time ones compute it: scale = gamma / sqrt(var + eps).
+    Training mode normalises with the batch's statistics and outputs the running mean/variance updated by them."""
+    training = node.attributes.get_int("training_mode", 0)
+    if all(const_array(v) is not None for v in node.inputs[1:5]) and not training:
         rules_nn.batch_norm(b, node)
         return
     _float_only(node)
-    channels = static_shape(node.inputs[0])[1]
-    gamma, beta, mean, var = (b.reshaped(node.inputs[i], (channels,), f"{b.label}/p{i}") for i in range(1, 5))
+    shape = static_shape(node.inputs[0])
+    channels = shape[1]
+    gamma, beta, mean, var = (_flat(b, node.inputs[i], channels, f"p{i}") for i in range(1, 5))
+    c = (channels,)
+    if training:
+        axes = set(range(len(shape))) - {1}
+        batch_mean = _reduce(b, ReduceKind.MEAN, node.inputs[0], shape, axes, "batch_mean")
+        centred = _binary(b, BinaryOp.SUB, node.inputs[0], batch_mean, shape, "centred")
+        batch_var = _reduce(b, ReduceKind.MEAN, _binary(b, BinaryOp.MUL, centred, centred, shape, "square"), shape,
+                            axes, "batch_var")
+        momentum = node.attributes.get_float("momentum", 0.9)
+        for k, (running, batch) in enumerate(((mean, batch_mean), (var, batch_var)), start=1):
+            if _reads_output(node, k):
+                kept = _binary(b, BinaryOp.MUL, running, b.constant(np.array(momentum, np.float32), f"{b.label}/m"),
+                               c, f"kept{k}")
+                new = _binary(b, BinaryOp.MUL, _flat(b, batch, channels, f"batch{k}"),
+                              b.constant(np.array(1 - momentum, np.float32), f"{b.label}/1-m"), c, f"new{k}")
+                b.emit("Binary", [kept, new], [node.outputs[k]], {"op": BinaryOp.ADD, "activation": Activation.NONE})
+        mean, var = _flat(b, batch_mean, channels, "mean"), _flat(b, batch_var, channels, "var")
     eps = b.constant(np.array(node.attributes.get_float("epsilon", 1e-5), np.float32), f"{b.label}/epsilon")
-    std = _unary(b, UnaryOp.SQRT, _binary(b, BinaryOp.ADD, var, eps, (channels,), "var_eps"), (channels,), "std")
-    scale = _binary(b, BinaryOp.DIV, gamma, std, (channels,), "scale")
-    shift = _binary(b, BinaryOp.SUB, beta, _binary(b, BinaryOp.MUL, mean, scale, (channels,), "mean_scale"),
-                    (channels,), "shift")
+    std = _unary(b, UnaryOp.SQRT, _binary(b, BinaryOp.ADD, var, eps, c, "var_eps"), c, "std")
+    scale = _binary(b, BinaryOp.DIV, gamma, std, c, "scale")
+    shift = _binary(b, BinaryOp.SUB, beta, _binary(b, BinaryOp.MUL, mean, scale, c, "mean_scale"), c, "shift")
     b.emit("ChannelAffine", [node.inputs[0], scale, shift], [node.outputs[0]], {"activation": Activation.NONE})
 
 
