@@ -208,8 +208,12 @@ def test_bool_inputs_and_outputs_are_bool(tmp_path):
     assert session.run(None, {"x": np.array([True, False, True, True])})[0].tolist() == [1, 0, 1, 1]
 
 
-def test_unread_outputs_of_partial_rules_are_refused(tmp_path):
-    """LayerNormalization's Mean output as a graph output: sparsec does not compute it, so it refuses the node."""
+def test_unread_outputs_of_partial_rules_are_refused(tmp_path, monkeypatch):
+    """A rule that computes only Y of LayerNormalization (as rules_nn.layer_norm alone does) while the graph reads
+    Mean: the lowering refuses the node."""
+    from sparsec.lower import lower, rules_nn
+
+    monkeypatch.setitem(lower.RULES, "LayerNormalization", rules_nn.layer_norm)
     node = helper.make_node("LayerNormalization", ["x", "s"], ["y", "mean"], axis=-1, name="ln")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4]),

@@ -134,7 +134,7 @@ class StatusError(Exception):
   m.def("opcode_names", [] {
     py::dict names;
     for (uint32_t code = 1; code <= uint32_t(sparsec::OpCode::kLast); ++code)
-      if (const char* name = sparsec::opcode_name(code)) names[py::int_(code)] = name;  // op families leave gaps
+      if (const char* name = sparsec::opcode_name(code)) names[py::int_(code)] = name;  // codes between families: none
     return names;
   });
   m.def("validate", [](py::bytes artifact) {

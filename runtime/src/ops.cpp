@@ -44,8 +44,10 @@ bool check_slots(const OpMeta& m, const Op& op, Message* err) {
   for (uint32_t i = 0; i < m.n_in; ++i) required += m.in[i].optional ? 0 : 1;
   SPX_REQUIRE(op.in.size() >= required && (m.variadic_in || op.in.size() <= m.n_in),
               "takes %u..%u inputs, got %zu", required, m.n_in, op.in.size());
-  SPX_REQUIRE(m.variadic_out ? op.out.size() >= m.n_out : op.out.size() == m.n_out, "takes %u output(s), got %zu",
-              m.n_out, op.out.size());
+  uint32_t required_out = 0;  // trailing optional outputs may be left out
+  for (uint32_t i = 0; i < m.n_out; ++i) required_out = m.out[i].optional ? required_out : i + 1;
+  SPX_REQUIRE(m.variadic_out ? op.out.size() >= m.n_out : op.out.size() >= required_out && op.out.size() <= m.n_out,
+              "takes %u output(s), got %zu", m.n_out, op.out.size());
   int dtype_of[4] = {-1, -1, -1, -1};
   auto typed = [&](const Tensor* t, const SlotMeta& s, const char* role, size_t i) {
     if (!t) {
@@ -90,17 +92,17 @@ bool check_attributes(const OpMeta& m, const Op& op, Message* err) {
 }
 }  // namespace
 
-const char* opcode_name(uint32_t opcode) { return entry(opcode) ? kOpMeta[opcode].name : nullptr; }
+const char* opcode_name(uint32_t opcode) { return entry(opcode) ? op_meta(opcode).name : nullptr; }
 
 bool check_op(const Op& op, Message* err) {
   const OpEntry* e = entry(uint32_t(op.code));
   SPX_REQUIRE(e, "unknown opcode %u", uint32_t(op.code));
-  const OpMeta& m = kOpMeta[uint32_t(op.code)];
+  const OpMeta& m = op_meta(uint32_t(op.code));
   return check_slots(m, op, err) && check_attributes(m, op, err) && e->check(op, err);
 }
 
 bool run_op(const Op& op, uint8_t* scratch, Message* err) { return entry(uint32_t(op.code))->run(op, scratch, err); }
 
-bool op_in_place_safe(OpCode code) { return entry(uint32_t(code)) && kOpMeta[uint32_t(code)].in_place; }
+bool op_in_place_safe(OpCode code) { return entry(uint32_t(code)) && op_meta(uint32_t(code)).in_place; }
 
 }  // namespace sparsec

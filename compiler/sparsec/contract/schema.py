@@ -105,6 +105,12 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "BitwiseOp": ("AND", "OR", "XOR", "SHIFT_LEFT", "SHIFT_RIGHT"),
     "ScatterReduction": ("NONE", "ADD", "MUL", "MAX", "MIN"),
     "CumulativeKind": ("SUM", "PROD"),
+    # ops_nn_export (codes 60-79)
+    "WindowKind": ("MAX", "AVERAGE", "LP"),
+    "RecurrentKind": ("RNN", "GRU", "LSTM"),
+    "Direction": ("FORWARD", "REVERSE", "BIDIRECTIONAL"),
+    "GridMode": ("BILINEAR", "NEAREST", "BICUBIC"),
+    "GridPadding": ("ZEROS", "BORDER", "REFLECTION"),
 }
 _enums = {name: IntEnum(name, {v: i for i, v in enumerate(values)}) for name, values in ENUMS.items()}
 Activation = _enums["Activation"]
@@ -121,6 +127,11 @@ CompareOp = _enums["CompareOp"]
 BitwiseOp = _enums["BitwiseOp"]
 ScatterReduction = _enums["ScatterReduction"]
 CumulativeKind = _enums["CumulativeKind"]
+WindowKind = _enums["WindowKind"]
+RecurrentKind = _enums["RecurrentKind"]
+Direction = _enums["Direction"]
+GridMode = _enums["GridMode"]
+GridPadding = _enums["GridPadding"]
 
 SPATIAL_MAX = 1 << 16  # strides, pads, dilations, windows
 ATTR_MAX = 1 << 32
@@ -319,6 +330,36 @@ OPS = (
     Op(41, "DynamicSlice", (Slot("x"), Slot("starts", "I"), Slot("ends", "I"), Slot("axes", "I", optional=True),
                             Slot("steps", "I", optional=True)), Y, {"T": ALL_TYPES, "I": INDEX_TYPES},
        doc="ONNX Slice with run-time starts/ends/axes/steps; the result must have the output's shape"),
+    # ---- ops_nn_export: what exporters emit for detection/OCR heads, audio and classic CNNs (codes 60-79) ----
+    Op(60, "Resample", (Slot("x"), Slot("indices", "I"), Slot("weights")), Y, {"T": ("float32",), "I": ("int32",)},
+       (Attr("taps", "rank", low=0, high=SPATIAL_MAX),), ("extrapolation_value",),
+       doc="separable resampling: per axis with taps > 0, y[o] = sum_k weights[o,k] * x[indices[o,k]] (tables "
+           "concatenated over the resampled axes, in axis order); an index of -1 writes extrapolation_value"),
+    Op(62, "PoolNd", X, (Slot("y"), Slot("indices", "I", optional=True)), {"T": ("float32",), "I": ("int64",)},
+       (Attr("kind", enum="WindowKind"), spatial("kernel", 3), spatial("strides", 3), spatial("pads", 6, 0),
+        spatial("dilations", 3), flag("count_include_pad"), spatial("p", 1)),
+       doc="1-D/2-D/3-D max/average/Lp pooling on [N, C, D, H, W] (fewer spatial dims: leading windows of 1); "
+           "pads begin then end; indices (max): flat index into x"),
+    Op(63, "ConvNd", (Slot("x"), Slot("w"), Slot("bias", optional=True)), Y, F32,
+       (flag("transposed"), spatial("group", 1), spatial("kernel", 3), spatial("strides", 3), spatial("pads", 3, 0),
+        spatial("dilations", 3), *ACTIVATION), ACTIVATION_PARAMS,
+       doc="1-D/2-D/3-D convolution (im2col + GEMM) or transposed convolution (GEMM + col2im) on [N, C, D, H, W]; "
+           "w [M, C/group, k...] (transposed: [C, M/group, k...]); pads: begin (the end follows from y)",
+       kernels={"*": "f32_gemm"}),
+    Op(64, "Recurrent",
+       (Slot("x"), Slot("w"), Slot("r"), Slot("b", optional=True), Slot("sequence_lens", "S", optional=True),
+        Slot("initial_h", optional=True), Slot("initial_c", optional=True), Slot("p", optional=True)),
+       (Slot("y"), Slot("y_h"), Slot("y_c")), {"T": ("float32",), "S": ("int32",)},
+       (Attr("kind", enum="RecurrentKind"), Attr("direction", enum="Direction"), flag("layout"),
+        flag("linear_before_reset"), flag("input_forget"), Attr("activations", 3, enum="Activation")),
+       ("clip", "alpha_f", "alpha_g", "alpha_h", "beta_f", "beta_g", "beta_h"),
+       doc="ONNX RNN/GRU/LSTM (gates iofc / zrh); activations f, g, h; clip <= 0: none; y_c unused but for LSTM",
+       kernels={"*": "f32_gemm"}),
+    Op(65, "GridSample", (Slot("x"), Slot("grid")), Y, F32,
+       (Attr("mode", enum="GridMode"), Attr("padding", enum="GridPadding"), flag("align_corners")),
+       doc="2-D/3-D GridSample; grid [N, oh, ow, 2] (x, y) or [N, od, oh, ow, 3] in [-1, 1]"),
+    Op(66, "MaxUnpool", (Slot("x"), Slot("indices", "I")), Y, {"T": ("float32",), "I": ("int64",)},
+       doc="y = 0, then y.flat[indices] = x (indices from MaxPool)"),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}
