@@ -47,11 +47,15 @@ enum class OpCode : uint32_t {
   kGroupNorm = 19,  // InstanceNormalization when groups == C; scale/bias per channel
   kArgReduce = 20,  // ArgMax/ArgMin along axis; the output has the keepdims size
   kActivation = 21,  // element-wise activation
-  kLast = kActivation,
+  kAttention = 80,  // softmax((q*s)(k*s)^T softcapped + mask/causal/window/padding bias) v per head; rank 3 = [B, S, heads*D], rank 4 = [B, heads, S, D]; GQA maps q head h to kv head h / (q_heads / kv_heads); mask columns past its width are masked; a row whose bias is all -inf gives 0; an optional 2nd output [B, Hq, Sq, Skv] takes qk_mode's stage (0/1 softcapped scores, 2 + bias, 3 probabilities)
+  kRmsNorm = 81,  // x / sqrt(mean(x^2 over axes [axis, rank)) + epsilon) * scale; scale has the normalised size
+  kRotary = 82,  // rotary position embedding; x rank 3 [B, S, heads*D] or 4 [B, heads, S, D]; cos/sin [B, S, rotary_dim/2]
+  kLinearAttention = 83,  // recurrent linear attention over [B, T, heads*D] inputs; state [B, kv_heads, Dk, Dv]; decay (gating: state *= exp(decay)) per head or per key dim; beta (delta rule) per head or one value
+  kLast = kLinearAttention,
 };
 
 // X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list.
-#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation)
+#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Attention, attention) X(RmsNorm, rms_norm) X(Rotary, rotary) X(LinearAttention, linear_attention)
 
 struct AttrMeta {
   const char* name;
@@ -111,8 +115,21 @@ constexpr AttrMeta kAttrMeta[] = {
     {"axis", 1, 0, 7},  // ArgReduce
     {"select_last_index", 1, 0, 1},  // ArgReduce
     {"activation", 1, 0, 12},  // Activation
+    {"q_heads", 1, 1, 4294967296},  // Attention
+    {"kv_heads", 1, 1, 4294967296},  // Attention
+    {"causal", 1, 0, 1},  // Attention
+    {"past_len", 1, 0, 4294967296},  // Attention
+    {"left_window", 1, -1, 4294967296},  // Attention
+    {"right_window", 1, -1, 4294967296},  // Attention
+    {"qk_mode", 1, 0, 3},  // Attention
+    {"axis", 1, 0, 7},  // RmsNorm
+    {"heads", 1, 1, 4294967296},  // Rotary
+    {"rotary_dim", 1, 2, 4294967296},  // Rotary
+    {"interleaved", 1, 0, 1},  // Rotary
+    {"q_heads", 1, 1, 4294967296},  // LinearAttention
+    {"kv_heads", 1, 1, 4294967296},  // LinearAttention
 };
-constexpr OpMeta kOpMeta[22] = {
+constexpr OpMeta kOpMeta[84] = {
     {},  // 0
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
@@ -135,6 +152,68 @@ constexpr OpMeta kOpMeta[22] = {
     {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 32, false},
     {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, 33, false},
     {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, 36, true},
+    {},  // 22
+    {},  // 23
+    {},  // 24
+    {},  // 25
+    {},  // 26
+    {},  // 27
+    {},  // 28
+    {},  // 29
+    {},  // 30
+    {},  // 31
+    {},  // 32
+    {},  // 33
+    {},  // 34
+    {},  // 35
+    {},  // 36
+    {},  // 37
+    {},  // 38
+    {},  // 39
+    {},  // 40
+    {},  // 41
+    {},  // 42
+    {},  // 43
+    {},  // 44
+    {},  // 45
+    {},  // 46
+    {},  // 47
+    {},  // 48
+    {},  // 49
+    {},  // 50
+    {},  // 51
+    {},  // 52
+    {},  // 53
+    {},  // 54
+    {},  // 55
+    {},  // 56
+    {},  // 57
+    {},  // 58
+    {},  // 59
+    {},  // 60
+    {},  // 61
+    {},  // 62
+    {},  // 63
+    {},  // 64
+    {},  // 65
+    {},  // 66
+    {},  // 67
+    {},  // 68
+    {},  // 69
+    {},  // 70
+    {},  // 71
+    {},  // 72
+    {},  // 73
+    {},  // 74
+    {},  // 75
+    {},  // 76
+    {},  // 77
+    {},  // 78
+    {},  // 79
+    {"Attention", 5, 1, false, true, {{0, false}, {0, false}, {0, false}, {1, true}, {2, true}}, {{0, false}}, {2, 66, 4}, 7, 2, 37, false},
+    {"RmsNorm", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 44, false},
+    {"Rotary", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 3, 0, 45, false},
+    {"LinearAttention", 6, 2, false, false, {{0, false}, {0, false}, {0, false}, {0, true}, {0, true}, {0, true}}, {{0, false}, {0, false}}, {2}, 2, 1, 48, false},
 };
 
 }  // namespace sparsec

@@ -285,4 +285,83 @@ inline ActivationAttrs activation_attrs(const Op& op) {
   return a;
 }
 
+struct AttentionAttrs {
+  int64_t q_heads;
+  int64_t kv_heads;
+  int64_t causal;
+  int64_t past_len;
+  int64_t left_window;
+  int64_t right_window;
+  int64_t qk_mode;
+  float scale_sqrt;
+  float softcap;
+};
+inline AttentionAttrs attention_attrs(const Op& op) {
+  AttentionAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.q_heads = int64_t(*v);
+  v += 1;
+  a.kv_heads = int64_t(*v);
+  v += 1;
+  a.causal = int64_t(*v);
+  v += 1;
+  a.past_len = int64_t(*v);
+  v += 1;
+  a.left_window = int64_t(*v);
+  v += 1;
+  a.right_window = int64_t(*v);
+  v += 1;
+  a.qk_mode = int64_t(*v);
+  v += 1;
+  a.scale_sqrt = op.fattr[0];
+  a.softcap = op.fattr[1];
+  return a;
+}
+
+struct RmsNormAttrs {
+  int64_t axis;
+  float epsilon;
+};
+inline RmsNormAttrs rms_norm_attrs(const Op& op) {
+  RmsNormAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.epsilon = op.fattr[0];
+  return a;
+}
+
+struct RotaryAttrs {
+  int64_t heads;
+  int64_t rotary_dim;
+  int64_t interleaved;
+};
+inline RotaryAttrs rotary_attrs(const Op& op) {
+  RotaryAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.heads = int64_t(*v);
+  v += 1;
+  a.rotary_dim = int64_t(*v);
+  v += 1;
+  a.interleaved = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct LinearAttentionAttrs {
+  int64_t q_heads;
+  int64_t kv_heads;
+  float scale;
+};
+inline LinearAttentionAttrs linear_attention_attrs(const Op& op) {
+  LinearAttentionAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.q_heads = int64_t(*v);
+  v += 1;
+  a.kv_heads = int64_t(*v);
+  v += 1;
+  a.scale = op.fattr[0];
+  return a;
+}
+
 }  // namespace sparsec

@@ -263,6 +263,27 @@ OPS = (
        doc="ArgMax/ArgMin along axis; the output has the keepdims size"),
     Op(21, "Activation", X, Y, F32, ACTIVATION, ACTIVATION_PARAMS, in_place=True, doc="element-wise activation",
        kernels={"*": "f32_activation"}),
+    # ---- transformer ops (codes 80-89) ----
+    Op(80, "Attention", (Slot("q"), Slot("k"), Slot("v"), Slot("mask", "M", optional=True),
+                         Slot("nonpad_kv_seqlen", "I", optional=True)), Y,
+       {"T": ("float32",), "M": ("float32", "bool"), "I": ("int64",)},
+       (Attr("q_heads", low=1), Attr("kv_heads", low=1), flag("causal"), Attr("past_len", low=0),
+        Attr("left_window", low=-1), Attr("right_window", low=-1), Attr("qk_mode", low=0, high=3)),
+       ("scale_sqrt", "softcap"), variadic_outputs=True,
+       doc="softmax((q*s)(k*s)^T softcapped + mask/causal/window/padding bias) v per head; rank 3 = [B, S, heads*D], "
+           "rank 4 = [B, heads, S, D]; GQA maps q head h to kv head h / (q_heads / kv_heads); mask columns past its "
+           "width are masked; a row whose bias is all -inf gives 0; an optional 2nd output [B, Hq, Sq, Skv] takes "
+           "qk_mode's stage (0/1 softcapped scores, 2 + bias, 3 probabilities)"),
+    Op(81, "RmsNorm", (Slot("x"), Slot("scale")), Y, F32, (Attr("axis", low=0, high=MAX_DIMS - 1),), ("epsilon",),
+       doc="x / sqrt(mean(x^2 over axes [axis, rank)) + epsilon) * scale; scale has the normalised size"),
+    Op(82, "Rotary", (Slot("x"), Slot("cos"), Slot("sin")), Y, F32,
+       (Attr("heads", low=1), Attr("rotary_dim", low=2), flag("interleaved")),
+       doc="rotary position embedding; x rank 3 [B, S, heads*D] or 4 [B, heads, S, D]; cos/sin [B, S, rotary_dim/2]"),
+    Op(83, "LinearAttention", (Slot("q"), Slot("k"), Slot("v"), Slot("past_state", optional=True),
+                               Slot("decay", optional=True), Slot("beta", optional=True)),
+       (Slot("y"), Slot("present_state")), F32, (Attr("q_heads", low=1), Attr("kv_heads", low=1)), ("scale",),
+       doc="recurrent linear attention over [B, T, heads*D] inputs; state [B, kv_heads, Dk, Dv]; decay (gating: "
+           "state *= exp(decay)) per head or per key dim; beta (delta rule) per head or one value"),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}
