@@ -224,14 +224,14 @@ def causal_conv_with_state(b: Builder, node: ir.Node) -> None:
     (batch, channels, length), (wc, wi, kernel) = static_shape(x), static_shape(w)
     if (wc, wi) != (channels, 1):
         raise Unsupported(f"weight {[wc, wi, kernel]} must be [C, 1, k] with C = {channels}")
-    if kernel < 2:
-        raise Unsupported("kernel size 1 keeps an empty state, which the runtime cannot hold")
     state_shape = (batch, channels, kernel - 1)
     if past is not None and static_shape(past) != state_shape:
         raise Unsupported(f"past_state {list(static_shape(past))} must be {list(state_shape)}")
-    pad = past if past is not None else b.constant(np.zeros(state_shape, np.float32), f"{b.label}/zeros")
-    padded = b.temp((batch, channels, kernel - 1 + length), np.float32, f"{b.label}/padded")
-    b.emit("Concat", [pad, x], [padded], {"axis": 2})
+    padded = x
+    if kernel > 1:
+        pad = past if past is not None else b.constant(np.zeros(state_shape, np.float32), f"{b.label}/zeros")
+        padded = b.temp((batch, channels, kernel - 1 + length), np.float32, f"{b.label}/padded")
+        b.emit("Concat", [pad, x], [padded], {"axis": 2})
     present = node.outputs[1] if len(node.outputs) > 1 else None
     if _read(present):
         b.emit("Slice", [padded], [present], {"starts": [0, 0, length], "steps": [1, 1, 1]})
