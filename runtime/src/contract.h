@@ -51,11 +51,12 @@ enum class OpCode : uint32_t {
   kRmsNorm = 81,  // x / sqrt(mean(x^2 over axes [axis, rank)) + epsilon) * scale; scale has the normalised size
   kRotary = 82,  // rotary position embedding; x rank 3 [B, S, heads*D] or 4 [B, heads, S, D]; cos/sin [B, S, rotary_dim/2]
   kLinearAttention = 83,  // recurrent linear attention over [B, T, heads*D] inputs; state [B, kv_heads, Dk, Dv]; decay (gating: state *= exp(decay)) per head or per key dim; beta (delta rule) per head or one value
-  kLast = kLinearAttention,
+  kTensorScatter = 84,  // KV-cache write: y = cache with update's rows along axis written from write_indices[batch] (0 when absent), modulo the cache length when circular; a linear index outside the cache is a run-time error
+  kLast = kTensorScatter,
 };
 
 // X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list.
-#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Attention, attention) X(RmsNorm, rms_norm) X(Rotary, rotary) X(LinearAttention, linear_attention)
+#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Attention, attention) X(RmsNorm, rms_norm) X(Rotary, rotary) X(LinearAttention, linear_attention) X(TensorScatter, tensor_scatter)
 
 struct AttrMeta {
   const char* name;
@@ -128,8 +129,10 @@ constexpr AttrMeta kAttrMeta[] = {
     {"interleaved", 1, 0, 1},  // Rotary
     {"q_heads", 1, 1, 4294967296},  // LinearAttention
     {"kv_heads", 1, 1, 4294967296},  // LinearAttention
+    {"axis", 1, 1, 7},  // TensorScatter
+    {"circular", 1, 0, 1},  // TensorScatter
 };
-constexpr OpMeta kOpMeta[84] = {
+constexpr OpMeta kOpMeta[85] = {
     {},  // 0
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
@@ -214,6 +217,7 @@ constexpr OpMeta kOpMeta[84] = {
     {"RmsNorm", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 44, false},
     {"Rotary", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 3, 0, 45, false},
     {"LinearAttention", 6, 2, false, false, {{0, false}, {0, false}, {0, false}, {0, true}, {0, true}, {0, true}}, {{0, false}, {0, false}}, {2}, 2, 1, 48, false},
+    {"TensorScatter", 3, 1, false, false, {{0, false}, {0, false}, {1, true}}, {{0, false}}, {126, 4}, 2, 0, 50, false},
 };
 
 }  // namespace sparsec

@@ -364,4 +364,18 @@ inline LinearAttentionAttrs linear_attention_attrs(const Op& op) {
   return a;
 }
 
+struct TensorScatterAttrs {
+  int64_t axis;
+  int64_t circular;
+};
+inline TensorScatterAttrs tensor_scatter_attrs(const Op& op) {
+  TensorScatterAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.circular = int64_t(*v);
+  v += 1;
+  return a;
+}
+
 }  // namespace sparsec

@@ -1,5 +1,6 @@
 // Transformer ops: fused scaled dot-product attention, RMS normalisation, rotary embedding, linear attention.
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "op_util.h"
@@ -308,6 +309,43 @@ bool run_linear_attention(const Op& op, uint8_t* scratch, Message*) {
           for (int64_t m = 0; m < Dv; ++m) out[m] *= a.scale;
         }
       }
+  return true;
+}
+
+bool check_tensor_scatter(const Op& op, Message* err) {
+  const Tensor &cache = *op.in[0], &update = *op.in[1];
+  const int64_t axis = tensor_scatter_attrs(op).axis;
+  SPX_REQUIRE(axis < int64_t(cache.ndim) && update.ndim == cache.ndim, "axis out of range or ranks differ");
+  for (int64_t d = 0; d < int64_t(cache.ndim); ++d)
+    SPX_REQUIRE(d == axis ? update.dims[d] <= cache.dims[d] : update.dims[d] == cache.dims[d],
+                "update %s does not fit cache %s", shape_str(update).text, shape_str(cache).text);
+  if (const Tensor* w = optional_input(op, 2))
+    SPX_REQUIRE(w->numel == size_t(cache.dims[0]), "write_indices must have one value per batch");
+  SPX_REQUIRE(op.out[0]->nbytes == cache.nbytes, "output size differs from the cache");
+  return true;
+}
+
+bool run_tensor_scatter(const Op& op, uint8_t*, Message* err) {
+  const Tensor &cache = *op.in[0], &update = *op.in[1];
+  const TensorScatterAttrs a = tensor_scatter_attrs(op);
+  const Tensor* w = optional_input(op, 2);
+  const size_t axis = size_t(a.axis), es = sparsec_dtype_size(cache.dtype);
+  const size_t outer = product(cache.dims, 0, axis), per_batch = outer / size_t(cache.dims[0]);
+  const size_t row = product(cache.dims, axis + 1, cache.ndim) * es;
+  const int64_t extent = cache.dims[axis], seq = update.dims[axis];
+  uint8_t* out = op.out[0]->data;
+  if (out != cache.data) std::memmove(out, cache.data, cache.nbytes);
+  for (size_t o = 0; o < outer; ++o) {
+    const int64_t start = w ? w->as<const int64_t>()[o / per_batch] : 0;
+    for (int64_t s = 0; s < seq; ++s) {
+      int64_t k = start + s;
+      if (a.circular) k = ((k % extent) + extent) % extent;
+      else if (k < 0) k += extent;  // numpy's negative index, as the onnx reference
+      SPX_REQUIRE(k >= 0 && k < extent, "write index %lld + %lld is outside the cache length %lld",
+                  static_cast<long long>(start), static_cast<long long>(s), static_cast<long long>(extent));
+      std::memcpy(out + (o * size_t(extent) + size_t(k)) * row, update.data + (o * size_t(seq) + size_t(s)) * row, row);
+    }
+  }
   return true;
 }
 

@@ -284,6 +284,10 @@ OPS = (
        (Slot("y"), Slot("present_state")), F32, (Attr("q_heads", low=1), Attr("kv_heads", low=1)), ("scale",),
        doc="recurrent linear attention over [B, T, heads*D] inputs; state [B, kv_heads, Dk, Dv]; decay (gating: "
            "state *= exp(decay)) per head or per key dim; beta (delta rule) per head or one value"),
+    Op(84, "TensorScatter", (Slot("cache"), Slot("update"), Slot("write_indices", "I", optional=True)), Y,
+       {"T": ALL_TYPES, "I": ("int64",)}, (Attr("axis", low=1, high=MAX_DIMS - 1), flag("circular")),
+       doc="KV-cache write: y = cache with update's rows along axis written from write_indices[batch] (0 when "
+           "absent), modulo the cache length when circular; a linear index outside the cache is a run-time error"),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}

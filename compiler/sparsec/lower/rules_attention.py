@@ -1,4 +1,5 @@
 """Lowering rules for transformer ops: Attention, LinearAttention, RotaryEmbedding, RMSNormalization, SwiGLU, Swish,
+TensorScatter,
 CausalConvWithState (the onnx reference, onnx/reference/ops/op_<name>.py, defines the semantics matched here)."""
 
 from __future__ import annotations
@@ -264,8 +265,20 @@ def swish(b: Builder, node: ir.Node) -> None:
                {"op": BinaryOp.MUL, "activation": Activation.NONE})
 
 
+def tensor_scatter(b: Builder, node: ir.Node) -> None:
+    shape = static_shape(node.inputs[0])
+    axis = axis_of(node.attributes.get_int("axis", -2), len(shape))
+    mode = node.attributes.get_string("mode", "linear")
+    if mode not in ("linear", "circular"):
+        raise Unsupported(f"mode '{mode}' is not linear or circular")
+    if axis == 0:
+        raise Unsupported("axis 0 is the batch axis (the onnx reference indexes write_indices by batch)")
+    b.emit("TensorScatter", [node.inputs[0], node.inputs[1], input_at(node, 2)], [node.outputs[0]],
+           {"axis": axis, "circular": mode == "circular"})
+
+
 RULES = {
     "Attention": attention, "RMSNormalization": rms_normalization, "RotaryEmbedding": rotary_embedding,
     "LinearAttention": linear_attention, "CausalConvWithState": causal_conv_with_state, "Swish": swish,
-    "SwiGLU": swish,
+    "SwiGLU": swish, "TensorScatter": tensor_scatter,
 }
