@@ -1,4 +1,5 @@
 // Transformer ops: fused scaled dot-product attention, RMS normalisation, rotary embedding, linear attention.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>

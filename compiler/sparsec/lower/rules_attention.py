@@ -1,6 +1,5 @@
 """Lowering rules for transformer ops: Attention, LinearAttention, RotaryEmbedding, RMSNormalization, SwiGLU, Swish,
-TensorScatter,
-CausalConvWithState (the onnx reference, onnx/reference/ops/op_<name>.py, defines the semantics matched here)."""
+TensorScatter, CausalConvWithState (the onnx reference, onnx/reference/ops/op_<name>.py, defines the semantics matched here)."""
 
 from __future__ import annotations
 
