@@ -132,8 +132,15 @@ constexpr AttrMeta kAttrMeta[] = {
     {"axis", 1, 1, 7},  // TensorScatter
     {"circular", 1, 0, 1},  // TensorScatter
 };
-constexpr OpMeta kOpMeta[85] = {
-    {},  // 0
+constexpr uint8_t kOpIndex[85] = {
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+    20, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    22, 23, 24, 25, 26,
+};
+constexpr OpMeta kOpMeta[27] = {
+    {},  // no op
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
     {"Binary", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {14}, 2, 2, 7, false},
@@ -155,69 +162,15 @@ constexpr OpMeta kOpMeta[85] = {
     {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 32, false},
     {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, 33, false},
     {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, 36, true},
-    {},  // 22
-    {},  // 23
-    {},  // 24
-    {},  // 25
-    {},  // 26
-    {},  // 27
-    {},  // 28
-    {},  // 29
-    {},  // 30
-    {},  // 31
-    {},  // 32
-    {},  // 33
-    {},  // 34
-    {},  // 35
-    {},  // 36
-    {},  // 37
-    {},  // 38
-    {},  // 39
-    {},  // 40
-    {},  // 41
-    {},  // 42
-    {},  // 43
-    {},  // 44
-    {},  // 45
-    {},  // 46
-    {},  // 47
-    {},  // 48
-    {},  // 49
-    {},  // 50
-    {},  // 51
-    {},  // 52
-    {},  // 53
-    {},  // 54
-    {},  // 55
-    {},  // 56
-    {},  // 57
-    {},  // 58
-    {},  // 59
-    {},  // 60
-    {},  // 61
-    {},  // 62
-    {},  // 63
-    {},  // 64
-    {},  // 65
-    {},  // 66
-    {},  // 67
-    {},  // 68
-    {},  // 69
-    {},  // 70
-    {},  // 71
-    {},  // 72
-    {},  // 73
-    {},  // 74
-    {},  // 75
-    {},  // 76
-    {},  // 77
-    {},  // 78
-    {},  // 79
     {"Attention", 5, 1, false, true, {{0, false}, {0, false}, {0, false}, {1, true}, {2, true}}, {{0, false}}, {2, 66, 4}, 7, 2, 37, false},
     {"RmsNorm", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 44, false},
     {"Rotary", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 3, 0, 45, false},
     {"LinearAttention", 6, 2, false, false, {{0, false}, {0, false}, {0, false}, {0, true}, {0, true}, {0, true}}, {{0, false}, {0, false}}, {2}, 2, 1, 48, false},
     {"TensorScatter", 3, 1, false, false, {{0, false}, {0, false}, {1, true}}, {{0, false}}, {126, 4}, 2, 0, 50, false},
 };
+// The contract row of an opcode (the empty row 0 for a code no op has).
+inline const OpMeta& op_meta(uint32_t code) {
+  return kOpMeta[code <= uint32_t(OpCode::kLast) ? kOpIndex[code] : 0];
+}
 
 }  // namespace sparsec

@@ -22,16 +22,17 @@ struct OpEntry {
 
 // Built at compile time: a function-local static would need a thread-safe guard from libc++abi.
 constexpr struct OpTable {
-  OpEntry entry[size_t(OpCode::kLast) + 1] = {};
+  OpEntry entry[sizeof(kOpMeta) / sizeof(kOpMeta[0])] = {};  // by kOpIndex row
   constexpr OpTable() {
-#define SPX_ENTRY(Name, fn) entry[size_t(OpCode::k##Name)] = {check_##fn, run_##fn};
+#define SPX_ENTRY(Name, fn) entry[kOpIndex[size_t(OpCode::k##Name)]] = {check_##fn, run_##fn};
     SPARSEC_OPS(SPX_ENTRY)
   }
 } kOpTable;
 
 const OpEntry* entry(uint32_t opcode) {
   if (opcode < 1 || opcode > uint32_t(OpCode::kLast)) return nullptr;
-  return kOpTable.entry[opcode].run ? &kOpTable.entry[opcode] : nullptr;
+  const OpEntry& e = kOpTable.entry[kOpIndex[opcode]];
+  return e.run ? &e : nullptr;
 }
 
 const SlotMeta& slot(const SlotMeta* slots, uint32_t n, bool variadic, size_t i) {
@@ -90,17 +91,17 @@ bool check_attributes(const OpMeta& m, const Op& op, Message* err) {
 }
 }  // namespace
 
-const char* opcode_name(uint32_t opcode) { return entry(opcode) ? kOpMeta[opcode].name : nullptr; }
+const char* opcode_name(uint32_t opcode) { return entry(opcode) ? op_meta(opcode).name : nullptr; }
 
 bool check_op(const Op& op, Message* err) {
   const OpEntry* e = entry(uint32_t(op.code));
   SPX_REQUIRE(e, "unknown opcode %u", uint32_t(op.code));
-  const OpMeta& m = kOpMeta[uint32_t(op.code)];
+  const OpMeta& m = op_meta(uint32_t(op.code));
   return check_slots(m, op, err) && check_attributes(m, op, err) && e->check(op, err);
 }
 
 bool run_op(const Op& op, uint8_t* scratch, Message* err) { return entry(uint32_t(op.code))->run(op, scratch, err); }
 
-bool op_in_place_safe(OpCode code) { return entry(uint32_t(code)) && kOpMeta[uint32_t(code)].in_place; }
+bool op_in_place_safe(OpCode code) { return entry(uint32_t(code)) && op_meta(uint32_t(code)).in_place; }
 
 }  // namespace sparsec

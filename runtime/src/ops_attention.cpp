@@ -72,10 +72,8 @@ struct Mask {
   }
 };
 
-// exps (double) + logits + the scaled query row; the compiler's attention_scratch_bytes mirrors it
-size_t attention_scratch(int64_t kv_seq, int64_t head_dim) {
-  return size_t(kv_seq) * (sizeof(double) + sizeof(float)) + size_t(head_dim) * sizeof(float);
-}
+// One row of logits and the scaled query row; the compiler's attention_scratch_bytes mirrors it.
+size_t attention_scratch(int64_t kv_seq, int64_t head_dim) { return size_t(kv_seq + head_dim) * sizeof(float); }
 
 }  // namespace
 
@@ -117,8 +115,7 @@ bool run_attention(const Op& op, uint8_t* scratch, Message*) {
   mask.init(optional_input(op, 3), q.batch, q.heads, q.seq, k.seq);
   const Tensor* nonpad = optional_input(op, 4);
   float* scores_out = op.out.size() > 1 ? op.out[1]->f32() : nullptr;
-  double* exps = reinterpret_cast<double*>(scratch);
-  float* logits = reinterpret_cast<float*>(exps + k.seq);
+  float* logits = reinterpret_cast<float*>(scratch);
   float* qs = logits + k.seq;
   const int64_t group = a.q_heads / a.kv_heads, Skv = k.seq;
   const float s = a.scale_sqrt;
@@ -150,12 +147,12 @@ bool run_attention(const Op& op, uint8_t* scratch, Message*) {
           logits[j] = x;
           m = std::max(m, x);
         }
-        // Softmax in double (at least softmax_precision); an all -inf row sums to 0 and gives zeros.
+        // Softmax summed and divided in double; an all -inf row sums to 0 and gives zeros.
         if (m == kNegInf) m = 0.0f;
         double sum = 0.0;
-        for (int64_t j = 0; j < Skv; ++j) sum += (exps[j] = std::exp(double(logits[j]) - double(m)));
+        for (int64_t j = 0; j < Skv; ++j) sum += (logits[j] = std::exp(logits[j] - m));
         if (sum == 0.0) sum = 1.0;
-        for (int64_t j = 0; j < Skv; ++j) logits[j] = all_masked ? 0.0f : float(exps[j] / sum);
+        for (int64_t j = 0; j < Skv; ++j) logits[j] = all_masked ? 0.0f : float(logits[j] / sum);
         if (srow && a.qk_mode == 3)
           for (int64_t j = 0; j < Skv; ++j) srow[j] = logits[j];
         float* out = op.out[0]->f32() + y.at(b, h, i);

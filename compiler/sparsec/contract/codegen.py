@@ -116,12 +116,15 @@ def runtime_header() -> str:
                          f'  // {op.name}')
             n_attrs += 1
     by_code = {op.code: op for op in s.OPS}
-    lines += ["};", f"constexpr OpMeta kOpMeta[{max(by_code) + 1}] = {{"]
-    for code in range(max(by_code) + 1):
-        op = by_code.get(code)
-        if op is None:  # unused codes (0, and gaps between op families) keep an empty row
-            lines.append(f"    {{}},  // {code}")
-            continue
+    dense = sorted(by_code)
+    assert len(dense) < 256, "kOpIndex holds uint8_t rows"
+    # Dense rows (row 0 empty) and a byte per code: the code ranges left to op families cost a byte each, not a row.
+    rows = [str(dense.index(c) + 1 if c in by_code else 0) for c in range(max(by_code) + 1)]
+    lines += ["};", f"constexpr uint8_t kOpIndex[{len(rows)}] = {{",
+              *("    " + ", ".join(rows[i:i + 20]) + "," for i in range(0, len(rows), 20)), "};",
+              f"constexpr OpMeta kOpMeta[{len(dense) + 1}] = {{", "    {},  // no op"]
+    for code in dense:
+        op = by_code[code]
         type_names = list(op.types)
         masks = ", ".join(str(sum(1 << s.DTYPE_BY_NAME[t].code for t in op.types[n])) for n in type_names)
         ins = ", ".join(f"{{{type_names.index(x.type)}, {str(x.optional).lower()}}}" for x in op.inputs)
@@ -129,7 +132,10 @@ def runtime_header() -> str:
         lines.append(f'    {{"{op.name}", {len(op.inputs)}, {len(op.outputs)}, {str(op.variadic_inputs).lower()}, '
                      f'{str(op.variadic_outputs).lower()}, {{{ins}}}, {{{outs}}}, {{{masks}}}, {len(op.iattrs)}, '
                      f'{len(op.fattrs)}, {first_attr[op.code]}, {str(op.in_place).lower()}}},')
-    lines += ["};", "", "}  // namespace sparsec", ""]
+    lines += ["};", "// The contract row of an opcode (the empty row 0 for a code no op has).",
+              "inline const OpMeta& op_meta(uint32_t code) {",
+              "  return kOpMeta[code <= uint32_t(OpCode::kLast) ? kOpIndex[code] : 0];", "}", "",
+              "}  // namespace sparsec", ""]
     return "\n".join(lines)
 
 

@@ -12,12 +12,13 @@ from sparsec.lower.rules_nn import conv_algorithm
 from sparsec.passes.util import const_array
 
 _HEADS_PERM = [0, 2, 1, 3]  # [B, S, H, D] <-> [B, H, S, D]
-_SOFTMAX_PRECISIONS = (0, ir.DataType.FLOAT.value, ir.DataType.DOUBLE.value)  # the run-time op computes in double
+# The run-time softmax (float32 exps, summed and divided in double) matches either precision to float32 rounding.
+_SOFTMAX_PRECISIONS = (0, ir.DataType.FLOAT.value, ir.DataType.DOUBLE.value)
 
 
 def attention_scratch_bytes(kv_seq: int, head_dim: int) -> int:
-    """Scratch of the Attention op: one row of exps (double) and logits, the scaled query row (ops_attention.cpp)."""
-    return kv_seq * 12 + head_dim * 4
+    """Scratch of the Attention op: one row of logits and the scaled query row (ops_attention.cpp)."""
+    return (kv_seq + head_dim) * 4
 
 
 def _read(value: ir.Value | None) -> bool:
@@ -76,8 +77,8 @@ def attention(b: Builder, node: ir.Node) -> None:
         raise Unsupported(f"q heads ({hq}) must be a multiple of kv heads ({hkv})")
     precision = a.get_int("softmax_precision", 0)
     if precision not in _SOFTMAX_PRECISIONS:
-        raise Unsupported(f"softmax_precision {ir.DataType(precision).name} is below float32: sparsec computes the "
-                          "softmax in double and would not match")
+        raise Unsupported(f"softmax_precision {ir.DataType(precision).name} is below float32: sparsec's softmax "
+                          "would not round like it")
     left, right = a.get_int("left_window_size", -1), a.get_int("right_window_size", -1)
     if left < -1 or right < -1:
         raise Unsupported("left_window_size and right_window_size must be -1 or nonnegative")
