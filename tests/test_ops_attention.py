@@ -137,14 +137,23 @@ def test_attention_present_without_past(rng, tmp_path):
     check(model, feed, tmp_path, ORT)
 
 
-@pytest.mark.parametrize("mode", [0, 1, 2, 3])
-@pytest.mark.parametrize("softcap", [0.0, 2.0])
-def test_attention_qk_matmul_output(mode, softcap, rng, tmp_path):
+@pytest.mark.parametrize("mode, softcap", [(0, 0.0), (1, 0.0), (1, 2.0), (2, 0.0), (2, 2.0), (3, 0.0), (3, 2.0)])
+@pytest.mark.parametrize("engine", [ORT, REF])
+def test_attention_qk_matmul_output(mode, softcap, engine, rng, tmp_path):
     feed = qkv(rng, 4)
     feed["attn_mask"] = np.where(rng.random((5, 6)) < 0.3, -np.inf, 0).astype(np.float32)
     model = node_model("Attention", feed, ["Q", "K", "V", "attn_mask"], ["Y", "", "", "qk"], 23,
                        qk_matmul_output_mode=mode, softcap=softcap)
-    check(model, feed, tmp_path, REF)
+    check(model, feed, tmp_path, engine)
+
+
+def test_attention_raw_scores_with_softcap_are_refused(rng, tmp_path):
+    """Mode 0 with softcap: onnxruntime (and the spec) give raw scores, onnx's reference softcapped ones."""
+    feed = qkv(rng, 4)
+    model = node_model("Attention", feed, ["Q", "K", "V"], ["Y", "", "", "qk"], 23, softcap=2.0)
+    ort, ref = reference_outputs(model, feed, ORT)[1], reference_outputs(model, feed, REF)[1]
+    assert not np.allclose(ort, ref)
+    assert "qk_matmul_output_mode 0 with softcap" in refusal(model, tmp_path)
 
 
 @pytest.mark.parametrize("causal", [0, 1])

@@ -47,7 +47,7 @@ enum class OpCode : uint32_t {
   kGroupNorm = 19,  // InstanceNormalization when groups == C; scale/bias per channel
   kArgReduce = 20,  // ArgMax/ArgMin along axis; the output has the keepdims size
   kActivation = 21,  // element-wise activation
-  kAttention = 80,  // softmax((q*s)(k*s)^T softcapped + mask/causal/window/padding bias) v per head; rank 3 = [B, S, heads*D], rank 4 = [B, heads, S, D]; GQA maps q head h to kv head h / (q_heads / kv_heads); mask columns past its width are masked; a row whose bias is all -inf gives 0; an optional 2nd output [B, Hq, Sq, Skv] takes qk_mode's stage (0/1 softcapped scores, 2 + bias, 3 probabilities)
+  kAttention = 80,  // softmax((q*s)(k*s)^T softcapped + mask/causal/window/padding bias) v per head; rank 3 = [B, S, heads*D], rank 4 = [B, heads, S, D]; GQA maps q head h to kv head h / (q_heads / kv_heads); mask columns past its width are masked; a row whose bias is all -inf gives 0; an optional 2nd output [B, Hq, Sq, Skv] takes qk_mode's stage (1 after softcap, 0 the same without softcap, 2 + bias, 3 probabilities)
   kRmsNorm = 81,  // x / sqrt(mean(x^2 over axes [axis, rank)) + epsilon) * scale; scale has the normalised size
   kRotary = 82,  // rotary position embedding; x rank 3 [B, S, heads*D] or 4 [B, heads, S, D]; cos/sin [B, S, rotary_dim/2]
   kLinearAttention = 83,  // recurrent linear attention over [B, T, heads*D] inputs; state [B, kv_heads, Dk, Dv]; decay (gating: state *= exp(decay)) per head or per key dim; beta (delta rule) per head or one value

@@ -273,7 +273,7 @@ OPS = (
        doc="softmax((q*s)(k*s)^T softcapped + mask/causal/window/padding bias) v per head; rank 3 = [B, S, heads*D], "
            "rank 4 = [B, heads, S, D]; GQA maps q head h to kv head h / (q_heads / kv_heads); mask columns past its "
            "width are masked; a row whose bias is all -inf gives 0; an optional 2nd output [B, Hq, Sq, Skv] takes "
-           "qk_mode's stage (0/1 softcapped scores, 2 + bias, 3 probabilities)"),
+           "qk_mode's stage (1 after softcap, 0 the same without softcap, 2 + bias, 3 probabilities)"),
     Op(81, "RmsNorm", (Slot("x"), Slot("scale")), Y, F32, (Attr("axis", low=0, high=MAX_DIMS - 1),), ("epsilon",),
        doc="x / sqrt(mean(x^2 over axes [axis, rank)) + epsilon) * scale; scale has the normalised size"),
     Op(82, "Rotary", (Slot("x"), Slot("cos"), Slot("sin")), Y, F32,

@@ -109,12 +109,16 @@ def attention(b: Builder, node: ir.Node) -> None:
     scale = 1 / np.sqrt(d) if scale is None else scale
     outputs = [y]
     mode = a.get_int("qk_matmul_output_mode", 0)
+    softcap = a.get_float("softcap", 0.0)
     if _read(scores):
+        if mode == 0 and softcap > 0:
+            raise Unsupported("qk_matmul_output_mode 0 with softcap: the spec and onnxruntime give the raw scores, the "
+                              "onnx reference the softcapped ones (mode 1 is unambiguous)")
         outputs.append(scores)
     b.emit("Attention", [q, k_in, v_in, mask, nonpad], outputs,
            {"q_heads": hq, "kv_heads": hkv, "causal": a.get_int("is_causal", 0), "past_len": past_len,
             "left_window": left, "right_window": right, "qk_mode": mode,
-            "scale_sqrt": float(np.float32(np.sqrt(scale))), "softcap": a.get_float("softcap", 0.0)},
+            "scale_sqrt": float(np.float32(np.sqrt(scale))), "softcap": softcap},
            attention_scratch_bytes(total_kv, d))
 
 
