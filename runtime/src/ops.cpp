@@ -22,16 +22,17 @@ struct OpEntry {
 
 // Built at compile time: a function-local static would need a thread-safe guard from libc++abi.
 constexpr struct OpTable {
-  OpEntry entry[size_t(OpCode::kLast) + 1] = {};
+  OpEntry entry[sizeof(kOpMeta) / sizeof(kOpMeta[0])] = {};  // by kOpIndex row
   constexpr OpTable() {
-#define SPX_ENTRY(Name, fn) entry[size_t(OpCode::k##Name)] = {check_##fn, run_##fn};
+#define SPX_ENTRY(Name, fn) entry[kOpIndex[size_t(OpCode::k##Name)]] = {check_##fn, run_##fn};
     SPARSEC_OPS(SPX_ENTRY)
   }
 } kOpTable;
 
 const OpEntry* entry(uint32_t opcode) {
   if (opcode < 1 || opcode > uint32_t(OpCode::kLast)) return nullptr;
-  return kOpTable.entry[opcode].run ? &kOpTable.entry[opcode] : nullptr;
+  const OpEntry& e = kOpTable.entry[kOpIndex[opcode]];
+  return e.run ? &e : nullptr;
 }
 
 const SlotMeta& slot(const SlotMeta* slots, uint32_t n, bool variadic, size_t i) {

@@ -102,13 +102,12 @@ def runtime_header() -> str:
     lines += ["",
               "struct AttrMeta {", "  const char* name;", "  uint32_t count;  // 0: the first input's rank",
               "  int64_t low, high;", "};", "struct SlotMeta {", "  uint8_t type;  // index into OpMeta::types",
-              "  bool optional;", "};", "struct OpMeta {  // small fields: the wasm runtime carries one row per op",
-              "  const char* name;",
-              "  uint8_t n_in, n_out;  // slots; the last repeats when variadic", "  bool variadic_in, variadic_out;",
-              "  SlotMeta in[8], out[4];", "  uint8_t types[4];  // allowed dtype codes as bit masks (1 << code)",
-              "  uint8_t n_iattr, n_fattr;", "  uint16_t first_iattr;  // index into kAttrMeta",
+              "  bool optional;", "};", "struct OpMeta {", "  const char* name;",
+              "  uint32_t n_in, n_out;  // slots; the last repeats when variadic", "  bool variadic_in, variadic_out;",
+              "  SlotMeta in[8], out[4];", "  uint32_t types[4];  // allowed dtype codes as bit masks (1 << code)",
+              "  uint32_t n_iattr, n_fattr;", "  uint32_t first_iattr;  // index into kAttrMeta",
               "  bool in_place;  // the output may share the first input's buffer", "};", "",
-              "inline constexpr AttrMeta kAttrMeta[] = {"]
+              "constexpr AttrMeta kAttrMeta[] = {"]
     first_attr, n_attrs = {}, 0
     for op in s.OPS:
         first_attr[op.code] = n_attrs
@@ -117,13 +116,14 @@ def runtime_header() -> str:
                          f'  // {op.name}')
             n_attrs += 1
     by_code = {op.code: op for op in s.OPS}
-    assert max(d.code for d in s.DTYPES) < 8 and len(s.OPS) < 256  # the uint8_t fields of OpMeta and kOpRow
-    # Op families take code ranges: kOpRow maps a code to its row (0: the empty row of an unused code).
-    rows = {code: row for row, code in enumerate(sorted(by_code), start=1)}
-    lines += ["};", f"inline constexpr uint8_t kOpRow[{max(by_code) + 1}] = {{"
-              + ", ".join(str(rows.get(code, 0)) for code in range(max(by_code) + 1)) + "};",
-              f"inline constexpr OpMeta kOpMeta[{len(by_code) + 1}] = {{", "    {},  // unused codes"]
-    for code in sorted(by_code):
+    dense = sorted(by_code)
+    assert len(dense) < 256, "kOpIndex holds uint8_t rows"
+    # Dense rows (row 0 empty) and a byte per code: the code ranges left to op families cost a byte each, not a row.
+    rows = [str(dense.index(c) + 1 if c in by_code else 0) for c in range(max(by_code) + 1)]
+    lines += ["};", f"constexpr uint8_t kOpIndex[{len(rows)}] = {{",
+              *("    " + ", ".join(rows[i:i + 20]) + "," for i in range(0, len(rows), 20)), "};",
+              f"constexpr OpMeta kOpMeta[{len(dense) + 1}] = {{", "    {},  // no op"]
+    for code in dense:
         op = by_code[code]
         type_names = list(op.types)
         masks = ", ".join(str(sum(1 << s.DTYPE_BY_NAME[t].code for t in op.types[n])) for n in type_names)
@@ -132,8 +132,9 @@ def runtime_header() -> str:
         lines.append(f'    {{"{op.name}", {len(op.inputs)}, {len(op.outputs)}, {str(op.variadic_inputs).lower()}, '
                      f'{str(op.variadic_outputs).lower()}, {{{ins}}}, {{{outs}}}, {{{masks}}}, {len(op.iattrs)}, '
                      f'{len(op.fattrs)}, {first_attr[op.code]}, {str(op.in_place).lower()}}},')
-    lines += ["};", "// The contract row of a code in [0, OpCode::kLast].",
-              "inline const OpMeta& op_meta(uint32_t code) { return kOpMeta[kOpRow[code]]; }", "",
+    lines += ["};", "// The contract row of an opcode (the empty row 0 for a code no op has).",
+              "inline const OpMeta& op_meta(uint32_t code) {",
+              "  return kOpMeta[code <= uint32_t(OpCode::kLast) ? kOpIndex[code] : 0];", "}", "",
               "}  // namespace sparsec", ""]
     return "\n".join(lines)
 

@@ -360,6 +360,31 @@ OPS = (
        doc="2-D/3-D GridSample; grid [N, oh, ow, 2] (x, y) or [N, od, oh, ow, 3] in [-1, 1]"),
     Op(66, "MaxUnpool", (Slot("x"), Slot("indices", "I")), Y, {"T": ("float32",), "I": ("int64",)},
        doc="y = 0, then y.flat[indices] = x (indices from MaxPool)"),
+    # ---- transformer ops (codes 80-89) ----
+    Op(80, "Attention", (Slot("q"), Slot("k"), Slot("v"), Slot("mask", "M", optional=True),
+                         Slot("nonpad_kv_seqlen", "I", optional=True)), Y,
+       {"T": ("float32",), "M": ("float32", "bool"), "I": ("int64",)},
+       (Attr("q_heads", low=1), Attr("kv_heads", low=1), flag("causal"), Attr("past_len", low=0),
+        Attr("left_window", low=-1), Attr("right_window", low=-1), Attr("qk_mode", low=0, high=3)),
+       ("scale_sqrt", "softcap"), variadic_outputs=True,
+       doc="softmax((q*s)(k*s)^T softcapped + mask/causal/window/padding bias) v per head; rank 3 = [B, S, heads*D], "
+           "rank 4 = [B, heads, S, D]; GQA maps q head h to kv head h / (q_heads / kv_heads); mask columns past its "
+           "width are masked; a row whose bias is all -inf gives 0; an optional 2nd output [B, Hq, Sq, Skv] takes "
+           "qk_mode's stage (1 after softcap, 0 the same without softcap, 2 + bias, 3 probabilities)"),
+    Op(81, "RmsNorm", (Slot("x"), Slot("scale")), Y, F32, (Attr("axis", low=0, high=MAX_DIMS - 1),), ("epsilon",),
+       doc="x / sqrt(mean(x^2 over axes [axis, rank)) + epsilon) * scale; scale has the normalised size"),
+    Op(82, "Rotary", (Slot("x"), Slot("cos"), Slot("sin")), Y, F32,
+       (Attr("heads", low=1), Attr("rotary_dim", low=2), flag("interleaved")),
+       doc="rotary position embedding; x rank 3 [B, S, heads*D] or 4 [B, heads, S, D]; cos/sin [B, S, rotary_dim/2]"),
+    Op(83, "LinearAttention", (Slot("q"), Slot("k"), Slot("v"), Slot("past_state", optional=True),
+                               Slot("decay", optional=True), Slot("beta", optional=True)),
+       (Slot("y"), Slot("present_state")), F32, (Attr("q_heads", low=1), Attr("kv_heads", low=1)), ("scale",),
+       doc="recurrent linear attention over [B, T, heads*D] inputs; state [B, kv_heads, Dk, Dv]; decay (gating: "
+           "state *= exp(decay)) per head or per key dim; beta (delta rule) per head or one value"),
+    Op(84, "TensorScatter", (Slot("cache"), Slot("update"), Slot("write_indices", "I", optional=True)), Y,
+       {"T": ALL_TYPES, "I": ("int64",)}, (Attr("axis", low=1, high=MAX_DIMS - 1), flag("circular")),
+       doc="KV-cache write: y = cache with update's rows along axis written from write_indices[batch] (0 when "
+           "absent), modulo the cache length when circular; a linear index outside the cache is a run-time error"),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}
