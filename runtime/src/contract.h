@@ -17,13 +17,15 @@ constexpr uint32_t kAbsent = 0xFFFFFFFFu;
 constexpr const char* kFirstSparsecWithFormat[] = {"", "0.1.0", "0.2.0"};
 
 enum class BinaryOp : int64_t { kAdd = 0, kSub = 1, kMul = 2, kDiv = 3, kPow = 4, kMax = 5, kMin = 6, kPrelu = 7, kMod = 8, kFmod = 9, kLast = kFmod };
-enum class UnaryOp : int64_t { kExp = 0, kLog = 1, kSqrt = 2, kNeg = 3, kAbs = 4, kReciprocal = 5, kErf = 6, kFloor = 7, kCeil = 8, kRound = 9, kSin = 10, kCos = 11, kSign = 12, kLast = kSign };
+enum class UnaryOp : int64_t { kExp = 0, kLog = 1, kSqrt = 2, kNeg = 3, kAbs = 4, kReciprocal = 5, kErf = 6, kFloor = 7, kCeil = 8, kRound = 9, kSin = 10, kCos = 11, kSign = 12, kTan = 13, kAsin = 14, kAcos = 15, kAtan = 16, kSinh = 17, kCosh = 18, kAsinh = 19, kAcosh = 20, kAtanh = 21, kLast = kAtanh };
 enum class PoolKind : int64_t { kMax = 0, kAverage = 1, kLast = kAverage };
-enum class ReduceKind : int64_t { kMean = 0, kSum = 1, kMax = 2, kMin = 3, kProd = 4, kL1 = 5, kL2 = 6, kSumSquare = 7, kLogSumExp = 8, kLast = kLogSumExp };
+enum class ReduceKind : int64_t { kMean = 0, kSum = 1, kMax = 2, kMin = 3, kProd = 4, kL1 = 5, kL2 = 6, kSumSquare = 7, kLogSumExp = 8, kLogSum = 9, kLast = kLogSum };
 enum class ReduceAlgo : int64_t { kGeneric = 0, kRows = 1, kRowMean = 2, kLast = kRowMean };
 enum class PadMode : int64_t { kConstant = 0, kReflect = 1, kEdge = 2, kLast = kEdge };
 enum class ConvAlgo : int64_t { kIm2col = 0, kGemm1x1 = 1, kDepthwise = 2, kDepthwise3x3 = 3, kLast = kDepthwise3x3 };
 enum class ArgKind : int64_t { kMax = 0, kMin = 1, kLast = kMin };
+enum class SoftmaxMode : int64_t { kSoftmax = 0, kLogSoftmax = 1, kHardmax = 2, kLast = kHardmax };
+enum class LossReduction : int64_t { kNone = 0, kSum = 1, kMean = 2, kLast = kMean };
 
 enum class OpCode : uint32_t {
   kConv = 1,  // 2-D convolution, NCHW; weight [M, C/group, KH, KW]; pads top, left, bottom, right
@@ -31,8 +33,8 @@ enum class OpCode : uint32_t {
   kBinary = 3,  // numpy broadcasting; integers: no activation, DIV truncates; MOD takes the divisor's sign, FMOD C's fmod
   kUnary = 4,  // element-wise math function
   kPool = 5,  // 2-D max/average pooling, NCHW; ceil mode shows in the output shape
-  kReduce = 6,  // reduction over the axes in axes_mask; the output has the keepdims size
-  kSoftmax = 7,
+  kReduce = 6,  // reduction over the axes in axes_mask (0: the run-time axes input, read as ONNX does with keepdims and noop_with_empty_axes; the output shape must match); integers: SUM/PROD/MAX/MIN/L1/SUM_SQUARE wrap like ONNX Runtime, bool: MAX/MIN
+  kSoftmax = 7,  // HARDMAX: 1 at the first maximum along axis, else 0
   kLayerNorm = 8,  // normalises over axes [axis, rank)
   kChannelAffine = 9,  // y = act(x * scale[c] + shift[c]), c = dim 1 (inference BatchNormalization)
   kTranspose = 10,
@@ -47,11 +49,13 @@ enum class OpCode : uint32_t {
   kGroupNorm = 19,  // InstanceNormalization when groups == C; scale/bias per channel
   kArgReduce = 20,  // ArgMax/ArgMin along axis; the output has the keepdims size
   kActivation = 21,  // element-wise activation
-  kLast = kActivation,
+  kNllLoss = 90,  // ONNX NegativeLogLikelihoodLoss: log_prob [N, C, d...], target [N, d...], weight [C]; a target outside [0, C) other than ignore_index fails the run
+  kDet = 91,  // determinant of each trailing [M, M] matrix (LU with partial pivoting in double)
+  kLast = kDet,
 };
 
 // X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list.
-#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation)
+#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(NllLoss, nll_loss) X(Det, det)
 
 struct AttrMeta {
   const char* name;
@@ -79,24 +83,26 @@ constexpr AttrMeta kAttrMeta[] = {
     {"strides", 2, 1, 65536},  // Conv
     {"pads", 4, 0, 65536},  // Conv
     {"dilations", 2, 1, 65536},  // Conv
-    {"activation", 1, 0, 12},  // Conv
-    {"activation", 1, 0, 12},  // MatMul
+    {"activation", 1, 0, 19},  // Conv
+    {"activation", 1, 0, 19},  // MatMul
     {"op", 1, 0, 9},  // Binary
-    {"activation", 1, 0, 12},  // Binary
-    {"op", 1, 0, 12},  // Unary
+    {"activation", 1, 0, 19},  // Binary
+    {"op", 1, 0, 21},  // Unary
     {"kind", 1, 0, 1},  // Pool
     {"kernel", 2, 1, 65536},  // Pool
     {"strides", 2, 1, 65536},  // Pool
     {"pads", 4, 0, 65536},  // Pool
     {"dilations", 2, 1, 65536},  // Pool
     {"count_include_pad", 1, 0, 1},  // Pool
-    {"kind", 1, 0, 8},  // Reduce
+    {"kind", 1, 0, 9},  // Reduce
     {"algorithm", 1, 0, 2},  // Reduce
-    {"axes_mask", 1, 1, 255},  // Reduce
+    {"axes_mask", 1, 0, 255},  // Reduce
+    {"keepdims", 1, 0, 1},  // Reduce
+    {"noop_with_empty_axes", 1, 0, 1},  // Reduce
     {"axis", 1, 0, 7},  // Softmax
-    {"log", 1, 0, 1},  // Softmax
+    {"mode", 1, 0, 2},  // Softmax
     {"axis", 1, 0, 7},  // LayerNorm
-    {"activation", 1, 0, 12},  // ChannelAffine
+    {"activation", 1, 0, 19},  // ChannelAffine
     {"perm", 0, 0, 7},  // Transpose
     {"axis", 1, 0, 7},  // Concat
     {"axis", 1, 0, 7},  // Split
@@ -110,31 +116,104 @@ constexpr AttrMeta kAttrMeta[] = {
     {"kind", 1, 0, 1},  // ArgReduce
     {"axis", 1, 0, 7},  // ArgReduce
     {"select_last_index", 1, 0, 1},  // ArgReduce
-    {"activation", 1, 0, 12},  // Activation
+    {"activation", 1, 0, 19},  // Activation
+    {"reduction", 1, 0, 2},  // NllLoss
+    {"ignore_index", 1, -4611686018427387904, 4611686018427387904},  // NllLoss
+    {"has_ignore_index", 1, 0, 1},  // NllLoss
 };
-constexpr OpMeta kOpMeta[22] = {
+constexpr OpMeta kOpMeta[92] = {
     {},  // 0
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
     {"Binary", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {14}, 2, 2, 7, false},
     {"Unary", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 0, 9, true},
     {"Pool", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 6, 0, 10, false},
-    {"Reduce", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 3, 0, 16, false},
-    {"Softmax", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 2, 0, 19, false},
-    {"LayerNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 1, 21, false},
-    {"ChannelAffine", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 2, 22, false},
-    {"Transpose", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 1, 0, 23, false},
-    {"Copy", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, 24, true},
-    {"Concat", 1, 1, true, false, {{0, false}}, {{0, false}}, {126}, 1, 0, 24, false},
-    {"Split", 1, 1, false, true, {{0, false}}, {{0, false}}, {126}, 1, 0, 25, false},
-    {"Slice", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 2, 0, 26, false},
-    {"Gather", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {126, 12}, 1, 0, 28, false},
-    {"Pad", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 3, 1, 29, false},
-    {"Expand", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, 32, false},
-    {"Cast", 1, 1, false, false, {{0, false}}, {{1, false}}, {126, 126}, 0, 0, 32, false},
-    {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 32, false},
-    {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, 33, false},
-    {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, 36, true},
+    {"Reduce", 2, 1, false, false, {{0, false}, {1, true}}, {{0, false}}, {126, 4}, 5, 0, 16, false},
+    {"Softmax", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 2, 0, 21, false},
+    {"LayerNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 1, 23, false},
+    {"ChannelAffine", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 2, 24, false},
+    {"Transpose", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 1, 0, 25, false},
+    {"Copy", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, 26, true},
+    {"Concat", 1, 1, true, false, {{0, false}}, {{0, false}}, {126}, 1, 0, 26, false},
+    {"Split", 1, 1, false, true, {{0, false}}, {{0, false}}, {126}, 1, 0, 27, false},
+    {"Slice", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 2, 0, 28, false},
+    {"Gather", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {126, 12}, 1, 0, 30, false},
+    {"Pad", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 3, 1, 31, false},
+    {"Expand", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, 34, false},
+    {"Cast", 1, 1, false, false, {{0, false}}, {{1, false}}, {126, 126}, 0, 0, 34, false},
+    {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 34, false},
+    {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, 35, false},
+    {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, 38, true},
+    {},  // 22
+    {},  // 23
+    {},  // 24
+    {},  // 25
+    {},  // 26
+    {},  // 27
+    {},  // 28
+    {},  // 29
+    {},  // 30
+    {},  // 31
+    {},  // 32
+    {},  // 33
+    {},  // 34
+    {},  // 35
+    {},  // 36
+    {},  // 37
+    {},  // 38
+    {},  // 39
+    {},  // 40
+    {},  // 41
+    {},  // 42
+    {},  // 43
+    {},  // 44
+    {},  // 45
+    {},  // 46
+    {},  // 47
+    {},  // 48
+    {},  // 49
+    {},  // 50
+    {},  // 51
+    {},  // 52
+    {},  // 53
+    {},  // 54
+    {},  // 55
+    {},  // 56
+    {},  // 57
+    {},  // 58
+    {},  // 59
+    {},  // 60
+    {},  // 61
+    {},  // 62
+    {},  // 63
+    {},  // 64
+    {},  // 65
+    {},  // 66
+    {},  // 67
+    {},  // 68
+    {},  // 69
+    {},  // 70
+    {},  // 71
+    {},  // 72
+    {},  // 73
+    {},  // 74
+    {},  // 75
+    {},  // 76
+    {},  // 77
+    {},  // 78
+    {},  // 79
+    {},  // 80
+    {},  // 81
+    {},  // 82
+    {},  // 83
+    {},  // 84
+    {},  // 85
+    {},  // 86
+    {},  // 87
+    {},  // 88
+    {},  // 89
+    {"NllLoss", 3, 1, false, false, {{0, false}, {1, false}, {0, true}}, {{0, false}}, {2, 12}, 3, 0, 39, false},
+    {"Det", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 0, 0, 42, false},
 };
 
 }  // namespace sparsec

@@ -108,6 +108,8 @@ struct ReduceAttrs {
   ReduceKind kind;
   ReduceAlgo algorithm;
   int64_t axes_mask;
+  int64_t keepdims;
+  int64_t noop_with_empty_axes;
 };
 inline ReduceAttrs reduce_attrs(const Op& op) {
   ReduceAttrs a;
@@ -118,19 +120,23 @@ inline ReduceAttrs reduce_attrs(const Op& op) {
   v += 1;
   a.axes_mask = int64_t(*v);
   v += 1;
+  a.keepdims = int64_t(*v);
+  v += 1;
+  a.noop_with_empty_axes = int64_t(*v);
+  v += 1;
   return a;
 }
 
 struct SoftmaxAttrs {
   int64_t axis;
-  int64_t log;
+  SoftmaxMode mode;
 };
 inline SoftmaxAttrs softmax_attrs(const Op& op) {
   SoftmaxAttrs a;
   const int64_t* v = op.iattr.data();
   a.axis = int64_t(*v);
   v += 1;
-  a.log = int64_t(*v);
+  a.mode = SoftmaxMode(*v);
   v += 1;
   return a;
 }
@@ -282,6 +288,23 @@ inline ActivationAttrs activation_attrs(const Op& op) {
   v += 1;
   a.act_alpha = op.fattr[0];
   a.act_beta = op.fattr[1];
+  return a;
+}
+
+struct NllLossAttrs {
+  LossReduction reduction;
+  int64_t ignore_index;
+  int64_t has_ignore_index;
+};
+inline NllLossAttrs nll_loss_attrs(const Op& op) {
+  NllLossAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.reduction = LossReduction(*v);
+  v += 1;
+  a.ignore_index = int64_t(*v);
+  v += 1;
+  a.has_ignore_index = int64_t(*v);
+  v += 1;
   return a;
 }
 

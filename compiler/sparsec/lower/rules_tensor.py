@@ -8,7 +8,8 @@ import numpy as np
 import onnx_ir as ir
 
 from sparsec.contract.schema import PadMode
-from sparsec.lower.builder import Builder, Unsupported, axis_of, const_input, rank, static_shape
+from sparsec.lower.builder import Builder, Unsupported, axis_of, const_input, input_at, rank, static_shape
+from sparsec.passes.util import const_array
 
 
 def transpose(b: Builder, node: ir.Node) -> None:
@@ -21,9 +22,12 @@ def copy(b: Builder, node: ir.Node) -> None:
 
 
 def dropout(b: Builder, node: ir.Node) -> None:
-    """Inference Dropout is the identity; its mask output (if read) is all true."""
-    training = const_input(node, 2, "training_mode", np.zeros((), bool))
-    if bool(training):
+    """Inference Dropout (or ratio 0) is the identity; its mask output (if read) is all true."""
+    ratio = const_input(node, 1, "ratio", np.float32(0.5))
+    if float(ratio) != 0.0 and input_at(node, 2) is not None and const_array(node.inputs[2]) is None:
+        raise Unsupported("training_mode is a run-time input and ratio is not 0: in training mode Dropout is random, "
+                          "which sparsec does not reproduce")
+    if float(ratio) != 0.0 and bool(const_input(node, 2, "training_mode", np.zeros((), bool))):
         raise Unsupported("Dropout with training_mode true is random: sparsec runs inference only")
     b.emit("Copy", [node.inputs[0]], [node.outputs[0]])
     mask = node.outputs[1] if len(node.outputs) > 1 else None
