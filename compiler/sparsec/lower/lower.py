@@ -12,13 +12,13 @@ import onnx_ir as ir
 
 from sparsec.activations import FUSED_DOMAIN, source_op_type
 from sparsec.errors import UnsupportedOpError
-from sparsec.lower import rules_elementwise, rules_nn, rules_tensor
+from sparsec.lower import rules_elementwise, rules_math, rules_nn, rules_tensor
 from sparsec.lower.builder import Builder, LoweredGraph, Unsupported
 from sparsec.naming import is_standard, op_label
 from sparsec.passes.util import const_array
 
 RULES: dict[str, Callable[[Builder, ir.Node], None]] = {
-    **rules_nn.RULES, **rules_elementwise.RULES, **rules_tensor.RULES,
+    **rules_nn.RULES, **rules_elementwise.RULES, **rules_tensor.RULES, **rules_math.RULES,
 }
 _FUSED_RULES = {"FusedConv", "FusedGemm", "FusedMatMul", "FusedAdd", "Activation"}
 SUPPORTED_OPS = sorted(op for op in RULES if op not in _FUSED_RULES)

@@ -23,12 +23,13 @@ def copy(b: Builder, node: ir.Node) -> None:
 
 def dropout(b: Builder, node: ir.Node) -> None:
     """Inference Dropout (or ratio 0) is the identity; its mask output (if read) is all true."""
-    ratio = const_input(node, 1, "ratio", np.float32(0.5))
-    if float(ratio) != 0.0 and input_at(node, 2) is not None and const_array(node.inputs[2]) is None:
-        raise Unsupported("training_mode is a run-time input and ratio is not 0: in training mode Dropout is random, "
-                          "which sparsec does not reproduce")
-    if float(ratio) != 0.0 and bool(const_input(node, 2, "training_mode", np.zeros((), bool))):
-        raise Unsupported("Dropout with training_mode true is random: sparsec runs inference only")
+    training = input_at(node, 2)
+    if training is not None and (const_array(training) is None or bool(const_array(training))):
+        ratio = input_at(node, 1)
+        ratio = const_array(ratio) if ratio is not None else 0.5
+        if ratio is None or float(ratio) != 0.0:
+            raise Unsupported("Dropout in training mode (training_mode true or a run-time input) is random unless "
+                              "ratio is the constant 0: sparsec does not reproduce onnxruntime's random masks")
     b.emit("Copy", [node.inputs[0]], [node.outputs[0]])
     mask = node.outputs[1] if len(node.outputs) > 1 else None
     if mask is not None and (mask.uses() or mask.is_graph_output()):
