@@ -1,11 +1,18 @@
-"""Lowering rules for losses (NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss) and linear algebra (Det)."""
+"""Lowering rules for losses (NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss), linear algebra (Det) and
+int8/uint8 quantization, composed of float32 run-time ops where that is exact."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import onnx_ir as ir
 
-from sparsec.contract.schema import LossReduction, SoftmaxMode
-from sparsec.lower.builder import Builder, Unsupported, input_at, numpy_dtype, static_shape
+from sparsec.contract.schema import Activation, BinaryOp, LossReduction, ReduceAlgo, ReduceKind, SoftmaxMode, UnaryOp
+from sparsec.lower.builder import Builder, Unsupported, axis_of, input_at, numpy_dtype, static_shape
+
+F32 = np.dtype(np.float32)
+QUANT_TYPES = (np.dtype(np.uint8), np.dtype(np.int8))
 
 REDUCTIONS = {"none": LossReduction.NONE, "sum": LossReduction.SUM, "mean": LossReduction.MEAN}
 
@@ -39,4 +46,106 @@ def det(b: Builder, node: ir.Node) -> None:
     b.emit("Det", [node.inputs[0]], [node.outputs[0]], scratch_bytes=m * m * 8)
 
 
-RULES = {"NegativeLogLikelihoodLoss": nll_loss, "SoftmaxCrossEntropyLoss": softmax_cross_entropy_loss, "Det": det}
+def _op(b: Builder, runtime_op: str, inputs, shape, dtype, name: str, **attrs) -> int:
+    """A new temporary written by one run-time op."""
+    out = b.temp(shape, dtype, f"{b.label}/{name}")
+    b.emit(runtime_op, inputs, [out], attrs)
+    return out
+
+
+def _binary(b: Builder, op: BinaryOp, x, y, shape, name: str, clip=None) -> int:
+    act = {"activation": Activation.NONE} if clip is None else {
+        "activation": Activation.CLIP, "act_alpha": clip[0], "act_beta": clip[1]}
+    return _op(b, "Binary", [x, y], shape, F32, name, op=op, **act)
+
+
+def _as_float(b: Builder, value: ir.Value, name: str):
+    return value if numpy_dtype(value) == F32 else _op(b, "Cast", [value], static_shape(value), F32, name)
+
+
+def _quant_param(b: Builder, node: ir.Node, value: ir.Value | None, x_shape, name: str):
+    """A scale or zero point as float32, shaped to broadcast against x: per tensor, per axis or per block."""
+    if value is None:
+        return b.constant(np.float32(0.0), f"{b.label}/{name}")
+    shape = static_shape(value)
+    param = _as_float(b, value, f"{name}_f32")
+    block = node.attributes.get_int("block_size", 0)
+    if math.prod(shape) == 1 and block == 0:
+        return param
+    axis = axis_of(node.attributes.get_int("axis", 1), len(x_shape))
+    tail = [1] * (len(x_shape) - axis - 1)
+    if block == 0:
+        if list(shape) != [x_shape[axis]]:
+            raise Unsupported(f"{name} {list(shape)} is neither per tensor nor per axis {axis} of {list(x_shape)}")
+        return _op(b, "Copy", [param], [x_shape[axis], *tail], F32, f"{name}_per_axis")
+    if len(shape) != len(x_shape) or x_shape[axis] != shape[axis] * block:
+        raise Unsupported(f"{name} {list(shape)} does not block axis {axis} of {list(x_shape)} by {block} evenly")
+    split = [*shape[:axis + 1], 1, *shape[axis + 1:]]
+    wide = _op(b, "Copy", [param], split, F32, f"{name}_split")
+    wide = _op(b, "Expand", [wide], [*shape[:axis + 1], block, *shape[axis + 1:]], F32, f"{name}_blocks")
+    return _op(b, "Copy", [wide], x_shape, F32, f"{name}_per_element")
+
+
+def _quantize(b: Builder, x, scale, zero_point, shape, y: ir.Value) -> None:
+    """y = saturate(round_half_even(x / scale) + zero_point), as onnxruntime computes it."""
+    info = np.iinfo(numpy_dtype(y))
+    scaled = _binary(b, BinaryOp.DIV, x, scale, shape, "scaled")
+    rounded = _op(b, "Unary", [scaled], shape, F32, "rounded", op=UnaryOp.ROUND)
+    shifted = _binary(b, BinaryOp.ADD, rounded, zero_point, shape, "shifted", clip=(info.min, info.max))
+    b.emit("Cast", [shifted], [y])
+
+
+def _check_quant(node: ir.Node, value: ir.Value, role: str) -> None:
+    if numpy_dtype(value) not in QUANT_TYPES:
+        raise Unsupported(f"{role} is {numpy_dtype(value)}: sparsec quantizes to uint8/int8 only")
+
+
+def quantize_linear(b: Builder, node: ir.Node) -> None:
+    x, y = node.inputs[0], node.outputs[0]
+    _check_quant(node, y, "the output")
+    if numpy_dtype(x) != F32 or numpy_dtype(node.inputs[1]) != F32:
+        raise Unsupported("x and y_scale must be float32")
+    shape = static_shape(x)
+    scale = _quant_param(b, node, node.inputs[1], shape, "y_scale")
+    _quantize(b, x, scale, _quant_param(b, node, input_at(node, 2), shape, "y_zero_point"), shape, y)
+
+
+def dequantize_linear(b: Builder, node: ir.Node) -> None:
+    x = node.inputs[0]
+    _check_quant(node, x, "x")
+    if numpy_dtype(node.outputs[0]) != F32:
+        raise Unsupported("the output must be float32")
+    shape = static_shape(x)
+    centred = _binary(b, BinaryOp.SUB, _as_float(b, x, "x_f32"),
+                      _quant_param(b, node, input_at(node, 2), shape, "x_zero_point"), shape, "centred")
+    b.emit("Binary", [centred, _quant_param(b, node, node.inputs[1], shape, "x_scale")], [node.outputs[0]],
+           {"op": BinaryOp.MUL, "activation": Activation.NONE})
+
+
+def dynamic_quantize_linear(b: Builder, node: ir.Node) -> None:
+    """uint8 with scale = (max(x, 0) - min(x, 0)) / 255 (1 when that is 0, as onnxruntime) and a rounded zero point."""
+    x = node.inputs[0]
+    shape = static_shape(x)
+    everything = {"algorithm": ReduceAlgo.GENERIC, "axes_mask": (1 << len(shape)) - 1, "keepdims": 0,
+                  "noop_with_empty_axes": 0}
+    zero = b.constant(np.float32(0.0), f"{b.label}/zero")
+    low = _op(b, "Reduce", [x], (), F32, "min", kind=ReduceKind.MIN, **everything)
+    high = _op(b, "Reduce", [x], (), F32, "max", kind=ReduceKind.MAX, **everything)
+    span = _binary(b, BinaryOp.SUB, _binary(b, BinaryOp.MAX, high, zero, (), "high"),
+                   _binary(b, BinaryOp.MIN, low, zero, (), "low"), (), "span")
+    unit = _binary(b, BinaryOp.SUB, b.constant(np.float32(1.0), f"{b.label}/one"),
+                   _op(b, "Unary", [span], (), F32, "nonzero", op=UnaryOp.SIGN), (), "unit_if_zero")
+    scale = node.outputs[1] if len(node.outputs) > 1 and node.outputs[1] is not None else b.temp((), F32, "scale")
+    b.emit("Binary", [_binary(b, BinaryOp.DIV, span, b.constant(np.float32(255.0), f"{b.label}/255"), (), "step"),
+                      unit], [scale], {"op": BinaryOp.ADD, "activation": Activation.NONE})
+    low = _binary(b, BinaryOp.MIN, low, zero, (), "low0")
+    zero_point_f = _op(b, "Unary", [_binary(b, BinaryOp.SUB, zero, _binary(b, BinaryOp.DIV, low, scale, (), "low_steps"),
+                                            (), "zero_point_raw", clip=(0.0, 255.0))], (), F32, "zero_point", op=UnaryOp.ROUND)
+    if len(node.outputs) > 2 and node.outputs[2] is not None:
+        b.emit("Cast", [zero_point_f], [node.outputs[2]])
+    _quantize(b, x, scale, zero_point_f, shape, node.outputs[0])
+
+
+RULES = {"NegativeLogLikelihoodLoss": nll_loss, "SoftmaxCrossEntropyLoss": softmax_cross_entropy_loss, "Det": det,
+         "QuantizeLinear": quantize_linear, "DequantizeLinear": dequantize_linear,
+         "DynamicQuantizeLinear": dynamic_quantize_linear}
