@@ -58,6 +58,16 @@ T integer_mod(T a, T b, bool c_style) {
   return c_style || r == 0 || ((r < 0) == (b < 0)) ? r : T(r + b);
 }
 
+// a^b by squaring (wrapping); a negative b gives the truncated 1 / a^-b: 0 unless |a| == 1.
+template <typename T>
+T integer_pow(T a, T b) {
+  if (b < 0) return a == 1 ? T(1) : a == T(-1) ? T((b & 1) ? -1 : 1) : T(0);
+  uint64_t result = 1, base = uint64_t(a);
+  for (uint64_t e = uint64_t(b); e; e >>= 1, base *= base)
+    if (e & 1) result *= base;
+  return T(result);
+}
+
 template <typename T>
 T integer_binary(BinaryOp kind, T a, T b) {
   switch (kind) {  // wrap-around like onnxruntime's, computed unsigned (signed overflow is undefined)
@@ -69,6 +79,7 @@ T integer_binary(BinaryOp kind, T a, T b) {
     case BinaryOp::kMin: return std::min(a, b);
     case BinaryOp::kMod: return integer_mod(a, b, false);
     case BinaryOp::kFmod: return integer_mod(a, b, true);
+    case BinaryOp::kPow: return integer_pow(a, b);
     default: return T(0);  // refused by check_binary
   }
 }
@@ -120,7 +131,7 @@ bool check_binary(const Op& op, Message* err) {
   const BinaryAttrs a = binary_attrs(op);
   if (op.in[0]->dtype != SPARSEC_FLOAT32) {
     SPX_REQUIRE(a.activation == Activation::kNone, "integer operands take no activation");
-    SPX_REQUIRE(a.op != BinaryOp::kPow && a.op != BinaryOp::kPrelu, "POW and PRELU take float32 operands");
+    SPX_REQUIRE(a.op != BinaryOp::kPrelu, "PRELU takes float32 operands");
   }
   Broadcast plan;
   SPX_REQUIRE(make_broadcast(*op.out[0], op.in.data(), 2, &plan),

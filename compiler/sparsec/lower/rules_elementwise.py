@@ -20,8 +20,11 @@ def binary(b: Builder, node: ir.Node) -> None:
     op = BINARY.get(node.op_type)
     if node.op_type == "Mod":
         op = BinaryOp.FMOD if node.attributes.get_int("fmod", 0) else BinaryOp.MOD
-    if op in (BinaryOp.POW, BinaryOp.PRELU) and node.outputs[0].dtype != ir.DataType.FLOAT:
+    if op == BinaryOp.PRELU and node.outputs[0].dtype != ir.DataType.FLOAT:
         raise Unsupported(f"{node.op_type} runs on float32 only (this node is {node.outputs[0].dtype})")
+    if op == BinaryOp.POW and node.inputs[0].dtype != node.inputs[1].dtype:
+        raise Unsupported(f"Pow of {node.inputs[0].dtype} by {node.inputs[1].dtype}: sparsec takes operands of one "
+                          "dtype (a converted exponent or base would not be exact)")
     act = fused_activation(node)
     inputs = list(node.inputs)
     if len(inputs) == 1:

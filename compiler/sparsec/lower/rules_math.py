@@ -95,14 +95,14 @@ def _quantize(b: Builder, x, scale, zero_point, shape, y: ir.Value) -> None:
     b.emit("Cast", [shifted], [y])
 
 
-def _check_quant(node: ir.Node, value: ir.Value, role: str) -> None:
+def _check_quant(value: ir.Value, role: str) -> None:
     if numpy_dtype(value) not in QUANT_TYPES:
         raise Unsupported(f"{role} is {numpy_dtype(value)}: sparsec quantizes to uint8/int8 only")
 
 
 def quantize_linear(b: Builder, node: ir.Node) -> None:
     x, y = node.inputs[0], node.outputs[0]
-    _check_quant(node, y, "the output")
+    _check_quant(y, "the output")
     if numpy_dtype(x) != F32 or numpy_dtype(node.inputs[1]) != F32:
         raise Unsupported("x and y_scale must be float32")
     shape = static_shape(x)
@@ -112,7 +112,7 @@ def quantize_linear(b: Builder, node: ir.Node) -> None:
 
 def dequantize_linear(b: Builder, node: ir.Node) -> None:
     x = node.inputs[0]
-    _check_quant(node, x, "x")
+    _check_quant(x, "x")
     if numpy_dtype(node.outputs[0]) != F32:
         raise Unsupported("the output must be float32")
     shape = static_shape(x)
@@ -146,6 +146,68 @@ def dynamic_quantize_linear(b: Builder, node: ir.Node) -> None:
     _quantize(b, x, scale, zero_point_f, shape, node.outputs[0])
 
 
+# Integer products summed in float32 are exact while every partial sum stays below 2^24.
+EXACT_FLOAT_INTEGER = 1 << 24
+
+
+def _centred(b: Builder, value: ir.Value, zero_point: ir.Value | None, zp_shape, name: str) -> int:
+    """Cast(value) - zero_point (reshaped to zp_shape when per row/channel), in float32."""
+    _check_quant(value, name)
+    shape = static_shape(value)
+    as_float = _op(b, "Cast", [value], shape, F32, f"{name}_f32")
+    if zero_point is None:
+        return as_float
+    zp = _as_float(b, zero_point, f"{name}_zero_point_f32")
+    if math.prod(static_shape(zero_point)) > 1:
+        zp = _op(b, "Copy", [zp], zp_shape, F32, f"{name}_zero_point")
+    return _binary(b, BinaryOp.SUB, as_float, zp, shape, f"{name}_centred")
+
+
+def _check_exact_sum(terms: int) -> None:
+    if terms * 255 * 255 > EXACT_FLOAT_INTEGER:
+        raise Unsupported(f"sums of {terms} products of 8-bit values may exceed 2^24, where sparsec's float32 "
+                          "accumulation stops being exact")
+
+
+def _as_value(b: Builder, index: int) -> ir.Value:
+    t = b.g.tensors[index]
+    value = ir.Value(name=t.name, shape=ir.Shape(t.shape), type=ir.TensorType(ir.DataType.FLOAT))
+    b.alias(value, index)
+    return value
+
+
+def matmul_integer(b: Builder, node: ir.Node) -> None:
+    """(A - a_zero_point) @ (B - b_zero_point) in float32 (exact for these sums), cast to int32."""
+    a, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    sa, sw = static_shape(a), static_shape(w)
+    if len(sa) < 2 or len(sw) < 2:
+        raise Unsupported("A and B must have rank >= 2")
+    _check_exact_sum(sa[-1])
+    a_f = _centred(b, a, input_at(node, 2), [sa[-2], 1], "A")
+    w_f = _centred(b, w, input_at(node, 3), [sw[-1]], "B")
+    product = _op(b, "MatMul", [a_f, w_f, None], static_shape(y), F32, "product", activation=Activation.NONE)
+    b.emit("Cast", [product], [y])
+
+
+def conv_integer(b: Builder, node: ir.Node) -> None:
+    """Conv of (x - x_zero_point) and (w - w_zero_point) in float32 (exact for these sums), cast to int32."""
+    from sparsec.lower.rules_nn import conv
+
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    sw = static_shape(w)
+    _check_exact_sum(math.prod(sw[1:]))
+    x_f = _centred(b, x, input_at(node, 2), [], "x")
+    w_f = _centred(b, w, input_at(node, 3), [sw[0], *[1] * (len(sw) - 1)], "w")
+    as_conv = ir.Node("", "Conv", [_as_value(b, x_f), _as_value(b, w_f)], list(node.attributes.values()),
+                      num_outputs=1, name=node.name)
+    out = b.temp(static_shape(y), F32, f"{b.label}/float")
+    b.alias(as_conv.outputs[0], out)
+    as_conv.outputs[0].shape, as_conv.outputs[0].type = ir.Shape(static_shape(y)), ir.TensorType(ir.DataType.FLOAT)
+    conv(b, as_conv)
+    b.emit("Cast", [out], [y])
+
+
 RULES = {"NegativeLogLikelihoodLoss": nll_loss, "SoftmaxCrossEntropyLoss": softmax_cross_entropy_loss, "Det": det,
          "QuantizeLinear": quantize_linear, "DequantizeLinear": dequantize_linear,
-         "DynamicQuantizeLinear": dynamic_quantize_linear}
+         "DynamicQuantizeLinear": dynamic_quantize_linear, "MatMulInteger": matmul_integer,
+         "ConvInteger": conv_integer}
