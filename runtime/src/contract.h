@@ -26,6 +26,7 @@ enum class ConvAlgo : int64_t { kIm2col = 0, kGemm1x1 = 1, kDepthwise = 2, kDept
 enum class ArgKind : int64_t { kMax = 0, kMin = 1, kLast = kMin };
 enum class SoftmaxMode : int64_t { kSoftmax = 0, kLogSoftmax = 1, kHardmax = 2, kLast = kHardmax };
 enum class LossReduction : int64_t { kNone = 0, kSum = 1, kMean = 2, kLast = kMean };
+enum class WindowKind : int64_t { kHann = 0, kHamming = 1, kBlackman = 2, kLast = kBlackman };
 
 enum class OpCode : uint32_t {
   kConv = 1,  // 2-D convolution, NCHW; weight [M, C/group, KH, KW]; pads top, left, bottom, right
@@ -51,11 +52,13 @@ enum class OpCode : uint32_t {
   kActivation = 21,  // element-wise activation
   kNllLoss = 90,  // ONNX NegativeLogLikelihoodLoss: log_prob [N, C, d...], target [N, d...], weight [C]; a target outside [0, C) other than ignore_index fails the run
   kDet = 91,  // determinant of each trailing [M, M] matrix (LU with partial pivoting in double)
-  kLast = kDet,
+  kDft = 92,  // ONNX DFT of x [..., 1 or 2] along axis (or the run-time axis input, checked against the output shape), zero-padded or cut to length (0: ONNX's default from the input); inverse onesided: the real inverse of a one-sided spectrum; scratch: the length's twiddles
+  kWindow = 93,  // HannWindow/HammingWindow/BlackmanWindow of the run-time size (which must equal the output length)
+  kLast = kWindow,
 };
 
 // X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list.
-#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(NllLoss, nll_loss) X(Det, det)
+#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(NllLoss, nll_loss) X(Det, det) X(Dft, dft) X(Window, window)
 
 struct AttrMeta {
   const char* name;
@@ -120,8 +123,14 @@ constexpr AttrMeta kAttrMeta[] = {
     {"reduction", 1, 0, 2},  // NllLoss
     {"ignore_index", 1, -4611686018427387904, 4611686018427387904},  // NllLoss
     {"has_ignore_index", 1, 0, 1},  // NllLoss
+    {"axis", 1, 0, 6},  // Dft
+    {"inverse", 1, 0, 1},  // Dft
+    {"onesided", 1, 0, 1},  // Dft
+    {"length", 1, 0, 4294967296},  // Dft
+    {"kind", 1, 0, 2},  // Window
+    {"periodic", 1, 0, 1},  // Window
 };
-constexpr OpMeta kOpMeta[92] = {
+constexpr OpMeta kOpMeta[94] = {
     {},  // 0
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
@@ -214,6 +223,8 @@ constexpr OpMeta kOpMeta[92] = {
     {},  // 89
     {"NllLoss", 3, 1, false, false, {{0, false}, {1, false}, {0, true}}, {{0, false}}, {2, 12}, 3, 0, 39, false},
     {"Det", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 0, 0, 42, false},
+    {"Dft", 2, 1, false, false, {{0, false}, {1, true}}, {{0, false}}, {2, 4}, 4, 0, 42, false},
+    {"Window", 1, 1, false, false, {{1, false}}, {{0, false}}, {2, 12}, 2, 0, 46, false},
 };
 
 }  // namespace sparsec

@@ -308,4 +308,38 @@ inline NllLossAttrs nll_loss_attrs(const Op& op) {
   return a;
 }
 
+struct DftAttrs {
+  int64_t axis;
+  int64_t inverse;
+  int64_t onesided;
+  int64_t length;
+};
+inline DftAttrs dft_attrs(const Op& op) {
+  DftAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.inverse = int64_t(*v);
+  v += 1;
+  a.onesided = int64_t(*v);
+  v += 1;
+  a.length = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct WindowAttrs {
+  WindowKind kind;
+  int64_t periodic;
+};
+inline WindowAttrs window_attrs(const Op& op) {
+  WindowAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.kind = WindowKind(*v);
+  v += 1;
+  a.periodic = int64_t(*v);
+  v += 1;
+  return a;
+}
+
 }  // namespace sparsec

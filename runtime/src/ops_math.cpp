@@ -1,5 +1,5 @@
-// Loss and linear-algebra ops: NllLoss (ONNX NegativeLogLikelihoodLoss, also SoftmaxCrossEntropyLoss after a
-// log-softmax) and Det.
+// Loss, linear-algebra and signal ops: NllLoss (ONNX NegativeLogLikelihoodLoss, also SoftmaxCrossEntropyLoss after
+// a log-softmax), Det, Dft and the window functions.
 #include <cmath>
 #include <utility>
 
@@ -85,6 +85,116 @@ bool run_det(const Op& op, uint8_t* scratch, Message*) {
     }
     op.out[0]->f32()[b] = float(det);
   }
+  return true;
+}
+
+namespace {
+
+constexpr double kTwoPi = 6.283185307179586476925286766559;
+
+// The DFT axis: the attribute, or the run-time axis input (negative counts from the end), which must give the
+// compiled output shape.
+bool dft_axis(const Op& op, size_t* axis, Message* err) {
+  const Tensor& x = *op.in[0];
+  const Tensor& y = *op.out[0];
+  const DftAttrs a = dft_attrs(op);
+  int64_t value = a.axis;
+  if (const Tensor* input = optional_input(op, 1)) {
+    value = input->as<int64_t>()[0];
+    value = value < 0 ? value + int64_t(x.ndim) : value;
+  }
+  SPX_REQUIRE(value >= 0 && value + 2 <= int64_t(x.ndim), "axis %lld is outside [0, %u)", static_cast<long long>(value),
+              x.ndim - 1);
+  for (uint32_t d = 0; d + 1 < x.ndim; ++d)
+    SPX_REQUIRE(int64_t(d) == value || y.dims[d] == x.dims[d], "axis %lld gives another output shape than the compiled %s",
+                static_cast<long long>(value), shape_str(y).text);
+  *axis = size_t(value);
+  return true;
+}
+
+}  // namespace
+
+bool check_dft(const Op& op, Message* err) {
+  const Tensor& x = *op.in[0];
+  const Tensor& y = *op.out[0];
+  const DftAttrs a = dft_attrs(op);
+  const bool real_out = a.inverse && a.onesided;
+  SPX_REQUIRE(x.ndim >= 2 && y.ndim == x.ndim && (x.dims[x.ndim - 1] == 1 || x.dims[x.ndim - 1] == 2) &&
+                  y.dims[y.ndim - 1] == (real_out ? 1 : 2),
+              "input must be [..., 1 or 2] and output [..., %d]", real_out ? 1 : 2);
+  if (const Tensor* axis = optional_input(op, 1)) SPX_REQUIRE(axis->numel == 1, "axis input must be one value");
+  else SPX_REQUIRE(a.axis + 2 <= int64_t(x.ndim), "axis out of range");
+  return true;
+}
+
+bool run_dft(const Op& op, uint8_t* scratch, Message* err) {
+  const Tensor& x = *op.in[0];
+  const Tensor& y = *op.out[0];
+  const DftAttrs a = dft_attrs(op);
+  size_t axis = 0;
+  if (!dft_axis(op, &axis, err)) return false;
+  const bool hermitian = a.inverse && a.onesided;
+  const size_t n_in = size_t(x.dims[axis]), n_out = size_t(y.dims[axis]);
+  const size_t length = a.length ? size_t(a.length) : hermitian ? 2 * (n_in - 1) : n_in;
+  SPX_REQUIRE(length > 0 && op.scratch_bytes >= length * 2 * sizeof(double), "scratch too small for a DFT of length %zu",
+              length);
+  SPX_REQUIRE(n_out == (a.onesided && !a.inverse ? length / 2 + 1 : length), "output length %zu does not fit the DFT",
+              n_out);
+  double* twiddle = reinterpret_cast<double*>(scratch);  // cos, sin of 2 pi t / length
+  for (size_t t = 0; t < length; ++t) {
+    twiddle[2 * t] = std::cos(kTwoPi * double(t) / double(length));
+    twiddle[2 * t + 1] = std::sin(kTwoPi * double(t) / double(length));
+  }
+  const size_t c_in = size_t(x.dims[x.ndim - 1]), c_out = size_t(y.dims[y.ndim - 1]);
+  const size_t outer = product(x.dims, 0, axis), inner = product(x.dims, axis + 1, x.ndim - 1);
+  const double sign = a.inverse ? 1.0 : -1.0, scale = a.inverse ? 1.0 / double(length) : 1.0;
+  // Input term j of the transform: x[j], zero past the input; the one-sided inverse mirrors the spectrum.
+  const size_t terms = hermitian ? length : std::min(n_in, length);
+  for (size_t o = 0; o < outer; ++o) {
+    for (size_t i = 0; i < inner; ++i) {
+      const float* in = x.f32() + (o * n_in * inner + i) * c_in;
+      float* out = y.f32() + (o * n_out * inner + i) * c_out;
+      auto term = [&](size_t j, double* re, double* im) {
+        const bool mirrored = hermitian && j > length / 2;  // conj(x[length - j])
+        const size_t k = mirrored ? length - j : j;
+        *re = k < n_in ? in[k * inner * c_in] : 0.0;
+        *im = k < n_in && c_in == 2 ? in[k * inner * c_in + 1] * (mirrored ? -1.0 : 1.0) : 0.0;
+      };
+      for (size_t k = 0; k < n_out; ++k) {
+        double re = 0.0, im = 0.0;
+        for (size_t j = 0; j < terms; ++j) {
+          double xr, xi;
+          term(j, &xr, &xi);
+          const size_t t = (j * k) % length;
+          const double c = twiddle[2 * t], s = sign * twiddle[2 * t + 1];
+          re += xr * c - xi * s;
+          im += xr * s + xi * c;
+        }
+        out[k * inner * c_out] = float(re * scale);
+        if (c_out == 2) out[k * inner * c_out + 1] = float(im * scale);
+      }
+    }
+  }
+  return true;
+}
+
+bool check_window(const Op& op, Message* err) {
+  SPX_REQUIRE(op.in[0]->numel == 1 && op.out[0]->ndim == 1, "size must be one value and the output 1-D");
+  return true;
+}
+
+bool run_window(const Op& op, uint8_t*, Message* err) {
+  const Tensor& y = *op.out[0];
+  const WindowAttrs a = window_attrs(op);
+  const int64_t size = op.in[0]->dtype == SPARSEC_INT64 ? op.in[0]->as<int64_t>()[0] : op.in[0]->as<int32_t>()[0];
+  SPX_REQUIRE(size == y.dims[0], "size %lld differs from the compiled output length %lld", static_cast<long long>(size),
+              static_cast<long long>(y.dims[0]));
+  const double n = double(a.periodic ? size : size - 1);
+  // a0 - a1 cos(2 pi k / n) + a2 cos(4 pi k / n)
+  const double coef[3][3] = {{0.5, 0.5, 0.0}, {25.0 / 46.0, 21.0 / 46.0, 0.0}, {0.42, 0.5, 0.08}};
+  const double* c = coef[int(a.kind)];
+  for (int64_t k = 0; k < size; ++k)
+    y.f32()[k] = float(c[0] - c[1] * std::cos(kTwoPi * double(k) / n) + c[2] * std::cos(2.0 * kTwoPi * double(k) / n));
   return true;
 }
 

@@ -99,6 +99,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "ArgKind": ("MAX", "MIN"),
     "SoftmaxMode": ("SOFTMAX", "LOG_SOFTMAX", "HARDMAX"),
     "LossReduction": ("NONE", "SUM", "MEAN"),
+    "WindowKind": ("HANN", "HAMMING", "BLACKMAN"),
 }
 _enums = {name: IntEnum(name, {v: i for i, v in enumerate(values)}) for name, values in ENUMS.items()}
 Activation = _enums["Activation"]
@@ -112,6 +113,7 @@ ConvAlgo = _enums["ConvAlgo"]
 ArgKind = _enums["ArgKind"]
 SoftmaxMode = _enums["SoftmaxMode"]
 LossReduction = _enums["LossReduction"]
+WindowKind = _enums["WindowKind"]
 
 SPATIAL_MAX = 1 << 16  # strides, pads, dilations, windows
 ATTR_MAX = 1 << 32
@@ -280,6 +282,14 @@ OPS = (
        doc="ONNX NegativeLogLikelihoodLoss: log_prob [N, C, d...], target [N, d...], weight [C]; a target outside "
            "[0, C) other than ignore_index fails the run"),
     Op(91, "Det", X, Y, F32, doc="determinant of each trailing [M, M] matrix (LU with partial pivoting in double)"),
+    Op(92, "Dft", (Slot("x"), Slot("axis", "I", optional=True)), Y, {"T": ("float32",), "I": ("int64",)},
+       (Attr("axis", low=0, high=MAX_DIMS - 2), flag("inverse"), flag("onesided"), Attr("length", low=0)),
+       doc="ONNX DFT of x [..., 1 or 2] along axis (or the run-time axis input, checked against the output shape), "
+           "zero-padded or cut to length (0: ONNX's default from the input); inverse onesided: the real inverse of a "
+           "one-sided spectrum; scratch: the length's twiddles"),
+    Op(93, "Window", (Slot("size", "I"),), Y, {"T": ("float32",), "I": INDEX_TYPES},
+       (Attr("kind", enum="WindowKind"), flag("periodic")),
+       doc="HannWindow/HammingWindow/BlackmanWindow of the run-time size (which must equal the output length)"),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}

@@ -8,8 +8,10 @@ import math
 import numpy as np
 import onnx_ir as ir
 
-from sparsec.contract.schema import Activation, BinaryOp, LossReduction, ReduceAlgo, ReduceKind, SoftmaxMode, UnaryOp
-from sparsec.lower.builder import Builder, Unsupported, axis_of, input_at, numpy_dtype, static_shape
+from sparsec.contract.schema import (Activation, BinaryOp, LossReduction, ReduceAlgo, ReduceKind, SoftmaxMode, UnaryOp,
+                                     WindowKind)
+from sparsec.lower.builder import Builder, Unsupported, axis_of, const_input, input_at, numpy_dtype, static_shape
+from sparsec.passes.util import const_array
 
 F32 = np.dtype(np.float32)
 QUANT_TYPES = (np.dtype(np.uint8), np.dtype(np.int8))
@@ -207,7 +209,44 @@ def conv_integer(b: Builder, node: ir.Node) -> None:
     b.emit("Cast", [out], [y])
 
 
+def dft(b: Builder, node: ir.Node) -> None:
+    """DFT with a constant dft_length (or none) and a constant or run-time axis (any axis the shapes allow that
+    gives the same length; the runtime checks the one it gets)."""
+    x, y = node.inputs[0], node.outputs[0]
+    sx, sy = static_shape(x), static_shape(y)
+    inverse, onesided = node.attributes.get_int("inverse", 0), node.attributes.get_int("onesided", 0)
+    given = const_input(node, 1, "dft_length")
+
+    def length(d: int) -> int:
+        return int(given) if given is not None else 2 * (sx[d] - 1) if inverse and onesided else sx[d]
+
+    def fits(d: int) -> bool:
+        n_out = length(d) // 2 + 1 if onesided and not inverse else length(d)
+        return sy[d] == n_out and all(sx[e] == sy[e] for e in range(len(sx) - 1) if e != d)
+
+    axis_value = input_at(node, 2)
+    run_time_axis = axis_value is not None and const_array(axis_value) is None
+    if run_time_axis:
+        candidates = [d for d in range(len(sx) - 1) if fits(d)]
+    else:
+        default = node.attributes.get_int("axis", 1) if len(node.inputs) < 3 else -2
+        candidates = [axis_of(int(const_input(node, 2, "axis", np.int64(default))), len(sx))]
+    if not candidates or not fits(candidates[0]):
+        raise Unsupported(f"no DFT axis turns {list(sx)} into {list(sy)}")
+    b.emit("Dft", [x, axis_value if run_time_axis else None], [y],
+           {"axis": candidates[0], "inverse": inverse, "onesided": onesided, "length": 0 if given is None else int(given)},
+           scratch_bytes=16 * max(length(d) for d in candidates))
+
+
+WINDOWS = {"HannWindow": WindowKind.HANN, "HammingWindow": WindowKind.HAMMING, "BlackmanWindow": WindowKind.BLACKMAN}
+
+
+def window(b: Builder, node: ir.Node) -> None:
+    b.emit("Window", [node.inputs[0]], [node.outputs[0]],
+           {"kind": WINDOWS[node.op_type], "periodic": node.attributes.get_int("periodic", 1)})
+
+
 RULES = {"NegativeLogLikelihoodLoss": nll_loss, "SoftmaxCrossEntropyLoss": softmax_cross_entropy_loss, "Det": det,
          "QuantizeLinear": quantize_linear, "DequantizeLinear": dequantize_linear,
          "DynamicQuantizeLinear": dynamic_quantize_linear, "MatMulInteger": matmul_integer,
-         "ConvInteger": conv_integer}
+         "ConvInteger": conv_integer, "DFT": dft, **{op: window for op in WINDOWS}}
