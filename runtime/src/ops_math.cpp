@@ -1,5 +1,6 @@
 // Loss, linear-algebra and signal ops: NllLoss (ONNX NegativeLogLikelihoodLoss, also SoftmaxCrossEntropyLoss after
 // a log-softmax), Det, Dft and the window functions.
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
