@@ -383,3 +383,71 @@ def test_training_dropout_is_refused(tmp_path):
     model = one_node("Dropout", [("x", FLOAT, [3, 4]), ("ratio", FLOAT, []), ("training", BOOL, [])],
                      [("y", FLOAT, [3, 4])], opset=13)
     refused(model, tmp_path, "Dropout_node", "(Dropout)", "random")
+
+
+# ---- the new run-time ops on the device targets -------------------------------------------------------------------
+
+def device_model() -> tuple[onnx.ModelProto, dict]:
+    """One model running every run-time op this family added or extended (NllLoss, Det, Dft, Window, Reduce with
+    run-time axes and integers, Softmax's HARDMAX, the new Unary and Activation kinds)."""
+    rng = np.random.default_rng(7)
+    nodes = [
+        helper.make_node("SoftmaxCrossEntropyLoss", ["x", "t"], ["loss"], ignore_index=-1),
+        helper.make_node("Hardmax", ["x"], ["hard"], axis=1),
+        helper.make_node("Selu", ["x"], ["selu"]), helper.make_node("Mish", ["selu"], ["mish"]),
+        helper.make_node("Atan", ["mish"], ["atan"]),
+        helper.make_node("ReduceSum", ["x", "axes"], ["sum"], keepdims=0),
+        helper.make_node("ReduceMax", ["t", "axes"], ["tmax"], keepdims=1),
+        helper.make_node("Det", ["m"], ["det"]),
+        helper.make_node("Unsqueeze", ["x", "last"], ["signal"]),
+        helper.make_node("DFT", ["signal", "", "one"], ["spectrum"], onesided=1),
+        helper.make_node("HannWindow", ["n"], ["window"]),
+    ]
+    outputs = [("loss", FLOAT, []), ("hard", FLOAT, [2, 4, 6]), ("atan", FLOAT, [2, 4, 6]), ("sum", FLOAT, [2, 6]),
+               ("tmax", INT64, [2, 1]), ("det", FLOAT, [3]), ("spectrum", FLOAT, [2, 3, 6, 2]), ("window", FLOAT, [8])]
+    graph = helper.make_graph(
+        nodes, "device",
+        [helper.make_tensor_value_info(*i) for i in [("x", FLOAT, [2, 4, 6]), ("t", INT64, [2, 6]), ("axes", INT64, [1]),
+                                                     ("m", FLOAT, [3, 3, 3]), ("n", INT32, [])]],
+        [helper.make_tensor_value_info(*o) for o in outputs],
+        [onnx.numpy_helper.from_array(np.array([-1], np.int64), "last"),
+         onnx.numpy_helper.from_array(np.array(1, np.int64), "one")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    target = rng.integers(0, 4, (2, 6))
+    target[0, 0] = -1
+    feed = {"x": rng.standard_normal((2, 4, 6)).astype(F), "t": target.astype(np.int64),
+            "axes": np.array([1], np.int64), "m": rng.standard_normal((3, 3, 3)).astype(F), "n": np.array(8, np.int32)}
+    return model, feed
+
+
+def test_device_model_on_host(tmp_path):
+    model, feed = device_model()
+    assert compile_and_compare(model, feed, tmp_path) < 1e-5
+
+
+def test_device_model_on_arm64(tmp_path):
+    from test_target_arm64 import run_on_arm64
+
+    from conftest import raw_outputs_error, write_raw_inputs
+
+    model, feed = device_model()
+    result = sparsec.compile(model, target="arm64", output=tmp_path)
+    ref = run_onnxruntime(model, feed)
+    outputs = [tmp_path / f"output{i}.bin" for i in range(len(ref))]
+    args = [a for p in write_raw_inputs(feed, tmp_path) for a in ("--input", p)]
+    run = run_on_arm64(tmp_path / "sparsec-run", result.path, *args, *[a for p in outputs for a in ("--output", p)])
+    assert run.returncode == 0, run.stderr
+    assert raw_outputs_error(outputs, ref) < 1e-5
+
+
+def test_device_model_on_wasm32(tmp_path):
+    from test_target_wasm32 import run_in_node
+
+    from conftest import raw_outputs_error, write_raw_inputs
+
+    model, feed = device_model()
+    result = sparsec.compile(model, target="wasm32", output=tmp_path)
+    run = run_in_node(tmp_path, result.path, tmp_path, write_raw_inputs(feed, tmp_path))
+    assert run.returncode == 0, run.stderr
+    ref = run_onnxruntime(model, feed)
+    assert raw_outputs_error([tmp_path / f"{i}.bin" for i in range(len(ref))], ref) < 1e-5
