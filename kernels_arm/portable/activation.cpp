@@ -57,13 +57,10 @@ void f32_activation__portable(const ActParams& act, float* data, size_t n) {
     case Activation::kLeakyRelu: return apply(data, n, [a](float x) { return leaky_relu(x, a); });
     case Activation::kElu: return apply(data, n, [a](float x) { return elu(x, a); });
     case Activation::kSoftplus: return apply(data, n, softplus);
-    case Activation::kSelu: return apply(data, n, [a, b](float x) { return selu(x, a, b); });
-    case Activation::kCelu: return apply(data, n, [a](float x) { return celu(x, a); });
-    case Activation::kThresholdedRelu: return apply(data, n, [a](float x) { return thresholded_relu(x, a); });
-    case Activation::kShrink: return apply(data, n, [a, b](float x) { return shrink(x, a, b); });
-    case Activation::kSoftsign: return apply(data, n, softsign);
-    case Activation::kMish: return apply(data, n, mish);
-    case Activation::kSwish: return apply(data, n, [a](float x) { return x * sigmoid_poly(a * x); });
+    // Rare in models: the scalar loop, shared (each vectorised loop costs the wasm build its size).
+    case Activation::kSelu: case Activation::kCelu: case Activation::kThresholdedRelu: case Activation::kShrink:
+    case Activation::kSoftsign: case Activation::kMish: case Activation::kSwish:
+      return f32_activation__scalar(act, data, n);
   }
 }
 

@@ -7,19 +7,17 @@
 #include "op_util.h"
 
 namespace sparsec {
-namespace {
 
-template <typename I>
-bool nll_loss(const Op& op, Message* err) {
+bool run_nll_loss(const Op& op, uint8_t*, Message* err) {
   const Tensor& x = *op.in[0];
-  const I* target = op.in[1]->as<I>();
+  const Tensor& target = *op.in[1];
   const Tensor* weight = optional_input(op, 2);
   const NllLossAttrs a = nll_loss_attrs(op);
   const size_t n = size_t(x.dims[0]), c = size_t(x.dims[1]), inner = product(x.dims, 2, x.ndim);
   float* loss = op.out[0]->f32();
   double total = 0.0, weights = 0.0;
   for (size_t i = 0; i < n * inner; ++i) {
-    const int64_t t = int64_t(target[i]);
+    const int64_t t = target.dtype == SPARSEC_INT64 ? target.as<int64_t>()[i] : target.as<int32_t>()[i];
     float value = 0.0f, w = 0.0f;
     if (!(a.has_ignore_index && t == a.ignore_index)) {
       SPX_REQUIRE(t >= 0 && t < int64_t(c), "target %lld is outside [0, %zu)", static_cast<long long>(t), c);
@@ -35,8 +33,6 @@ bool nll_loss(const Op& op, Message* err) {
   return true;
 }
 
-}  // namespace
-
 bool check_nll_loss(const Op& op, Message* err) {
   const Tensor& x = *op.in[0];
   const Tensor& t = *op.in[1];
@@ -48,10 +44,6 @@ bool check_nll_loss(const Op& op, Message* err) {
   const bool none = nll_loss_attrs(op).reduction == LossReduction::kNone;
   SPX_REQUIRE(op.out[0]->numel == (none ? t.numel : 1), "loss has the wrong size");
   return true;
-}
-
-bool run_nll_loss(const Op& op, uint8_t*, Message* err) {
-  return op.in[1]->dtype == SPARSEC_INT64 ? nll_loss<int64_t>(op, err) : nll_loss<int32_t>(op, err);
 }
 
 bool check_det(const Op& op, Message* err) {
@@ -141,10 +133,11 @@ bool run_dft(const Op& op, uint8_t* scratch, Message* err) {
               length);
   SPX_REQUIRE(n_out == (a.onesided && !a.inverse ? length / 2 + 1 : length), "output length %zu does not fit the DFT",
               n_out);
-  double* twiddle = reinterpret_cast<double*>(scratch);  // cos, sin of 2 pi t / length
+  double* twiddle = reinterpret_cast<double*>(scratch);  // cos, sin of 2 pi t / length (float libm: smaller wasm)
   for (size_t t = 0; t < length; ++t) {
-    twiddle[2 * t] = std::cos(kTwoPi * double(t) / double(length));
-    twiddle[2 * t + 1] = std::sin(kTwoPi * double(t) / double(length));
+    const float angle = float(kTwoPi * double(t) / double(length));
+    twiddle[2 * t] = std::cos(angle);
+    twiddle[2 * t + 1] = std::sin(angle);
   }
   const size_t c_in = size_t(x.dims[x.ndim - 1]), c_out = size_t(y.dims[y.ndim - 1]);
   const size_t outer = product(x.dims, 0, axis), inner = product(x.dims, axis + 1, x.ndim - 1);
@@ -195,7 +188,8 @@ bool run_window(const Op& op, uint8_t*, Message* err) {
   const double coef[3][3] = {{0.5, 0.5, 0.0}, {25.0 / 46.0, 21.0 / 46.0, 0.0}, {0.42, 0.5, 0.08}};
   const double* c = coef[int(a.kind)];
   for (int64_t k = 0; k < size; ++k)
-    y.f32()[k] = float(c[0] - c[1] * std::cos(kTwoPi * double(k) / n) + c[2] * std::cos(2.0 * kTwoPi * double(k) / n));
+    y.f32()[k] = float(c[0] - c[1] * std::cos(float(kTwoPi * double(k) / n)) +
+                       c[2] * std::cos(float(2.0 * kTwoPi * double(k) / n)));
   return true;
 }
 

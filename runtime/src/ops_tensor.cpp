@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <type_traits>
 
 #include "op_util.h"
 #include "sparsec_rt.h"
@@ -112,15 +111,23 @@ float unary_math(UnaryOp kind, float x) {
     case UnaryOp::kSin: return std::sin(x);
     case UnaryOp::kCos: return std::cos(x);
     case UnaryOp::kSign: return float((x > 0.0f) - (x < 0.0f));
-    case UnaryOp::kTan: return std::tan(x);
-    case UnaryOp::kAsin: return std::asin(x);
-    case UnaryOp::kAcos: return std::acos(x);
+    // Through the functions above and atan (a few ulp; each libm function costs the wasm build kilobytes).
+    case UnaryOp::kTan: return std::sin(x) / std::cos(x);
     case UnaryOp::kAtan: return std::atan(x);
-    case UnaryOp::kSinh: return std::sinh(x);
-    case UnaryOp::kCosh: return std::cosh(x);
-    case UnaryOp::kAsinh: return std::asinh(x);
-    case UnaryOp::kAcosh: return std::acosh(x);
-    case UnaryOp::kAtanh: return std::atanh(x);
+    case UnaryOp::kAsin: return std::atan(x / std::sqrt((1.0f - x) * (1.0f + x)));
+    case UnaryOp::kAcos: return 2.0f * std::atan(std::sqrt((1.0f - x) / (1.0f + x)));
+    case UnaryOp::kSinh: return 0.5f * (std::expm1(x) - std::expm1(-x));
+    case UnaryOp::kCosh: return 0.5f * (std::exp(x) + std::exp(-x));
+    case UnaryOp::kAsinh: {
+      const float a = std::fabs(x);  // log1p(a + a^2 / (1 + sqrt(1 + a^2))), the large-a form avoids a^2 overflow
+      const float y = a > 1e18f ? std::log(a) + 0.693147181f : std::log1p(a + a * a / (1.0f + std::sqrt(1.0f + a * a)));
+      return std::copysign(y, x);
+    }
+    case UnaryOp::kAcosh: {
+      const float t = x - 1.0f;
+      return x > 1e18f ? std::log(x) + 0.693147181f : std::log1p(t + std::sqrt(t * (x + 1.0f)));
+    }
+    case UnaryOp::kAtanh: return 0.5f * std::log1p(2.0f * x / (1.0f - x));
   }
   return x;
 }
@@ -357,27 +364,47 @@ void reduce_float(const Tensor& x, const ReducePlan& p, ReduceKind kind, float* 
   });
 }
 
-// Integer reductions wrap modulo 2^bits (unsigned arithmetic), as ONNX Runtime's do.
-template <typename T>
-void reduce_integer(const Tensor& x, const ReducePlan& p, ReduceKind kind, T* out, size_t n_out) {
-  using U = typename std::make_unsigned<T>::type;
-  const T* in = x.as<T>();
-  for_each_reduction(p, n_out, [&](size_t o, auto&& visit) {
-    T acc = kind == ReduceKind::kProd ? T(1)
-            : kind == ReduceKind::kMax ? std::numeric_limits<T>::lowest()
-            : kind == ReduceKind::kMin ? std::numeric_limits<T>::max() : T(0);
+int64_t load_integer(const Tensor& t, size_t i) {
+  switch (t.dtype) {
+    case SPARSEC_INT64: return t.as<int64_t>()[i];
+    case SPARSEC_INT32: return t.as<int32_t>()[i];
+    case SPARSEC_INT8: return t.as<int8_t>()[i];
+    default: return t.as<uint8_t>()[i];  // uint8, bool
+  }
+}
+
+// The dtype's lowest (highest) value: what an empty max (min) gives.
+int64_t integer_limit(uint8_t dtype, bool highest) {
+  switch (dtype) {
+    case SPARSEC_INT64: return highest ? std::numeric_limits<int64_t>::max() : std::numeric_limits<int64_t>::min();
+    case SPARSEC_INT32: return highest ? std::numeric_limits<int32_t>::max() : std::numeric_limits<int32_t>::min();
+    case SPARSEC_INT8: return highest ? 127 : -128;
+    case SPARSEC_BOOL: return highest ? 1 : 0;
+    default: return highest ? 255 : 0;
+  }
+}
+
+// Integer reductions in 64 bits, stored truncated: sums and products wrap modulo 2^bits of the dtype (unsigned
+// arithmetic, as onnxruntime's wrap), max/min compare the exact values.
+void reduce_integer(const Tensor& x, const ReducePlan& p, ReduceKind kind, Tensor& y) {
+  for_each_reduction(p, y.numel, [&](size_t o, auto&& visit) {
+    const bool max = kind == ReduceKind::kMax, min = kind == ReduceKind::kMin;
+    int64_t best = integer_limit(y.dtype, min);
+    uint64_t acc = kind == ReduceKind::kProd ? 1 : 0;
     visit([&](size_t off) {
-      const T v = in[off];
-      switch (kind) {
-        case ReduceKind::kMax: acc = std::max(acc, v); break;
-        case ReduceKind::kMin: acc = std::min(acc, v); break;
-        case ReduceKind::kProd: acc = T(U(acc) * U(v)); break;
-        case ReduceKind::kL1: acc = T(U(acc) + U(v < 0 ? T(U(0) - U(v)) : v)); break;
-        case ReduceKind::kSumSquare: acc = T(U(acc) + U(v) * U(v)); break;
-        default: acc = T(U(acc) + U(v)); break;
-      }
+      const int64_t v = load_integer(x, off);
+      const uint64_t u = uint64_t(v);
+      if (max || min) best = max ? std::max(best, v) : std::min(best, v);
+      else if (kind == ReduceKind::kProd) acc *= u;
+      else if (kind == ReduceKind::kL1) acc += v < 0 ? 0 - u : u;
+      else acc += kind == ReduceKind::kSumSquare ? u * u : u;
     });
-    out[o] = acc;
+    if (max || min) acc = uint64_t(best);
+    switch (y.dtype) {
+      case SPARSEC_INT64: y.as<int64_t>()[o] = int64_t(acc); break;
+      case SPARSEC_INT32: y.as<uint32_t>()[o] = uint32_t(acc); break;
+      default: y.as<uint8_t>()[o] = uint8_t(acc); break;  // int8, uint8, bool: the low byte
+    }
   });
 }
 
@@ -398,13 +425,8 @@ bool run_reduce(const Op& op, uint8_t*, Message* err) {
   int64_t mask = 0;
   if (!reduction_mask(op, &mask, err)) return false;
   const ReducePlan p = reduce_plan(x, mask);
-  switch (x.dtype) {
-    case SPARSEC_FLOAT32: reduce_float(x, p, a.kind, y.f32(), y.numel); break;
-    case SPARSEC_INT64: reduce_integer(x, p, a.kind, y.as<int64_t>(), y.numel); break;
-    case SPARSEC_INT32: reduce_integer(x, p, a.kind, y.as<int32_t>(), y.numel); break;
-    case SPARSEC_INT8: reduce_integer(x, p, a.kind, y.as<int8_t>(), y.numel); break;
-    default: reduce_integer(x, p, a.kind, y.as<uint8_t>(), y.numel); break;  // uint8, bool
-  }
+  if (x.dtype == SPARSEC_FLOAT32) reduce_float(x, p, a.kind, y.f32(), y.numel);
+  else reduce_integer(x, p, a.kind, y);
   return true;
 }
 
