@@ -451,3 +451,28 @@ def test_device_model_on_wasm32(tmp_path):
     assert run.returncode == 0, run.stderr
     ref = run_onnxruntime(model, feed)
     assert raw_outputs_error([tmp_path / f"{i}.bin" for i in range(len(ref))], ref) < 1e-5
+
+
+# ---- Einsum ----------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("equation,shapes", [
+    ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]), ("bhqd,bhkd->bhqk", [(1, 2, 3, 4), (1, 2, 5, 4)]),
+    ("ij->ji", [(3, 4)]), ("ij->i", [(3, 4)]), ("bij->", [(2, 3, 4)]), ("i,j->ij", [(3,), (4,)]),
+    ("i,i->", [(5,), (5,)]), ("...ij,...jk->...ik", [(2, 3, 4), (1, 4, 2)]), ("bid,bjd->bij", [(2, 3, 4), (2, 5, 4)]),
+    ("ij,ij->ij", [(3, 4), (3, 4)]), ("ij,jk", [(3, 4), (4, 2)]), ("abc,cd->dba", [(2, 3, 4), (4, 5)]),
+    ("bn,anm,bm->ba", [(2, 3), (4, 3, 5), (2, 5)])])
+def test_einsum(equation, shapes, rng, tmp_path):
+    names = [f"x{i}" for i in range(len(shapes))]
+    want = np.einsum(equation, *[np.zeros(s) for s in shapes]).shape
+    model = one_node("Einsum", [(n, FLOAT, list(s)) for n, s in zip(names, shapes)], [("y", FLOAT, list(want))],
+                     {"equation": equation}, opset=12)
+    feed = {n: rng.standard_normal(s).astype(F) for n, s in zip(names, shapes)}
+    if len(shapes) > 2:
+        refused(model, tmp_path, "Einsum_node", "(Einsum)", "one or two float32 operands")
+        return
+    assert compile_and_compare(model, feed, tmp_path) < 1e-5
+
+
+def test_einsum_diagonal_is_refused(tmp_path):
+    model = one_node("Einsum", [("x", FLOAT, [3, 3])], [("y", FLOAT, [3])], {"equation": "ii->i"}, opset=12)
+    refused(model, tmp_path, "Einsum_node", "diagonal")

@@ -246,7 +246,86 @@ def window(b: Builder, node: ir.Node) -> None:
            {"kind": WINDOWS[node.op_type], "periodic": node.attributes.get_int("periodic", 1)})
 
 
+def _einsum_terms(equation: str, ranks: list[int]) -> tuple[list[str], str]:
+    """Operand and output subscripts with "..." spelled out as letters the equation does not use."""
+    equation = equation.replace(" ", "")
+    inputs, arrow, output = equation.partition("->")
+    terms = inputs.split(",")
+    if len(terms) != len(ranks):
+        raise Unsupported(f"equation '{equation}' has {len(terms)} operand(s), the node {len(ranks)}")
+    spare = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in equation]
+    widths = [r - len(t.replace("...", "")) for t, r in zip(terms, ranks)]
+    dots = "".join(spare[:max([w for t, w in zip(terms, widths) if "..." in t], default=0)])
+    terms = [t.replace("...", dots[len(dots) - w:] if w > 0 else "") for t, w in zip(terms, widths)]
+    if not arrow:  # implicit output: the ellipsis, then the letters used once, sorted
+        letters = "".join(terms)
+        output = dots + "".join(sorted(c for c in set(letters) if letters.count(c) == 1 and c not in dots))
+    output = output.replace("...", dots)
+    for t, r in zip(terms, ranks):
+        if len(t) != r or len(set(t)) != len(t):
+            raise Unsupported(f"subscripts '{t}' of a rank-{r} operand (a repeated index, a diagonal, is not supported)")
+    if set(output) - set("".join(terms)) or len(set(output)) != len(output):
+        raise Unsupported(f"output subscripts '{output}' are not distinct letters of the operands")
+    return terms, output
+
+
+def einsum(b: Builder, node: ir.Node) -> None:
+    """One or two float32 operands: sums, transposes and one batched MatMul (operand subscripts without repeats)."""
+    operands = list(node.inputs)
+    if not 1 <= len(operands) <= 2 or any(numpy_dtype(v) != F32 for v in operands):
+        raise Unsupported("sparsec composes Einsum of one or two float32 operands")
+    terms, output = _einsum_terms(node.attributes.get_string("equation"), [len(static_shape(v)) for v in operands])
+
+    def shape_of(value) -> tuple[int, ...]:
+        return b.g.tensors[value].shape if isinstance(value, int) else static_shape(value)
+
+    def summed(value, term: str, keep: str):
+        """value with its letters that are not in keep summed out, and the letters left."""
+        rest = "".join(c for c in term if c in keep)
+        if rest == term:
+            return value, term
+        shape = [n for c, n in zip(term, shape_of(value)) if c in keep]
+        mask = sum(1 << i for i, c in enumerate(term) if c not in keep)
+        return _op(b, "Reduce", [value], shape, F32, f"sum_{term}", kind=ReduceKind.SUM, algorithm=ReduceAlgo.GENERIC,
+                   axes_mask=mask, keepdims=0, noop_with_empty_axes=0), rest
+
+    def arranged(value, term: str, order: str, name: str):
+        """value transposed from term's letter order to order's."""
+        if term == order:
+            return value
+        shape = [shape_of(value)[term.index(c)] for c in order]
+        return _op(b, "Transpose", [value], shape, F32, name, perm=[term.index(c) for c in order])
+
+    y = node.outputs[0]
+    if len(operands) == 1:
+        value, term = summed(operands[0], terms[0], output)
+        b.emit("Copy", [arranged(value, term, output, "transposed")], [y])
+        return
+    (a, ta), (w, tw) = summed(operands[0], terms[0], output + terms[1]), summed(operands[1], terms[1], output + terms[0])
+    batch = "".join(c for c in output if c in ta and c in tw)
+    left = "".join(c for c in ta if c in output and c not in tw)
+    right = "".join(c for c in tw if c in output and c not in ta)
+    inner = "".join(c for c in ta if c in tw and c not in output)
+    size = {**dict(zip(tw, shape_of(w))), **dict(zip(ta, shape_of(a)))}
+    if any(shape_of(w)[tw.index(c)] != size[c] for c in inner):
+        raise Unsupported(f"contracted indices '{inner}' differ in size between the operands")
+
+    def matrix(value, term: str, rows: str, cols: str, name: str) -> int:
+        """value as [batch..., prod(rows), prod(cols)]."""
+        value = arranged(value, term, batch + rows + cols, f"{name}_transposed")
+        shape = [*shape_of(value)[:len(batch)], math.prod(size[c] for c in rows), math.prod(size[c] for c in cols)]
+        return _op(b, "Copy", [value], shape, F32, f"{name}_matrix")
+
+    lhs, rhs = matrix(a, ta, left, inner, "lhs"), matrix(w, tw, inner, right, "rhs")
+    batch_dims = list(np.broadcast_shapes(shape_of(lhs)[:-2], shape_of(rhs)[:-2]))
+    product = _op(b, "MatMul", [lhs, rhs, None], [*batch_dims, shape_of(lhs)[-2], shape_of(rhs)[-1]], F32, "product",
+                  activation=Activation.NONE)
+    unfolded = _op(b, "Copy", [product], [*batch_dims, *(size[c] for c in left + right)], F32, "unfolded")
+    b.emit("Copy", [arranged(unfolded, batch + left + right, output, "output")], [y])
+
+
 RULES = {"NegativeLogLikelihoodLoss": nll_loss, "SoftmaxCrossEntropyLoss": softmax_cross_entropy_loss, "Det": det,
          "QuantizeLinear": quantize_linear, "DequantizeLinear": dequantize_linear,
          "DynamicQuantizeLinear": dynamic_quantize_linear, "MatMulInteger": matmul_integer,
-         "ConvInteger": conv_integer, "DFT": dft, **{op: window for op in WINDOWS}}
+         "ConvInteger": conv_integer, "DFT": dft, "Einsum": einsum,
+         **{op: window for op in WINDOWS}}
