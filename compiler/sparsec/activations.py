@@ -30,9 +30,17 @@ def activation_of(node: ir.Node) -> tuple[Activation, float, float] | None:
         return None
     get = node.attributes.get_float
     simple = {"Relu": Activation.RELU, "Sigmoid": Activation.SIGMOID, "Tanh": Activation.TANH,
-              "HardSwish": Activation.HARD_SWISH, "Softplus": Activation.SOFTPLUS}
+              "HardSwish": Activation.HARD_SWISH, "Softplus": Activation.SOFTPLUS, "Softsign": Activation.SOFTSIGN,
+              "Mish": Activation.MISH}
     if op in simple:
         return simple[op], 0.0, 0.0
+    if op == "Selu":
+        return Activation.SELU, get("alpha", 1.67326319217681884765625), get("gamma", 1.05070102214813232421875)
+    if op == "Shrink":
+        return Activation.SHRINK, get("lambd", 0.5), get("bias", 0.0)
+    one_param = {"Celu": Activation.CELU, "ThresholdedRelu": Activation.THRESHOLDED_RELU, "Swish": Activation.SWISH}
+    if op in one_param:
+        return one_param[op], get("alpha", 1.0), 0.0
     if op == "Clip":
         low, high = _clip_bound(node, 1, -math.inf), _clip_bound(node, 2, math.inf)
         return None if low is None or high is None else (Activation.CLIP, low, high)
@@ -87,6 +95,14 @@ def standard_nodes(x: ir.Value, act: tuple[Activation, float, float], name: str)
         y = add("LeakyRelu" if kind == Activation.LEAKY_RELU else "Elu", [x], {"alpha": a})
     elif kind == Activation.SILU:
         y = add("Mul", [x, add("Sigmoid", [x])])
+    elif kind == Activation.SWISH:
+        y = add("Mul", [x, add("Sigmoid", [add("Mul", [x, _const(nodes, a, f"{name}/alpha")])])])
+    elif kind in (Activation.CELU, Activation.THRESHOLDED_RELU):
+        y = add("Celu" if kind == Activation.CELU else "ThresholdedRelu", [x], {"alpha": a})
+    elif kind == Activation.SELU:
+        y = add("Selu", [x], {"alpha": a, "gamma": b})
+    elif kind == Activation.SHRINK:
+        y = add("Shrink", [x], {"lambd": a, "bias": b})
     elif kind == Activation.GELU:
         erf = add("Erf", [add("Mul", [x, _const(nodes, 1 / math.sqrt(2), f"{name}/k")])])
         y = add("Mul", [add("Mul", [x, _const(nodes, 0.5, f"{name}/half")]), add("Add", [erf, _const(nodes, 1.0, f"{name}/one")])])
@@ -97,7 +113,8 @@ def standard_nodes(x: ir.Value, act: tuple[Activation, float, float], name: str)
         y = add("Mul", [add("Mul", [x, _const(nodes, 0.5, f"{name}/half")]), add("Add", [t, _const(nodes, 1.0, f"{name}/one")])])
     else:
         op = {Activation.RELU: "Relu", Activation.SIGMOID: "Sigmoid", Activation.TANH: "Tanh",
-              Activation.HARD_SWISH: "HardSwish", Activation.SOFTPLUS: "Softplus"}[kind]
+              Activation.HARD_SWISH: "HardSwish", Activation.SOFTPLUS: "Softplus", Activation.SOFTSIGN: "Softsign",
+              Activation.MISH: "Mish"}[kind]
         y = add(op, [x])
     return nodes, y
 
@@ -105,7 +122,10 @@ def standard_nodes(x: ir.Value, act: tuple[Activation, float, float], name: str)
 _ONNX_NAMES = {Activation.RELU: "Relu", Activation.CLIP: "Clip", Activation.HARD_SWISH: "HardSwish",
                Activation.HARD_SIGMOID: "HardSigmoid", Activation.SIGMOID: "Sigmoid", Activation.SILU: "Mul",
                Activation.GELU: "Gelu", Activation.GELU_TANH: "Gelu", Activation.TANH: "Tanh",
-               Activation.LEAKY_RELU: "LeakyRelu", Activation.ELU: "Elu", Activation.SOFTPLUS: "Softplus"}
+               Activation.LEAKY_RELU: "LeakyRelu", Activation.ELU: "Elu", Activation.SOFTPLUS: "Softplus",
+               Activation.SELU: "Selu", Activation.CELU: "Celu", Activation.THRESHOLDED_RELU: "ThresholdedRelu",
+               Activation.SHRINK: "Shrink", Activation.SOFTSIGN: "Softsign", Activation.MISH: "Mish",
+               Activation.SWISH: "Swish"}
 
 
 def source_op_type(node: ir.Node) -> str:

@@ -57,6 +57,10 @@ void f32_activation__portable(const ActParams& act, float* data, size_t n) {
     case Activation::kLeakyRelu: return apply(data, n, [a](float x) { return leaky_relu(x, a); });
     case Activation::kElu: return apply(data, n, [a](float x) { return elu(x, a); });
     case Activation::kSoftplus: return apply(data, n, softplus);
+    // Rare in models: the scalar loop, shared (each vectorised loop costs the wasm build its size).
+    case Activation::kSelu: case Activation::kCelu: case Activation::kThresholdedRelu: case Activation::kShrink:
+    case Activation::kSoftsign: case Activation::kMish: case Activation::kSwish:
+      return f32_activation__scalar(act, data, n);
   }
 }
 

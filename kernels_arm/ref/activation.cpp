@@ -20,6 +20,13 @@ float activate(const ActParams& act, float x) {
     case Activation::kLeakyRelu: return leaky_relu(x, act.a);
     case Activation::kElu: return elu(x, act.a);
     case Activation::kSoftplus: return softplus(x);
+    case Activation::kSelu: return selu(x, act.a, act.b);
+    case Activation::kCelu: return celu(x, act.a);
+    case Activation::kThresholdedRelu: return thresholded_relu(x, act.a);
+    case Activation::kShrink: return shrink(x, act.a, act.b);
+    case Activation::kSoftsign: return softsign(x);
+    case Activation::kMish: return mish(x);
+    case Activation::kSwish: return swish(x, act.a);
   }
   return x;
 }

@@ -24,6 +24,15 @@ inline float leaky_relu(float x, float a) { return x < 0.0f ? a * x : x; }
 inline float elu(float x, float a) { return x < 0.0f ? a * std::expm1(x) : x; }
 // log(1 + exp(x)) without overflow for large x.
 inline float softplus(float x) { return std::log1p(std::exp(-std::fabs(x))) + std::max(x, 0.0f); }
+// a: alpha, b: gamma (ONNX Selu)
+inline float selu(float x, float a, float b) { return x > 0.0f ? b * x : b * a * std::expm1(x); }
+inline float celu(float x, float a) { return x > 0.0f ? x : a * std::expm1(x / a); }
+inline float thresholded_relu(float x, float a) { return x > a ? x : 0.0f; }
+// a: lambd, b: bias (ONNX Shrink)
+inline float shrink(float x, float a, float b) { return x < -a ? x + b : x > a ? x - b : 0.0f; }
+inline float softsign(float x) { return x / (1.0f + std::fabs(x)); }
+inline float mish(float x) { return x * std::tanh(softplus(x)); }
+inline float swish(float x, float a) { return x * sigmoid(a * x); }
 
 }  // namespace act_math
 }  // namespace sparsec

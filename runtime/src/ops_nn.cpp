@@ -195,21 +195,25 @@ bool run_softmax(const Op& op, uint8_t*, Message*) {
   const Tensor& x = *op.in[0];
   const SoftmaxAttrs a = softmax_attrs(op);
   const size_t axis = size_t(a.axis);
-  const bool log = a.log != 0;
   const size_t outer = product(x.dims, 0, axis), len = size_t(x.dims[axis]), inner = product(x.dims, axis + 1, x.ndim);
   for (size_t o = 0; o < outer; ++o) {
     for (size_t i = 0; i < inner; ++i) {
       const float* in = x.f32() + o * len * inner + i;
       float* out = op.out[0]->f32() + o * len * inner + i;
-      float m = -std::numeric_limits<float>::infinity();
-      for (size_t k = 0; k < len; ++k) m = std::max(m, in[k * inner]);
+      size_t first_max = 0;
+      for (size_t k = 1; k < len; ++k) first_max = in[k * inner] > in[first_max * inner] ? k : first_max;
+      const float m = in[first_max * inner];
+      if (a.mode == SoftmaxMode::kHardmax) {
+        for (size_t k = 0; k < len; ++k) out[k * inner] = k == first_max ? 1.0f : 0.0f;
+        continue;
+      }
       float sum = 0.0f;
       for (size_t k = 0; k < len; ++k) {
         const float e = std::exp(in[k * inner] - m);
         out[k * inner] = e;
         sum += e;
       }
-      if (log) {
+      if (a.mode == SoftmaxMode::kLogSoftmax) {
         const float log_sum = std::log(sum);
         for (size_t k = 0; k < len; ++k) out[k * inner] = in[k * inner] - m - log_sum;
       } else {

@@ -56,6 +56,15 @@ int64_t integer_mod(int64_t a, int64_t b, bool c_style) {
   return c_style || r == 0 || ((r < 0) == (b < 0)) ? r : r + b;
 }
 
+// a^b by squaring (wrapping); a negative b gives the truncated 1 / a^-b: 0 unless |a| == 1.
+int64_t integer_pow(int64_t a, int64_t b) {
+  if (b < 0) return a == 1 ? 1 : a == -1 ? ((b & 1) ? -1 : 1) : 0;
+  uint64_t result = 1, base = uint64_t(a);
+  for (uint64_t e = uint64_t(b); e; e >>= 1, base *= base)
+    if (e & 1) result *= base;
+  return int64_t(result);
+}
+
 int64_t integer_binary(BinaryOp kind, int64_t a, int64_t b) {
   switch (kind) {  // wrap-around like onnxruntime's, computed unsigned (signed overflow is undefined)
     case BinaryOp::kAdd: return int64_t(uint64_t(a) + uint64_t(b));
@@ -66,6 +75,7 @@ int64_t integer_binary(BinaryOp kind, int64_t a, int64_t b) {
     case BinaryOp::kMin: return std::min(a, b);
     case BinaryOp::kMod: return integer_mod(a, b, false);
     case BinaryOp::kFmod: return integer_mod(a, b, true);
+    case BinaryOp::kPow: return integer_pow(a, b);
     default: return 0;  // refused by check_binary
   }
 }
@@ -100,6 +110,23 @@ float unary_math(UnaryOp kind, float x) {
     case UnaryOp::kSin: return std::sin(x);
     case UnaryOp::kCos: return std::cos(x);
     case UnaryOp::kSign: return float((x > 0.0f) - (x < 0.0f));
+    // Through the functions above and atan (a few ulp; each libm function costs the wasm build kilobytes).
+    case UnaryOp::kTan: return std::sin(x) / std::cos(x);
+    case UnaryOp::kAtan: return std::atan(x);
+    case UnaryOp::kAsin: return std::atan(x / std::sqrt((1.0f - x) * (1.0f + x)));
+    case UnaryOp::kAcos: return 2.0f * std::atan(std::sqrt((1.0f - x) / (1.0f + x)));
+    case UnaryOp::kSinh: return 0.5f * (std::expm1(x) - std::expm1(-x));
+    case UnaryOp::kCosh: return 0.5f * (std::exp(x) + std::exp(-x));
+    case UnaryOp::kAsinh: {
+      const float a = std::fabs(x);  // log1p(a + a^2 / (1 + sqrt(1 + a^2))), the large-a form avoids a^2 overflow
+      const float y = a > 1e18f ? std::log(a) + 0.693147181f : std::log1p(a + a * a / (1.0f + std::sqrt(1.0f + a * a)));
+      return std::copysign(y, x);
+    }
+    case UnaryOp::kAcosh: {
+      const float t = x - 1.0f;
+      return x > 1e18f ? std::log(x) + 0.693147181f : std::log1p(t + std::sqrt(t * (x + 1.0f)));
+    }
+    case UnaryOp::kAtanh: return 0.5f * std::log1p(2.0f * x / (1.0f - x));
   }
   return x;
 }
@@ -110,7 +137,7 @@ bool check_binary(const Op& op, Message* err) {
   const BinaryAttrs a = binary_attrs(op);
   if (op.in[0]->dtype != SPARSEC_FLOAT32) {
     SPX_REQUIRE(a.activation == Activation::kNone, "integer operands take no activation");
-    SPX_REQUIRE(a.op != BinaryOp::kPow && a.op != BinaryOp::kPrelu, "POW and PRELU take float32 operands");
+    SPX_REQUIRE(a.op != BinaryOp::kPrelu, "PRELU takes float32 operands");
   }
   Broadcast plan;
   SPX_REQUIRE(make_broadcast(*op.out[0], op.in.data(), 2, &plan),
@@ -182,17 +209,60 @@ bool reduces_rows(const Tensor& x, int64_t mask) {
 bool check_reduce(const Op& op, Message* err) {
   const Tensor& x = *op.in[0];
   const ReduceAttrs a = reduce_attrs(op);
-  SPX_REQUIRE(a.axes_mask < (int64_t(1) << x.ndim), "reduction axes out of range");
+  const bool integer = x.dtype != SPARSEC_FLOAT32;
+  SPX_REQUIRE(!integer || a.kind == ReduceKind::kMax || a.kind == ReduceKind::kMin ||
+                  (x.dtype != SPARSEC_BOOL && (a.kind == ReduceKind::kSum || a.kind == ReduceKind::kProd ||
+                                               a.kind == ReduceKind::kL1 || a.kind == ReduceKind::kSumSquare)),
+              "this reduction takes float32 input");
+  const Tensor* axes = optional_input(op, 1);
+  if (axes) {
+    SPX_REQUIRE(a.axes_mask == 0 && a.algorithm == ReduceAlgo::kGeneric && axes->ndim == 1,
+                "a run-time axes input needs axes_mask 0, algorithm GENERIC and a 1-D axes tensor");
+    return true;
+  }
+  SPX_REQUIRE(a.axes_mask > 0 && a.axes_mask < (int64_t(1) << x.ndim), "reduction axes out of range");
   size_t kept = 1;
   for (uint32_t d = 0; d < x.ndim; ++d) kept *= (a.axes_mask >> d) & 1 ? 1 : size_t(x.dims[d]);
   SPX_REQUIRE(op.out[0]->numel == kept, "output size differs from the reduced input");
   if (a.algorithm != ReduceAlgo::kGeneric) {
-    SPX_REQUIRE(reduces_rows(x, a.axes_mask) && x.numel > 0, "algorithm ROWS needs the reduced axes innermost");
+    SPX_REQUIRE(!integer && reduces_rows(x, a.axes_mask) && x.numel > 0,
+                "algorithm ROWS needs float32 input with the reduced axes innermost");
     SPX_REQUIRE(a.algorithm == ReduceAlgo::kRowMean ? a.kind == ReduceKind::kMean
                                                      : a.kind == ReduceKind::kSum || a.kind == ReduceKind::kMax ||
                                                            a.kind == ReduceKind::kMin,
                 "algorithm %s does not compute this reduction", a.algorithm == ReduceAlgo::kRowMean ? "ROW_MEAN" : "ROWS");
   }
+  return true;
+}
+
+namespace {
+
+// The reduced axes as a mask: axes_mask, else the run-time axes input read as ONNX does (negative axes count from
+// the end; none: every axis, or none with noop_with_empty_axes). Fails when the output shape does not match.
+bool reduction_mask(const Op& op, int64_t* mask, Message* err) {
+  const Tensor& x = *op.in[0];
+  const Tensor& y = *op.out[0];
+  const ReduceAttrs a = reduce_attrs(op);
+  *mask = a.axes_mask;
+  const Tensor* axes = optional_input(op, 1);
+  if (!axes) return true;
+  const int64_t* v = axes->as<int64_t>();
+  const int64_t rank = int64_t(x.ndim);
+  for (size_t i = 0; i < axes->numel; ++i) {
+    SPX_REQUIRE(v[i] >= -rank && v[i] < rank, "axis %lld is outside [-%lld, %lld)", static_cast<long long>(v[i]),
+                static_cast<long long>(rank), static_cast<long long>(rank));
+    *mask |= int64_t(1) << (v[i] < 0 ? v[i] + rank : v[i]);
+  }
+  if (axes->numel == 0 && !a.noop_with_empty_axes) *mask = (int64_t(1) << rank) - 1;
+  uint32_t k = 0;
+  bool same = true;
+  for (uint32_t d = 0; d < x.ndim; ++d) {
+    const bool reduced = (*mask >> d) & 1;
+    if (a.keepdims) same &= y.ndim == x.ndim && y.dims[d] == (reduced ? 1 : x.dims[d]);
+    else if (!reduced) same &= k < y.ndim && y.dims[k++] == x.dims[d];
+  }
+  SPX_REQUIRE(same && (a.keepdims || k == y.ndim), "axes input gives another output shape than the compiled %s",
+              shape_str(y).text);
   return true;
 }
 
@@ -209,63 +279,67 @@ void reduce_rows(const Tensor& x, ReduceKind kind, float* out, size_t n_out) {
   }
 }
 
-bool run_reduce(const Op& op, uint8_t*, Message*) {
-  const Tensor& x = *op.in[0];
-  const ReduceAttrs a = reduce_attrs(op);
-  const ReduceKind kind = a.kind;
-  const int64_t mask = a.axes_mask;
-  if (a.algorithm == ReduceAlgo::kRowMean) {
-    f32_gavgpool_cw(op.out[0]->numel, x.numel / op.out[0]->numel, x.f32(), op.out[0]->f32());
-    return true;
-  }
-  if (a.algorithm == ReduceAlgo::kRows) {
-    reduce_rows(x, kind, op.out[0]->f32(), op.out[0]->numel);
-    return true;
-  }
+// Kept dims (one output each) and reduced dims of a reduction, with the input's strides.
+struct ReducePlan {
+  size_t nk = 0, nr = 0, count = 1;
+  int64_t kept_dims[kMaxDims], kept_strides[kMaxDims], red_dims[kMaxDims], red_strides[kMaxDims];
+};
+
+ReducePlan reduce_plan(const Tensor& x, int64_t mask) {
+  ReducePlan p;
   int64_t strides[kMaxDims];
   contiguous_strides(x, strides);
-  // Split dims into kept (outer odometer) and reduced (inner odometer).
-  int64_t kept_dims[kMaxDims], kept_strides[kMaxDims], red_dims[kMaxDims], red_strides[kMaxDims];
-  size_t nk = 0, nr = 0, count = 1;
   for (uint32_t d = 0; d < x.ndim; ++d) {
     if ((mask >> d) & 1) {
-      red_dims[nr] = x.dims[d];
-      red_strides[nr++] = strides[d];
-      count *= size_t(x.dims[d]);
+      p.red_dims[p.nr] = x.dims[d];
+      p.red_strides[p.nr++] = strides[d];
+      p.count *= size_t(x.dims[d]);
     } else {
-      kept_dims[nk] = x.dims[d];
-      kept_strides[nk++] = strides[d];
+      p.kept_dims[p.nk] = x.dims[d];
+      p.kept_strides[p.nk++] = strides[d];
     }
   }
-  const float* in = x.f32();
-  float* out = op.out[0]->f32();
-  const size_t n_out = op.out[0]->numel;
+  return p;
+}
+
+// One odometer step over n dims; returns the new offset.
+size_t odometer_step(size_t off, int64_t* idx, const int64_t* dims, const int64_t* strides, size_t n) {
+  for (int d = int(n) - 1; d >= 0; --d) {
+    off += size_t(strides[d]);
+    if (++idx[d] < dims[d]) break;
+    off -= size_t(strides[d] * dims[d]);
+    idx[d] = 0;
+  }
+  return off;
+}
+
+// Calls f(output index, offsets visitor) per output; visit(g) calls g(offset) for each reduced element.
+template <typename F>
+void for_each_reduction(const ReducePlan& p, size_t n_out, F&& f) {
   int64_t kidx[kMaxDims] = {};
   size_t base = 0;
   for (size_t o = 0; o < n_out; ++o) {
+    f(o, [&](auto&& g) {
+      int64_t ridx[kMaxDims] = {};
+      for (size_t i = 0, off = base; i < p.count; ++i, off = odometer_step(off, ridx, p.red_dims, p.red_strides, p.nr))
+        g(off);
+    });
+    base = odometer_step(base, kidx, p.kept_dims, p.kept_strides, p.nk);
+  }
+}
+
+void reduce_float(const Tensor& x, const ReducePlan& p, ReduceKind kind, float* out, size_t n_out) {
+  const float* in = x.f32();
+  for_each_reduction(p, n_out, [&](size_t o, auto&& visit) {
     double acc = kind == ReduceKind::kProd ? 1.0 : 0.0;
     float best = kind == ReduceKind::kMax ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity();
     float max_for_lse = -std::numeric_limits<float>::infinity();
-    if (kind == ReduceKind::kLogSumExp) {
-      // First pass for the max keeps exp() in range.
-      int64_t ridx[kMaxDims] = {};
-      size_t off = base;
-      for (size_t i = 0; i < count; ++i) {
-        max_for_lse = std::max(max_for_lse, in[off]);
-        for (int d = int(nr) - 1; d >= 0; --d) {
-          off += red_strides[d];
-          if (++ridx[d] < red_dims[d]) break;
-          off -= red_strides[d] * red_dims[d];
-          ridx[d] = 0;
-        }
-      }
-    }
-    int64_t ridx[kMaxDims] = {};
-    size_t off = base;
-    for (size_t i = 0; i < count; ++i) {
+    if (kind == ReduceKind::kLogSumExp) visit([&](size_t off) { max_for_lse = std::max(max_for_lse, in[off]); });
+    if (std::isinf(max_for_lse)) max_for_lse = 0.0f;  // all -inf (or empty): log(sum) alone gives the answer
+    visit([&](size_t off) {
       const float v = in[off];
       switch (kind) {
-        case ReduceKind::kMean: case ReduceKind::kSum: acc += v; break;
+        case ReduceKind::kMean: case ReduceKind::kSum: case ReduceKind::kLogSum: acc += v; break;
         case ReduceKind::kMax: best = std::max(best, v); break;
         case ReduceKind::kMin: best = std::min(best, v); break;
         case ReduceKind::kProd: acc *= v; break;
@@ -273,27 +347,81 @@ bool run_reduce(const Op& op, uint8_t*, Message*) {
         case ReduceKind::kL2: case ReduceKind::kSumSquare: acc += double(v) * v; break;
         case ReduceKind::kLogSumExp: acc += std::exp(double(v - max_for_lse)); break;
       }
-      for (int d = int(nr) - 1; d >= 0; --d) {
-        off += red_strides[d];
-        if (++ridx[d] < red_dims[d]) break;
-        off -= red_strides[d] * red_dims[d];
-        ridx[d] = 0;
-      }
-    }
+    });
     switch (kind) {
-      case ReduceKind::kMean: out[o] = float(acc / double(count)); break;
+      case ReduceKind::kMean: out[o] = float(acc / double(p.count)); break;
       case ReduceKind::kMax: case ReduceKind::kMin: out[o] = best; break;
       case ReduceKind::kL2: out[o] = float(std::sqrt(acc)); break;
+      case ReduceKind::kLogSum: out[o] = float(std::log(acc)); break;
       case ReduceKind::kLogSumExp: out[o] = float(std::log(acc)) + max_for_lse; break;
       default: out[o] = float(acc);
     }
-    for (int d = int(nk) - 1; d >= 0; --d) {
-      base += kept_strides[d];
-      if (++kidx[d] < kept_dims[d]) break;
-      base -= kept_strides[d] * kept_dims[d];
-      kidx[d] = 0;
-    }
+  });
+}
+
+int64_t load_integer(const Tensor& t, size_t i) {
+  switch (t.dtype) {
+    case SPARSEC_INT64: return t.as<int64_t>()[i];
+    case SPARSEC_INT32: return t.as<int32_t>()[i];
+    case SPARSEC_INT8: return t.as<int8_t>()[i];
+    default: return t.as<uint8_t>()[i];  // uint8, bool
   }
+}
+
+// The dtype's lowest (highest) value: what an empty max (min) gives.
+int64_t integer_limit(uint8_t dtype, bool highest) {
+  switch (dtype) {
+    case SPARSEC_INT64: return highest ? std::numeric_limits<int64_t>::max() : std::numeric_limits<int64_t>::min();
+    case SPARSEC_INT32: return highest ? std::numeric_limits<int32_t>::max() : std::numeric_limits<int32_t>::min();
+    case SPARSEC_INT8: return highest ? 127 : -128;
+    case SPARSEC_BOOL: return highest ? 1 : 0;
+    default: return highest ? 255 : 0;
+  }
+}
+
+// Integer reductions in 64 bits, stored truncated: sums and products wrap modulo 2^bits of the dtype (unsigned
+// arithmetic, as onnxruntime's wrap), max/min compare the exact values.
+void reduce_integer(const Tensor& x, const ReducePlan& p, ReduceKind kind, Tensor& y) {
+  for_each_reduction(p, y.numel, [&](size_t o, auto&& visit) {
+    const bool max = kind == ReduceKind::kMax, min = kind == ReduceKind::kMin;
+    int64_t best = integer_limit(y.dtype, min);
+    uint64_t acc = kind == ReduceKind::kProd ? 1 : 0;
+    visit([&](size_t off) {
+      const int64_t v = load_integer(x, off);
+      const uint64_t u = uint64_t(v);
+      if (max || min) best = max ? std::max(best, v) : std::min(best, v);
+      else if (kind == ReduceKind::kProd) acc *= u;
+      else if (kind == ReduceKind::kL1) acc += v < 0 ? 0 - u : u;
+      else acc += kind == ReduceKind::kSumSquare ? u * u : u;
+    });
+    if (max || min) acc = uint64_t(best);
+    switch (y.dtype) {
+      case SPARSEC_INT64: y.as<int64_t>()[o] = int64_t(acc); break;
+      case SPARSEC_INT32: y.as<uint32_t>()[o] = uint32_t(acc); break;
+      default: y.as<uint8_t>()[o] = uint8_t(acc); break;  // int8, uint8, bool: the low byte
+    }
+  });
+}
+
+}  // namespace
+
+bool run_reduce(const Op& op, uint8_t*, Message* err) {
+  const Tensor& x = *op.in[0];
+  Tensor& y = *op.out[0];
+  const ReduceAttrs a = reduce_attrs(op);
+  if (a.algorithm == ReduceAlgo::kRowMean) {
+    f32_gavgpool_cw(y.numel, x.numel / y.numel, x.f32(), y.f32());
+    return true;
+  }
+  if (a.algorithm == ReduceAlgo::kRows) {
+    reduce_rows(x, a.kind, y.f32(), y.numel);
+    return true;
+  }
+  int64_t mask = 0;
+  if (!reduction_mask(op, &mask, err)) return false;
+  const ReducePlan p = reduce_plan(x, mask);
+  if (x.dtype == SPARSEC_FLOAT32) reduce_float(x, p, a.kind, y.f32(), y.numel);
+  else reduce_integer(x, p, a.kind, y);
   return true;
 }
 

@@ -66,7 +66,8 @@ std::vector<float> absolute(std::vector<float> v) {
 
 const char* kActivationNames[] = {"none", "relu", "clip", "hardswish", "hardsigmoid",
                                   "sigmoid", "silu", "gelu", "gelu_tanh", "tanh",
-                                  "leaky_relu", "elu", "softplus"};
+                                  "leaky_relu", "elu", "softplus", "selu", "celu",
+                                  "thresholded_relu", "shrink", "softsign", "mish", "swish"};
 const char* kBiasNames[] = {"none", "row", "column"};
 
 // Every kind, with parameters chosen so each piece of a piecewise kind is reached.
@@ -78,6 +79,11 @@ ActParams activation(int kind) {
     case Activation::kHardSigmoid: act.a = 0.2f; act.b = 0.5f; break;
     case Activation::kLeakyRelu: act.a = 0.1f; break;
     case Activation::kElu: act.a = 1.3f; break;
+    case Activation::kSelu: act.a = 1.6732632f; act.b = 1.0507010f; break;
+    case Activation::kCelu: act.a = 0.7f; break;
+    case Activation::kThresholdedRelu: act.a = 0.4f; break;
+    case Activation::kShrink: act.a = 0.5f; act.b = 0.25f; break;
+    case Activation::kSwish: act.a = 0.6f; break;
     default: break;
   }
   return act;
@@ -125,6 +131,13 @@ void check_activation_values() {
       {11, -1.0f, 1.3 * -0.6321205588285577}, {11, 2.0f, 2.0},
       {12, 0.0f, 0.6931471805599453}, {12, 2.0f, 2.1269280110429727},
       {12, -3.0f, 0.04858735157374206}, {12, 100.0f, 100.0}, {12, -100.0f, 3.720075976020836e-44},
+      {13, -1.0f, 1.0507010 * 1.6732632 * -0.6321205588285577}, {13, 2.0f, 2.101402},
+      {14, -1.0f, -0.532244274490757}, {14, 2.0f, 2.0},
+      {15, 0.3f, 0.0}, {15, 0.5f, 0.5}, {15, -2.0f, 0.0},
+      {16, -1.0f, -0.75}, {16, 0.4f, 0.0}, {16, 1.0f, 0.75},
+      {17, 3.0f, 0.75}, {17, -1.0f, -0.5},
+      {18, 1.0f, 0.8650983882673103}, {18, -2.0f, -0.2525014826957089},
+      {19, 2.0f, 1.537049566998035},
   };
   for (const Known& k : known) {
     const float got = activate(activation(k.kind), k.x);

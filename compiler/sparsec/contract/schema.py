@@ -86,12 +86,13 @@ class SparseFormat(IntEnum):
 # Activation is also the kernels' epilogue (kernels_arm); BinaryOp's first four values are the vbinary kinds.
 ENUMS: dict[str, tuple[str, ...]] = {
     "Activation": ("NONE", "RELU", "CLIP", "HARD_SWISH", "HARD_SIGMOID", "SIGMOID", "SILU", "GELU", "GELU_TANH",
-                   "TANH", "LEAKY_RELU", "ELU", "SOFTPLUS"),
+                   "TANH", "LEAKY_RELU", "ELU", "SOFTPLUS", "SELU", "CELU", "THRESHOLDED_RELU", "SHRINK", "SOFTSIGN", "MISH",
+                   "SWISH"),
     "BinaryOp": ("ADD", "SUB", "MUL", "DIV", "POW", "MAX", "MIN", "PRELU", "MOD", "FMOD"),
     "UnaryOp": ("EXP", "LOG", "SQRT", "NEG", "ABS", "RECIPROCAL", "ERF", "FLOOR", "CEIL", "ROUND", "SIN", "COS",
-                "SIGN"),
+                "SIGN", "TAN", "ASIN", "ACOS", "ATAN", "SINH", "COSH", "ASINH", "ACOSH", "ATANH"),
     "PoolKind": ("MAX", "AVERAGE"),
-    "ReduceKind": ("MEAN", "SUM", "MAX", "MIN", "PROD", "L1", "L2", "SUM_SQUARE", "LOG_SUM_EXP"),
+    "ReduceKind": ("MEAN", "SUM", "MAX", "MIN", "PROD", "L1", "L2", "SUM_SQUARE", "LOG_SUM_EXP", "LOG_SUM"),
     # ROWS / ROW_MEAN: the reduced axes are innermost, one contiguous row per output (ROW_MEAN: the mean kernel)
     "ReduceAlgo": ("GENERIC", "ROWS", "ROW_MEAN"),
     "PadMode": ("CONSTANT", "REFLECT", "EDGE", "WRAP"),
@@ -111,6 +112,9 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "Direction": ("FORWARD", "REVERSE", "BIDIRECTIONAL"),
     "GridMode": ("BILINEAR", "NEAREST", "BICUBIC"),
     "GridPadding": ("ZEROS", "BORDER", "REFLECTION"),
+    "SoftmaxMode": ("SOFTMAX", "LOG_SOFTMAX", "HARDMAX"),
+    "LossReduction": ("NONE", "SUM", "MEAN"),
+    "WindowKind": ("HANN", "HAMMING", "BLACKMAN"),
 }
 _enums = {name: IntEnum(name, {v: i for i, v in enumerate(values)}) for name, values in ENUMS.items()}
 Activation = _enums["Activation"]
@@ -132,6 +136,9 @@ RecurrentKind = _enums["RecurrentKind"]
 Direction = _enums["Direction"]
 GridMode = _enums["GridMode"]
 GridPadding = _enums["GridPadding"]
+SoftmaxMode = _enums["SoftmaxMode"]
+LossReduction = _enums["LossReduction"]
+WindowKind = _enums["WindowKind"]
 
 SPATIAL_MAX = 1 << 16  # strides, pads, dilations, windows
 ATTR_MAX = 1 << 32
@@ -258,11 +265,15 @@ OPS = (
     Op(5, "Pool", X, Y, F32, (Attr("kind", enum="PoolKind"), *POOL_WINDOW, flag("count_include_pad")),
        doc="2-D max/average pooling, NCHW; ceil mode shows in the output shape",
        kernels={"kind=MAX": "f32_maxpool2d", "kind=AVERAGE": "f32_avgpool2d"}),
-    Op(6, "Reduce", X, Y, F32,
-       (Attr("kind", enum="ReduceKind"), Attr("algorithm", enum="ReduceAlgo"), Attr("axes_mask", low=1, high=255)),
-       doc="reduction over the axes in axes_mask; the output has the keepdims size",
+    Op(6, "Reduce", (Slot("x"), Slot("axes", "I", optional=True)), Y, {"T": ALL_TYPES, "I": ("int64",)},
+       (Attr("kind", enum="ReduceKind"), Attr("algorithm", enum="ReduceAlgo"), Attr("axes_mask", low=0, high=255),
+        flag("keepdims"), flag("noop_with_empty_axes")),
+       doc="reduction over the axes in axes_mask (0: the run-time axes input, read as ONNX does with keepdims and "
+           "noop_with_empty_axes; the output shape must match); integers: SUM/PROD/MAX/MIN/L1/SUM_SQUARE wrap like "
+           "ONNX Runtime, bool: MAX/MIN",
        kernels={"algorithm=ROW_MEAN": "f32_gavgpool_cw"}),
-    Op(7, "Softmax", X, Y, F32, (Attr("axis", low=0, high=MAX_DIMS - 1), flag("log"))),
+    Op(7, "Softmax", X, Y, F32, (Attr("axis", low=0, high=MAX_DIMS - 1), Attr("mode", enum="SoftmaxMode")),
+       doc="HARDMAX: 1 at the first maximum along axis, else 0"),
     Op(8, "LayerNorm", (Slot("x"), Slot("scale"), Slot("bias", optional=True)), Y, F32,
        (Attr("axis", low=0, high=MAX_DIMS - 1),), ("epsilon",), doc="normalises over axes [axis, rank)"),
     Op(9, "ChannelAffine", (Slot("x"), Slot("scale"), Slot("shift")), Y, F32, ACTIVATION, ACTIVATION_PARAMS,
@@ -385,6 +396,22 @@ OPS = (
        {"T": ALL_TYPES, "I": ("int64",)}, (Attr("axis", low=1, high=MAX_DIMS - 1), flag("circular")),
        doc="KV-cache write: y = cache with update's rows along axis written from write_indices[batch] (0 when "
            "absent), modulo the cache length when circular; a linear index outside the cache is a run-time error"),
+    # ---- ops_math (codes 90-99) ----
+    Op(90, "NllLoss", (Slot("log_prob"), Slot("target", "I"), Slot("weight", optional=True)), (Slot("loss"),),
+       {"T": ("float32",), "I": INDEX_TYPES},
+       (Attr("reduction", enum="LossReduction"), Attr("ignore_index", low=-(1 << 62), high=1 << 62),
+        flag("has_ignore_index")),
+       doc="ONNX NegativeLogLikelihoodLoss: log_prob [N, C, d...], target [N, d...], weight [C]; a target outside "
+           "[0, C) other than ignore_index fails the run"),
+    Op(91, "Det", X, Y, F32, doc="determinant of each trailing [M, M] matrix (LU with partial pivoting in double)"),
+    Op(92, "Dft", (Slot("x"), Slot("axis", "I", optional=True)), Y, {"T": ("float32",), "I": ("int64",)},
+       (Attr("axis", low=0, high=MAX_DIMS - 2), flag("inverse"), flag("onesided"), Attr("length", low=0)),
+       doc="ONNX DFT of x [..., 1 or 2] along axis (or the run-time axis input, checked against the output shape), "
+           "zero-padded or cut to length (0: ONNX's default from the input); inverse onesided: the real inverse of a "
+           "one-sided spectrum; scratch: the length's twiddles"),
+    Op(93, "Window", (Slot("size", "I"),), Y, {"T": ("float32",), "I": INDEX_TYPES},
+       (Attr("kind", enum="WindowKind"), flag("periodic")),
+       doc="HannWindow/HammingWindow/BlackmanWindow of the run-time size (which must equal the output length)"),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}

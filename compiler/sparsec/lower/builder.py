@@ -69,6 +69,11 @@ class Builder:
             self._keep.append(value)
         return self._ids[key]
 
+    def alias(self, value: ir.Value, index: int) -> None:
+        """value (one a rule made up, e.g. for a node it composes) names tensor index."""
+        self._ids[id(value)] = index
+        self._keep.append(value)
+
     def has_value(self, value: ir.Value) -> bool:
         """value is a constant or written by an emitted op."""
         index = self._ids.get(id(value))

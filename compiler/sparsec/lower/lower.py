@@ -12,14 +12,14 @@ import onnx_ir as ir
 
 from sparsec.activations import FUSED_DOMAIN, source_op_type
 from sparsec.errors import UnsupportedOpError
-from sparsec.lower import rules_attention, rules_elementwise, rules_index, rules_logic, rules_nn, rules_nn_export, rules_sparse, rules_tensor
+from sparsec.lower import rules_attention, rules_elementwise, rules_index, rules_logic, rules_math, rules_nn, rules_nn_export, rules_sparse, rules_tensor
 from sparsec.lower.builder import Builder, LoweredGraph, Unsupported
 from sparsec.naming import is_standard, op_label
 from sparsec.passes.util import const_array
 
 RULES: dict[str, Callable[[Builder, ir.Node], None]] = {
-    **rules_attention.RULES, **rules_elementwise.RULES, **rules_index.RULES, **rules_logic.RULES, **rules_nn.RULES,
-    **rules_nn_export.RULES, **rules_sparse.RULES, **rules_tensor.RULES,
+    **rules_attention.RULES, **rules_elementwise.RULES, **rules_index.RULES, **rules_logic.RULES, **rules_math.RULES,
+    **rules_nn.RULES, **rules_nn_export.RULES, **rules_sparse.RULES, **rules_tensor.RULES,
 }
 _FUSED_RULES = {"FusedConv", "FusedGemm", "FusedMatMul", "FusedAdd", "Activation"}
 SUPPORTED_OPS = sorted(op for op in RULES if op not in _FUSED_RULES)

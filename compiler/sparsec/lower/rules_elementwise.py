@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_ir as ir
 
 from sparsec.activations import activation_of
 from sparsec.contract.schema import Activation, ArgKind, BinaryOp, ReduceAlgo, ReduceKind, UnaryOp
-from sparsec.lower.builder import Builder, Unsupported, axis_of, const_input, fused_activation, rank, static_shape
+from sparsec.lower.builder import (Builder, Unsupported, axis_of, const_input, fused_activation, input_at, numpy_dtype,
+                                   rank, static_shape)
+from sparsec.passes.util import const_array
 
 BINARY = {"Add": BinaryOp.ADD, "Sub": BinaryOp.SUB, "Mul": BinaryOp.MUL, "Div": BinaryOp.DIV, "Pow": BinaryOp.POW,
           "Max": BinaryOp.MAX, "Min": BinaryOp.MIN, "PRelu": BinaryOp.PRELU, "Sum": BinaryOp.ADD,
@@ -17,8 +20,11 @@ def binary(b: Builder, node: ir.Node) -> None:
     op = BINARY.get(node.op_type)
     if node.op_type == "Mod":
         op = BinaryOp.FMOD if node.attributes.get_int("fmod", 0) else BinaryOp.MOD
-    if op in (BinaryOp.POW, BinaryOp.PRELU) and node.outputs[0].dtype != ir.DataType.FLOAT:
+    if op == BinaryOp.PRELU and node.outputs[0].dtype != ir.DataType.FLOAT:
         raise Unsupported(f"{node.op_type} runs on float32 only (this node is {node.outputs[0].dtype})")
+    if op == BinaryOp.POW and node.inputs[0].dtype != node.inputs[1].dtype:
+        raise Unsupported(f"Pow of {node.inputs[0].dtype} by {node.inputs[1].dtype}: sparsec takes operands of one "
+                          "dtype (a converted exponent or base would not be exact)")
     act = fused_activation(node)
     inputs = list(node.inputs)
     if len(inputs) == 1:
@@ -35,7 +41,9 @@ def binary(b: Builder, node: ir.Node) -> None:
 
 UNARY = {"Exp": UnaryOp.EXP, "Log": UnaryOp.LOG, "Sqrt": UnaryOp.SQRT, "Neg": UnaryOp.NEG, "Abs": UnaryOp.ABS,
          "Reciprocal": UnaryOp.RECIPROCAL, "Erf": UnaryOp.ERF, "Floor": UnaryOp.FLOOR, "Ceil": UnaryOp.CEIL,
-         "Round": UnaryOp.ROUND, "Sin": UnaryOp.SIN, "Cos": UnaryOp.COS, "Sign": UnaryOp.SIGN}
+         "Round": UnaryOp.ROUND, "Sin": UnaryOp.SIN, "Cos": UnaryOp.COS, "Sign": UnaryOp.SIGN, "Tan": UnaryOp.TAN,
+         "Asin": UnaryOp.ASIN, "Acos": UnaryOp.ACOS, "Atan": UnaryOp.ATAN, "Sinh": UnaryOp.SINH, "Cosh": UnaryOp.COSH,
+         "Asinh": UnaryOp.ASINH, "Acosh": UnaryOp.ACOSH, "Atanh": UnaryOp.ATANH}
 
 
 def unary(b: Builder, node: ir.Node) -> None:
@@ -53,7 +61,7 @@ def activation(b: Builder, node: ir.Node) -> None:
 REDUCE = {"ReduceMean": ReduceKind.MEAN, "ReduceSum": ReduceKind.SUM, "ReduceMax": ReduceKind.MAX,
           "ReduceMin": ReduceKind.MIN, "ReduceProd": ReduceKind.PROD, "ReduceL1": ReduceKind.L1,
           "ReduceL2": ReduceKind.L2, "ReduceSumSquare": ReduceKind.SUM_SQUARE,
-          "ReduceLogSumExp": ReduceKind.LOG_SUM_EXP, "GlobalAveragePool": ReduceKind.MEAN,
+          "ReduceLogSumExp": ReduceKind.LOG_SUM_EXP, "ReduceLogSum": ReduceKind.LOG_SUM, "GlobalAveragePool": ReduceKind.MEAN,
           "GlobalMaxPool": ReduceKind.MAX}
 
 
@@ -72,25 +80,39 @@ def reduce_algorithm(shape, axes: set[int], kind: ReduceKind) -> ReduceAlgo:
     return ReduceAlgo.GENERIC
 
 
+INTEGER_REDUCE = {ReduceKind.SUM, ReduceKind.PROD, ReduceKind.MAX, ReduceKind.MIN, ReduceKind.L1, ReduceKind.SUM_SQUARE}
+
+
 def reduce(b: Builder, node: ir.Node) -> None:
     x = node.inputs[0]
     shape = static_shape(x)
+    kind = REDUCE[node.op_type]
+    dtype = numpy_dtype(x)
+    if dtype != np.float32 and (kind not in INTEGER_REDUCE or (dtype == np.bool_ and kind not in (ReduceKind.MAX, ReduceKind.MIN))):
+        raise Unsupported(f"{node.op_type} of {dtype} input: sparsec computes it on float32 only")
+    flags = {"keepdims": node.attributes.get_int("keepdims", 1),
+             "noop_with_empty_axes": node.attributes.get_int("noop_with_empty_axes", 0)}
     if node.op_type.startswith("Global"):
         axes = list(range(2, len(shape)))
     else:
         axes = node.attributes.get_ints("axes", None)
+        if axes is None and input_at(node, 1) is not None and const_array(node.inputs[1]) is None:
+            static_shape(node.outputs[0])  # the run-time axes must give this shape (the runtime checks)
+            b.emit("Reduce", [x, node.inputs[1]], [node.outputs[0]],
+                   {"kind": kind, "algorithm": ReduceAlgo.GENERIC, "axes_mask": 0, **flags})
+            return
         if axes is None:
             data = const_input(node, 1, "axes")
             axes = [] if data is None else data.reshape(-1).tolist()
         if not axes:
-            if node.attributes.get_int("noop_with_empty_axes", 0):
+            if flags["noop_with_empty_axes"]:
                 b.emit("Copy", [x], [node.outputs[0]])
                 return
             axes = list(range(len(shape)))
     axes = {axis_of(int(a), len(shape)) for a in axes}
-    kind = REDUCE[node.op_type]
-    b.emit("Reduce", [x], [node.outputs[0]], {"kind": kind, "algorithm": reduce_algorithm(shape, axes, kind),
-                                              "axes_mask": sum(1 << a for a in axes)})
+    algorithm = reduce_algorithm(shape, axes, kind) if dtype == np.float32 else ReduceAlgo.GENERIC
+    b.emit("Reduce", [x], [node.outputs[0]], {"kind": kind, "algorithm": algorithm,
+                                              "axes_mask": sum(1 << a for a in axes), **flags})
 
 
 def arg_reduce(b: Builder, node: ir.Node) -> None:
@@ -106,6 +128,7 @@ def cast(b: Builder, node: ir.Node) -> None:
 
 
 ACTIVATIONS = ["Relu", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Softplus", "Gelu",
+               "Selu", "Celu", "ThresholdedRelu", "Shrink", "Softsign", "Mish", "Swish",
                "Activation"]  # Clip: rules_logic (integer and run-time bounds too)
 RULES = {
     **{op: binary for op in [*BINARY, "Mod"]},

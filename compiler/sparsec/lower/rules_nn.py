@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from sparsec.contract.schema import Activation, BinaryOp, ConvAlgo, PoolKind, im2col_scratch_bytes
+from sparsec.contract.schema import Activation, BinaryOp, ConvAlgo, PoolKind, SoftmaxMode, im2col_scratch_bytes
 from sparsec.lower.builder import (Builder, Unsupported, axis_of, const_input, fused_activation, input_at, rank,
                                    spatial_pads, static_shape)
 from sparsec.passes.util import const_array
@@ -110,7 +110,8 @@ def pool(b: Builder, node: ir.Node) -> None:
 
 def softmax(b: Builder, node: ir.Node) -> None:
     axis = axis_of(node.attributes.get_int("axis", -1), rank(node.inputs[0]))
-    b.emit("Softmax", [node.inputs[0]], [node.outputs[0]], {"axis": axis, "log": node.op_type == "LogSoftmax"})
+    mode = {"Softmax": SoftmaxMode.SOFTMAX, "LogSoftmax": SoftmaxMode.LOG_SOFTMAX, "Hardmax": SoftmaxMode.HARDMAX}
+    b.emit("Softmax", [node.inputs[0]], [node.outputs[0]], {"axis": axis, "mode": mode[node.op_type]})
 
 
 def layer_norm(b: Builder, node: ir.Node) -> None:
@@ -149,7 +150,7 @@ def group_norm(b: Builder, node: ir.Node) -> None:
 
 RULES = {
     "Conv": conv, "FusedConv": conv, "Gemm": gemm, "FusedGemm": gemm, "MatMul": matmul, "FusedMatMul": matmul,
-    "MaxPool": pool, "AveragePool": pool, "Softmax": softmax, "LogSoftmax": softmax,
+    "MaxPool": pool, "AveragePool": pool, "Softmax": softmax, "LogSoftmax": softmax, "Hardmax": softmax,
     "LayerNormalization": layer_norm, "BatchNormalization": batch_norm, "InstanceNormalization": group_norm,
     "GroupNormalization": group_norm,
 }

@@ -6,7 +6,7 @@
 namespace sparsec {
 
 // Epilogue activation of kernels (and the runtime's Activation op); a, b in ActParams.
-enum class Activation : int32_t { kNone = 0, kRelu = 1, kClip = 2, kHardSwish = 3, kHardSigmoid = 4, kSigmoid = 5, kSilu = 6, kGelu = 7, kGeluTanh = 8, kTanh = 9, kLeakyRelu = 10, kElu = 11, kSoftplus = 12, kLast = kSoftplus };
+enum class Activation : int32_t { kNone = 0, kRelu = 1, kClip = 2, kHardSwish = 3, kHardSigmoid = 4, kSigmoid = 5, kSilu = 6, kGelu = 7, kGeluTanh = 8, kTanh = 9, kLeakyRelu = 10, kElu = 11, kSoftplus = 12, kSelu = 13, kCelu = 14, kThresholdedRelu = 15, kShrink = 16, kSoftsign = 17, kMish = 18, kSwish = 19, kLast = kSwish };
 
 constexpr size_t kIm2colBandColumns = 1024;
 
