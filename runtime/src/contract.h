@@ -24,6 +24,7 @@ enum class ReduceAlgo : int64_t { kGeneric = 0, kRows = 1, kRowMean = 2, kLast =
 enum class PadMode : int64_t { kConstant = 0, kReflect = 1, kEdge = 2, kLast = kEdge };
 enum class ConvAlgo : int64_t { kIm2col = 0, kGemm1x1 = 1, kDepthwise = 2, kDepthwise3x3 = 3, kLast = kDepthwise3x3 };
 enum class ArgKind : int64_t { kMax = 0, kMin = 1, kLast = kMin };
+enum class LossKind : int64_t { kCrossEntropy = 0, kMse = 1, kBceWithLogits = 2, kL1 = 3, kLast = kL1 };
 
 enum class OpCode : uint32_t {
   kConv = 1,  // 2-D convolution, NCHW; weight [M, C/group, KH, KW]; pads top, left, bottom, right
@@ -47,11 +48,20 @@ enum class OpCode : uint32_t {
   kGroupNorm = 19,  // InstanceNormalization when groups == C; scale/bias per channel
   kArgReduce = 20,  // ArgMax/ArgMin along axis; the output has the keepdims size
   kActivation = 21,  // element-wise activation
-  kLast = kActivation,
+  kLoss = 100,  // mean-reduced loss [1] and its gradient; CROSS_ENTROPY: pred [N, C], int64 target [N] (class indices)
+  kActivationGrad = 101,  // dx = dy * act'(x); x is the activation's input (RELU/CLIP: its output, equivalently)
+  kConvGradInput = 102,  // gradient of Conv with respect to its input x (the output's shape is x's)
+  kConvGradWeight = 103,  // gradient of Conv with respect to its weight, summed over the batch
+  kPoolGrad = 104,  // gradient of Pool; MAX routes to the first maximum of each window (as PyTorch)
+  kLayerNormGrad = 105,  // gradient of LayerNorm with respect to x
+  kGatherGrad = 106,  // gradient of Gather on axis 0 (embeddings): rows summed by index
+  kSgdUpdate = 107,  // torch.optim.SGD step in place; indices: the updated slice of param along axis; state [1 (+ grad size with momentum)]
+  kAdamwUpdate = 108,  // torch.optim.AdamW step in place; indices as SGD; state [1 + 2 * grad size]
+  kLast = kAdamwUpdate,
 };
 
 // X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list.
-#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation)
+#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Loss, loss) X(ActivationGrad, activation_grad) X(ConvGradInput, conv_grad_input) X(ConvGradWeight, conv_grad_weight) X(PoolGrad, pool_grad) X(LayerNormGrad, layer_norm_grad) X(GatherGrad, gather_grad) X(SgdUpdate, sgd_update) X(AdamwUpdate, adamw_update)
 
 struct AttrMeta {
   const char* name;
@@ -111,8 +121,27 @@ constexpr AttrMeta kAttrMeta[] = {
     {"axis", 1, 0, 7},  // ArgReduce
     {"select_last_index", 1, 0, 1},  // ArgReduce
     {"activation", 1, 0, 12},  // Activation
+    {"kind", 1, 0, 3},  // Loss
+    {"activation", 1, 0, 12},  // ActivationGrad
+    {"group", 1, 1, 65536},  // ConvGradInput
+    {"strides", 2, 1, 65536},  // ConvGradInput
+    {"pads", 4, 0, 65536},  // ConvGradInput
+    {"dilations", 2, 1, 65536},  // ConvGradInput
+    {"group", 1, 1, 65536},  // ConvGradWeight
+    {"strides", 2, 1, 65536},  // ConvGradWeight
+    {"pads", 4, 0, 65536},  // ConvGradWeight
+    {"dilations", 2, 1, 65536},  // ConvGradWeight
+    {"kind", 1, 0, 1},  // PoolGrad
+    {"kernel", 2, 1, 65536},  // PoolGrad
+    {"strides", 2, 1, 65536},  // PoolGrad
+    {"pads", 4, 0, 65536},  // PoolGrad
+    {"dilations", 2, 1, 65536},  // PoolGrad
+    {"count_include_pad", 1, 0, 1},  // PoolGrad
+    {"axis", 1, 0, 7},  // LayerNormGrad
+    {"axis", 1, 0, 7},  // SgdUpdate
+    {"axis", 1, 0, 7},  // AdamwUpdate
 };
-constexpr OpMeta kOpMeta[22] = {
+constexpr OpMeta kOpMeta[109] = {
     {},  // 0
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
@@ -135,6 +164,93 @@ constexpr OpMeta kOpMeta[22] = {
     {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 32, false},
     {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, 33, false},
     {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, 36, true},
+    {},  // 22
+    {},  // 23
+    {},  // 24
+    {},  // 25
+    {},  // 26
+    {},  // 27
+    {},  // 28
+    {},  // 29
+    {},  // 30
+    {},  // 31
+    {},  // 32
+    {},  // 33
+    {},  // 34
+    {},  // 35
+    {},  // 36
+    {},  // 37
+    {},  // 38
+    {},  // 39
+    {},  // 40
+    {},  // 41
+    {},  // 42
+    {},  // 43
+    {},  // 44
+    {},  // 45
+    {},  // 46
+    {},  // 47
+    {},  // 48
+    {},  // 49
+    {},  // 50
+    {},  // 51
+    {},  // 52
+    {},  // 53
+    {},  // 54
+    {},  // 55
+    {},  // 56
+    {},  // 57
+    {},  // 58
+    {},  // 59
+    {},  // 60
+    {},  // 61
+    {},  // 62
+    {},  // 63
+    {},  // 64
+    {},  // 65
+    {},  // 66
+    {},  // 67
+    {},  // 68
+    {},  // 69
+    {},  // 70
+    {},  // 71
+    {},  // 72
+    {},  // 73
+    {},  // 74
+    {},  // 75
+    {},  // 76
+    {},  // 77
+    {},  // 78
+    {},  // 79
+    {},  // 80
+    {},  // 81
+    {},  // 82
+    {},  // 83
+    {},  // 84
+    {},  // 85
+    {},  // 86
+    {},  // 87
+    {},  // 88
+    {},  // 89
+    {},  // 90
+    {},  // 91
+    {},  // 92
+    {},  // 93
+    {},  // 94
+    {},  // 95
+    {},  // 96
+    {},  // 97
+    {},  // 98
+    {},  // 99
+    {"Loss", 2, 2, false, false, {{0, false}, {1, false}}, {{0, false}, {0, false}}, {2, 6}, 1, 0, 37, false},
+    {"ActivationGrad", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 1, 2, 38, false},
+    {"ConvGradInput", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 4, 0, 39, false},
+    {"ConvGradWeight", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 4, 0, 43, false},
+    {"PoolGrad", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 6, 0, 47, false},
+    {"LayerNormGrad", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 53, false},
+    {"GatherGrad", 2, 1, false, false, {{1, false}, {0, false}}, {{0, false}}, {2, 12}, 0, 0, 54, false},
+    {"SgdUpdate", 2, 2, false, false, {{0, false}, {1, true}}, {{0, false}, {0, false}}, {2, 4}, 1, 3, 54, false},
+    {"AdamwUpdate", 2, 2, false, false, {{0, false}, {1, true}}, {{0, false}, {0, false}}, {2, 4}, 1, 5, 55, false},
 };
 
 }  // namespace sparsec

@@ -285,4 +285,147 @@ inline ActivationAttrs activation_attrs(const Op& op) {
   return a;
 }
 
+struct LossAttrs {
+  LossKind kind;
+};
+inline LossAttrs loss_attrs(const Op& op) {
+  LossAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.kind = LossKind(*v);
+  v += 1;
+  return a;
+}
+
+struct ActivationGradAttrs {
+  Activation activation;
+  float act_alpha;
+  float act_beta;
+};
+inline ActivationGradAttrs activation_grad_attrs(const Op& op) {
+  ActivationGradAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.activation = Activation(*v);
+  v += 1;
+  a.act_alpha = op.fattr[0];
+  a.act_beta = op.fattr[1];
+  return a;
+}
+
+struct ConvGradInputAttrs {
+  int64_t group;
+  const int64_t* strides;  // [2]
+  const int64_t* pads;  // [4]
+  const int64_t* dilations;  // [2]
+};
+inline ConvGradInputAttrs conv_grad_input_attrs(const Op& op) {
+  ConvGradInputAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.group = int64_t(*v);
+  v += 1;
+  a.strides = v;
+  v += 2;
+  a.pads = v;
+  v += 4;
+  a.dilations = v;
+  v += 2;
+  return a;
+}
+
+struct ConvGradWeightAttrs {
+  int64_t group;
+  const int64_t* strides;  // [2]
+  const int64_t* pads;  // [4]
+  const int64_t* dilations;  // [2]
+};
+inline ConvGradWeightAttrs conv_grad_weight_attrs(const Op& op) {
+  ConvGradWeightAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.group = int64_t(*v);
+  v += 1;
+  a.strides = v;
+  v += 2;
+  a.pads = v;
+  v += 4;
+  a.dilations = v;
+  v += 2;
+  return a;
+}
+
+struct PoolGradAttrs {
+  PoolKind kind;
+  const int64_t* kernel;  // [2]
+  const int64_t* strides;  // [2]
+  const int64_t* pads;  // [4]
+  const int64_t* dilations;  // [2]
+  int64_t count_include_pad;
+};
+inline PoolGradAttrs pool_grad_attrs(const Op& op) {
+  PoolGradAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.kind = PoolKind(*v);
+  v += 1;
+  a.kernel = v;
+  v += 2;
+  a.strides = v;
+  v += 2;
+  a.pads = v;
+  v += 4;
+  a.dilations = v;
+  v += 2;
+  a.count_include_pad = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct LayerNormGradAttrs {
+  int64_t axis;
+  float epsilon;
+};
+inline LayerNormGradAttrs layer_norm_grad_attrs(const Op& op) {
+  LayerNormGradAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.epsilon = op.fattr[0];
+  return a;
+}
+
+struct SgdUpdateAttrs {
+  int64_t axis;
+  float lr;
+  float momentum;
+  float weight_decay;
+};
+inline SgdUpdateAttrs sgd_update_attrs(const Op& op) {
+  SgdUpdateAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.lr = op.fattr[0];
+  a.momentum = op.fattr[1];
+  a.weight_decay = op.fattr[2];
+  return a;
+}
+
+struct AdamwUpdateAttrs {
+  int64_t axis;
+  float lr;
+  float beta1;
+  float beta2;
+  float eps;
+  float weight_decay;
+};
+inline AdamwUpdateAttrs adamw_update_attrs(const Op& op) {
+  AdamwUpdateAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.lr = op.fattr[0];
+  a.beta1 = op.fattr[1];
+  a.beta2 = op.fattr[2];
+  a.eps = op.fattr[3];
+  a.weight_decay = op.fattr[4];
+  return a;
+}
+
 }  // namespace sparsec

@@ -96,6 +96,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "PadMode": ("CONSTANT", "REFLECT", "EDGE"),
     "ConvAlgo": ("IM2COL", "GEMM_1X1", "DEPTHWISE", "DEPTHWISE_3X3"),
     "ArgKind": ("MAX", "MIN"),
+    "LossKind": ("CROSS_ENTROPY", "MSE", "BCE_WITH_LOGITS", "L1"),
 }
 _enums = {name: IntEnum(name, {v: i for i, v in enumerate(values)}) for name, values in ENUMS.items()}
 Activation = _enums["Activation"]
@@ -107,6 +108,7 @@ ReduceAlgo = _enums["ReduceAlgo"]
 PadMode = _enums["PadMode"]
 ConvAlgo = _enums["ConvAlgo"]
 ArgKind = _enums["ArgKind"]
+LossKind = _enums["LossKind"]
 
 SPATIAL_MAX = 1 << 16  # strides, pads, dilations, windows
 ATTR_MAX = 1 << 32
@@ -263,6 +265,33 @@ OPS = (
        doc="ArgMax/ArgMin along axis; the output has the keepdims size"),
     Op(21, "Activation", X, Y, F32, ACTIVATION, ACTIVATION_PARAMS, in_place=True, doc="element-wise activation",
        kernels={"*": "f32_activation"}),
+    # ---- training (codes 100-119): backward ops and in-place optimizer updates (sparsec.train) ----
+    Op(100, "Loss", (Slot("pred"), Slot("target", "L")), (Slot("loss"), Slot("dpred")),
+       {"T": ("float32",), "L": ("float32", "int64")}, (Attr("kind", enum="LossKind"),),
+       doc="mean-reduced loss [1] and its gradient; CROSS_ENTROPY: pred [N, C], int64 target [N] (class indices)"),
+    Op(101, "ActivationGrad", (Slot("dy"), Slot("x")), (Slot("dx"),), F32, ACTIVATION, ACTIVATION_PARAMS,
+       doc="dx = dy * act'(x); x is the activation's input (RELU/CLIP: its output, equivalently)"),
+    Op(102, "ConvGradInput", (Slot("dy"), Slot("w")), (Slot("dx"),), F32,
+       (spatial("group", 1), spatial("strides", 2), spatial("pads", 4, 0), spatial("dilations", 2)),
+       doc="gradient of Conv with respect to its input x (the output's shape is x's)"),
+    Op(103, "ConvGradWeight", (Slot("x"), Slot("dy")), (Slot("dw"),), F32,
+       (spatial("group", 1), spatial("strides", 2), spatial("pads", 4, 0), spatial("dilations", 2)),
+       doc="gradient of Conv with respect to its weight, summed over the batch"),
+    Op(104, "PoolGrad", (Slot("x"), Slot("dy")), (Slot("dx"),), F32,
+       (Attr("kind", enum="PoolKind"), *POOL_WINDOW, flag("count_include_pad")),
+       doc="gradient of Pool; MAX routes to the first maximum of each window (as PyTorch)"),
+    Op(105, "LayerNormGrad", (Slot("x"), Slot("scale"), Slot("dy")), (Slot("dx"),), F32,
+       (Attr("axis", low=0, high=MAX_DIMS - 1),), ("epsilon",), doc="gradient of LayerNorm with respect to x"),
+    Op(106, "GatherGrad", (Slot("indices", "I"), Slot("dy")), (Slot("ddata"),),
+       {"T": ("float32",), "I": INDEX_TYPES}, doc="gradient of Gather on axis 0 (embeddings): rows summed by index"),
+    Op(107, "SgdUpdate", (Slot("grad"), Slot("indices", "I", optional=True)), (Slot("param"), Slot("state")),
+       {"T": ("float32",), "I": ("int64",)}, (Attr("axis", low=0, high=MAX_DIMS - 1),),
+       ("lr", "momentum", "weight_decay"),
+       doc="torch.optim.SGD step in place; indices: the updated slice of param along axis; state [1 (+ grad size with momentum)]"),
+    Op(108, "AdamwUpdate", (Slot("grad"), Slot("indices", "I", optional=True)), (Slot("param"), Slot("state")),
+       {"T": ("float32",), "I": ("int64",)}, (Attr("axis", low=0, high=MAX_DIMS - 1),),
+       ("lr", "beta1", "beta2", "eps", "weight_decay"),
+       doc="torch.optim.AdamW step in place; indices as SGD; state [1 + 2 * grad size]"),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}

@@ -1,0 +1,412 @@
+// Training ops: losses, backward ops and in-place optimizer updates (the compiler's sparsec.train graphs).
+// Plain loops: a training step runs them on the few layers a sparse update reaches.
+#include <algorithm>
+#include <cmath>
+
+#include "../../kernels_arm/ref/pool2d_window.h"
+#include "op_util.h"
+
+namespace sparsec {
+namespace {
+
+bool same_shape(const Tensor& a, const Tensor& b) {
+  if (a.ndim != b.ndim) return false;
+  for (uint32_t d = 0; d < a.ndim; ++d)
+    if (a.dims[d] != b.dims[d]) return false;
+  return true;
+}
+
+float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+// act'(x) (RELU/CLIP: also right when x is the activation's output).
+float derivative(const ActParams& act, float x) {
+  switch (act.kind) {
+    case Activation::kNone: return 1.0f;
+    case Activation::kRelu: return x > 0.0f ? 1.0f : 0.0f;
+    case Activation::kClip: return x > act.a && x < act.b ? 1.0f : 0.0f;
+    case Activation::kHardSwish: return x < -3.0f ? 0.0f : x <= 3.0f ? x / 3.0f + 0.5f : 1.0f;
+    case Activation::kHardSigmoid: {
+      const float z = act.a * x + act.b;
+      return z > 0.0f && z < 1.0f ? act.a : 0.0f;
+    }
+    case Activation::kSigmoid: {
+      const float s = sigmoid(x);
+      return s * (1.0f - s);
+    }
+    case Activation::kSilu: {
+      const float s = sigmoid(x);
+      return s * (1.0f + x * (1.0f - s));
+    }
+    case Activation::kGelu: {
+      const float cdf = 0.5f * (1.0f + std::erf(x * 0.70710678118654752f));
+      return cdf + x * 0.39894228040143268f * std::exp(-0.5f * x * x);
+    }
+    case Activation::kGeluTanh: {
+      const float k = 0.79788456080286536f, c = 0.044715f;
+      const float t = std::tanh(k * (x + c * x * x * x));
+      return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * c * x * x);
+    }
+    case Activation::kTanh: {
+      const float t = std::tanh(x);
+      return 1.0f - t * t;
+    }
+    case Activation::kLeakyRelu: return x > 0.0f ? 1.0f : act.a;
+    case Activation::kElu: return x > 0.0f ? 1.0f : act.a * std::exp(x);
+    case Activation::kSoftplus: return sigmoid(x);
+  }
+  return 1.0f;
+}
+
+struct ConvGeom {
+  size_t N, C, H, W, M, OH, OW, KH, KW, G, SH, SW, PT, PL, DH, DW;
+};
+
+// x: [N, C, H, W], y: [N, M, OH, OW], w: [M, C/G, KH, KW], attributes as Conv's.
+template <typename A>
+ConvGeom conv_geom(const Tensor& x, const Tensor& y, const Tensor& w, const A& a) {
+  return {size_t(x.dims[0]), size_t(x.dims[1]), size_t(x.dims[2]), size_t(x.dims[3]), size_t(y.dims[1]),
+          size_t(y.dims[2]), size_t(y.dims[3]), size_t(w.dims[2]), size_t(w.dims[3]), size_t(a.group),
+          size_t(a.strides[0]), size_t(a.strides[1]), size_t(a.pads[0]), size_t(a.pads[1]), size_t(a.dilations[0]),
+          size_t(a.dilations[1])};
+}
+
+bool check_conv_geom(const Tensor& x, const Tensor& y, const Tensor& w, int64_t group, Message* err) {
+  SPX_REQUIRE(x.ndim == 4 && y.ndim == 4 && w.ndim == 4, "supports 2-D convolution on NCHW only");
+  SPX_REQUIRE(x.dims[1] % group == 0 && w.dims[0] % group == 0 && w.dims[1] * group == x.dims[1] &&
+                  y.dims[1] == w.dims[0] && y.dims[0] == x.dims[0],
+              "weight %s does not fit input %s and output %s with group %lld", shape_str(w).text, shape_str(x).text,
+              shape_str(y).text, static_cast<long long>(group));
+  return true;
+}
+
+// Calls f(x_index, y_index, w_index) for every (input tap, output, weight) triple of the convolution.
+template <typename F>
+void for_each_tap(const ConvGeom& s, F&& f) {
+  const size_t cg = s.C / s.G, mg = s.M / s.G;
+  for (size_t n = 0; n < s.N; ++n)
+    for (size_t m = 0; m < s.M; ++m) {
+      const size_t g = m / mg;
+      for (size_t c = 0; c < cg; ++c)
+        for (size_t kh = 0; kh < s.KH; ++kh)
+          for (size_t kw = 0; kw < s.KW; ++kw) {
+            const size_t wi = ((m * cg + c) * s.KH + kh) * s.KW + kw;
+            const size_t xplane = (n * s.C + g * cg + c) * s.H;
+            for (size_t oh = 0; oh < s.OH; ++oh) {
+              const ptrdiff_t ih = ptrdiff_t(oh * s.SH + kh * s.DH) - ptrdiff_t(s.PT);
+              if (ih < 0 || ih >= ptrdiff_t(s.H)) continue;
+              const size_t yrow = ((n * s.M + m) * s.OH + oh) * s.OW;
+              const size_t xrow = (xplane + size_t(ih)) * s.W;
+              for (size_t ow = 0; ow < s.OW; ++ow) {
+                const ptrdiff_t iw = ptrdiff_t(ow * s.SW + kw * s.DW) - ptrdiff_t(s.PL);
+                if (iw >= 0 && iw < ptrdiff_t(s.W)) f(xrow + size_t(iw), yrow + ow, wi);
+              }
+            }
+          }
+    }
+}
+
+// The updated entries of param: grad's element (o, k, i) updates param's (o, indices[k] or k, i) along axis.
+struct Slice {
+  size_t outer = 1, channels = 1, count = 1, inner = 1;
+  const int64_t* indices = nullptr;
+
+  size_t param_index(size_t j) const {
+    const size_t i = j % inner, k = (j / inner) % count, o = j / (inner * count);
+    const size_t c = indices ? size_t(indices[k]) : k;
+    return (o * channels + c) * inner + i;
+  }
+};
+
+bool check_update(const Op& op, int64_t axis, size_t state_per_entry, Message* err) {
+  const Tensor& grad = *op.in[0];
+  const Tensor& param = *op.out[0];
+  const Tensor* indices = optional_input(op, 1);
+  SPX_REQUIRE(grad.ndim == param.ndim && axis < int64_t(param.ndim), "gradient %s does not fit parameter %s",
+              shape_str(grad).text, shape_str(param).text);
+  for (uint32_t d = 0; d < param.ndim; ++d) {
+    const int64_t want = indices && int64_t(d) == axis ? int64_t(indices->numel) : param.dims[d];
+    SPX_REQUIRE(grad.dims[d] == want, "gradient %s does not fit parameter %s", shape_str(grad).text,
+                shape_str(param).text);
+  }
+  SPX_REQUIRE(op.out[1]->numel == 1 + state_per_entry * grad.numel, "state has %zu values, expected %zu",
+              op.out[1]->numel, 1 + state_per_entry * grad.numel);
+  return true;
+}
+
+bool make_slice(const Op& op, int64_t axis, Slice* s, Message* err) {
+  const Tensor& param = *op.out[0];
+  const Tensor* indices = optional_input(op, 1);
+  s->outer = product(param.dims, 0, size_t(axis));
+  s->channels = size_t(param.dims[axis]);
+  s->inner = product(param.dims, size_t(axis) + 1, param.ndim);
+  s->count = indices ? indices->numel : s->channels;
+  s->indices = indices ? indices->as<int64_t>() : nullptr;
+  for (size_t k = 0; indices && k < s->count; ++k)
+    SPX_REQUIRE(s->indices[k] >= 0 && size_t(s->indices[k]) < s->channels, "index %lld is outside [0, %zu)",
+                static_cast<long long>(s->indices[k]), s->channels);
+  return true;
+}
+
+}  // namespace
+
+bool check_loss(const Op& op, Message* err) {
+  const Tensor& pred = *op.in[0];
+  const Tensor& target = *op.in[1];
+  SPX_REQUIRE(op.out[0]->numel == 1 && same_shape(*op.out[1], pred), "outputs must be the loss [1] and pred's shape");
+  if (LossKind(loss_attrs(op).kind) == LossKind::kCrossEntropy) {
+    SPX_REQUIRE(pred.ndim == 2 && target.ndim == 1 && target.dims[0] == pred.dims[0] && target.dtype == SPARSEC_INT64,
+                "cross entropy takes logits [N, C] and int64 labels [N], got %s and %s", shape_str(pred).text,
+                shape_str(target).text);
+  } else {
+    SPX_REQUIRE(same_shape(pred, target) && target.dtype == SPARSEC_FLOAT32,
+                "the float32 target must have pred's shape %s, got %s", shape_str(pred).text, shape_str(target).text);
+  }
+  return true;
+}
+
+bool run_loss(const Op& op, uint8_t*, Message* err) {
+  const Tensor& pred = *op.in[0];
+  const float* p = pred.f32();
+  float* d = op.out[1]->f32();
+  double total = 0.0;
+  const LossKind kind = loss_attrs(op).kind;
+  if (kind == LossKind::kCrossEntropy) {
+    const size_t n = size_t(pred.dims[0]), c = size_t(pred.dims[1]);
+    const int64_t* labels = op.in[1]->as<int64_t>();
+    for (size_t r = 0; r < n; ++r, p += c, d += c) {
+      SPX_REQUIRE(labels[r] >= 0 && labels[r] < int64_t(c), "label %lld of row %zu is outside [0, %zu)",
+                  static_cast<long long>(labels[r]), r, c);
+      const float top = *std::max_element(p, p + c);
+      double sum = 0.0;
+      for (size_t j = 0; j < c; ++j) sum += std::exp(double(p[j] - top));
+      total += std::log(sum) + double(top) - double(p[labels[r]]);
+      for (size_t j = 0; j < c; ++j) d[j] = float(std::exp(double(p[j] - top)) / sum) / float(n);
+      d[labels[r]] -= 1.0f / float(n);
+    }
+    op.out[0]->f32()[0] = float(total / double(n));
+    return true;
+  }
+  const float* t = op.in[1]->f32();
+  const size_t n = pred.numel;
+  const float scale = 1.0f / float(n);
+  for (size_t i = 0; i < n; ++i) {
+    const float x = p[i], diff = x - t[i];
+    switch (kind) {
+      case LossKind::kMse: total += double(diff) * diff; d[i] = 2.0f * diff * scale; break;
+      case LossKind::kL1: total += std::fabs(double(diff)); d[i] = float((diff > 0) - (diff < 0)) * scale; break;
+      default:  // BCE with logits, in torch's stable form
+        total += double(std::max(x, 0.0f) - x * t[i] + std::log1p(std::exp(-std::fabs(x))));
+        d[i] = (sigmoid(x) - t[i]) * scale;
+    }
+  }
+  op.out[0]->f32()[0] = float(total / double(n));
+  return true;
+}
+
+bool check_activation_grad(const Op& op, Message* err) {
+  SPX_REQUIRE(same_shape(*op.in[0], *op.in[1]) && same_shape(*op.in[0], *op.out[0]), "dy, x and dx must share a shape");
+  return true;
+}
+
+bool run_activation_grad(const Op& op, uint8_t*, Message*) {
+  const ActParams act = act_params(activation_grad_attrs(op));
+  const float* dy = op.in[0]->f32();
+  const float* x = op.in[1]->f32();
+  float* dx = op.out[0]->f32();
+  for (size_t i = 0; i < op.out[0]->numel; ++i) dx[i] = dy[i] * derivative(act, x[i]);
+  return true;
+}
+
+bool check_conv_grad_input(const Op& op, Message* err) {
+  return check_conv_geom(*op.out[0], *op.in[0], *op.in[1], conv_grad_input_attrs(op).group, err);
+}
+
+bool run_conv_grad_input(const Op& op, uint8_t*, Message*) {
+  const ConvGeom s = conv_geom(*op.out[0], *op.in[0], *op.in[1], conv_grad_input_attrs(op));
+  const float* dy = op.in[0]->f32();
+  const float* w = op.in[1]->f32();
+  float* dx = op.out[0]->f32();
+  std::fill(dx, dx + op.out[0]->numel, 0.0f);
+  for_each_tap(s, [&](size_t xi, size_t yi, size_t wi) { dx[xi] += w[wi] * dy[yi]; });
+  return true;
+}
+
+bool check_conv_grad_weight(const Op& op, Message* err) {
+  return check_conv_geom(*op.in[0], *op.in[1], *op.out[0], conv_grad_weight_attrs(op).group, err);
+}
+
+bool run_conv_grad_weight(const Op& op, uint8_t*, Message*) {
+  const ConvGeom s = conv_geom(*op.in[0], *op.in[1], *op.out[0], conv_grad_weight_attrs(op));
+  const float* x = op.in[0]->f32();
+  const float* dy = op.in[1]->f32();
+  float* dw = op.out[0]->f32();
+  std::fill(dw, dw + op.out[0]->numel, 0.0f);
+  for_each_tap(s, [&](size_t xi, size_t yi, size_t wi) { dw[wi] += x[xi] * dy[yi]; });
+  return true;
+}
+
+bool check_pool_grad(const Op& op, Message* err) {
+  const Tensor& x = *op.in[0];
+  const Tensor& dy = *op.in[1];
+  SPX_REQUIRE(x.ndim == 4 && dy.ndim == 4 && dy.dims[0] == x.dims[0] && dy.dims[1] == x.dims[1] &&
+                  same_shape(x, *op.out[0]),
+              "x %s, dy %s and dx must be NCHW of one batch and channel count", shape_str(x).text, shape_str(dy).text);
+  return true;
+}
+
+bool run_pool_grad(const Op& op, uint8_t*, Message*) {
+  const Tensor& x = *op.in[0];
+  const Tensor& dy = *op.in[1];
+  const PoolGradAttrs a = pool_grad_attrs(op);
+  const size_t H = size_t(x.dims[2]), W = size_t(x.dims[3]), OH = size_t(dy.dims[2]), OW = size_t(dy.dims[3]);
+  const size_t KH = size_t(a.kernel[0]), KW = size_t(a.kernel[1]), DH = size_t(a.dilations[0]),
+               DW = size_t(a.dilations[1]);
+  const bool is_max = a.kind == PoolKind::kMax;
+  float* dx = op.out[0]->f32();
+  std::fill(dx, dx + x.numel, 0.0f);
+  for (size_t plane = 0; plane < size_t(x.dims[0] * x.dims[1]); ++plane) {
+    const float* xp = x.f32() + plane * H * W;
+    const float* g = dy.f32() + plane * OH * OW;
+    float* d = dx + plane * H * W;
+    for (size_t oh = 0; oh < OH; ++oh)
+      for (size_t ow = 0; ow < OW; ++ow) {
+        const ptrdiff_t h0 = pool2d::window_start(oh, size_t(a.strides[0]), size_t(a.pads[0]));
+        const ptrdiff_t w0 = pool2d::window_start(ow, size_t(a.strides[1]), size_t(a.pads[1]));
+        const size_t count = pool2d::divisor_taps(h0, KH, DH, H, size_t(a.pads[0]), size_t(a.pads[2]), a.count_include_pad) *
+                             pool2d::divisor_taps(w0, KW, DW, W, size_t(a.pads[1]), size_t(a.pads[3]), a.count_include_pad);
+        ptrdiff_t best = -1;
+        for (size_t kh = 0; kh < KH; ++kh) {
+          const ptrdiff_t h = h0 + ptrdiff_t(kh * DH);
+          if (h < 0 || h >= ptrdiff_t(H)) continue;
+          for (size_t kw = 0; kw < KW; ++kw) {
+            const ptrdiff_t w = w0 + ptrdiff_t(kw * DW);
+            if (w < 0 || w >= ptrdiff_t(W)) continue;
+            const ptrdiff_t i = h * ptrdiff_t(W) + w;
+            if (!is_max) d[i] += g[oh * OW + ow] / float(count);
+            else if (best < 0 || xp[i] > xp[best] || std::isnan(xp[i])) best = i;  // torch: first maximum
+          }
+        }
+        if (is_max && best >= 0) d[best] += g[oh * OW + ow];
+      }
+  }
+  return true;
+}
+
+bool check_layer_norm_grad(const Op& op, Message* err) {
+  const Tensor& x = *op.in[0];
+  const size_t axis = size_t(layer_norm_grad_attrs(op).axis);
+  SPX_REQUIRE(axis < x.ndim && op.in[1]->numel == product(x.dims, axis, x.ndim), "scale must cover axes [%zu, %u)",
+              axis, x.ndim);
+  SPX_REQUIRE(same_shape(x, *op.in[2]) && same_shape(x, *op.out[0]), "x, dy and dx must share a shape");
+  return true;
+}
+
+bool run_layer_norm_grad(const Op& op, uint8_t*, Message*) {
+  const Tensor& x = *op.in[0];
+  const LayerNormGradAttrs a = layer_norm_grad_attrs(op);
+  const size_t d = product(x.dims, size_t(a.axis), x.ndim), rows = x.numel / d;
+  const float* scale = op.in[1]->f32();
+  for (size_t r = 0; r < rows; ++r) {
+    const float* xr = x.f32() + r * d;
+    const float* dy = op.in[2]->f32() + r * d;
+    float* dx = op.out[0]->f32() + r * d;
+    double mean = 0.0, var = 0.0;
+    for (size_t i = 0; i < d; ++i) mean += xr[i];
+    mean /= double(d);
+    for (size_t i = 0; i < d; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+    const double rstd = 1.0 / std::sqrt(var / double(d) + double(a.epsilon));
+    double mean_g = 0.0, mean_gx = 0.0;
+    for (size_t i = 0; i < d; ++i) {
+      const double g = double(dy[i]) * scale[i];
+      mean_g += g;
+      mean_gx += g * (xr[i] - mean) * rstd;
+    }
+    mean_g /= double(d);
+    mean_gx /= double(d);
+    for (size_t i = 0; i < d; ++i)
+      dx[i] = float(rstd * (double(dy[i]) * scale[i] - mean_g - (xr[i] - mean) * rstd * mean_gx));
+  }
+  return true;
+}
+
+bool check_gather_grad(const Op& op, Message* err) {
+  const Tensor& out = *op.out[0];
+  SPX_REQUIRE(out.ndim >= 1 && op.in[1]->numel == op.in[0]->numel * (out.numel / size_t(out.dims[0])),
+              "dy %s does not fit indices %s and table %s", shape_str(*op.in[1]).text, shape_str(*op.in[0]).text,
+              shape_str(out).text);
+  return true;
+}
+
+bool run_gather_grad(const Op& op, uint8_t*, Message* err) {
+  const Tensor& idx = *op.in[0];
+  Tensor& out = *op.out[0];
+  const int64_t rows = out.dims[0];
+  const size_t row = out.numel / size_t(rows);
+  std::fill(out.f32(), out.f32() + out.numel, 0.0f);
+  for (size_t k = 0; k < idx.numel; ++k) {
+    int64_t i = idx.dtype == SPARSEC_INT64 ? idx.as<int64_t>()[k] : idx.as<int32_t>()[k];
+    if (i < 0) i += rows;
+    SPX_REQUIRE(i >= 0 && i < rows, "index %lld is outside [0, %lld)", static_cast<long long>(i), static_cast<long long>(rows));
+    const float* g = op.in[1]->f32() + k * row;
+    float* o = out.f32() + size_t(i) * row;
+    for (size_t j = 0; j < row; ++j) o[j] += g[j];
+  }
+  return true;
+}
+
+bool check_sgd_update(const Op& op, Message* err) {
+  const SgdUpdateAttrs a = sgd_update_attrs(op);
+  return check_update(op, a.axis, a.momentum != 0.0f ? 1 : 0, err);
+}
+
+// torch.optim.SGD (dampening 0, not nesterov): g += wd * p; buf = g on the first step, else momentum * buf + g.
+bool run_sgd_update(const Op& op, uint8_t*, Message* err) {
+  const SgdUpdateAttrs a = sgd_update_attrs(op);
+  Slice s;
+  if (!make_slice(op, a.axis, &s, err)) return false;
+  const float* grad = op.in[0]->f32();
+  float* p = op.out[0]->f32();
+  float* state = op.out[1]->f32();
+  const bool first = state[0] == 0.0f;
+  float* buf = state + 1;
+  for (size_t j = 0; j < op.in[0]->numel; ++j) {
+    float& w = p[s.param_index(j)];
+    float g = a.weight_decay != 0.0f ? grad[j] + a.weight_decay * w : grad[j];
+    if (a.momentum != 0.0f) g = buf[j] = first ? g : a.momentum * buf[j] + g;
+    w = w + -a.lr * g;
+  }
+  state[0] += 1.0f;
+  return true;
+}
+
+bool check_adamw_update(const Op& op, Message* err) { return check_update(op, adamw_update_attrs(op).axis, 2, err); }
+
+// torch.optim.AdamW (amsgrad off): decoupled decay, bias-corrected moments.
+bool run_adamw_update(const Op& op, uint8_t*, Message* err) {
+  const AdamwUpdateAttrs a = adamw_update_attrs(op);
+  Slice s;
+  if (!make_slice(op, a.axis, &s, err)) return false;
+  const size_t n = op.in[0]->numel;
+  const float* grad = op.in[0]->f32();
+  float* p = op.out[0]->f32();
+  float* state = op.out[1]->f32();
+  float* m = state + 1;
+  float* v = m + n;
+  const double step = double(state[0]) + 1.0, lr = a.lr;
+  const float decay = float(1.0 - lr * double(a.weight_decay));
+  const float step_size = float(lr / (1.0 - std::pow(double(a.beta1), step)));
+  const float correction2_sqrt = float(std::sqrt(1.0 - std::pow(double(a.beta2), step)));
+  for (size_t j = 0; j < n; ++j) {
+    float& w = p[s.param_index(j)];
+    const float g = grad[j];
+    w *= decay;
+    m[j] += (1.0f - a.beta1) * (g - m[j]);
+    v[j] = v[j] * a.beta2 + (1.0f - a.beta2) * g * g;
+    const float denom = std::sqrt(v[j]) / correction2_sqrt + a.eps;
+    w += -step_size * (m[j] / denom);
+  }
+  state[0] = float(step);
+  return true;
+}
+
+}  // namespace sparsec
