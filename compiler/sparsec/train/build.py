@@ -122,7 +122,7 @@ class TrainingGraph:
         saved = {id(v): v for n in backward for v in n.inputs
                  if v is not None and id(v) not in produced_later and const_array(v) is None
                  and v.name not in self.params and v.name != LABELS}
-        return sum(int(np.prod(shape_of(v))) * v.dtype.itemsize for v in saved.values())
+        return int(sum(np.prod(shape_of(v)) * v.dtype.itemsize for v in saved.values()))
 
     def metadata(self, source_name: str) -> dict:
         """The trainer's sidecar: what the artifact's outputs and param region hold."""
@@ -168,10 +168,12 @@ def _source_bytes(model) -> bytes:
 def training_files(training: TrainingGraph, model, path, lowered, memory: dict) -> tuple[dict, dict]:
     """(the report's training section, {path: bytes} of the trainer's sidecar and the source model)."""
     from sparsec.contract.schema import Storage
+    from sparsec.lower.memory import _aligned
 
     source = path.with_suffix(".source.onnx")
     param_bytes = sum(t.nbytes for t in lowered.tensors if t.storage == Storage.PARAM and t.name in training.params)
     state_bytes = sum(t.nbytes for t in lowered.tensors if t.storage == Storage.PARAM) - param_bytes
+    param_region = sum(_aligned(t.nbytes) for t in lowered.tensors if t.storage == Storage.PARAM)
     report = {
         "loss": training.options.loss,
         "optimizer": training.options.optimizer.to_dict(),
@@ -182,7 +184,7 @@ def training_files(training: TrainingGraph, model, path, lowered, memory: dict) 
         "saved_activation_bytes": training.saved_activation_bytes(),
         "param_bytes": param_bytes,
         "optimizer_state_bytes": state_bytes,
-        "peak_step_bytes": memory["arena_bytes"] + memory["scratch_bytes"] + param_bytes + state_bytes,
+        "peak_step_bytes": memory["arena_bytes"] + memory["scratch_bytes"] + param_region,
         "seconds": round(training.seconds, 3),
     }
     files = {path.with_suffix(".train.json"): json.dumps(training.metadata(source.name), indent=2).encode(),

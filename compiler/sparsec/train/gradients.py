@@ -172,7 +172,11 @@ def matmul(ctx: Autodiff, node: ir.Node, dys):
     swap = lambda r: list(range(r - 2)) + [r - 1, r - 2]  # noqa: E731
     grads = [None, None]
     if ctx.needs(a):
-        bt = ctx.transpose(b, swap(len(sb)))
+        source = b.producer()
+        if is_standard(source, "Transpose") and list(source.attributes.get_ints("perm", [])) == swap(len(sb)):
+            bt = source.inputs[0]  # B was transposed for the forward: read the original, keep no copy alive
+        else:
+            bt = ctx.transpose(b, swap(len(sb)))
         out = tuple(np.broadcast_shapes(shape_of(dy)[:-2], sb[:-2])) + (shape_of(dy)[-2], sb[-2])
         grads[0] = ctx.unbroadcast(ctx.op("MatMul", [dy, bt], out), sa)
     if ctx.needs(b):
