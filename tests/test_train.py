@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import onnx
@@ -211,3 +212,219 @@ def test_adamw_matches_pytorch(cnn, tmp_path):
 def test_whole_model_matches_pytorch(cnn, tmp_path):
     """Every parameter trains (BatchNorm scale too): every gradient rule of the CNN runs."""
     train_and_compare(cnn, tmp_path, ["*"], optimizer="sgd:lr=0.01")
+
+
+# ---- sparse backprop, checked on the compiled op list -----------------------------------------------------
+
+def compiled_ops(path, tmp_path, update, optimizer="sgd:lr=0.1"):
+    result = sparsec.compile(path, output=tmp_path, train=TrainOptions("cross_entropy", optimizer, tuple(update)),
+                             progress=False)
+    art = parse(result.path.read_bytes())
+    return art, [(op_spec(op).name, op) for op in art.ops], result
+
+
+def test_no_weight_gradient_for_frozen_weights(cnn, tmp_path):
+    art, ops, _ = compiled_ops(cnn, tmp_path, ["bias:all"])
+    kinds = [k for k, _ in ops]
+    assert "ConvGradWeight" not in kinds
+    # fc: the forward MatMul and its input gradient [4, 12]; no MatMul makes a weight gradient [12, 5]
+    matmuls = [art.tensors[op.outputs[0]].shape for k, op in ops if k == "MatMul"]
+    assert sorted(matmuls) == [(4, 5), (4, 12)]
+    params = {art.tensors[t].name for t in range(len(art.tensors)) if art.tensors[t].storage == Storage.PARAM}
+    assert {"c1.bias", "bn.bias", "c2.bias", "c3.bias", "fc.bias"} <= params
+    assert not any("weight" in p for p in params)
+
+
+def test_backward_stops_at_earliest_updated_layer(cnn, tmp_path):
+    _, ops, _ = compiled_ops(cnn, tmp_path, ["weight:last=2"])  # c3.weight and fc.weight
+    kinds = [k for k, _ in ops]
+    assert kinds.count("ConvGradWeight") == 1 and "ConvGradInput" not in kinds  # c3's input gradient is not needed
+    backward = [op for k, op in ops if k in ("ActivationGrad", "PoolGrad", "ConvGradWeight")]
+    assert all(not op.name.startswith(("/c1/", "/c2/", "/bn/", "/Relu")) for op in backward)
+
+
+def test_updates_follow_their_gradients_in_place(cnn, tmp_path):
+    art, ops, _ = compiled_ops(cnn, tmp_path, ["weight:last=2", "bias:all"])
+    for i, (kind, op) in enumerate(ops):
+        if kind != "SgdUpdate":
+            continue
+        param, grad = op.outputs[0], op.inputs[0]
+        readers = [j for j, (_, other) in enumerate(ops) if param in other.inputs]
+        assert all(j < i for j in readers), f"{art.tensors[param].name} is read after its update"
+        assert max(j for j, (_, other) in enumerate(ops) if grad in other.outputs) < i
+    order = [art.tensors[op.outputs[0]].name for k, op in ops if k == "SgdUpdate"]
+    assert order.index("fc.weight") < order.index("c3.weight") < order.index("c1.bias")  # last layer first
+    conv_grad = next(i for i, (k, _) in enumerate(ops) if k == "ConvGradWeight")
+    fc_update = next(i for i, (k, op) in enumerate(ops) if k == "SgdUpdate" and art.tensors[op.outputs[0]].name == "fc.weight")
+    assert fc_update < conv_grad  # applied as soon as fc's backward is done, not at the end of the step
+
+
+def test_relu_gradient_reads_the_activation_not_the_preactivation(cnn, tmp_path):
+    art, ops, _ = compiled_ops(cnn, tmp_path, ["c1.bias"])
+    forward = {t: (k, op) for k, op in ops for t in op.outputs}
+    masks = [op for k, op in ops if k == "ActivationGrad" and op.iattr[0] in (1, 2)]  # RELU, CLIP
+    assert len(masks) == 2
+    for op in masks:
+        kind, producer = forward[op.inputs[1]]
+        assert kind == "Activation"  # the ReLU/ReLU6 output, which the next layer keeps anyway
+    # the pre-activations of ReLU/ReLU6 (c2's output, BN's) die at their activation: no backward op reads them
+    pre_activations = {op.inputs[0] for k, op in ops if k == "Activation" and op.iattr[0] in (1, 2)}
+    backward = [op for k, op in ops if k in ("ActivationGrad", "ConvGradInput", "PoolGrad", "Loss")]
+    assert not any(t in pre_activations for op in backward for t in op.inputs)
+
+
+def test_partial_channels_compute_only_the_slice(cnn, tmp_path):
+    art, ops, result = compiled_ops(cnn, tmp_path, ["c3.weight:channels=0.25"])
+    (grad_op,) = [op for k, op in ops if k == "ConvGradWeight"]
+    assert art.tensors[grad_op.outputs[0]].shape == (3, 8, 1, 1)  # 3 of 12 output channels
+    (update,) = [op for k, op in ops if k == "SgdUpdate"]
+    indices = art.tensors[update.inputs[1]].data
+    weight = numpy_helper.to_array(next(i for i in onnx.load(cnn).graph.initializer if i.name == "c3.weight"))
+    magnitude = np.abs(weight).sum(axis=(1, 2, 3))
+    assert sorted(indices.tolist()) == sorted(np.argsort(-magnitude)[:3].tolist())
+    assert result.report["training"]["updated_values"] == 3 * 8
+
+
+# ---- specs, options and errors ---------------------------------------------------------------------------
+
+def test_spec_resolution(cnn, tmp_path):
+    art, _, _ = compiled_ops(cnn, tmp_path, ["bias:all", "weight:last=1", "c1.*:channels=0;2"])
+    meta = json.loads(tmp_path.joinpath("cnn.train.json").read_text())
+    by_name = {p["name"]: p for p in meta["params"]}
+    assert set(by_name) == {"c1.weight", "c1.bias", "bn.bias", "c2.bias", "c3.bias", "fc.bias", "fc.weight"}
+    assert by_name["c1.weight"]["indices"] == [0, 2] and by_name["fc.weight"]["indices"] is None
+
+
+def test_matmul_add_bias_is_bias_like(tmp_path):
+    class Linear3d(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(6, 6), torch.nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x))).mean(1)
+
+    path = export(Linear3d, (2, 4, 6), tmp_path / "lin.onnx")
+    trainer, _ = train_and_compare(path, tmp_path, ["bias:all"], classes=3, shape=(2, 4, 6))
+    assert len(trainer.meta["params"]) == 2 and all(p["shape"] in ([6], [3]) for p in trainer.meta["params"])
+
+
+def test_cli_train_with_spec_file(cnn, tmp_path, capsys):
+    from sparsec.cli import main
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"update": ["bias:all"], "optimizer": "adamw:lr=0.01", "loss": "cross_entropy"}))
+    assert main(["compile", cnn, "--train", "--update-file", str(spec), "--update", "weight:last=1", "-o",
+                 str(tmp_path / "out"), "-q"]) == 0
+    assert "training step" in capsys.readouterr().out
+    trainer = sparsec.load_trainer(tmp_path / "out" / "cnn.spx")
+    assert trainer.meta["optimizer"]["kind"] == "adamw" and len(trainer.meta["params"]) == 6
+    assert main(["inspect", str(tmp_path / "out" / "cnn.spx")]) == 0
+    assert "training step (cross_entropy, adamw, 6 parameters): peak memory" in capsys.readouterr().out
+    assert main(["compile", cnn, "--update", "bias:all", "-o", str(tmp_path / "x"), "-q"]) == 1
+    assert "--update only apply with --train" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("update, optimizer, message", [
+    (["conv9.*"], "sgd:lr=0.1", "selects no parameter"),
+    (["kernel:all"], "sgd:lr=0.1", "unknown kind 'kernel'"),
+    (["weight:last=0"], "sgd:lr=0.1", "positive integer"),
+    (["c3.weight:channels=1.5"], "sgd:lr=0.1", "not in (0, 1]"),
+    (["bias:all"], "sgd:momentum=0.9", "needs a positive lr"),
+    (["bias:all"], "rmsprop:lr=0.1", "unknown optimizer 'rmsprop'"),
+    (["bias:all"], "sgd:lr=0.1,nesterov=1", "unknown ['nesterov']"),
+])
+def test_bad_specs_are_refused_clearly(cnn, tmp_path, update, optimizer, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        sparsec.compile(cnn, output=tmp_path, train=TrainOptions("cross_entropy", optimizer, tuple(update)), progress=False)
+
+
+def test_op_without_gradient_rule_is_named(tmp_path):
+    class WithMax(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return torch.maximum(self.fc(x), x[:, :3])
+
+    path = export(WithMax, (2, 4), tmp_path / "max.onnx")
+    with pytest.raises(UnsupportedOpError, match=r"node '/Max' \(Max\): \(gradient\) no gradient rule"):
+        sparsec.compile(path, output=tmp_path, train=TrainOptions("cross_entropy", "sgd:lr=0.1", ("fc.bias",)),
+                        progress=False)
+
+
+# ---- state files -------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def trained(cnn, tmp_path):
+    options = TrainOptions("cross_entropy", "sgd:lr=0.05,momentum=0.9", ("bias:all", "weight:last=1"))
+    result = sparsec.compile(cnn, output=tmp_path / "a", train=options, progress=False)
+    return sparsec.load_trainer(result.path), batches((4, 3, 12, 12), "cross_entropy", 5, steps=6)
+
+
+def test_state_resume_is_exact(trained, tmp_path):
+    trainer, data = trained
+    for x, y in data[:2]:
+        trainer.step({"input": x}, y)
+    trainer.save_state(tmp_path / "ckpt.spxstate")
+    straight = [trainer.step({"input": x}, y) for x, y in data[2:]]
+    params = trainer.parameters()
+    trainer.load_state(tmp_path / "ckpt.spxstate")  # momentum buffers come back too
+    resumed = [trainer.step({"input": x}, y) for x, y in data[2:]]
+    assert resumed == straight
+    for name, value in trainer.parameters().items():
+        assert value.tobytes() == params[name].tobytes()
+
+
+def test_state_of_another_model_is_refused(trained, cnn, tmp_path):
+    trainer, _ = trained
+    other = sparsec.load_trainer(sparsec.compile(cnn, output=tmp_path / "b", progress=False, train=TrainOptions(
+        "cross_entropy", "sgd:lr=0.05", ("bias:all",))).path)
+    other.save_state(tmp_path / "other.spxstate")
+    with pytest.raises(StateError, match="saved by another model's trainer"):
+        trainer.load_state(tmp_path / "other.spxstate")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[:-3], "damaged"),
+    (lambda b: b[:-1] + bytes([b[-1] ^ 1]), "damaged"),
+    (lambda b: b"NOTSTATE" + b[8:], "not a sparsec training-state file"),
+    (lambda b: b[:8] + (99).to_bytes(4, "little") + b[12:], "state format version 99"),
+])
+def test_damaged_state_is_refused(trained, tmp_path, damage, message):
+    trainer, _ = trained
+    path = tmp_path / "s.spxstate"
+    trainer.save_state(path)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(StateError, match=message):
+        trainer.load_state(path)
+
+
+def test_crash_during_save_keeps_the_old_state(trained, tmp_path, monkeypatch):
+    trainer, data = trained
+    path = tmp_path / "s.spxstate"
+    trainer.save_state(path)
+    before = path.read_bytes()
+    trainer.step({"input": data[0][0]}, data[0][1])
+
+    def crash(*args):
+        raise OSError("power cut")
+
+    monkeypatch.setattr("os.replace", crash)
+    with pytest.raises(OSError, match="power cut"):
+        trainer.save_state(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".s.spxstate")] == []
+
+
+def test_inference_session_runs_the_tuned_model(trained, tmp_path):
+    import onnxruntime as ort
+
+    trainer, data = trained
+    for x, y in data[:3]:
+        trainer.step({"input": x}, y)
+    exported = trainer.export(tmp_path / "tuned.onnx")
+    expected = ort.InferenceSession(str(exported)).run(None, {"input": data[4][0]})[0]
+    got = trainer.inference_session().run(None, {"input": data[4][0]})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
