@@ -95,22 +95,24 @@ def mlp(tmp_path_factory):
 
 # ---- the reference ---------------------------------------------------------------------------------------
 
-def batches(shape, loss, classes, steps=STEPS, seed=0):
+def batches(shape, loss, classes, steps=STEPS, seed=0, vocab=None):
+    """(input, labels) pairs: N(0,1) inputs (token ids below vocab); classes: an int, or the target's shape."""
     rng = np.random.default_rng(seed)
+    target = (shape[0], classes) if isinstance(classes, int) else tuple(classes)
     out = []
     for _ in range(steps):
-        x = rng.standard_normal(shape).astype(np.float32)
+        x = rng.integers(0, vocab, shape) if vocab else rng.standard_normal(shape).astype(np.float32)
         if loss == "cross_entropy":
             y = rng.integers(0, classes, shape[0]).astype(np.int64)
         elif loss == "bce_with_logits":
-            y = rng.integers(0, 2, (shape[0], classes)).astype(np.float32)
+            y = rng.integers(0, 2, target).astype(np.float32)
         else:
-            y = rng.standard_normal((shape[0], classes)).astype(np.float32)
+            y = rng.standard_normal(target).astype(np.float32)
         out.append((x, y))
     return out
 
 
-def torch_training(path, params, data, loss, optimizer):
+def torch_training(path, params, data, loss, optimizer, input_name="input"):
     """PyTorch autograd + torch.optim on the ONNX graph, updating exactly params (sparsec's resolved spec)."""
     model = onnx.load(path)
     initial = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model.graph.initializer}
@@ -134,7 +136,7 @@ def torch_training(path, params, data, loss, optimizer):
         return initial[p["name"]].index_copy(p["axis"], torch.tensor(p["indices"]), leaf)
 
     for x, y in data:
-        out = torch_onnx.run(model, {"input": x}, {p["name"]: whole(p) for p in params})[0]
+        out = torch_onnx.run(model, {input_name: x}, {p["name"]: whole(p) for p in params})[0]
         value = LOSSES[loss](out, torch.from_numpy(y))
         opt.zero_grad()
         value.backward()
@@ -146,19 +148,21 @@ def torch_training(path, params, data, loss, optimizer):
 
 
 def train_and_compare(path, tmp_path, update, loss="cross_entropy", optimizer="sgd:lr=0.05,momentum=0.9,weight_decay=0.01",
-                      classes=5, shape=(4, 3, 12, 12)):
-    """Trains STEPS steps in sparsec and in PyTorch; checks loss, gradients, parameters and frozen bits."""
+                      classes=5, shape=(4, 3, 12, 12), input_name="input", vocab=None, steps=STEPS, target="host"):
+    """Trains `steps` steps in sparsec and in PyTorch; checks loss, gradients, parameters and frozen bits."""
     options = TrainOptions(loss, optimizer, tuple(update))
     result = sparsec.compile(path, output=tmp_path / "build", train=options, progress=False)
     trainer = sparsec.load_trainer(result.path)
-    data = batches(shape, loss, classes)
-    losses, grads, final = torch_training(path, trainer.meta["params"], data, loss, parse_optimizer(optimizer))
+    data = batches(shape, loss, classes, steps, vocab=vocab)
+    losses, grads, final = torch_training(path, trainer.meta["params"], data, loss, parse_optimizer(optimizer),
+                                          input_name)
     for step, (x, y) in enumerate(data):
-        got = trainer.step({"input": x}, y)
+        got = trainer.step({input_name: x}, y)
         assert got == pytest.approx(losses[step], rel=1e-4, abs=1e-5), f"loss of step {step}"
         for name, g in trainer.gradients().items():
             ref = grads[step][name]
             assert g.shape == ref.shape, name
+            # (a floor of 1e-6: some gradients are float noise around an exact 0, e.g. attention's key bias)
             assert np.abs(g - ref).max() <= 1e-3 * max(np.abs(ref).max(), 1e-6), f"gradient of {name}, step {step}"
     params = trainer.parameters()
     for name, ref in final.items():
@@ -428,3 +432,38 @@ def test_inference_session_runs_the_tuned_model(trained, tmp_path):
     expected = ort.InferenceSession(str(exported)).run(None, {"input": data[4][0]})[0]
     got = trainer.inference_session().run(None, {"input": data[4][0]})[0]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+# ---- zoo models (tests/zoo.py exports them with fixed seeds) ---------------------------------------------
+
+SPECS = {"bias": ["bias:all"], "last2": ["weight:last=2"], "channels": ["weight:last=3:channels=0.25", "bias:all"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SPECS)
+def test_mobilenet_v2_matches_pytorch(tmp_path, spec):
+    import zoo
+
+    train_and_compare(str(zoo.cached("mobilenet_v2")), tmp_path, SPECS[spec], classes=1000, shape=(1, 3, 224, 224),
+                      steps=2 if spec != "last2" else STEPS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SPECS)
+def test_resnet18_matches_pytorch(tmp_path, spec):
+    import zoo
+
+    try:
+        path = str(zoo.cached("resnet18"))
+    except (ImportError, RuntimeError) as e:  # torchvision that does not match the installed torch
+        pytest.skip(f"torchvision cannot build resnet18 here: {e}")
+    train_and_compare(path, tmp_path, SPECS[spec], classes=1000, shape=(1, 3, 224, 224), steps=2)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_bert_encoder_matches_pytorch(tmp_path, spec):
+    import zoo
+
+    path = str(zoo.cached("bert_encoder"))
+    train_and_compare(path, tmp_path, SPECS[spec], loss="mse", classes=(1, zoo.BERT_SEQ, 128), shape=(1, zoo.BERT_SEQ),
+                      input_name="input_ids", vocab=zoo.BERT_VOCAB, optimizer="sgd:lr=0.5,momentum=0.9")
