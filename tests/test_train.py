@@ -467,3 +467,47 @@ def test_bert_encoder_matches_pytorch(tmp_path, spec):
     path = str(zoo.cached("bert_encoder"))
     train_and_compare(path, tmp_path, SPECS[spec], loss="mse", classes=(1, zoo.BERT_SEQ, 128), shape=(1, zoo.BERT_SEQ),
                       input_name="input_ids", vocab=zoo.BERT_VOCAB, optimizer="sgd:lr=0.5,momentum=0.9")
+
+
+# ---- the same training step on arm64 (qemu) and wasm32 (Node) --------------------------------------------
+
+def region_values(artifact: bytes, region: bytes, params) -> dict:
+    """The trainable parameters in a raw param region, by the artifact's layout."""
+    layout = {t.name: t for t in parse(artifact).tensors if t.storage == Storage.PARAM}
+    return {p["name"]: np.frombuffer(region, np.float32, int(np.prod(p["shape"])), layout[p["name"]].offset)
+            .reshape(p["shape"]) for p in params}
+
+
+@pytest.mark.parametrize("target", ["arm64", "wasm32"])
+def test_training_on_device_matches_pytorch(cnn, tmp_path, target):
+    import subprocess
+
+    options = TrainOptions("cross_entropy", "sgd:lr=0.05,momentum=0.9", ("bias:all", "weight:last=2:channels=0.5"))
+    result = sparsec.compile(cnn, target=target, output=tmp_path / "out", train=options, progress=False)
+    meta = json.loads(result.path.with_suffix(".train.json").read_text())
+    ((x, y),) = batches((4, 3, 12, 12), "cross_entropy", 5, steps=1)
+    x.tofile(tmp_path / "x.bin")
+    y.tofile(tmp_path / "y.bin")
+    region = tmp_path / "params.bin"
+    if target == "arm64":
+        from test_target_arm64 import run_on_arm64
+
+        run = run_on_arm64(tmp_path / "out" / "sparsec-run", result.path, "--input", tmp_path / "x.bin", "--input",
+                           tmp_path / "y.bin", "--train", "--repeat", STEPS, "--params-out", region)
+        assert run.returncode == 0, run.stderr
+        losses = [float(line.split("loss ")[1]) for line in run.stdout.splitlines() if line.startswith("step ")]
+    else:
+        from test_target_wasm32 import node
+
+        driver = __import__("pathlib").Path(__file__).parent / "wasm" / "train_model.mjs"
+        run = subprocess.run([node(), str(driver), str(tmp_path / "out" / "sparsec.js"), str(result.path), str(STEPS),
+                              str(region), str(tmp_path / "x.bin"), str(tmp_path / "y.bin")],
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr
+        losses = json.loads(run.stdout)["losses"]
+    ref_losses, _, final = torch_training(cnn, meta["params"], [(x, y)] * STEPS, "cross_entropy",
+                                          parse_optimizer(options.optimizer))
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-4, atol=1e-5)
+    params = region_values(result.path.read_bytes(), region.read_bytes(), meta["params"])
+    for name, ref in final.items():
+        np.testing.assert_allclose(params[name], ref, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(ref).max()), err_msg=name)

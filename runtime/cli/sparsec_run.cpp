@@ -134,6 +134,25 @@ int parse(int argc, char** argv, Options* o) {
   return o->model ? 0 : fail("no model given (see --help)");
 }
 
+// Reads every --input file into the session (the arena may reuse input bytes once their last reader has run).
+int set_inputs(const Options& o, sparsec_session* session) {
+  sparsec_tensor_info info;
+  for (int32_t i = 0; i < o.inputs.count; ++i) {
+    if (sparsec_input_info(session, i, &info) != SPARSEC_OK) return fail_runtime("input");
+    size_t size = 0;
+    unsigned char* bytes = read_file(o.inputs.path[i], info.nbytes + 1, &size);
+    if (!bytes) return fail("cannot read %s", o.inputs.path[i]);
+    if (size > info.nbytes) {
+      std::free(bytes);
+      return fail("%s is longer than the %zu bytes input '%s' takes", o.inputs.path[i], info.nbytes, info.name);
+    }
+    const sparsec_status status = sparsec_set_input(session, i, bytes, size);
+    std::free(bytes);
+    if (status != SPARSEC_OK) return fail_runtime(o.inputs.path[i]);
+  }
+  return 0;
+}
+
 int run(const Options& o, sparsec_session* session) {
   const int32_t num_inputs = sparsec_num_inputs(session), num_outputs = sparsec_num_outputs(session);
   sparsec_tensor_info info;
@@ -150,19 +169,7 @@ int run(const Options& o, sparsec_session* session) {
     return fail("the model takes %d input(s), got %d --input", int(num_inputs), int(o.inputs.count));
   if (o.outputs.count != 0 && o.outputs.count != num_outputs)
     return fail("the model has %d output(s), got %d --output", int(num_outputs), int(o.outputs.count));
-  for (int32_t i = 0; i < num_inputs; ++i) {
-    if (sparsec_input_info(session, i, &info) != SPARSEC_OK) return fail_runtime("input");
-    size_t size = 0;
-    unsigned char* bytes = read_file(o.inputs.path[i], info.nbytes + 1, &size);
-    if (!bytes) return fail("cannot read %s", o.inputs.path[i]);
-    if (size > info.nbytes) {
-      std::free(bytes);
-      return fail("%s is longer than the %zu bytes input '%s' takes", o.inputs.path[i], info.nbytes, info.name);
-    }
-    const sparsec_status status = sparsec_set_input(session, i, bytes, size);
-    std::free(bytes);
-    if (status != SPARSEC_OK) return fail_runtime(o.inputs.path[i]);
-  }
+  if (set_inputs(o, session) != 0) return 1;
   const size_t param_bytes = size_t(sparsec_param_bytes(session));
   if (o.train && (param_bytes == 0 || num_outputs < 1))
     return fail("--train needs an artifact compiled with sparsec compile --train");
@@ -176,6 +183,7 @@ int run(const Options& o, sparsec_session* session) {
   }
   const double start = monotonic_seconds();
   for (long r = 0; r < o.repeat; ++r) {
+    if (o.train && r > 0 && set_inputs(o, session) != 0) return 1;  // each step reads its inputs afresh
     if (sparsec_run(session) != SPARSEC_OK) return fail_runtime("run");
     const void* loss = nullptr;
     size_t nbytes = 0;
