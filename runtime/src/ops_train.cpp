@@ -79,30 +79,75 @@ bool check_conv_geom(const Tensor& x, const Tensor& y, const Tensor& w, int64_t 
   return true;
 }
 
-// Calls f(x_index, y_index, w_index) for every (input tap, output, weight) triple of the convolution.
+// First and one-past-last output index o with o * stride + offset in [0, extent): no per-element bounds test.
+void tap_range(size_t outputs, size_t stride, ptrdiff_t offset, size_t extent, size_t* lo, size_t* hi) {
+  const ptrdiff_t s = ptrdiff_t(stride);
+  const ptrdiff_t first = offset >= 0 ? 0 : (-offset + s - 1) / s;
+  const ptrdiff_t last = ptrdiff_t(extent) - 1 - offset < 0 ? -1 : (ptrdiff_t(extent) - 1 - offset) / s;
+  *lo = size_t(std::min<ptrdiff_t>(first, ptrdiff_t(outputs)));
+  *hi = size_t(std::max<ptrdiff_t>(ptrdiff_t(*lo), std::min<ptrdiff_t>(last + 1, ptrdiff_t(outputs))));
+}
+
+// Calls f(x_index, y_index, w_index) for every (input tap, output, weight) triple of a depthwise convolution.
 template <typename F>
-void for_each_tap(const ConvGeom& s, F&& f) {
-  const size_t cg = s.C / s.G, mg = s.M / s.G;
+void for_each_depthwise_tap(const ConvGeom& s, F&& f) {
   for (size_t n = 0; n < s.N; ++n)
-    for (size_t m = 0; m < s.M; ++m) {
-      const size_t g = m / mg;
-      for (size_t c = 0; c < cg; ++c)
-        for (size_t kh = 0; kh < s.KH; ++kh)
-          for (size_t kw = 0; kw < s.KW; ++kw) {
-            const size_t wi = ((m * cg + c) * s.KH + kh) * s.KW + kw;
-            const size_t xplane = (n * s.C + g * cg + c) * s.H;
-            for (size_t oh = 0; oh < s.OH; ++oh) {
-              const ptrdiff_t ih = ptrdiff_t(oh * s.SH + kh * s.DH) - ptrdiff_t(s.PT);
-              if (ih < 0 || ih >= ptrdiff_t(s.H)) continue;
-              const size_t yrow = ((n * s.M + m) * s.OH + oh) * s.OW;
-              const size_t xrow = (xplane + size_t(ih)) * s.W;
-              for (size_t ow = 0; ow < s.OW; ++ow) {
-                const ptrdiff_t iw = ptrdiff_t(ow * s.SW + kw * s.DW) - ptrdiff_t(s.PL);
-                if (iw >= 0 && iw < ptrdiff_t(s.W)) f(xrow + size_t(iw), yrow + ow, wi);
-              }
-            }
+    for (size_t c = 0; c < s.C; ++c)
+      for (size_t kh = 0; kh < s.KH; ++kh)
+        for (size_t kw = 0; kw < s.KW; ++kw) {
+          const size_t wi = (c * s.KH + kh) * s.KW + kw;
+          const ptrdiff_t col0 = ptrdiff_t(kw * s.DW) - ptrdiff_t(s.PL);
+          size_t lo, hi;
+          tap_range(s.OW, s.SW, col0, s.W, &lo, &hi);
+          for (size_t oh = 0; oh < s.OH; ++oh) {
+            const ptrdiff_t ih = ptrdiff_t(oh * s.SH + kh * s.DH) - ptrdiff_t(s.PT);
+            if (ih < 0 || ih >= ptrdiff_t(s.H)) continue;
+            const size_t xrow = ((n * s.C + c) * s.H + size_t(ih)) * s.W;
+            const size_t yrow = ((n * s.C + c) * s.OH + oh) * s.OW;
+            for (size_t ow = lo; ow < hi; ++ow) f(xrow + size_t(ptrdiff_t(ow * s.SW) + col0), yrow + ow, wi);
           }
-    }
+        }
+}
+
+bool is_depthwise(const ConvGeom& s) { return s.G == s.C && s.G == s.M; }
+bool is_pointwise(const ConvGeom& s) {
+  return s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PT == 0 && s.PL == 0 && s.H == s.OH && s.W == s.OW;
+}
+
+Conv2dShape image_shape(const ConvGeom& s) {
+  Conv2dShape c;
+  c.C = s.C; c.H = s.H; c.W = s.W; c.M = s.M; c.OH = s.OH; c.OW = s.OW; c.KH = s.KH; c.KW = s.KW;
+  c.SH = s.SH; c.SW = s.SW; c.PT = s.PT; c.PL = s.PL; c.DH = s.DH; c.DW = s.DW; c.G = s.G;
+  return c;
+}
+
+// y[cols, rows] = x[rows, cols]
+void transpose(const float* x, size_t rows, size_t cols, float* y) {
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t c = 0; c < cols; ++c) y[c * rows + r] = x[r * cols + c];
+}
+
+void gemm(size_t M, size_t N, size_t K, const float* a, const float* b, float* c) {
+  f32_gemm({M, N, K, a, K, b, N, c, N, nullptr, BiasMode::kNone, ActParams{Activation::kNone, 0.0f, 0.0f}});
+}
+
+// Scratch floats of the GEMM algorithms (the compiler plans the same: lower/rules_train.conv_grad_scratch_bytes).
+size_t grad_input_scratch(const ConvGeom& s) {
+  if (is_depthwise(s)) return 0;
+  const size_t rows = s.C / s.G * s.KH * s.KW;
+  return rows * s.M + (is_pointwise(s) ? 0 : rows * s.OH * s.OW);
+}
+
+size_t grad_weight_scratch(const ConvGeom& s) {
+  if (is_depthwise(s)) return 0;
+  const size_t rows = s.C / s.G * s.KH * s.KW;
+  return rows * s.OH * s.OW * (is_pointwise(s) ? 1 : 2) + rows * s.M;
+}
+
+bool check_scratch(const Op& op, size_t floats, Message* err) {
+  SPX_REQUIRE(op.scratch_bytes >= floats * sizeof(float), "needs %zu scratch bytes, the artifact plans %llu",
+              floats * sizeof(float), static_cast<unsigned long long>(op.scratch_bytes));
+  return true;
 }
 
 // The updated entries of param: grad's element (o, k, i) updates param's (o, indices[k] or k, i) along axis.
@@ -218,30 +263,88 @@ bool run_activation_grad(const Op& op, uint8_t*, Message*) {
 }
 
 bool check_conv_grad_input(const Op& op, Message* err) {
-  return check_conv_geom(*op.out[0], *op.in[0], *op.in[1], conv_grad_input_attrs(op).group, err);
+  const ConvGradInputAttrs a = conv_grad_input_attrs(op);
+  return check_conv_geom(*op.out[0], *op.in[0], *op.in[1], a.group, err) &&
+         check_scratch(op, grad_input_scratch(conv_geom(*op.out[0], *op.in[0], *op.in[1], a)), err);
 }
 
-bool run_conv_grad_input(const Op& op, uint8_t*, Message*) {
+// Per image and group: dcols[C/G*KH*KW, OH*OW] = W^T dY, added back to the input positions (col2im).
+bool run_conv_grad_input(const Op& op, uint8_t* scratch, Message*) {
   const ConvGeom s = conv_geom(*op.out[0], *op.in[0], *op.in[1], conv_grad_input_attrs(op));
   const float* dy = op.in[0]->f32();
   const float* w = op.in[1]->f32();
   float* dx = op.out[0]->f32();
   std::fill(dx, dx + op.out[0]->numel, 0.0f);
-  for_each_tap(s, [&](size_t xi, size_t yi, size_t wi) { dx[xi] += w[wi] * dy[yi]; });
+  if (is_depthwise(s)) {
+    for_each_depthwise_tap(s, [&](size_t xi, size_t yi, size_t wi) { dx[xi] += w[wi] * dy[yi]; });
+    return true;
+  }
+  const size_t cg = s.C / s.G, mg = s.M / s.G, rows = cg * s.KH * s.KW, plane = s.OH * s.OW;
+  float* wt = reinterpret_cast<float*>(scratch);  // per group: W_g^T [rows, mg]
+  float* cols = wt + rows * s.M;
+  for (size_t g = 0; g < s.G; ++g) transpose(w + g * mg * rows, mg, rows, wt + g * rows * mg);
+  const Conv2dShape shape = image_shape(s);
+  for (size_t n = 0; n < s.N; ++n)
+    for (size_t g = 0; g < s.G; ++g) {
+      const float* dy_g = dy + (n * s.M + g * mg) * plane;
+      float* dx_g = dx + (n * s.C + g * cg) * s.H * s.W;
+      if (is_pointwise(s)) {
+        gemm(rows, plane, mg, wt + g * rows * mg, dy_g, dx_g);
+        continue;
+      }
+      gemm(rows, plane, mg, wt + g * rows * mg, dy_g, cols);
+      for (size_t r = 0; r < rows; ++r) {  // col2im: the transpose of f32_im2col
+        const size_t c = r / (s.KH * s.KW), kh = r / s.KW % s.KH, kw = r % s.KW;
+        const ptrdiff_t col0 = ptrdiff_t(kw * s.DW) - ptrdiff_t(s.PL);
+        size_t lo, hi;
+        tap_range(s.OW, s.SW, col0, s.W, &lo, &hi);
+        for (size_t oh = 0; oh < s.OH; ++oh) {
+          const ptrdiff_t ih = ptrdiff_t(oh * shape.SH + kh * s.DH) - ptrdiff_t(s.PT);
+          if (ih < 0 || ih >= ptrdiff_t(s.H)) continue;
+          float* row = dx_g + (c * s.H + size_t(ih)) * s.W;
+          const float* src = cols + r * plane + oh * s.OW;
+          for (size_t ow = lo; ow < hi; ++ow) row[ptrdiff_t(ow * s.SW) + col0] += src[ow];
+        }
+      }
+    }
   return true;
 }
 
 bool check_conv_grad_weight(const Op& op, Message* err) {
-  return check_conv_geom(*op.in[0], *op.in[1], *op.out[0], conv_grad_weight_attrs(op).group, err);
+  const ConvGradWeightAttrs a = conv_grad_weight_attrs(op);
+  return check_conv_geom(*op.in[0], *op.in[1], *op.out[0], a.group, err) &&
+         check_scratch(op, grad_weight_scratch(conv_geom(*op.in[0], *op.in[1], *op.out[0], a)), err);
 }
 
-bool run_conv_grad_weight(const Op& op, uint8_t*, Message*) {
+// Per image and group: dW_g += dY_g [mg, OH*OW] * cols^T [OH*OW, rows] (f32_im2col, transposed).
+bool run_conv_grad_weight(const Op& op, uint8_t* scratch, Message*) {
   const ConvGeom s = conv_geom(*op.in[0], *op.in[1], *op.out[0], conv_grad_weight_attrs(op));
   const float* x = op.in[0]->f32();
   const float* dy = op.in[1]->f32();
   float* dw = op.out[0]->f32();
   std::fill(dw, dw + op.out[0]->numel, 0.0f);
-  for_each_tap(s, [&](size_t xi, size_t yi, size_t wi) { dw[wi] += x[xi] * dy[yi]; });
+  if (is_depthwise(s)) {
+    for_each_depthwise_tap(s, [&](size_t xi, size_t yi, size_t wi) { dw[wi] += x[xi] * dy[yi]; });
+    return true;
+  }
+  const size_t cg = s.C / s.G, mg = s.M / s.G, rows = cg * s.KH * s.KW, plane = s.OH * s.OW;
+  float* rows_t = reinterpret_cast<float*>(scratch);  // [plane, rows]
+  float* cols = rows_t + rows * plane;                // [rows, plane] (not for pointwise: x is its own cols)
+  float* partial = cols + (is_pointwise(s) ? 0 : rows * plane);
+  const Conv2dShape shape = image_shape(s);
+  for (size_t n = 0; n < s.N; ++n)
+    for (size_t g = 0; g < s.G; ++g) {
+      const float* x_n = x + n * s.C * s.H * s.W;
+      const float* source = x_n + g * cg * s.H * s.W;
+      if (!is_pointwise(s)) {
+        f32_im2col(shape, x_n, g * cg, cg, 0, s.OH, cols);
+        source = cols;
+      }
+      transpose(source, rows, plane, rows_t);
+      gemm(mg, rows, plane, dy + (n * s.M + g * mg) * plane, rows_t, partial);
+      float* dw_g = dw + g * mg * rows;
+      for (size_t i = 0; i < mg * rows; ++i) dw_g[i] += partial[i];
+    }
   return true;
 }
 

@@ -30,8 +30,27 @@ def activation_grad(b: Builder, node: ir.Node) -> None:
             "act_beta": get("act_beta")})
 
 
+def conv_grad_scratch_bytes(op_type: str, x, dy, w, group: int, strides, pads) -> int:
+    """Scratch of ConvGradInput/ConvGradWeight (runtime/src/ops_train.cpp): transposed weights, columns."""
+    (_, c, h, width), (_, m, oh, ow), (kh, kw) = x, dy, w[2:]
+    if group == c == m:  # depthwise: direct loops
+        return 0
+    pointwise = (kh, kw) == (1, 1) and list(strides) == [1, 1] and pads[:2] == [0, 0] and (h, width) == (oh, ow)
+    rows = c // group * kh * kw
+    if op_type == "ConvGradInput":
+        return 4 * (rows * m + (0 if pointwise else rows * oh * ow))
+    return 4 * (rows * oh * ow * (1 if pointwise else 2) + rows * m)
+
+
 def conv_grad(b: Builder, node: ir.Node) -> None:
-    b.emit(node.op_type, list(node.inputs), list(node.outputs), _ints(node, _CONV))
+    attrs = _ints(node, _CONV)
+    if node.op_type == "ConvGradInput":
+        (dy, w), x = node.inputs, node.outputs[0]
+    else:
+        (x, dy), w = node.inputs, node.outputs[0]
+    scratch = conv_grad_scratch_bytes(node.op_type, static_shape(x), static_shape(dy), static_shape(w),
+                                      attrs["group"], attrs["strides"], list(attrs["pads"]))
+    b.emit(node.op_type, list(node.inputs), list(node.outputs), attrs, scratch)
 
 
 def pool_grad(b: Builder, node: ir.Node) -> None:
