@@ -263,18 +263,25 @@ def test_updates_follow_their_gradients_in_place(cnn, tmp_path):
     assert fc_update < conv_grad  # applied as soon as fc's backward is done, not at the end of the step
 
 
-def test_relu_gradient_reads_the_activation_not_the_preactivation(cnn, tmp_path):
-    art, ops, _ = compiled_ops(cnn, tmp_path, ["c1.bias"])
-    forward = {t: (k, op) for k, op in ops for t in op.outputs}
+def test_relu_backward_keeps_a_byte_mask_unless_the_activation_is_needed(cnn, tmp_path):
+    art, ops, result = compiled_ops(cnn, tmp_path / "a", ["c1.bias"])  # every layer after c1 is frozen
+    producer = {t: k for k, op in ops for t in op.outputs}
     masks = [op for k, op in ops if k == "ActivationGrad" and op.iattr[0] in (1, 2)]  # RELU, CLIP
-    assert len(masks) == 2
-    for op in masks:
-        kind, producer = forward[op.inputs[1]]
-        assert kind == "Activation"  # the ReLU/ReLU6 output, which the next layer keeps anyway
-    # the pre-activations of ReLU/ReLU6 (c2's output, BN's) die at their activation: no backward op reads them
+    assert len(masks) == 2 and all(producer[op.inputs[1]] == "ActivationMask" for op in masks)
+    assert all(art.tensors[op.inputs[1]].dtype == np.uint8 for op in masks)
+    loss = next(i for i, (k, _) in enumerate(ops) if k == "Loss")
+    activations = [op.outputs[0] for k, op in ops if k == "Activation" and op.iattr[0] in (1, 2)]
+    for t in activations:  # the float activations die in the forward
+        assert max(i for i, (_, op) in enumerate(ops) if t in op.inputs) < loss
+    # c3's weight gradient reads c3's input (the ReLU6 output): that one is kept as is, the other stays a mask
+    art, ops, _ = compiled_ops(cnn, tmp_path / "b", ["c1.bias", "c3.weight"])
+    producer = {t: k for k, op in ops for t in op.outputs}
+    loss = next(i for i, (k, _) in enumerate(ops) if k == "Loss")
+    kinds = sorted(producer[op.inputs[1]] for k, op in ops if k == "ActivationGrad" and op.iattr[0] in (1, 2))
+    assert kinds == ["Activation", "ActivationMask"]
+    # the pre-activations of ReLU/ReLU6 die at their activation: no backward op reads them
     pre_activations = {op.inputs[0] for k, op in ops if k == "Activation" and op.iattr[0] in (1, 2)}
-    backward = [op for k, op in ops if k in ("ActivationGrad", "ConvGradInput", "PoolGrad", "Loss")]
-    assert not any(t in pre_activations for op in backward for t in op.inputs)
+    assert not any(t in pre_activations for i, (_, op) in enumerate(ops) if i > loss for t in op.inputs)
 
 
 def test_partial_channels_compute_only_the_slice(cnn, tmp_path):

@@ -133,7 +133,8 @@ class StatusError(Exception):
   m.def("format_version", [] { return sparsec_format_version(); });
   m.def("opcode_names", [] {
     py::dict names;
-    for (uint32_t code = 1; code <= uint32_t(sparsec::OpCode::kLast); ++code) names[py::int_(code)] = sparsec::opcode_name(code);
+    for (uint32_t code = 1; code <= uint32_t(sparsec::OpCode::kLast); ++code)
+      if (const char* name = sparsec::opcode_name(code)) names[py::int_(code)] = name;  // op families leave gaps
     return names;
   });
   m.def("validate", [](py::bytes artifact) {

@@ -49,7 +49,7 @@ enum class OpCode : uint32_t {
   kArgReduce = 20,  // ArgMax/ArgMin along axis; the output has the keepdims size
   kActivation = 21,  // element-wise activation
   kLoss = 100,  // mean-reduced loss [1] and its gradient; CROSS_ENTROPY: pred [N, C], int64 target [N] (class indices)
-  kActivationGrad = 101,  // dx = dy * act'(x); x is the activation's input (RELU/CLIP: its output, equivalently)
+  kActivationGrad = 101,  // dx = dy * act'(x); x is the activation's input (RELU/CLIP: its output, or its uint8 ActivationMask)
   kConvGradInput = 102,  // gradient of Conv with respect to its input x (the output's shape is x's)
   kConvGradWeight = 103,  // gradient of Conv with respect to its weight, summed over the batch
   kPoolGrad = 104,  // gradient of Pool; MAX routes to the first maximum of each window (as PyTorch)
@@ -57,11 +57,12 @@ enum class OpCode : uint32_t {
   kGatherGrad = 106,  // gradient of Gather on axis 0 (embeddings): rows summed by index
   kSgdUpdate = 107,  // torch.optim.SGD step in place; indices: the updated slice of param along axis; state [1 (+ grad size with momentum)]
   kAdamwUpdate = 108,  // torch.optim.AdamW step in place; indices as SGD; state [1 + 2 * grad size]
-  kLast = kAdamwUpdate,
+  kActivationMask = 109,  // 1 where a RELU/CLIP passes its gradient (the backward keeps 1 byte, not 4)
+  kLast = kActivationMask,
 };
 
 // X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list.
-#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Loss, loss) X(ActivationGrad, activation_grad) X(ConvGradInput, conv_grad_input) X(ConvGradWeight, conv_grad_weight) X(PoolGrad, pool_grad) X(LayerNormGrad, layer_norm_grad) X(GatherGrad, gather_grad) X(SgdUpdate, sgd_update) X(AdamwUpdate, adamw_update)
+#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Loss, loss) X(ActivationGrad, activation_grad) X(ConvGradInput, conv_grad_input) X(ConvGradWeight, conv_grad_weight) X(PoolGrad, pool_grad) X(LayerNormGrad, layer_norm_grad) X(GatherGrad, gather_grad) X(SgdUpdate, sgd_update) X(AdamwUpdate, adamw_update) X(ActivationMask, activation_mask)
 
 struct AttrMeta {
   const char* name;
@@ -140,8 +141,9 @@ constexpr AttrMeta kAttrMeta[] = {
     {"axis", 1, 0, 7},  // LayerNormGrad
     {"axis", 1, 0, 7},  // SgdUpdate
     {"axis", 1, 0, 7},  // AdamwUpdate
+    {"activation", 1, 0, 12},  // ActivationMask
 };
-constexpr OpMeta kOpMeta[109] = {
+constexpr OpMeta kOpMeta[110] = {
     {},  // 0
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
@@ -243,7 +245,7 @@ constexpr OpMeta kOpMeta[109] = {
     {},  // 98
     {},  // 99
     {"Loss", 2, 2, false, false, {{0, false}, {1, false}}, {{0, false}, {0, false}}, {2, 6}, 1, 0, 37, false},
-    {"ActivationGrad", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 1, 2, 38, false},
+    {"ActivationGrad", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {2, 18}, 1, 2, 38, false},
     {"ConvGradInput", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 4, 0, 39, false},
     {"ConvGradWeight", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 4, 0, 43, false},
     {"PoolGrad", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 6, 0, 47, false},
@@ -251,6 +253,7 @@ constexpr OpMeta kOpMeta[109] = {
     {"GatherGrad", 2, 1, false, false, {{1, false}, {0, false}}, {{0, false}}, {2, 12}, 0, 0, 54, false},
     {"SgdUpdate", 2, 2, false, false, {{0, false}, {1, true}}, {{0, false}, {0, false}}, {2, 4}, 1, 3, 54, false},
     {"AdamwUpdate", 2, 2, false, false, {{0, false}, {1, true}}, {{0, false}, {0, false}}, {2, 4}, 1, 5, 55, false},
+    {"ActivationMask", 1, 1, false, false, {{0, false}}, {{1, false}}, {2, 16}, 1, 2, 56, false},
 };
 
 }  // namespace sparsec

@@ -428,4 +428,19 @@ inline AdamwUpdateAttrs adamw_update_attrs(const Op& op) {
   return a;
 }
 
+struct ActivationMaskAttrs {
+  Activation activation;
+  float act_alpha;
+  float act_beta;
+};
+inline ActivationMaskAttrs activation_mask_attrs(const Op& op) {
+  ActivationMaskAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.activation = Activation(*v);
+  v += 1;
+  a.act_alpha = op.fattr[0];
+  a.act_beta = op.fattr[1];
+  return a;
+}
+
 }  // namespace sparsec

@@ -256,9 +256,28 @@ bool check_activation_grad(const Op& op, Message* err) {
 bool run_activation_grad(const Op& op, uint8_t*, Message*) {
   const ActParams act = act_params(activation_grad_attrs(op));
   const float* dy = op.in[0]->f32();
-  const float* x = op.in[1]->f32();
   float* dx = op.out[0]->f32();
+  if (op.in[1]->dtype == SPARSEC_UINT8) {
+    const uint8_t* mask = op.in[1]->as<uint8_t>();
+    for (size_t i = 0; i < op.out[0]->numel; ++i) dx[i] = mask[i] ? dy[i] : 0.0f;
+    return true;
+  }
+  const float* x = op.in[1]->f32();
   for (size_t i = 0; i < op.out[0]->numel; ++i) dx[i] = dy[i] * derivative(act, x[i]);
+  return true;
+}
+
+bool check_activation_mask(const Op& op, Message* err) {
+  const Activation kind = activation_mask_attrs(op).activation;
+  SPX_REQUIRE(kind == Activation::kRelu || kind == Activation::kClip, "masks RELU and CLIP only");
+  return same_numel(op, err);
+}
+
+bool run_activation_mask(const Op& op, uint8_t*, Message*) {
+  const ActParams act = act_params(activation_mask_attrs(op));
+  const float* x = op.in[0]->f32();
+  uint8_t* mask = op.out[0]->as<uint8_t>();
+  for (size_t i = 0; i < op.in[0]->numel; ++i) mask[i] = derivative(act, x[i]) != 0.0f;
   return true;
 }
 

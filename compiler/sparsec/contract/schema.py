@@ -269,8 +269,9 @@ OPS = (
     Op(100, "Loss", (Slot("pred"), Slot("target", "L")), (Slot("loss"), Slot("dpred")),
        {"T": ("float32",), "L": ("float32", "int64")}, (Attr("kind", enum="LossKind"),),
        doc="mean-reduced loss [1] and its gradient; CROSS_ENTROPY: pred [N, C], int64 target [N] (class indices)"),
-    Op(101, "ActivationGrad", (Slot("dy"), Slot("x")), (Slot("dx"),), F32, ACTIVATION, ACTIVATION_PARAMS,
-       doc="dx = dy * act'(x); x is the activation's input (RELU/CLIP: its output, equivalently)"),
+    Op(101, "ActivationGrad", (Slot("dy"), Slot("x", "M")), (Slot("dx"),), {"T": ("float32",), "M": ("float32", "uint8")},
+       ACTIVATION, ACTIVATION_PARAMS,
+       doc="dx = dy * act'(x); x is the activation's input (RELU/CLIP: its output, or its uint8 ActivationMask)"),
     Op(102, "ConvGradInput", (Slot("dy"), Slot("w")), (Slot("dx"),), F32,
        (spatial("group", 1), spatial("strides", 2), spatial("pads", 4, 0), spatial("dilations", 2)),
        doc="gradient of Conv with respect to its input x (the output's shape is x's)"),
@@ -292,6 +293,8 @@ OPS = (
        {"T": ("float32",), "I": ("int64",)}, (Attr("axis", low=0, high=MAX_DIMS - 1),),
        ("lr", "beta1", "beta2", "eps", "weight_decay"),
        doc="torch.optim.AdamW step in place; indices as SGD; state [1 + 2 * grad size]"),
+    Op(109, "ActivationMask", X, (Slot("mask", "M"),), {"T": ("float32",), "M": ("uint8",)}, ACTIVATION,
+       ACTIVATION_PARAMS, doc="1 where a RELU/CLIP passes its gradient (the backward keeps 1 byte, not 4)"),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}

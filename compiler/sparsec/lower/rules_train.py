@@ -24,8 +24,9 @@ def loss(b: Builder, node: ir.Node) -> None:
 
 
 def activation_grad(b: Builder, node: ir.Node) -> None:
+    """ActivationGrad and ActivationMask: same attributes."""
     get = node.attributes.get_float
-    b.emit("ActivationGrad", list(node.inputs), list(node.outputs),
+    b.emit(node.op_type, list(node.inputs), list(node.outputs),
            {"activation": node.attributes.get_int("activation"), "act_alpha": get("act_alpha"),
             "act_beta": get("act_beta")})
 
@@ -78,7 +79,7 @@ def update(b: Builder, node: ir.Node) -> None:
 
 
 RULES = {
-    "Loss": loss, "ActivationGrad": activation_grad, "ConvGradInput": conv_grad, "ConvGradWeight": conv_grad,
+    "Loss": loss, "ActivationGrad": activation_grad, "ActivationMask": activation_grad, "ConvGradInput": conv_grad, "ConvGradWeight": conv_grad,
     "PoolGrad": pool_grad, "LayerNormGrad": layer_norm_grad, "GatherGrad": gather_grad, "SgdUpdate": update,
     "AdamwUpdate": update,
 }

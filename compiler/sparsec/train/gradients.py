@@ -111,6 +111,7 @@ class Emitter:
 class Autodiff(Emitter):
     params: dict[str, ParamUpdate] = field(default_factory=dict)
     requires: set = field(default_factory=set)
+    forward: set = field(default_factory=set)  # the model's own nodes
     grads: dict = field(default_factory=dict)  # ir.Value -> its gradient (a parameter's: its updated slice)
 
     def needs(self, value: ir.Value | None) -> bool:
@@ -222,11 +223,23 @@ def activation(ctx: Autodiff, node: ir.Node, dys):
     if act is None:
         raise Unsupported("Clip bounds must be constant")
     kind, alpha, beta = act
-    # ReLU/Clip: the output decides the mask as well as the input does, and later layers keep it anyway.
-    source = node.outputs[0] if kind in (Activation.RELU, Activation.CLIP) else node.inputs[0]
-    dx = ctx.op("ActivationGrad", [dys[0], source], shape_of(node.inputs[0]),
-                {"activation": int(kind), "act_alpha": float(alpha), "act_beta": float(beta)}, TRAIN_DOMAIN)
+    attrs = {"activation": int(kind), "act_alpha": float(alpha), "act_beta": float(beta)}
+    source = node.inputs[0]
+    if kind in (Activation.RELU, Activation.CLIP):
+        # The output decides the mask as well as the input does. If no backward node reads it (the layers after
+        # are frozen), a 1-byte mask made in the forward replaces it and the activation is freed early.
+        source = node.outputs[0]
+        if not any(use.node not in ctx.forward for use in source.uses()):
+            mask = Emitter(ctx.graph, label=ctx.label, before=_next_node(ctx, node))
+            source = mask.op("ActivationMask", [source], shape_of(source), attrs, TRAIN_DOMAIN, ir.DataType.UINT8)
+    dx = ctx.op("ActivationGrad", [dys[0], source], shape_of(node.inputs[0]), attrs, TRAIN_DOMAIN)
     return [dx] + [None] * (len(node.inputs) - 1)
+
+
+def _next_node(ctx: Autodiff, node: ir.Node) -> ir.Node:
+    """The node after node in the graph (there is always one: the loss follows the forward)."""
+    nodes = list(ctx.graph)
+    return nodes[nodes.index(node) + 1]
 
 
 def erf(ctx: Autodiff, node: ir.Node, dys):
@@ -438,11 +451,11 @@ def add_backward(model: ir.Model, params: dict[str, ParamUpdate], loss: str, opt
         raise InputError(f"training needs a model with one output (the loss's input); this one has "
                          f"{[v.name for v in graph.outputs]}")
     pred = graph.outputs[0]
-    ctx = Autodiff(graph, label="backward", params=params, requires=requires_grad(graph, set(params)))
+    ctx = Autodiff(graph, label="backward", params=params, requires=requires_grad(graph, set(params)),
+                   forward=set(graph))
     if pred not in ctx.requires:
         raise InputError("no updated parameter affects the model's output: nothing would train")
     forward = list(graph)
-    first_node = len(forward)
     uses = {v: len({id(u.node) for u in v.uses()}) for v in graph.inputs if v.name in params}
     _, loss_value, dpred = _loss_node(ctx, pred, loss)
     ctx.grads[pred] = dpred
@@ -474,7 +487,8 @@ def add_backward(model: ir.Model, params: dict[str, ParamUpdate], loss: str, opt
         raise InputError(f"updated parameter(s) {missing} do not affect the loss")
     graph.outputs.clear()
     graph.outputs.extend([loss_value, *gradients.values()])
-    return BackwardResult(loss_value, gradients, len(list(graph)) - first_node)
+    nodes = list(graph)
+    return BackwardResult(loss_value, gradients, len(nodes) - nodes.index(loss_value.producer()))
 
 
 def _emit_update(ctx: Autodiff, param: ir.Value, optimizer: Optimizer) -> ir.Value:
