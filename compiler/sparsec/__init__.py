@@ -35,6 +35,13 @@ def compile(model, target: str = "host", output=None, **options):
     return compile_model(model, target=target, output=output, **options)
 
 
+def load_trainer(path):
+    """A training step compiled with `sparsec compile --train` (see sparsec.train.trainer.Trainer)."""
+    from sparsec.train.trainer import load_trainer as load
+
+    return load(path)
+
+
 def dependency_groups(model, input_shapes=None):
     """Groups of coupled channels of an ONNX model (list of sparsec.passes.pruning.Group)."""
     from sparsec.pruner import dependency_groups as find
@@ -76,6 +83,7 @@ __all__ = [
     "compile",
     "dependency_groups",
     "load",
+    "load_trainer",
     "prune",
     "runtime_target",
     "sparsify",

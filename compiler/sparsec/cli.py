@@ -20,12 +20,13 @@ def _compile(args) -> None:
     from sparsec.compiler import compile_model
     from sparsec.frontend import parse_fixed_inputs, parse_input_shapes
 
+    train = _train_options(args)
     prune = _prune_options(args) if args.prune is not None else None
     sparsify = _sparsify_options(args) if args.sparsity is not None or args.pattern is not None else None
     result = compile_model(args.model, target=args.target, output=args.output,
                            input_shapes=parse_input_shapes(args.input_shape), progress=not args.quiet, prune=prune,
                            calib=args.calib, sparsify=sparsify, fixed_inputs=parse_fixed_inputs(args.fix_input),
-                           sparse_kernels=not args.dense)
+                           sparse_kernels=not args.dense, train=train)
     r = result.report
     if r["prune"]:
         print(f"pruned {args.prune:.0%}: params {r['prune']['params_before']:,} -> {r['prune']['params_after']:,}, "
@@ -48,8 +49,29 @@ def _compile(args) -> None:
     print(f"sparse kernels: {len(sparse)} of {len(r['layers'])} layers" + (f"; dense: {dense}" if dense else ""))
     print(f"activation memory: {r['peak_activation_bytes']:,} bytes planned vs {r['naive_activation_bytes']:,} "
           f"naive ({r['peak_activation_bytes'] / max(r['naive_activation_bytes'], 1):.0%})")
+    if r.get("training"):
+        t = r["training"]
+        print(f"training step: {t['updated_parameters']} parameters ({t['updated_values']:,} values) updated, "
+              f"{t['backward_nodes']} backward nodes, peak memory {t['peak_step_bytes']:,} bytes, saved activations "
+              f"{t['saved_activation_bytes']:,} bytes, optimizer state {t['optimizer_state_bytes']:,} bytes")
     if r["runtime_files_bytes"]:
         print("runtime files: " + ", ".join(f"{name} ({size:,} bytes)" for name, size in r["runtime_files_bytes"].items()))
+
+
+def _train_options(args):
+    """TrainOptions from --train, --loss, --optimizer, --update and --update-file (flags win over the file)."""
+    from sparsec.train.spec import TrainOptions, read_spec_file
+
+    given = [flag for flag, value in (("--loss", args.loss), ("--optimizer", args.optimizer), ("--update", args.update),
+                                      ("--update-file", args.update_file)) if value]
+    if not args.train:
+        if given:
+            raise SparsecError(f"{', '.join(given)} only apply with --train")
+        return None
+    spec = read_spec_file(args.update_file) if args.update_file else {}
+    return TrainOptions(args.loss or spec.get("loss", "cross_entropy"),
+                        args.optimizer or spec.get("optimizer", "sgd:lr=0.01"),
+                        tuple(spec.get("update", [])) + tuple(args.update or ()))
 
 
 def _run(args) -> None:
@@ -177,6 +199,12 @@ def _inspect_artifact(path: str, as_json: bool) -> None:
               f"{out[:18]:<18} {r['weight_bytes']:>10,} {r['scratch_bytes']:>9,}")
     print(f"constants {s['constant_bytes']:,} bytes, parameters {s['param_bytes']:,} bytes, "
           f"arena {s['arena_bytes']:,} bytes + scratch {s['scratch_bytes']:,} bytes")
+    t = s["training"]
+    if t:
+        saved = "?" if t["saved_activation_bytes"] is None else f"{t['saved_activation_bytes']:,}"
+        print(f"training step ({t['loss']}, {t['optimizer']['kind']}, {t['updated_parameters']} parameters): peak memory "
+              f"{t['peak_step_bytes']:,} bytes, saved activations {saved} bytes, parameters {t['param_bytes']:,} "
+              f"bytes, optimizer state {t['optimizer_state_bytes']:,} bytes")
     _print_layers(s["layers"])
 
 
@@ -252,6 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prune_options(c)
     _add_sparsify_options(c, None)  # --sparsity or --pattern sparsifies after --prune; --global, --ignore apply
     c.add_argument("--dense", action="store_true", help="no sparse kernels: every layer dense (the report says so)")
+    c.add_argument("--train", action="store_true", help="compile the training step (forward, loss, backward, update)")
+    c.add_argument("--loss", choices=["cross_entropy", "mse", "bce_with_logits", "l1"], help="with --train (default "
+                   "cross_entropy: int64 class labels [N])")
+    c.add_argument("--optimizer", metavar="KIND:K=V,...", help="with --train: sgd:lr=0.01,momentum=0.9,weight_decay=0 "
+                   "or adamw:lr=1e-3,beta1=0.9,beta2=0.999,eps=1e-8,weight_decay=0.01 (torch.optim semantics)")
+    c.add_argument("--update", action="append", metavar="SPEC", help="with --train: what trains, e.g. bias:all, "
+                   "weight:last=2, 'weight:features.16*:channels=0.25', a name or glob (repeatable; all else frozen)")
+    c.add_argument("--update-file", metavar="SPEC.json", help="with --train: {\"update\": [...], \"loss\": ..., "
+                   "\"optimizer\": ...} as JSON (or YAML with PyYAML)")
     c.set_defaults(func=_compile)
     g = sub.add_parser("groups", help="dependency groups of coupled channels: members, units, prunable or why not")
     g.add_argument("model")

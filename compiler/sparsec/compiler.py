@@ -76,11 +76,12 @@ def stderr_progress(message: str) -> None:
 
 def compile_model(model, target: str = "host", output=None, input_shapes=None, passes=None,
                   progress=None, prune=None, calib=None, sparsify=None, fixed_inputs=None,
-                  sparse_kernels: bool = True) -> CompileResult:
+                  sparse_kernels: bool = True, train=None) -> CompileResult:
     """Compiles model (path, ModelProto or ir.Model) for target; writes <output>/<name>.spx and .report.json.
     `prune` (PruneOptions or a ratio) prunes first; `calib` (.npy/.npz path or feeds) feeds its taylor criterion;
     `sparsify` (SparsifyOptions or a sparsity) then zeros weights, before the clean-up passes. Layers whose zeros pay
-    run sparse kernels (the report's `layers` says which and why not) unless sparse_kernels is False."""
+    run sparse kernels (the report's `layers` says which and why not) unless sparse_kernels is False.
+    `train` (sparsec.train.spec.TrainOptions) compiles the training step instead (see sparsec.train)."""
     start = time.perf_counter()
     resolved = resolve_target(target)
     path = _output_path(model, output)
@@ -102,8 +103,15 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
     if unknown:
         raise SparsecError(f"unknown pass(es) {unknown}; the passes are {', '.join(PASSES)}")
     selected = CLEANUP if passes is None else [PASSES[name] for name in passes]
-    graph, pass_rows = run_passes(graph, selected, notify)
-    lowered = lower_model(graph, notify, resolved, sparse_kernels)
+    training = None
+    if train is not None:
+        from sparsec.train.build import build_training_graph
+
+        training = build_training_graph(graph, train, notify)
+        graph, pass_rows = training.model, training.pass_rows
+    else:
+        graph, pass_rows = run_passes(graph, selected, notify)
+    lowered = lower_model(graph, notify, resolved, sparse_kernels, params=training.params if training else None)
     memory = plan_memory(lowered)
     data = serialize(resolved, lowered.tensors, lowered.ops, lowered.inputs, lowered.outputs, memory["arena_bytes"])
     validate_artifact(data)
@@ -128,7 +136,13 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
         "runtime_files_bytes": {p.name: source.stat().st_size for p, source in runtime_files.items()},
         "seconds": round(time.perf_counter() - start, 3),
     }
-    write_outputs({path: data, path.with_suffix(".report.json"): json.dumps(report, indent=2).encode(), **runtime_files})
+    extra_files = {}
+    if training is not None:
+        from sparsec.train.build import training_files
+
+        report["training"], extra_files = training_files(training, model, path, lowered, memory)
+    write_outputs({path: data, path.with_suffix(".report.json"): json.dumps(report, indent=2).encode(), **runtime_files,
+                   **extra_files})
     if notify:
         print(file=sys.stderr)
     return CompileResult(path, report)

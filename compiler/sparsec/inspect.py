@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
+from pathlib import Path
 
 import onnx_ir as ir
 
@@ -107,6 +109,26 @@ def inspect_artifact(path) -> dict:
         "scratch_bytes": max((op.scratch_bytes for op in art.ops), default=0),
         "inputs": [(art.tensors[t].name, list(art.tensors[t].shape), art.tensors[t].dtype.name) for t in art.inputs],
         "outputs": [(art.tensors[t].name, list(art.tensors[t].shape), art.tensors[t].dtype.name) for t in art.outputs],
+        "training": training_summary(path, art),
+    }
+
+
+def training_summary(path, art) -> dict | None:
+    """For an artifact compiled with --train: the step's peak memory, saved activations, parameter/state bytes."""
+    path = Path(path)
+    sidecar, report = path.with_suffix(".train.json"), path.with_suffix(".report.json")
+    if not sidecar.exists():
+        return None
+    meta = json.loads(sidecar.read_text())
+    names = {p["name"] for p in meta["params"]}
+    params = sum(t.nbytes for t in art.tensors if t.storage == Storage.PARAM and t.name in names)
+    state = sum(t.nbytes for t in art.tensors if t.storage == Storage.PARAM and t.name not in names)
+    compiled = json.loads(report.read_text()).get("training") or {} if report.exists() else {}
+    return {
+        "loss": meta["loss"], "optimizer": meta["optimizer"], "updated_parameters": len(names),
+        "param_bytes": params, "optimizer_state_bytes": state,
+        "saved_activation_bytes": compiled.get("saved_activation_bytes"),
+        "peak_step_bytes": art.arena_size + max((op.scratch_bytes for op in art.ops), default=0) + art.param_size,
     }
 
 

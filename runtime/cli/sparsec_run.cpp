@@ -14,6 +14,7 @@ namespace {
 
 const char kUsage[] =
     "usage: sparsec-run MODEL.spx [--input X.bin]... [--output Y.bin]... [--repeat N] [--info]\n"
+    "                   [--train] [--params-in P.bin] [--params-out P.bin]\n"
     "\n"
     "Runs a sparsec artifact. Tensor files hold raw little-endian element bytes (row-major, no header),\n"
     "e.g. numpy's arr.tofile(path).\n"
@@ -21,6 +22,10 @@ const char kUsage[] =
     "  --output Y.bin  one per model output, in the model's output order (may be omitted)\n"
     "  --repeat N      run N times (1 to 1000000000, default 1); prints the mean time per run\n"
     "  --info          print the inputs and outputs (name, dtype, shape, bytes) and exit\n"
+    "  --train         the artifact is a training step (sparsec compile --train; the labels are its last\n"
+    "                  input): each run is one step, and its loss (output 0, before the update) is printed\n"
+    "  --params-in P   start from this param region (trainable parameters and optimizer state, raw bytes)\n"
+    "  --params-out P  write the param region after the last run (resume with --params-in)\n"
     "Exit codes: 0 ok, 1 error (message on stderr).\n";
 
 __attribute__((format(printf, 1, 2))) int fail(const char* fmt, ...) {
@@ -86,6 +91,9 @@ struct Options {
   Paths inputs, outputs;
   long repeat = 1;
   bool info = false;
+  bool train = false;
+  const char* params_in = nullptr;
+  const char* params_out = nullptr;
 };
 
 // Returns 0 when the arguments parse, else fail()'s exit code.
@@ -109,6 +117,12 @@ int parse(int argc, char** argv, Options* o) {
       if (errno == ERANGE || repeat > kMaxRepeat)
         return fail("--repeat %s is out of range: at most %ld runs", argv[i], kMaxRepeat);
       o->repeat = long(repeat);
+    } else if (std::strcmp(arg, "--train") == 0) {
+      o->train = true;
+    } else if (std::strcmp(arg, "--params-in") == 0 && has_value) {
+      o->params_in = argv[++i];
+    } else if (std::strcmp(arg, "--params-out") == 0 && has_value) {
+      o->params_out = argv[++i];
     } else if (std::strcmp(arg, "--info") == 0) {
       o->info = true;
     } else if (arg[0] != '-' && !o->model) {
@@ -118,6 +132,25 @@ int parse(int argc, char** argv, Options* o) {
     }
   }
   return o->model ? 0 : fail("no model given (see --help)");
+}
+
+// Reads every --input file into the session (the arena may reuse input bytes once their last reader has run).
+int set_inputs(const Options& o, sparsec_session* session) {
+  sparsec_tensor_info info;
+  for (int32_t i = 0; i < o.inputs.count; ++i) {
+    if (sparsec_input_info(session, i, &info) != SPARSEC_OK) return fail_runtime("input");
+    size_t size = 0;
+    unsigned char* bytes = read_file(o.inputs.path[i], info.nbytes + 1, &size);
+    if (!bytes) return fail("cannot read %s", o.inputs.path[i]);
+    if (size > info.nbytes) {
+      std::free(bytes);
+      return fail("%s is longer than the %zu bytes input '%s' takes", o.inputs.path[i], info.nbytes, info.name);
+    }
+    const sparsec_status status = sparsec_set_input(session, i, bytes, size);
+    std::free(bytes);
+    if (status != SPARSEC_OK) return fail_runtime(o.inputs.path[i]);
+  }
+  return 0;
 }
 
 int run(const Options& o, sparsec_session* session) {
@@ -136,22 +169,27 @@ int run(const Options& o, sparsec_session* session) {
     return fail("the model takes %d input(s), got %d --input", int(num_inputs), int(o.inputs.count));
   if (o.outputs.count != 0 && o.outputs.count != num_outputs)
     return fail("the model has %d output(s), got %d --output", int(num_outputs), int(o.outputs.count));
-  for (int32_t i = 0; i < num_inputs; ++i) {
-    if (sparsec_input_info(session, i, &info) != SPARSEC_OK) return fail_runtime("input");
+  if (set_inputs(o, session) != 0) return 1;
+  const size_t param_bytes = size_t(sparsec_param_bytes(session));
+  if (o.train && (param_bytes == 0 || num_outputs < 1))
+    return fail("--train needs an artifact compiled with sparsec compile --train");
+  if (o.params_in) {
     size_t size = 0;
-    unsigned char* bytes = read_file(o.inputs.path[i], info.nbytes + 1, &size);
-    if (!bytes) return fail("cannot read %s", o.inputs.path[i]);
-    if (size > info.nbytes) {
-      std::free(bytes);
-      return fail("%s is longer than the %zu bytes input '%s' takes", o.inputs.path[i], info.nbytes, info.name);
-    }
-    const sparsec_status status = sparsec_set_input(session, i, bytes, size);
+    unsigned char* bytes = read_file(o.params_in, param_bytes + 1, &size);
+    if (!bytes) return fail("cannot read %s", o.params_in);
+    const sparsec_status status = sparsec_write_params(session, bytes, size);
     std::free(bytes);
-    if (status != SPARSEC_OK) return fail_runtime(o.inputs.path[i]);
+    if (status != SPARSEC_OK) return fail_runtime(o.params_in);
   }
   const double start = monotonic_seconds();
-  for (long r = 0; r < o.repeat; ++r)
+  for (long r = 0; r < o.repeat; ++r) {
+    if (o.train && r > 0 && set_inputs(o, session) != 0) return 1;  // each step reads its inputs afresh
     if (sparsec_run(session) != SPARSEC_OK) return fail_runtime("run");
+    const void* loss = nullptr;
+    size_t nbytes = 0;
+    if (o.train && sparsec_get_output(session, 0, &loss, &nbytes) == SPARSEC_OK && nbytes >= sizeof(float))
+      std::printf("step %ld: loss %.9g\n", r + 1, double(*static_cast<const float*>(loss)));
+  }
   const double seconds = monotonic_seconds() - start;
   if (o.repeat > 1) std::printf("%ld runs, %.3f ms per run\n", o.repeat, 1e3 * seconds / double(o.repeat));
   for (int32_t i = 0; i < o.outputs.count; ++i) {
@@ -159,6 +197,13 @@ int run(const Options& o, sparsec_session* session) {
     size_t nbytes = 0;
     if (sparsec_get_output(session, i, &data, &nbytes) != SPARSEC_OK) return fail_runtime("output");
     if (!write_file(o.outputs.path[i], data, nbytes)) return fail("cannot write %s", o.outputs.path[i]);
+  }
+  if (o.params_out) {
+    void* params = std::malloc(param_bytes ? param_bytes : 1);
+    const bool ok = params && sparsec_read_params(session, params, param_bytes) == SPARSEC_OK &&
+                    write_file(o.params_out, params, param_bytes);
+    std::free(params);
+    if (!ok) return fail("cannot write the param region to %s", o.params_out);
   }
   return 0;
 }

@@ -151,6 +151,31 @@ class Session {
                       `missing ${JSON.stringify(missing)}; expected ${JSON.stringify([...expected].sort())}`);
   }
 
+  /** The param region (trainable parameters and optimizer state) as bytes, e.g. to save training state. */
+  readParams() {
+    const rt = this.rt;
+    const nbytes = Number(rt.sparsec_param_bytes(this.handle));
+    const ptr = rt.malloc(Math.max(nbytes, 1));
+    try {
+      check(rt, rt.sparsec_read_params(this.handle, ptr, nbytes));
+      return new Uint8Array(rt.memory.buffer.slice(ptr, ptr + nbytes));
+    } finally {
+      rt.free(ptr);
+    }
+  }
+
+  /** Restores the param region from readParams() bytes of the same artifact. */
+  writeParams(bytes) {
+    const rt = this.rt;
+    const ptr = rt.malloc(Math.max(bytes.length, 1));
+    try {
+      new Uint8Array(rt.memory.buffer, ptr, bytes.length).set(bytes);
+      check(rt, rt.sparsec_write_params(this.handle, ptr, bytes.length));
+    } finally {
+      rt.free(ptr);
+    }
+  }
+
   /** Releases the session's memory inside the runtime. */
   free() {
     if (this.handle === 0) return;
@@ -183,6 +208,41 @@ export async function load(source, { wasm } = {}) {
     rt.free(data); // the runtime keeps its own copy
     rt.free(handlePtr);
   }
+}
+
+/** A compiled training step (sparsec compile --train): step(feeds, labels) runs forward, backward and update. */
+class Trainer {
+  constructor(session) {
+    this.session = session;
+    this.labels = session.inputs[session.inputs.length - 1];
+    this.results = {};
+  }
+
+  /** One training step; labels: a BigInt64Array of class indices (cross entropy) or a Float32Array target.
+   * Returns the step's loss (before the update). */
+  step(feeds, labels) {
+    this.results = this.session.run({ ...feeds, [this.labels.name]: labels });
+    return this.results[this.session.outputs[0].name][0];
+  }
+
+  /** The last step's gradients of the updated slices, in the artifact's output order (see <model>.train.json). */
+  gradients() {
+    return this.session.outputs.slice(1).map((info) => this.results[info.name]);
+  }
+
+  readParams() { return this.session.readParams(); }
+  writeParams(bytes) { this.session.writeParams(bytes); }
+  free() { this.session.free(); }
+}
+
+/** Loads a training artifact (as load()) into a Trainer. */
+export async function loadTrainer(source, options = {}) {
+  const session = await load(source, options);
+  if (session.outputs[0]?.name !== "loss" || session.inputs.at(-1)?.name !== "labels") {
+    session.free();
+    throw new Error("sparsec: not a training artifact (compile it with sparsec compile --train)");
+  }
+  return new Trainer(session);
 }
 
 /** The target this runtime was built for ("wasm32"). */

@@ -115,6 +115,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "SoftmaxMode": ("SOFTMAX", "LOG_SOFTMAX", "HARDMAX"),
     "LossReduction": ("NONE", "SUM", "MEAN"),
     "WindowKind": ("HANN", "HAMMING", "BLACKMAN"),
+    "LossKind": ("CROSS_ENTROPY", "MSE", "BCE_WITH_LOGITS", "L1"),
 }
 _enums = {name: IntEnum(name, {v: i for i, v in enumerate(values)}) for name, values in ENUMS.items()}
 Activation = _enums["Activation"]
@@ -139,6 +140,7 @@ GridPadding = _enums["GridPadding"]
 SoftmaxMode = _enums["SoftmaxMode"]
 LossReduction = _enums["LossReduction"]
 WindowKind = _enums["WindowKind"]
+LossKind = _enums["LossKind"]
 
 SPATIAL_MAX = 1 << 16  # strides, pads, dilations, windows
 ATTR_MAX = 1 << 32
@@ -412,6 +414,36 @@ OPS = (
     Op(93, "Window", (Slot("size", "I"),), Y, {"T": ("float32",), "I": INDEX_TYPES},
        (Attr("kind", enum="WindowKind"), flag("periodic")),
        doc="HannWindow/HammingWindow/BlackmanWindow of the run-time size (which must equal the output length)"),
+    # ---- training (codes 100-119): backward ops and in-place optimizer updates (sparsec.train) ----
+    Op(100, "Loss", (Slot("pred"), Slot("target", "L")), (Slot("loss"), Slot("dpred")),
+       {"T": ("float32",), "L": ("float32", "int64")}, (Attr("kind", enum="LossKind"),),
+       doc="mean-reduced loss [1] and its gradient; CROSS_ENTROPY: pred [N, C], int64 target [N] (class indices)"),
+    Op(101, "ActivationGrad", (Slot("dy"), Slot("x", "M")), (Slot("dx"),), {"T": ("float32",), "M": ("float32", "uint8")},
+       ACTIVATION, ACTIVATION_PARAMS,
+       doc="dx = dy * act'(x); x is the activation's input (RELU/CLIP: its output, or its uint8 ActivationMask)"),
+    Op(102, "ConvGradInput", (Slot("dy"), Slot("w")), (Slot("dx"),), F32,
+       (spatial("group", 1), spatial("strides", 2), spatial("pads", 4, 0), spatial("dilations", 2)),
+       doc="gradient of Conv with respect to its input x (the output's shape is x's)"),
+    Op(103, "ConvGradWeight", (Slot("x"), Slot("dy")), (Slot("dw"),), F32,
+       (spatial("group", 1), spatial("strides", 2), spatial("pads", 4, 0), spatial("dilations", 2)),
+       doc="gradient of Conv with respect to its weight, summed over the batch"),
+    Op(104, "PoolGrad", (Slot("x"), Slot("dy")), (Slot("dx"),), F32,
+       (Attr("kind", enum="PoolKind"), *POOL_WINDOW, flag("count_include_pad")),
+       doc="gradient of Pool; MAX routes to the first maximum of each window (as PyTorch)"),
+    Op(105, "LayerNormGrad", (Slot("x"), Slot("scale"), Slot("dy")), (Slot("dx"),), F32,
+       (Attr("axis", low=0, high=MAX_DIMS - 1),), ("epsilon",), doc="gradient of LayerNorm with respect to x"),
+    Op(106, "GatherGrad", (Slot("indices", "I"), Slot("dy")), (Slot("ddata"),),
+       {"T": ("float32",), "I": INDEX_TYPES}, doc="gradient of Gather on axis 0 (embeddings): rows summed by index"),
+    Op(107, "SgdUpdate", (Slot("grad"), Slot("indices", "I", optional=True)), (Slot("param"), Slot("state")),
+       {"T": ("float32",), "I": ("int64",)}, (Attr("axis", low=0, high=MAX_DIMS - 1),),
+       ("lr", "momentum", "weight_decay"),
+       doc="torch.optim.SGD step in place; indices: the updated slice of param along axis; state [1 (+ grad size with momentum)]"),
+    Op(108, "AdamwUpdate", (Slot("grad"), Slot("indices", "I", optional=True)), (Slot("param"), Slot("state")),
+       {"T": ("float32",), "I": ("int64",)}, (Attr("axis", low=0, high=MAX_DIMS - 1),),
+       ("lr", "beta1", "beta2", "eps", "weight_decay"),
+       doc="torch.optim.AdamW step in place; indices as SGD; state [1 + 2 * grad size]"),
+    Op(109, "ActivationMask", X, (Slot("mask", "M"),), {"T": ("float32",), "M": ("uint8",)}, ACTIVATION,
+       ACTIVATION_PARAMS, doc="1 where a RELU/CLIP passes its gradient (the backward keeps 1 byte, not 4)"),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}

@@ -10,7 +10,7 @@ import onnx_ir as ir
 
 from sparsec.activations import FUSED_DOMAIN, attached
 from sparsec.artifact.format import OpEntry, TensorEntry
-from sparsec.contract.schema import DTYPE_BY_NAME, OP_BY_NAME, Activation
+from sparsec.contract.schema import DTYPE_BY_NAME, OP_BY_NAME, Activation, Storage
 from sparsec.errors import SparsecError
 from sparsec.passes.util import const_array
 
@@ -55,12 +55,15 @@ class Builder:
         self.written: set[int] = set()  # tensors some op writes
         self.label = ""
         self.source_op = ""
+        self.params: dict[str, np.ndarray] = {}  # trainable parameters (graph inputs held in the param region)
 
     def tensor(self, value: ir.Value) -> int:
         key = id(value)
         if key not in self._ids:
             data = const_array(value)
-            if data is not None:
+            if value.name in self.params and value.is_graph_input():
+                self._ids[key] = self.param(self.params[value.name], value.name)
+            elif data is not None:
                 if data.dtype.name not in DTYPE_BY_NAME:
                     raise Unsupported(f"constant '{value.name}' has dtype {data.dtype}, which the runtime does not hold")
                 self._ids[key] = self.constant(data, value.name)
@@ -82,6 +85,12 @@ class Builder:
     def constant(self, array: np.ndarray, name: str) -> int:
         array = np.array(array, order="C")  # (ascontiguousarray would turn 0-d into 1-d)
         self.g.tensors.append(TensorEntry(name, array.dtype, tuple(array.shape), data=array))
+        return len(self.g.tensors) - 1
+
+    def param(self, array: np.ndarray, name: str) -> int:
+        """A tensor of the mutable param region (a trainable parameter or optimizer state), initialised to array."""
+        array = np.array(array, order="C")
+        self.g.tensors.append(TensorEntry(name, array.dtype, tuple(array.shape), data=array, storage=Storage.PARAM))
         return len(self.g.tensors) - 1
 
     def temp(self, shape, dtype, name: str) -> int:

@@ -12,7 +12,8 @@ import onnx_ir as ir
 
 from sparsec.activations import FUSED_DOMAIN, source_op_type
 from sparsec.errors import UnsupportedOpError
-from sparsec.lower import rules_attention, rules_elementwise, rules_index, rules_logic, rules_math, rules_nn, rules_nn_export, rules_sparse, rules_tensor
+from sparsec.lower import (rules_attention, rules_elementwise, rules_index, rules_logic, rules_math, rules_nn,
+                           rules_nn_export, rules_sparse, rules_tensor, rules_train)
 from sparsec.lower.builder import Builder, LoweredGraph, Unsupported
 from sparsec.naming import is_standard, op_label
 from sparsec.passes.util import const_array
@@ -26,6 +27,8 @@ SUPPORTED_OPS = sorted(op for op in RULES if op not in _FUSED_RULES)
 
 
 def rule_for(node: ir.Node) -> Callable | None:
+    if node.domain == rules_train.TRAIN_DOMAIN:
+        return rules_train.RULES.get(node.op_type)
     if node.domain == FUSED_DOMAIN:
         return RULES.get(node.op_type) if node.op_type in _FUSED_RULES else None
     if is_standard(node) and node.op_type not in _FUSED_RULES:
@@ -51,13 +54,18 @@ def _unproduced_output(b: Builder, node: ir.Node) -> str | None:
     return None
 
 
-def lower_model(model: ir.Model, progress=None, target: str = "x86_64", sparse_kernels: bool = True) -> LoweredGraph:
+def lower_model(model: ir.Model, progress=None, target: str = "x86_64", sparse_kernels: bool = True,
+                params: dict | None = None) -> LoweredGraph:
     """Lowers every node for target; raises UnsupportedOpError listing every node (and graph input/output) that
-    cannot run."""
+    cannot run. params {name: initial value}: graph inputs that are trainable parameters (param region, not run-time
+    inputs)."""
     b = Builder(target, sparse_kernels)
+    b.params = dict(params or {})
     graph = model.graph
     unsupported = []
     for value in graph.inputs:
+        if value.name in b.params:
+            continue
         try:
             b.g.inputs.append(b.tensor(value))
         except Unsupported as e:

@@ -47,18 +47,15 @@ def split(b: Builder, node: ir.Node) -> None:
     b.emit("Split", [node.inputs[0]], list(node.outputs), {"axis": axis})
 
 
-def slice_(b: Builder, node: ir.Node) -> None:
-    """Constant starts/ends/axes/steps: resolved here; else DynamicSlice resolves them at run time."""
+def slice_window(node: ir.Node) -> tuple[list[int], list[int], list[int]]:
+    """(first index, step, length) per axis of a Slice with constant starts/ends/axes/steps."""
     shape = static_shape(node.inputs[0])
     rank_ = len(shape)
-    if any(v is not None and const_array(v) is None for v in node.inputs[1:5]):
-        b.emit("DynamicSlice", list(node.inputs[:5]), [node.outputs[0]])
-        return
     starts = const_input(node, 1, "starts").reshape(-1).tolist()
     ends = const_input(node, 2, "ends").reshape(-1).tolist()
     axes = const_input(node, 3, "axes", np.arange(len(starts))).reshape(-1).tolist()
     steps = const_input(node, 4, "steps", np.ones(len(starts), dtype=np.int64)).reshape(-1).tolist()
-    begin, stride = [0] * rank_, [1] * rank_
+    begin, stride, lengths = [0] * rank_, [1] * rank_, list(shape)
     for start, end, axis, step in zip(starts, ends, axes, steps):
         axis, dim = axis_of(int(axis), rank_), shape[axis_of(int(axis), rank_)]
         start, end, step = int(start), int(end), int(step)
@@ -68,7 +65,16 @@ def slice_(b: Builder, node: ir.Node) -> None:
         else:
             start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
         length = max(0, -(-(end - start) // step)) if step > 0 else max(0, -(-(start - end) // -step))
-        begin[axis], stride[axis] = (start if length else 0), step
+        begin[axis], stride[axis], lengths[axis] = (start if length else 0), step, length
+    return begin, stride, lengths
+
+
+def slice_(b: Builder, node: ir.Node) -> None:
+    """Constant starts/ends/axes/steps: resolved here; else DynamicSlice resolves them at run time."""
+    if any(v is not None and const_array(v) is None for v in node.inputs[1:5]):
+        b.emit("DynamicSlice", list(node.inputs[:5]), [node.outputs[0]])
+        return
+    begin, stride, _ = slice_window(node)
     b.emit("Slice", [node.inputs[0]], [node.outputs[0]], {"starts": begin, "steps": stride})
 
 

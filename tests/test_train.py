@@ -1,0 +1,549 @@
+"""On-device fine-tuning: compiled training steps against PyTorch autograd and torch.optim on the same ONNX graph
+(tests/torch_onnx.py runs the ONNX model with torch ops), the sparse-backprop structure, and the state files."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import sparsec
+from sparsec.artifact.format import op_spec, parse
+from sparsec.contract.schema import Storage
+from sparsec.errors import InputError, UnsupportedOpError
+from sparsec.train.spec import TrainOptions, parse_optimizer
+from sparsec.train.trainer import StateError
+
+torch = pytest.importorskip("torch")
+import torch_onnx  # noqa: E402  (tests/ is on sys.path)
+
+F = torch.nn.functional
+LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss, "bce_with_logits": F.binary_cross_entropy_with_logits,
+          "l1": F.l1_loss}
+STEPS = 5
+
+
+# ---- models ----------------------------------------------------------------------------------------------
+
+class SmallCNN(torch.nn.Module):
+    """Conv+BN+ReLU, depthwise conv + ReLU6, max pool, global average, Linear: a MobileNet-like head."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.c2 = torch.nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8)
+        self.c3 = torch.nn.Conv2d(8, 12, 1)
+        self.fc = torch.nn.Linear(12, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.c1(x)))
+        x = F.relu6(self.c2(x))
+        x = F.max_pool2d(F.hardswish(self.c3(x)), 2)
+        return self.fc(x.mean((2, 3)))
+
+
+class SmallMLP(torch.nn.Module):
+    """Linear layers (Gemm), GELU, Sigmoid, LayerNorm, SiLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.l1, self.l2, self.l3 = torch.nn.Linear(10, 16), torch.nn.Linear(16, 16), torch.nn.Linear(16, 4)
+        self.norm = torch.nn.LayerNorm(16)
+
+    def forward(self, x):
+        x = F.gelu(self.l1(x))
+        x = self.norm(torch.sigmoid(self.l2(x)) * x)
+        return self.l3(F.silu(x))
+
+
+def _randomise(model) -> None:
+    """Non-trivial BatchNorm/LayerNorm statistics and affine parameters (fresh ones are 0/1)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+
+
+def export(module, shape, path) -> str:
+    torch.manual_seed(0)
+    model = module()
+    _randomise(model)
+    model.eval()
+    torch.onnx.export(model, (torch.randn(*shape),), str(path), dynamo=False, opset_version=17, input_names=["input"],
+                      output_names=["output"], training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory):
+    return export(SmallCNN, (4, 3, 12, 12), tmp_path_factory.mktemp("cnn") / "cnn.onnx")
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    return export(SmallMLP, (6, 10), tmp_path_factory.mktemp("mlp") / "mlp.onnx")
+
+
+# ---- the reference ---------------------------------------------------------------------------------------
+
+def batches(shape, loss, classes, steps=STEPS, seed=0, vocab=None):
+    """(input, labels) pairs: N(0,1) inputs (token ids below vocab); classes: an int, or the target's shape."""
+    rng = np.random.default_rng(seed)
+    target = (shape[0], classes) if isinstance(classes, int) else tuple(classes)
+    out = []
+    for _ in range(steps):
+        x = rng.integers(0, vocab, shape) if vocab else rng.standard_normal(shape).astype(np.float32)
+        if loss == "cross_entropy":
+            y = rng.integers(0, classes, shape[0]).astype(np.int64)
+        elif loss == "bce_with_logits":
+            y = rng.integers(0, 2, target).astype(np.float32)
+        else:
+            y = rng.standard_normal(target).astype(np.float32)
+        out.append((x, y))
+    return out
+
+
+def torch_training(path, params, data, loss, optimizer, input_name="input"):
+    """PyTorch autograd + torch.optim on the ONNX graph, updating exactly params (sparsec's resolved spec)."""
+    model = onnx.load(path)
+    initial = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model.graph.initializer}
+    leaves = {}
+    for p in params:
+        full = initial[p["name"]]
+        value = full if p["indices"] is None else full.index_select(p["axis"], torch.tensor(p["indices"]))
+        leaves[p["name"]] = value.clone().requires_grad_(True)
+    options = {k: v for k, v in optimizer.params.items() if k not in ("beta1", "beta2")}
+    if optimizer.kind == "sgd":
+        opt = torch.optim.SGD(list(leaves.values()), **options)
+    else:
+        opt = torch.optim.AdamW(list(leaves.values()), betas=(optimizer.params["beta1"], optimizer.params["beta2"]),
+                                **options)
+    losses, grads = [], []
+
+    def whole(p):
+        leaf = leaves[p["name"]]
+        if p["indices"] is None:
+            return leaf
+        return initial[p["name"]].index_copy(p["axis"], torch.tensor(p["indices"]), leaf)
+
+    for x, y in data:
+        out = torch_onnx.run(model, {input_name: x}, {p["name"]: whole(p) for p in params})[0]
+        value = LOSSES[loss](out, torch.from_numpy(y))
+        opt.zero_grad()
+        value.backward()
+        losses.append(float(value.detach()))
+        grads.append({n: leaf.grad.detach().clone().numpy() for n, leaf in leaves.items()})
+        opt.step()
+    final = {p["name"]: whole(p).detach().numpy() for p in params}
+    return losses, grads, final
+
+
+def train_and_compare(path, tmp_path, update, loss="cross_entropy", optimizer="sgd:lr=0.05,momentum=0.9,weight_decay=0.01",
+                      classes=5, shape=(4, 3, 12, 12), input_name="input", vocab=None, steps=STEPS, target="host"):
+    """Trains `steps` steps in sparsec and in PyTorch; checks loss, gradients, parameters and frozen bits."""
+    options = TrainOptions(loss, optimizer, tuple(update))
+    result = sparsec.compile(path, output=tmp_path / "build", train=options, progress=False)
+    trainer = sparsec.load_trainer(result.path)
+    data = batches(shape, loss, classes, steps, vocab=vocab)
+    losses, grads, final = torch_training(path, trainer.meta["params"], data, loss, parse_optimizer(optimizer),
+                                          input_name)
+    for step, (x, y) in enumerate(data):
+        got = trainer.step({input_name: x}, y)
+        assert got == pytest.approx(losses[step], rel=1e-4, abs=1e-5), f"loss of step {step}"
+        for name, g in trainer.gradients().items():
+            ref = grads[step][name]
+            assert g.shape == ref.shape, name
+            # (a floor of 1e-6: some gradients are float noise around an exact 0, e.g. attention's key bias)
+            assert np.abs(g - ref).max() <= 1e-3 * max(np.abs(ref).max(), 1e-6), f"gradient of {name}, step {step}"
+    params = trainer.parameters()
+    for name, ref in final.items():
+        np.testing.assert_allclose(params[name], ref, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(ref).max()), err_msg=name)
+    exported = tmp_path / "tuned.onnx"
+    trainer.export(exported)
+    _check_frozen(path, exported, trainer.meta["params"])
+    return trainer, result
+
+
+def _check_frozen(original, exported, params):
+    """Frozen initializers (and the frozen channels of partially updated ones) are bit-identical after training."""
+    before = {i.name: i for i in onnx.load(original).graph.initializer}
+    after = {i.name: i for i in onnx.load(str(exported)).graph.initializer}
+    assert before.keys() == after.keys()
+    updated = {p["name"]: p for p in params}
+    for name, init in before.items():
+        if name not in updated:
+            assert numpy_helper.to_array(after[name]).tobytes() == numpy_helper.to_array(init).tobytes(), name
+        elif updated[name]["indices"] is not None:
+            p = updated[name]
+            frozen = [c for c in range(init.dims[p["axis"]]) if c not in p["indices"]]
+            a, b = numpy_helper.to_array(init), numpy_helper.to_array(after[name])
+            assert np.take(a, frozen, p["axis"]).tobytes() == np.take(b, frozen, p["axis"]).tobytes(), name
+
+
+# ---- gradient and update parity --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("update", [["bias:all"], ["weight:last=2"], ["weight:last=3:channels=0.25", "bias:all"]],
+                         ids=["bias", "last2", "channels"])
+def test_cnn_matches_pytorch(cnn, tmp_path, update):
+    train_and_compare(cnn, tmp_path, update)
+
+
+@pytest.mark.parametrize("update", [["bias:all"], ["weight:last=2"], ["weight:last=2:channels=0.5"]],
+                         ids=["bias", "last2", "channels"])
+def test_mlp_matches_pytorch(mlp, tmp_path, update):
+    train_and_compare(mlp, tmp_path, update, classes=4, shape=(6, 10))
+
+
+@pytest.mark.parametrize("loss", ["mse", "bce_with_logits", "l1"])
+def test_losses_match_pytorch(mlp, tmp_path, loss):
+    train_and_compare(mlp, tmp_path, ["bias:all", "weight:last=1"], loss=loss, classes=4, shape=(6, 10))
+
+
+def test_adamw_matches_pytorch(cnn, tmp_path):
+    train_and_compare(cnn, tmp_path, ["bias:all", "weight:last=2:channels=0.5"],
+                      optimizer="adamw:lr=0.01,weight_decay=0.05")
+
+
+def test_whole_model_matches_pytorch(cnn, tmp_path):
+    """Every parameter trains (BatchNorm scale too): every gradient rule of the CNN runs."""
+    train_and_compare(cnn, tmp_path, ["*"], optimizer="sgd:lr=0.01")
+
+
+# ---- sparse backprop, checked on the compiled op list -----------------------------------------------------
+
+def compiled_ops(path, tmp_path, update, optimizer="sgd:lr=0.1"):
+    result = sparsec.compile(path, output=tmp_path, train=TrainOptions("cross_entropy", optimizer, tuple(update)),
+                             progress=False)
+    art = parse(result.path.read_bytes())
+    return art, [(op_spec(op).name, op) for op in art.ops], result
+
+
+def test_no_weight_gradient_for_frozen_weights(cnn, tmp_path):
+    art, ops, _ = compiled_ops(cnn, tmp_path, ["bias:all"])
+    kinds = [k for k, _ in ops]
+    assert "ConvGradWeight" not in kinds
+    # fc: the forward MatMul and its input gradient [4, 12]; no MatMul makes a weight gradient [12, 5]
+    matmuls = [art.tensors[op.outputs[0]].shape for k, op in ops if k == "MatMul"]
+    assert sorted(matmuls) == [(4, 5), (4, 12)]
+    params = {art.tensors[t].name for t in range(len(art.tensors)) if art.tensors[t].storage == Storage.PARAM}
+    assert {"c1.bias", "bn.bias", "c2.bias", "c3.bias", "fc.bias"} <= params
+    assert not any("weight" in p for p in params)
+
+
+def test_backward_stops_at_earliest_updated_layer(cnn, tmp_path):
+    _, ops, _ = compiled_ops(cnn, tmp_path, ["weight:last=2"])  # c3.weight and fc.weight
+    kinds = [k for k, _ in ops]
+    assert kinds.count("ConvGradWeight") == 1 and "ConvGradInput" not in kinds  # c3's input gradient is not needed
+    backward = [op for k, op in ops if k in ("ActivationGrad", "PoolGrad", "ConvGradWeight")]
+    assert all(not op.name.startswith(("/c1/", "/c2/", "/bn/", "/Relu")) for op in backward)
+
+
+def test_updates_follow_their_gradients_in_place(cnn, tmp_path):
+    art, ops, _ = compiled_ops(cnn, tmp_path, ["weight:last=2", "bias:all"])
+    for i, (kind, op) in enumerate(ops):
+        if kind != "SgdUpdate":
+            continue
+        param, grad = op.outputs[0], op.inputs[0]
+        readers = [j for j, (_, other) in enumerate(ops) if param in other.inputs]
+        assert all(j < i for j in readers), f"{art.tensors[param].name} is read after its update"
+        assert max(j for j, (_, other) in enumerate(ops) if grad in other.outputs) < i
+    order = [art.tensors[op.outputs[0]].name for k, op in ops if k == "SgdUpdate"]
+    assert order.index("fc.weight") < order.index("c3.weight") < order.index("c1.bias")  # last layer first
+    conv_grad = next(i for i, (k, _) in enumerate(ops) if k == "ConvGradWeight")
+    fc_update = next(i for i, (k, op) in enumerate(ops) if k == "SgdUpdate" and art.tensors[op.outputs[0]].name == "fc.weight")
+    assert fc_update < conv_grad  # applied as soon as fc's backward is done, not at the end of the step
+
+
+def test_relu_backward_keeps_a_byte_mask_unless_the_activation_is_needed(cnn, tmp_path):
+    art, ops, result = compiled_ops(cnn, tmp_path / "a", ["c1.bias"])  # every layer after c1 is frozen
+    producer = {t: k for k, op in ops for t in op.outputs}
+    masks = [op for k, op in ops if k == "ActivationGrad" and op.iattr[0] in (1, 2)]  # RELU, CLIP
+    assert len(masks) == 2 and all(producer[op.inputs[1]] == "ActivationMask" for op in masks)
+    assert all(art.tensors[op.inputs[1]].dtype == np.uint8 for op in masks)
+    loss = next(i for i, (k, _) in enumerate(ops) if k == "Loss")
+    activations = [op.outputs[0] for k, op in ops if k == "Activation" and op.iattr[0] in (1, 2)]
+    for t in activations:  # the float activations die in the forward
+        assert max(i for i, (_, op) in enumerate(ops) if t in op.inputs) < loss
+    # c3's weight gradient reads c3's input (the ReLU6 output): that one is kept as is, the other stays a mask
+    art, ops, _ = compiled_ops(cnn, tmp_path / "b", ["c1.bias", "c3.weight"])
+    producer = {t: k for k, op in ops for t in op.outputs}
+    loss = next(i for i, (k, _) in enumerate(ops) if k == "Loss")
+    kinds = sorted(producer[op.inputs[1]] for k, op in ops if k == "ActivationGrad" and op.iattr[0] in (1, 2))
+    assert kinds == ["Activation", "ActivationMask"]
+    # the pre-activations of ReLU/ReLU6 die at their activation: no backward op reads them
+    pre_activations = {op.inputs[0] for k, op in ops if k == "Activation" and op.iattr[0] in (1, 2)}
+    assert not any(t in pre_activations for i, (_, op) in enumerate(ops) if i > loss for t in op.inputs)
+
+
+def test_partial_channels_compute_only_the_slice(cnn, tmp_path):
+    art, ops, result = compiled_ops(cnn, tmp_path, ["c3.weight:channels=0.25"])
+    (grad_op,) = [op for k, op in ops if k == "ConvGradWeight"]
+    assert art.tensors[grad_op.outputs[0]].shape == (3, 8, 1, 1)  # 3 of 12 output channels
+    (update,) = [op for k, op in ops if k == "SgdUpdate"]
+    indices = art.tensors[update.inputs[1]].data
+    weight = numpy_helper.to_array(next(i for i in onnx.load(cnn).graph.initializer if i.name == "c3.weight"))
+    magnitude = np.abs(weight).sum(axis=(1, 2, 3))
+    assert sorted(indices.tolist()) == sorted(np.argsort(-magnitude)[:3].tolist())
+    assert result.report["training"]["updated_values"] == 3 * 8
+
+
+# ---- specs, options and errors ---------------------------------------------------------------------------
+
+def test_spec_resolution(cnn, tmp_path):
+    art, _, _ = compiled_ops(cnn, tmp_path, ["bias:all", "weight:last=1", "c1.*:channels=0;2"])
+    meta = json.loads(tmp_path.joinpath("cnn.train.json").read_text())
+    by_name = {p["name"]: p for p in meta["params"]}
+    assert set(by_name) == {"c1.weight", "c1.bias", "bn.bias", "c2.bias", "c3.bias", "fc.bias", "fc.weight"}
+    assert by_name["c1.weight"]["indices"] == [0, 2] and by_name["fc.weight"]["indices"] is None
+
+
+def test_matmul_add_bias_is_bias_like(tmp_path):
+    class Linear3d(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(6, 6), torch.nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x))).mean(1)
+
+    path = export(Linear3d, (2, 4, 6), tmp_path / "lin.onnx")
+    trainer, _ = train_and_compare(path, tmp_path, ["bias:all"], classes=3, shape=(2, 4, 6))
+    assert len(trainer.meta["params"]) == 2 and all(p["shape"] in ([6], [3]) for p in trainer.meta["params"])
+
+
+def test_cli_train_with_spec_file(cnn, tmp_path, capsys):
+    from sparsec.cli import main
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"update": ["bias:all"], "optimizer": "adamw:lr=0.01", "loss": "cross_entropy"}))
+    assert main(["compile", cnn, "--train", "--update-file", str(spec), "--update", "weight:last=1", "-o",
+                 str(tmp_path / "out"), "-q"]) == 0
+    assert "training step" in capsys.readouterr().out
+    trainer = sparsec.load_trainer(tmp_path / "out" / "cnn.spx")
+    assert trainer.meta["optimizer"]["kind"] == "adamw" and len(trainer.meta["params"]) == 6
+    assert main(["inspect", str(tmp_path / "out" / "cnn.spx")]) == 0
+    assert "training step (cross_entropy, adamw, 6 parameters): peak memory" in capsys.readouterr().out
+    assert main(["compile", cnn, "--update", "bias:all", "-o", str(tmp_path / "x"), "-q"]) == 1
+    assert "--update only apply with --train" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("update, optimizer, message", [
+    (["conv9.*"], "sgd:lr=0.1", "selects no parameter"),
+    (["kernel:all"], "sgd:lr=0.1", "unknown kind 'kernel'"),
+    (["weight:last=0"], "sgd:lr=0.1", "positive integer"),
+    (["c3.weight:channels=1.5"], "sgd:lr=0.1", "not in (0, 1]"),
+    (["bias:all"], "sgd:momentum=0.9", "needs a positive lr"),
+    (["bias:all"], "rmsprop:lr=0.1", "unknown optimizer 'rmsprop'"),
+    (["bias:all"], "sgd:lr=0.1,nesterov=1", "unknown ['nesterov']"),
+])
+def test_bad_specs_are_refused_clearly(cnn, tmp_path, update, optimizer, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        sparsec.compile(cnn, output=tmp_path, train=TrainOptions("cross_entropy", optimizer, tuple(update)), progress=False)
+
+
+def test_op_without_gradient_rule_is_named(tmp_path):
+    class WithMax(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return torch.maximum(self.fc(x), x[:, :3])
+
+    path = export(WithMax, (2, 4), tmp_path / "max.onnx")
+    with pytest.raises(UnsupportedOpError, match=r"node '/Max' \(Max\): \(gradient\) no gradient rule"):
+        sparsec.compile(path, output=tmp_path, train=TrainOptions("cross_entropy", "sgd:lr=0.1", ("fc.bias",)),
+                        progress=False)
+
+
+# ---- state files -------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def trained(cnn, tmp_path):
+    options = TrainOptions("cross_entropy", "sgd:lr=0.05,momentum=0.9", ("bias:all", "weight:last=1"))
+    result = sparsec.compile(cnn, output=tmp_path / "a", train=options, progress=False)
+    return sparsec.load_trainer(result.path), batches((4, 3, 12, 12), "cross_entropy", 5, steps=6)
+
+
+def test_state_resume_is_exact(trained, tmp_path):
+    trainer, data = trained
+    for x, y in data[:2]:
+        trainer.step({"input": x}, y)
+    trainer.save_state(tmp_path / "ckpt.spxstate")
+    straight = [trainer.step({"input": x}, y) for x, y in data[2:]]
+    params = trainer.parameters()
+    trainer.load_state(tmp_path / "ckpt.spxstate")  # momentum buffers come back too
+    resumed = [trainer.step({"input": x}, y) for x, y in data[2:]]
+    assert resumed == straight
+    for name, value in trainer.parameters().items():
+        assert value.tobytes() == params[name].tobytes()
+
+
+def test_state_of_another_model_is_refused(trained, cnn, tmp_path):
+    trainer, _ = trained
+    other = sparsec.load_trainer(sparsec.compile(cnn, output=tmp_path / "b", progress=False, train=TrainOptions(
+        "cross_entropy", "sgd:lr=0.05", ("bias:all",))).path)
+    other.save_state(tmp_path / "other.spxstate")
+    with pytest.raises(StateError, match="saved by another model's trainer"):
+        trainer.load_state(tmp_path / "other.spxstate")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[:-3], "damaged"),
+    (lambda b: b[:-1] + bytes([b[-1] ^ 1]), "damaged"),
+    (lambda b: b"NOTSTATE" + b[8:], "not a sparsec training-state file"),
+    (lambda b: b[:8] + (99).to_bytes(4, "little") + b[12:], "state format version 99"),
+])
+def test_damaged_state_is_refused(trained, tmp_path, damage, message):
+    trainer, _ = trained
+    path = tmp_path / "s.spxstate"
+    trainer.save_state(path)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(StateError, match=message):
+        trainer.load_state(path)
+
+
+def test_crash_during_save_keeps_the_old_state(trained, tmp_path, monkeypatch):
+    trainer, data = trained
+    path = tmp_path / "s.spxstate"
+    trainer.save_state(path)
+    before = path.read_bytes()
+    trainer.step({"input": data[0][0]}, data[0][1])
+
+    def crash(*args):
+        raise OSError("power cut")
+
+    monkeypatch.setattr("os.replace", crash)
+    with pytest.raises(OSError, match="power cut"):
+        trainer.save_state(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".s.spxstate")] == []
+
+
+def test_inference_session_runs_the_tuned_model(trained, tmp_path):
+    import onnxruntime as ort
+
+    trainer, data = trained
+    for x, y in data[:3]:
+        trainer.step({"input": x}, y)
+    exported = trainer.export(tmp_path / "tuned.onnx")
+    expected = ort.InferenceSession(str(exported)).run(None, {"input": data[4][0]})[0]
+    got = trainer.inference_session().run(None, {"input": data[4][0]})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+# ---- zoo models (tests/zoo.py exports them with fixed seeds) ---------------------------------------------
+
+SPECS = {"bias": ["bias:all"], "last2": ["weight:last=2"], "channels": ["weight:last=3:channels=0.25", "bias:all"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SPECS)
+def test_mobilenet_v2_matches_pytorch(tmp_path, spec):
+    import zoo
+
+    train_and_compare(str(zoo.cached("mobilenet_v2")), tmp_path, SPECS[spec], classes=1000, shape=(1, 3, 224, 224),
+                      steps=2 if spec != "last2" else STEPS)
+
+
+class ResNet18(torch.nn.Module):
+    """torchvision's resnet18 architecture (BasicBlocks 2-2-2-2), written out: the zoo's torchvision build needs a
+    torchvision matching the installed torch."""
+
+    class Block(torch.nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = torch.nn.BatchNorm2d(cout)
+            self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = torch.nn.BatchNorm2d(cout)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                                      torch.nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(64)
+        widths = [(64, 64, 1), (64, 128, 2), (128, 256, 2), (256, 512, 2)]
+        self.layers = torch.nn.Sequential(*[torch.nn.Sequential(self.Block(cin, cout, s), self.Block(cout, cout, 1))
+                                            for cin, cout, s in widths])
+        self.fc = torch.nn.Linear(512, 1000)
+
+    def forward(self, x):
+        x = F.max_pool2d(torch.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        return self.fc(F.adaptive_avg_pool2d(self.layers(x), 1).flatten(1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SPECS)
+def test_resnet18_matches_pytorch(tmp_path, spec):
+    path = export(ResNet18, (1, 3, 224, 224), tmp_path / "resnet18.onnx")
+    train_and_compare(path, tmp_path, SPECS[spec], classes=1000, shape=(1, 3, 224, 224), steps=2)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_bert_encoder_matches_pytorch(tmp_path, spec):
+    import zoo
+
+    path = str(zoo.cached("bert_encoder"))
+    train_and_compare(path, tmp_path, SPECS[spec], loss="mse", classes=(1, zoo.BERT_SEQ, 128), shape=(1, zoo.BERT_SEQ),
+                      input_name="input_ids", vocab=zoo.BERT_VOCAB, optimizer="sgd:lr=0.5,momentum=0.9")
+
+
+# ---- the same training step on arm64 (qemu) and wasm32 (Node) --------------------------------------------
+
+def region_values(artifact: bytes, region: bytes, params) -> dict:
+    """The trainable parameters in a raw param region, by the artifact's layout."""
+    layout = {t.name: t for t in parse(artifact).tensors if t.storage == Storage.PARAM}
+    return {p["name"]: np.frombuffer(region, np.float32, int(np.prod(p["shape"])), layout[p["name"]].offset)
+            .reshape(p["shape"]) for p in params}
+
+
+@pytest.mark.parametrize("target", ["arm64", "wasm32"])
+def test_training_on_device_matches_pytorch(cnn, tmp_path, target):
+    import subprocess
+
+    options = TrainOptions("cross_entropy", "sgd:lr=0.05,momentum=0.9", ("bias:all", "weight:last=2:channels=0.5"))
+    result = sparsec.compile(cnn, target=target, output=tmp_path / "out", train=options, progress=False)
+    meta = json.loads(result.path.with_suffix(".train.json").read_text())
+    ((x, y),) = batches((4, 3, 12, 12), "cross_entropy", 5, steps=1)
+    x.tofile(tmp_path / "x.bin")
+    y.tofile(tmp_path / "y.bin")
+    region = tmp_path / "params.bin"
+    if target == "arm64":
+        from test_target_arm64 import run_on_arm64
+
+        run = run_on_arm64(tmp_path / "out" / "sparsec-run", result.path, "--input", tmp_path / "x.bin", "--input",
+                           tmp_path / "y.bin", "--train", "--repeat", STEPS, "--params-out", region)
+        assert run.returncode == 0, run.stderr
+        losses = [float(line.split("loss ")[1]) for line in run.stdout.splitlines() if line.startswith("step ")]
+    else:
+        from test_target_wasm32 import node
+
+        driver = __import__("pathlib").Path(__file__).parent / "wasm" / "train_model.mjs"
+        run = subprocess.run([node(), str(driver), str(tmp_path / "out" / "sparsec.js"), str(result.path), str(STEPS),
+                              str(region), str(tmp_path / "x.bin"), str(tmp_path / "y.bin")],
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr
+        losses = json.loads(run.stdout)["losses"]
+    ref_losses, _, final = torch_training(cnn, meta["params"], [(x, y)] * STEPS, "cross_entropy",
+                                          parse_optimizer(options.optimizer))
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-4, atol=1e-5)
+    params = region_values(result.path.read_bytes(), region.read_bytes(), meta["params"])
+    for name, ref in final.items():
+        np.testing.assert_allclose(params[name], ref, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(ref).max()), err_msg=name)
