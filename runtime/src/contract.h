@@ -17,14 +17,27 @@ constexpr uint32_t kAbsent = 0xFFFFFFFFu;
 constexpr const char* kFirstSparsecWithFormat[] = {"", "0.1.0", "0.2.0"};
 
 enum class BinaryOp : int64_t { kAdd = 0, kSub = 1, kMul = 2, kDiv = 3, kPow = 4, kMax = 5, kMin = 6, kPrelu = 7, kMod = 8, kFmod = 9, kLast = kFmod };
-enum class UnaryOp : int64_t { kExp = 0, kLog = 1, kSqrt = 2, kNeg = 3, kAbs = 4, kReciprocal = 5, kErf = 6, kFloor = 7, kCeil = 8, kRound = 9, kSin = 10, kCos = 11, kSign = 12, kLast = kSign };
+enum class UnaryOp : int64_t { kExp = 0, kLog = 1, kSqrt = 2, kNeg = 3, kAbs = 4, kReciprocal = 5, kErf = 6, kFloor = 7, kCeil = 8, kRound = 9, kSin = 10, kCos = 11, kSign = 12, kTan = 13, kAsin = 14, kAcos = 15, kAtan = 16, kSinh = 17, kCosh = 18, kAsinh = 19, kAcosh = 20, kAtanh = 21, kLast = kAtanh };
 enum class PoolKind : int64_t { kMax = 0, kAverage = 1, kLast = kAverage };
-enum class ReduceKind : int64_t { kMean = 0, kSum = 1, kMax = 2, kMin = 3, kProd = 4, kL1 = 5, kL2 = 6, kSumSquare = 7, kLogSumExp = 8, kLast = kLogSumExp };
+enum class ReduceKind : int64_t { kMean = 0, kSum = 1, kMax = 2, kMin = 3, kProd = 4, kL1 = 5, kL2 = 6, kSumSquare = 7, kLogSumExp = 8, kLogSum = 9, kLast = kLogSum };
 enum class ReduceAlgo : int64_t { kGeneric = 0, kRows = 1, kRowMean = 2, kLast = kRowMean };
-enum class PadMode : int64_t { kConstant = 0, kReflect = 1, kEdge = 2, kLast = kEdge };
+enum class PadMode : int64_t { kConstant = 0, kReflect = 1, kEdge = 2, kWrap = 3, kLast = kWrap };
 enum class ConvAlgo : int64_t { kIm2col = 0, kGemm1x1 = 1, kDepthwise = 2, kDepthwise3x3 = 3, kLast = kDepthwise3x3 };
 enum class ArgKind : int64_t { kMax = 0, kMin = 1, kLast = kMin };
 enum class SpmmLayout : int64_t { kChw = 0, kIm2col = 1, kRows = 2, kLast = kRows };
+enum class CompareOp : int64_t { kEqual = 0, kLess = 1, kGreater = 2, kLessEqual = 3, kGreaterEqual = 4, kLast = kGreaterEqual };
+enum class BitwiseOp : int64_t { kAnd = 0, kOr = 1, kXor = 2, kShiftLeft = 3, kShiftRight = 4, kLast = kShiftRight };
+enum class ScatterReduction : int64_t { kNone = 0, kAdd = 1, kMul = 2, kMax = 3, kMin = 4, kLast = kMin };
+enum class CumulativeKind : int64_t { kSum = 0, kProd = 1, kLast = kProd };
+enum class WindowKind : int64_t { kMax = 0, kAverage = 1, kLp = 2, kLast = kLp };
+enum class RecurrentKind : int64_t { kRnn = 0, kGru = 1, kLstm = 2, kLast = kLstm };
+enum class Direction : int64_t { kForward = 0, kReverse = 1, kBidirectional = 2, kLast = kBidirectional };
+enum class GridMode : int64_t { kBilinear = 0, kNearest = 1, kBicubic = 2, kLast = kBicubic };
+enum class GridPadding : int64_t { kZeros = 0, kBorder = 1, kReflection = 2, kLast = kReflection };
+enum class SoftmaxMode : int64_t { kSoftmax = 0, kLogSoftmax = 1, kHardmax = 2, kLast = kHardmax };
+enum class LossReduction : int64_t { kNone = 0, kSum = 1, kMean = 2, kLast = kMean };
+enum class SignalWindow : int64_t { kHann = 0, kHamming = 1, kBlackman = 2, kLast = kBlackman };
+enum class LossKind : int64_t { kCrossEntropy = 0, kMse = 1, kBceWithLogits = 2, kL1 = 3, kLast = kL1 };
 
 enum class OpCode : uint32_t {
   kConv = 1,  // 2-D convolution, NCHW; weight [M, C/group, KH, KW]; pads top, left, bottom, right
@@ -32,8 +45,8 @@ enum class OpCode : uint32_t {
   kBinary = 3,  // numpy broadcasting; integers: no activation, DIV truncates; MOD takes the divisor's sign, FMOD C's fmod
   kUnary = 4,  // element-wise math function
   kPool = 5,  // 2-D max/average pooling, NCHW; ceil mode shows in the output shape
-  kReduce = 6,  // reduction over the axes in axes_mask; the output has the keepdims size
-  kSoftmax = 7,
+  kReduce = 6,  // reduction over the axes in axes_mask (0: the run-time axes input, read as ONNX does with keepdims and noop_with_empty_axes; the output shape must match); integers: SUM/PROD/MAX/MIN/L1/SUM_SQUARE wrap like ONNX Runtime, bool: MAX/MIN
+  kSoftmax = 7,  // HARDMAX: 1 at the first maximum along axis, else 0
   kLayerNorm = 8,  // normalises over axes [axis, rank)
   kChannelAffine = 9,  // y = act(x * scale[c] + shift[c]), c = dim 1 (inference BatchNormalization)
   kTranspose = 10,
@@ -42,18 +55,55 @@ enum class OpCode : uint32_t {
   kSplit = 13,
   kSlice = 14,  // y[i] = x[starts + i * steps] per axis
   kGather = 15,  // negative indices count from the end
-  kPad = 16,
+  kPad = 16,  // negative pads crop; value: a scalar (else 0); pads/axes inputs (ONNX layout) replace begins/ends at run time
   kExpand = 17,  // numpy broadcast to the output shape
   kCast = 18,  // to the output's dtype like numpy's astype, except to bool: x != 0
   kGroupNorm = 19,  // InstanceNormalization when groups == C; scale/bias per channel
   kArgReduce = 20,  // ArgMax/ArgMin along axis; the output has the keepdims size
   kActivation = 21,  // element-wise activation
   kSpmm = 22,  // y = act(W x + bias), W packed (kernels_arm/include/sparsec/spmm.h; bias inside values): BLOCKED takes deltas and nnz (uint32 counts), N_OF_M (2:4) takes index; all three constant
-  kLast = kSpmm,
+  kCompare = 30,  // numpy broadcasting; y = a <op> b (NaN compares false)
+  kBitwise = 31,  // numpy broadcasting; a shift by b outside [0, bits) gives 0 (-1 for a right shift of a negative a)
+  kWhere = 32,  // numpy broadcasting; z = condition ? x : y
+  kRange = 33,  // y[i] = start + i * delta; the run-time element count must equal the output's
+  kCumulative = 34,  // running sum/product along axis (an axis input, read at run time, replaces it)
+  kTopK = 35,  // the k = values.dims[axis] largest/smallest along axis, sorted, ties by the lower index; a k input must agree
+  kGatherElements = 36,  // y[..i..] = data[..indices[..i..]..] along axis
+  kScatterElements = 37,  // y = data, then y[..indices[..i..]..] (op)= updates[..i..] along axis, in order
+  kGatherND = 38,  // ONNX GatherND
+  kScatterND = 39,  // ONNX ScatterND, updates applied in order
+  kBitCast = 40,  // the same bytes read as another dtype of the same size
+  kDynamicSlice = 41,  // ONNX Slice with run-time starts/ends/axes/steps; the result must have the output's shape
+  kResample = 60,  // separable resampling: per axis with taps > 0, y[o] = sum_k weights[o,k] * x[indices[o,k]] (tables concatenated over the resampled axes, in axis order); an index of -1 writes extrapolation_value
+  kPoolNd = 62,  // 1-D/2-D/3-D max/average/Lp pooling on [N, C, D, H, W] (fewer spatial dims: leading windows of 1); pads begin then end; indices (max): flat index into x
+  kConvNd = 63,  // 1-D/2-D/3-D convolution (im2col + GEMM) or transposed convolution (GEMM + col2im) on [N, C, D, H, W]; w [M, C/group, k...] (transposed: [C, M/group, k...]); pads: begin (the end follows from y)
+  kRecurrent = 64,  // ONNX RNN/GRU/LSTM (gates iofc / zrh); activations f, g, h; clip <= 0: none; y_c unused but for LSTM
+  kGridSample = 65,  // 2-D/3-D GridSample; grid [N, oh, ow, 2] (x, y) or [N, od, oh, ow, 3] in [-1, 1]
+  kMaxUnpool = 66,  // y = 0, then y.flat[indices] = x (indices from MaxPool)
+  kAttention = 80,  // softmax((q*s)(k*s)^T softcapped + mask/causal/window/padding bias) v per head; rank 3 = [B, S, heads*D], rank 4 = [B, heads, S, D]; GQA maps q head h to kv head h / (q_heads / kv_heads); mask columns past its width are masked; a row whose bias is all -inf gives 0; an optional 2nd output [B, Hq, Sq, Skv] takes qk_mode's stage (1 after softcap, 0 the same without softcap, 2 + bias, 3 probabilities)
+  kRmsNorm = 81,  // x / sqrt(mean(x^2 over axes [axis, rank)) + epsilon) * scale; scale has the normalised size
+  kRotary = 82,  // rotary position embedding; x rank 3 [B, S, heads*D] or 4 [B, heads, S, D]; cos/sin [B, S, rotary_dim/2]
+  kLinearAttention = 83,  // recurrent linear attention over [B, T, heads*D] inputs; state [B, kv_heads, Dk, Dv]; decay (gating: state *= exp(decay)) per head or per key dim; beta (delta rule) per head or one value
+  kTensorScatter = 84,  // KV-cache write: y = cache with update's rows along axis written from write_indices[batch] (0 when absent), modulo the cache length when circular; a linear index outside the cache is a run-time error
+  kNllLoss = 90,  // ONNX NegativeLogLikelihoodLoss: log_prob [N, C, d...], target [N, d...], weight [C]; a target outside [0, C) other than ignore_index fails the run
+  kDet = 91,  // determinant of each trailing [M, M] matrix (LU with partial pivoting in double)
+  kDft = 92,  // ONNX DFT of x [..., 1 or 2] along axis (or the run-time axis input, checked against the output shape), zero-padded or cut to length (0: ONNX's default from the input); inverse onesided: the real inverse of a one-sided spectrum; scratch: the length's twiddles
+  kWindow = 93,  // HannWindow/HammingWindow/BlackmanWindow of the run-time size (which must equal the output length)
+  kLoss = 100,  // mean-reduced loss [1] and its gradient; CROSS_ENTROPY: pred [N, C], int64 target [N] (class indices)
+  kActivationGrad = 101,  // dx = dy * act'(x); x is the activation's input (RELU/CLIP: its output, or its uint8 ActivationMask)
+  kConvGradInput = 102,  // gradient of Conv with respect to its input x (the output's shape is x's)
+  kConvGradWeight = 103,  // gradient of Conv with respect to its weight, summed over the batch
+  kPoolGrad = 104,  // gradient of Pool; MAX routes to the first maximum of each window (as PyTorch)
+  kLayerNormGrad = 105,  // gradient of LayerNorm with respect to x
+  kGatherGrad = 106,  // gradient of Gather on axis 0 (embeddings): rows summed by index
+  kSgdUpdate = 107,  // torch.optim.SGD step in place; indices: the updated slice of param along axis; state [1 (+ grad size with momentum)]
+  kAdamwUpdate = 108,  // torch.optim.AdamW step in place; indices as SGD; state [1 + 2 * grad size]
+  kActivationMask = 109,  // 1 where a RELU/CLIP passes its gradient (the backward keeps 1 byte, not 4)
+  kLast = kActivationMask,
 };
 
 // X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list.
-#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Spmm, spmm)
+#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Spmm, spmm) X(Compare, compare) X(Bitwise, bitwise) X(Where, where) X(Range, range) X(Cumulative, cumulative) X(TopK, top_k) X(GatherElements, gather_elements) X(ScatterElements, scatter_elements) X(GatherND, gather_n_d) X(ScatterND, scatter_n_d) X(BitCast, bit_cast) X(DynamicSlice, dynamic_slice) X(Resample, resample) X(PoolNd, pool_nd) X(ConvNd, conv_nd) X(Recurrent, recurrent) X(GridSample, grid_sample) X(MaxUnpool, max_unpool) X(Attention, attention) X(RmsNorm, rms_norm) X(Rotary, rotary) X(LinearAttention, linear_attention) X(TensorScatter, tensor_scatter) X(NllLoss, nll_loss) X(Det, det) X(Dft, dft) X(Window, window) X(Loss, loss) X(ActivationGrad, activation_grad) X(ConvGradInput, conv_grad_input) X(ConvGradWeight, conv_grad_weight) X(PoolGrad, pool_grad) X(LayerNormGrad, layer_norm_grad) X(GatherGrad, gather_grad) X(SgdUpdate, sgd_update) X(AdamwUpdate, adamw_update) X(ActivationMask, activation_mask)
 
 struct AttrMeta {
   const char* name;
@@ -81,38 +131,40 @@ constexpr AttrMeta kAttrMeta[] = {
     {"strides", 2, 1, 65536},  // Conv
     {"pads", 4, 0, 65536},  // Conv
     {"dilations", 2, 1, 65536},  // Conv
-    {"activation", 1, 0, 12},  // Conv
-    {"activation", 1, 0, 12},  // MatMul
+    {"activation", 1, 0, 19},  // Conv
+    {"activation", 1, 0, 19},  // MatMul
     {"op", 1, 0, 9},  // Binary
-    {"activation", 1, 0, 12},  // Binary
-    {"op", 1, 0, 12},  // Unary
+    {"activation", 1, 0, 19},  // Binary
+    {"op", 1, 0, 21},  // Unary
     {"kind", 1, 0, 1},  // Pool
     {"kernel", 2, 1, 65536},  // Pool
     {"strides", 2, 1, 65536},  // Pool
     {"pads", 4, 0, 65536},  // Pool
     {"dilations", 2, 1, 65536},  // Pool
     {"count_include_pad", 1, 0, 1},  // Pool
-    {"kind", 1, 0, 8},  // Reduce
+    {"kind", 1, 0, 9},  // Reduce
     {"algorithm", 1, 0, 2},  // Reduce
-    {"axes_mask", 1, 1, 255},  // Reduce
+    {"axes_mask", 1, 0, 255},  // Reduce
+    {"keepdims", 1, 0, 1},  // Reduce
+    {"noop_with_empty_axes", 1, 0, 1},  // Reduce
     {"axis", 1, 0, 7},  // Softmax
-    {"log", 1, 0, 1},  // Softmax
+    {"mode", 1, 0, 2},  // Softmax
     {"axis", 1, 0, 7},  // LayerNorm
-    {"activation", 1, 0, 12},  // ChannelAffine
+    {"activation", 1, 0, 19},  // ChannelAffine
     {"perm", 0, 0, 7},  // Transpose
     {"axis", 1, 0, 7},  // Concat
     {"axis", 1, 0, 7},  // Split
     {"starts", 0, 0, 4294967296},  // Slice
     {"steps", 0, -4294967296, 4294967296},  // Slice
     {"axis", 1, 0, 7},  // Gather
-    {"mode", 1, 0, 2},  // Pad
-    {"begins", 0, 0, 4294967296},  // Pad
-    {"ends", 0, 0, 4294967296},  // Pad
+    {"mode", 1, 0, 3},  // Pad
+    {"begins", 0, -4294967296, 4294967296},  // Pad
+    {"ends", 0, -4294967296, 4294967296},  // Pad
     {"groups", 1, 1, 4294967296},  // GroupNorm
     {"kind", 1, 0, 1},  // ArgReduce
     {"axis", 1, 0, 7},  // ArgReduce
     {"select_last_index", 1, 0, 1},  // ArgReduce
-    {"activation", 1, 0, 12},  // Activation
+    {"activation", 1, 0, 19},  // Activation
     {"format", 1, 1, 2},  // Spmm
     {"mb", 1, 1, 4},  // Spmm
     {"first", 1, 0, 2147483647},  // Spmm
@@ -121,32 +173,162 @@ constexpr AttrMeta kAttrMeta[] = {
     {"strides", 2, 1, 65536},  // Spmm
     {"pads", 4, 0, 65536},  // Spmm
     {"dilations", 2, 1, 65536},  // Spmm
-    {"activation", 1, 0, 12},  // Spmm
+    {"activation", 1, 0, 19},  // Spmm
+    {"op", 1, 0, 4},  // Compare
+    {"op", 1, 0, 4},  // Bitwise
+    {"kind", 1, 0, 1},  // Cumulative
+    {"axis", 1, 0, 7},  // Cumulative
+    {"exclusive", 1, 0, 1},  // Cumulative
+    {"reverse", 1, 0, 1},  // Cumulative
+    {"axis", 1, 0, 7},  // TopK
+    {"largest", 1, 0, 1},  // TopK
+    {"axis", 1, 0, 7},  // GatherElements
+    {"axis", 1, 0, 7},  // ScatterElements
+    {"reduction", 1, 0, 4},  // ScatterElements
+    {"batch_dims", 1, 0, 7},  // GatherND
+    {"reduction", 1, 0, 4},  // ScatterND
+    {"taps", 0, 0, 65536},  // Resample
+    {"kind", 1, 0, 2},  // PoolNd
+    {"kernel", 3, 1, 65536},  // PoolNd
+    {"strides", 3, 1, 65536},  // PoolNd
+    {"pads", 6, 0, 65536},  // PoolNd
+    {"dilations", 3, 1, 65536},  // PoolNd
+    {"count_include_pad", 1, 0, 1},  // PoolNd
+    {"p", 1, 1, 65536},  // PoolNd
+    {"transposed", 1, 0, 1},  // ConvNd
+    {"group", 1, 1, 65536},  // ConvNd
+    {"kernel", 3, 1, 65536},  // ConvNd
+    {"strides", 3, 1, 65536},  // ConvNd
+    {"pads", 3, 0, 65536},  // ConvNd
+    {"dilations", 3, 1, 65536},  // ConvNd
+    {"activation", 1, 0, 19},  // ConvNd
+    {"kind", 1, 0, 2},  // Recurrent
+    {"direction", 1, 0, 2},  // Recurrent
+    {"layout", 1, 0, 1},  // Recurrent
+    {"linear_before_reset", 1, 0, 1},  // Recurrent
+    {"input_forget", 1, 0, 1},  // Recurrent
+    {"activations", 3, 0, 19},  // Recurrent
+    {"mode", 1, 0, 2},  // GridSample
+    {"padding", 1, 0, 2},  // GridSample
+    {"align_corners", 1, 0, 1},  // GridSample
+    {"q_heads", 1, 1, 4294967296},  // Attention
+    {"kv_heads", 1, 1, 4294967296},  // Attention
+    {"causal", 1, 0, 1},  // Attention
+    {"past_len", 1, 0, 4294967296},  // Attention
+    {"left_window", 1, -1, 4294967296},  // Attention
+    {"right_window", 1, -1, 4294967296},  // Attention
+    {"qk_mode", 1, 0, 3},  // Attention
+    {"axis", 1, 0, 7},  // RmsNorm
+    {"heads", 1, 1, 4294967296},  // Rotary
+    {"rotary_dim", 1, 2, 4294967296},  // Rotary
+    {"interleaved", 1, 0, 1},  // Rotary
+    {"q_heads", 1, 1, 4294967296},  // LinearAttention
+    {"kv_heads", 1, 1, 4294967296},  // LinearAttention
+    {"axis", 1, 1, 7},  // TensorScatter
+    {"circular", 1, 0, 1},  // TensorScatter
+    {"reduction", 1, 0, 2},  // NllLoss
+    {"ignore_index", 1, -4611686018427387904, 4611686018427387904},  // NllLoss
+    {"has_ignore_index", 1, 0, 1},  // NllLoss
+    {"axis", 1, 0, 6},  // Dft
+    {"inverse", 1, 0, 1},  // Dft
+    {"onesided", 1, 0, 1},  // Dft
+    {"length", 1, 0, 4294967296},  // Dft
+    {"kind", 1, 0, 2},  // Window
+    {"periodic", 1, 0, 1},  // Window
+    {"kind", 1, 0, 3},  // Loss
+    {"activation", 1, 0, 19},  // ActivationGrad
+    {"group", 1, 1, 65536},  // ConvGradInput
+    {"strides", 2, 1, 65536},  // ConvGradInput
+    {"pads", 4, 0, 65536},  // ConvGradInput
+    {"dilations", 2, 1, 65536},  // ConvGradInput
+    {"group", 1, 1, 65536},  // ConvGradWeight
+    {"strides", 2, 1, 65536},  // ConvGradWeight
+    {"pads", 4, 0, 65536},  // ConvGradWeight
+    {"dilations", 2, 1, 65536},  // ConvGradWeight
+    {"kind", 1, 0, 1},  // PoolGrad
+    {"kernel", 2, 1, 65536},  // PoolGrad
+    {"strides", 2, 1, 65536},  // PoolGrad
+    {"pads", 4, 0, 65536},  // PoolGrad
+    {"dilations", 2, 1, 65536},  // PoolGrad
+    {"count_include_pad", 1, 0, 1},  // PoolGrad
+    {"axis", 1, 0, 7},  // LayerNormGrad
+    {"axis", 1, 0, 7},  // SgdUpdate
+    {"axis", 1, 0, 7},  // AdamwUpdate
+    {"activation", 1, 0, 19},  // ActivationMask
 };
-constexpr OpMeta kOpMeta[23] = {
-    {},  // 0
+constexpr uint8_t kOpIndex[110] = {
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+    20, 21, 22, 0, 0, 0, 0, 0, 0, 0, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32,
+    33, 34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    35, 0, 36, 37, 38, 39, 40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    41, 42, 43, 44, 45, 0, 0, 0, 0, 0, 46, 47, 48, 49, 0, 0, 0, 0, 0, 0,
+    50, 51, 52, 53, 54, 55, 56, 57, 58, 59,
+};
+constexpr OpMeta kOpMeta[60] = {
+    {},  // no op
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
-    {"Binary", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {14}, 2, 2, 7, false},
+    {"Binary", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {62}, 2, 2, 7, false},
     {"Unary", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 0, 9, true},
     {"Pool", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 6, 0, 10, false},
-    {"Reduce", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 3, 0, 16, false},
-    {"Softmax", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 2, 0, 19, false},
-    {"LayerNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 1, 21, false},
-    {"ChannelAffine", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 2, 22, false},
-    {"Transpose", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 1, 0, 23, false},
-    {"Copy", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, 24, true},
-    {"Concat", 1, 1, true, false, {{0, false}}, {{0, false}}, {126}, 1, 0, 24, false},
-    {"Split", 1, 1, false, true, {{0, false}}, {{0, false}}, {126}, 1, 0, 25, false},
-    {"Slice", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 2, 0, 26, false},
-    {"Gather", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {126, 12}, 1, 0, 28, false},
-    {"Pad", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 3, 1, 29, false},
-    {"Expand", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, 32, false},
-    {"Cast", 1, 1, false, false, {{0, false}}, {{1, false}}, {126, 126}, 0, 0, 32, false},
-    {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 32, false},
-    {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, 33, false},
-    {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, 36, true},
-    {"Spmm", 5, 1, false, false, {{0, false}, {0, false}, {1, true}, {1, true}, {2, true}}, {{0, false}}, {2, 8, 16}, 9, 2, 37, false},
+    {"Reduce", 2, 1, false, false, {{0, false}, {1, true}}, {{0, false}}, {126, 4}, 5, 0, 16, false},
+    {"Softmax", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 2, 0, 21, false},
+    {"LayerNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 1, 23, false},
+    {"ChannelAffine", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 2, 24, false},
+    {"Transpose", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 1, 0, 25, false},
+    {"Copy", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, 26, true},
+    {"Concat", 1, 1, true, false, {{0, false}}, {{0, false}}, {126}, 1, 0, 26, false},
+    {"Split", 1, 1, false, true, {{0, false}}, {{0, false}}, {126}, 1, 0, 27, false},
+    {"Slice", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 2, 0, 28, false},
+    {"Gather", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {126, 12}, 1, 0, 30, false},
+    {"Pad", 4, 1, false, false, {{0, false}, {0, true}, {1, true}, {1, true}}, {{0, false}}, {126, 12}, 3, 0, 31, false},
+    {"Expand", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, 34, false},
+    {"Cast", 1, 1, false, false, {{0, false}}, {{1, false}}, {126, 126}, 0, 0, 34, false},
+    {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 34, false},
+    {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, 35, false},
+    {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, 38, true},
+    {"Spmm", 5, 1, false, false, {{0, false}, {0, false}, {1, true}, {1, true}, {2, true}}, {{0, false}}, {2, 8, 16}, 9, 2, 39, false},
+    {"Compare", 2, 1, false, false, {{0, false}, {0, false}}, {{1, false}}, {126, 64}, 1, 0, 48, false},
+    {"Bitwise", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {124}, 1, 0, 49, false},
+    {"Where", 3, 1, false, false, {{1, false}, {0, false}, {0, false}}, {{0, false}}, {126, 64}, 0, 0, 50, false},
+    {"Range", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {14}, 0, 0, 50, false},
+    {"Cumulative", 2, 1, false, false, {{0, false}, {1, true}}, {{0, false}}, {14, 12}, 4, 0, 50, false},
+    {"TopK", 2, 2, false, false, {{0, false}, {1, true}}, {{0, false}, {1, false}}, {62, 4}, 2, 0, 54, false},
+    {"GatherElements", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {126, 12}, 1, 0, 56, false},
+    {"ScatterElements", 3, 1, false, false, {{0, false}, {1, false}, {0, false}}, {{0, false}}, {126, 12}, 2, 0, 57, false},
+    {"GatherND", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {126, 12}, 1, 0, 59, false},
+    {"ScatterND", 3, 1, false, false, {{0, false}, {1, false}, {0, false}}, {{0, false}}, {126, 12}, 1, 0, 60, false},
+    {"BitCast", 1, 1, false, false, {{0, false}}, {{1, false}}, {126, 126}, 0, 0, 61, false},
+    {"DynamicSlice", 5, 1, false, false, {{0, false}, {1, false}, {1, false}, {1, true}, {1, true}}, {{0, false}}, {126, 12}, 0, 0, 61, false},
+    {"Resample", 3, 1, false, false, {{0, false}, {1, false}, {0, false}}, {{0, false}}, {2, 8}, 1, 1, 61, false},
+    {"PoolNd", 1, 2, false, false, {{0, false}}, {{0, false}, {1, true}}, {2, 4}, 7, 0, 62, false},
+    {"ConvNd", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 7, 2, 69, false},
+    {"Recurrent", 8, 3, false, false, {{0, false}, {0, false}, {0, false}, {0, true}, {1, true}, {0, true}, {0, true}, {0, true}}, {{0, false}, {0, false}, {0, false}}, {2, 8}, 6, 7, 76, false},
+    {"GridSample", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 3, 0, 82, false},
+    {"MaxUnpool", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {2, 4}, 0, 0, 85, false},
+    {"Attention", 5, 1, false, true, {{0, false}, {0, false}, {0, false}, {1, true}, {2, true}}, {{0, false}}, {2, 66, 4}, 7, 2, 85, false},
+    {"RmsNorm", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 92, false},
+    {"Rotary", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 3, 0, 93, false},
+    {"LinearAttention", 6, 2, false, false, {{0, false}, {0, false}, {0, false}, {0, true}, {0, true}, {0, true}}, {{0, false}, {0, false}}, {2}, 2, 1, 96, false},
+    {"TensorScatter", 3, 1, false, false, {{0, false}, {0, false}, {1, true}}, {{0, false}}, {126, 4}, 2, 0, 98, false},
+    {"NllLoss", 3, 1, false, false, {{0, false}, {1, false}, {0, true}}, {{0, false}}, {2, 12}, 3, 0, 100, false},
+    {"Det", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 0, 0, 103, false},
+    {"Dft", 2, 1, false, false, {{0, false}, {1, true}}, {{0, false}}, {2, 4}, 4, 0, 103, false},
+    {"Window", 1, 1, false, false, {{1, false}}, {{0, false}}, {2, 12}, 2, 0, 107, false},
+    {"Loss", 2, 2, false, false, {{0, false}, {1, false}}, {{0, false}, {0, false}}, {2, 6}, 1, 0, 109, false},
+    {"ActivationGrad", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {2, 18}, 1, 2, 110, false},
+    {"ConvGradInput", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 4, 0, 111, false},
+    {"ConvGradWeight", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 4, 0, 115, false},
+    {"PoolGrad", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 6, 0, 119, false},
+    {"LayerNormGrad", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 125, false},
+    {"GatherGrad", 2, 1, false, false, {{1, false}, {0, false}}, {{0, false}}, {2, 12}, 0, 0, 126, false},
+    {"SgdUpdate", 2, 2, false, false, {{0, false}, {1, true}}, {{0, false}, {0, false}}, {2, 4}, 1, 3, 126, false},
+    {"AdamwUpdate", 2, 2, false, false, {{0, false}, {1, true}}, {{0, false}, {0, false}}, {2, 4}, 1, 5, 127, false},
+    {"ActivationMask", 1, 1, false, false, {{0, false}}, {{1, false}}, {2, 16}, 1, 2, 128, false},
 };
+// The contract row of an opcode (the empty row 0 for a code no op has).
+inline const OpMeta& op_meta(uint32_t code) {
+  return kOpMeta[code <= uint32_t(OpCode::kLast) ? kOpIndex[code] : 0];
+}
 
 }  // namespace sparsec

@@ -108,6 +108,8 @@ struct ReduceAttrs {
   ReduceKind kind;
   ReduceAlgo algorithm;
   int64_t axes_mask;
+  int64_t keepdims;
+  int64_t noop_with_empty_axes;
 };
 inline ReduceAttrs reduce_attrs(const Op& op) {
   ReduceAttrs a;
@@ -118,19 +120,23 @@ inline ReduceAttrs reduce_attrs(const Op& op) {
   v += 1;
   a.axes_mask = int64_t(*v);
   v += 1;
+  a.keepdims = int64_t(*v);
+  v += 1;
+  a.noop_with_empty_axes = int64_t(*v);
+  v += 1;
   return a;
 }
 
 struct SoftmaxAttrs {
   int64_t axis;
-  int64_t log;
+  SoftmaxMode mode;
 };
 inline SoftmaxAttrs softmax_attrs(const Op& op) {
   SoftmaxAttrs a;
   const int64_t* v = op.iattr.data();
   a.axis = int64_t(*v);
   v += 1;
-  a.log = int64_t(*v);
+  a.mode = SoftmaxMode(*v);
   v += 1;
   return a;
 }
@@ -225,7 +231,6 @@ struct PadAttrs {
   PadMode mode;
   const int64_t* begins;  // [rank]
   const int64_t* ends;  // [rank]
-  float value;
 };
 inline PadAttrs pad_attrs(const Op& op) {
   PadAttrs a;
@@ -236,7 +241,6 @@ inline PadAttrs pad_attrs(const Op& op) {
   v += op.in[0]->ndim;
   a.ends = v;
   v += op.in[0]->ndim;
-  a.value = op.fattr[0];
   return a;
 }
 
@@ -317,6 +321,543 @@ inline SpmmAttrs spmm_attrs(const Op& op) {
   v += 4;
   a.dilations = v;
   v += 2;
+  a.activation = Activation(*v);
+  v += 1;
+  a.act_alpha = op.fattr[0];
+  a.act_beta = op.fattr[1];
+  return a;
+}
+
+struct CompareAttrs {
+  CompareOp op;
+};
+inline CompareAttrs compare_attrs(const Op& op) {
+  CompareAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.op = CompareOp(*v);
+  v += 1;
+  return a;
+}
+
+struct BitwiseAttrs {
+  BitwiseOp op;
+};
+inline BitwiseAttrs bitwise_attrs(const Op& op) {
+  BitwiseAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.op = BitwiseOp(*v);
+  v += 1;
+  return a;
+}
+
+struct CumulativeAttrs {
+  CumulativeKind kind;
+  int64_t axis;
+  int64_t exclusive;
+  int64_t reverse;
+};
+inline CumulativeAttrs cumulative_attrs(const Op& op) {
+  CumulativeAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.kind = CumulativeKind(*v);
+  v += 1;
+  a.axis = int64_t(*v);
+  v += 1;
+  a.exclusive = int64_t(*v);
+  v += 1;
+  a.reverse = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct TopKAttrs {
+  int64_t axis;
+  int64_t largest;
+};
+inline TopKAttrs top_k_attrs(const Op& op) {
+  TopKAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.largest = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct GatherElementsAttrs {
+  int64_t axis;
+};
+inline GatherElementsAttrs gather_elements_attrs(const Op& op) {
+  GatherElementsAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct ScatterElementsAttrs {
+  int64_t axis;
+  ScatterReduction reduction;
+};
+inline ScatterElementsAttrs scatter_elements_attrs(const Op& op) {
+  ScatterElementsAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.reduction = ScatterReduction(*v);
+  v += 1;
+  return a;
+}
+
+struct GatherNDAttrs {
+  int64_t batch_dims;
+};
+inline GatherNDAttrs gather_n_d_attrs(const Op& op) {
+  GatherNDAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.batch_dims = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct ScatterNDAttrs {
+  ScatterReduction reduction;
+};
+inline ScatterNDAttrs scatter_n_d_attrs(const Op& op) {
+  ScatterNDAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.reduction = ScatterReduction(*v);
+  v += 1;
+  return a;
+}
+
+struct ResampleAttrs {
+  const int64_t* taps;  // [rank]
+  float extrapolation_value;
+};
+inline ResampleAttrs resample_attrs(const Op& op) {
+  ResampleAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.taps = v;
+  v += op.in[0]->ndim;
+  a.extrapolation_value = op.fattr[0];
+  return a;
+}
+
+struct PoolNdAttrs {
+  WindowKind kind;
+  const int64_t* kernel;  // [3]
+  const int64_t* strides;  // [3]
+  const int64_t* pads;  // [6]
+  const int64_t* dilations;  // [3]
+  int64_t count_include_pad;
+  int64_t p;
+};
+inline PoolNdAttrs pool_nd_attrs(const Op& op) {
+  PoolNdAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.kind = WindowKind(*v);
+  v += 1;
+  a.kernel = v;
+  v += 3;
+  a.strides = v;
+  v += 3;
+  a.pads = v;
+  v += 6;
+  a.dilations = v;
+  v += 3;
+  a.count_include_pad = int64_t(*v);
+  v += 1;
+  a.p = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct ConvNdAttrs {
+  int64_t transposed;
+  int64_t group;
+  const int64_t* kernel;  // [3]
+  const int64_t* strides;  // [3]
+  const int64_t* pads;  // [3]
+  const int64_t* dilations;  // [3]
+  Activation activation;
+  float act_alpha;
+  float act_beta;
+};
+inline ConvNdAttrs conv_nd_attrs(const Op& op) {
+  ConvNdAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.transposed = int64_t(*v);
+  v += 1;
+  a.group = int64_t(*v);
+  v += 1;
+  a.kernel = v;
+  v += 3;
+  a.strides = v;
+  v += 3;
+  a.pads = v;
+  v += 3;
+  a.dilations = v;
+  v += 3;
+  a.activation = Activation(*v);
+  v += 1;
+  a.act_alpha = op.fattr[0];
+  a.act_beta = op.fattr[1];
+  return a;
+}
+
+struct RecurrentAttrs {
+  RecurrentKind kind;
+  Direction direction;
+  int64_t layout;
+  int64_t linear_before_reset;
+  int64_t input_forget;
+  const int64_t* activations;  // [3]
+  float clip;
+  float alpha_f;
+  float alpha_g;
+  float alpha_h;
+  float beta_f;
+  float beta_g;
+  float beta_h;
+};
+inline RecurrentAttrs recurrent_attrs(const Op& op) {
+  RecurrentAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.kind = RecurrentKind(*v);
+  v += 1;
+  a.direction = Direction(*v);
+  v += 1;
+  a.layout = int64_t(*v);
+  v += 1;
+  a.linear_before_reset = int64_t(*v);
+  v += 1;
+  a.input_forget = int64_t(*v);
+  v += 1;
+  a.activations = v;
+  v += 3;
+  a.clip = op.fattr[0];
+  a.alpha_f = op.fattr[1];
+  a.alpha_g = op.fattr[2];
+  a.alpha_h = op.fattr[3];
+  a.beta_f = op.fattr[4];
+  a.beta_g = op.fattr[5];
+  a.beta_h = op.fattr[6];
+  return a;
+}
+
+struct GridSampleAttrs {
+  GridMode mode;
+  GridPadding padding;
+  int64_t align_corners;
+};
+inline GridSampleAttrs grid_sample_attrs(const Op& op) {
+  GridSampleAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.mode = GridMode(*v);
+  v += 1;
+  a.padding = GridPadding(*v);
+  v += 1;
+  a.align_corners = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct AttentionAttrs {
+  int64_t q_heads;
+  int64_t kv_heads;
+  int64_t causal;
+  int64_t past_len;
+  int64_t left_window;
+  int64_t right_window;
+  int64_t qk_mode;
+  float scale_sqrt;
+  float softcap;
+};
+inline AttentionAttrs attention_attrs(const Op& op) {
+  AttentionAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.q_heads = int64_t(*v);
+  v += 1;
+  a.kv_heads = int64_t(*v);
+  v += 1;
+  a.causal = int64_t(*v);
+  v += 1;
+  a.past_len = int64_t(*v);
+  v += 1;
+  a.left_window = int64_t(*v);
+  v += 1;
+  a.right_window = int64_t(*v);
+  v += 1;
+  a.qk_mode = int64_t(*v);
+  v += 1;
+  a.scale_sqrt = op.fattr[0];
+  a.softcap = op.fattr[1];
+  return a;
+}
+
+struct RmsNormAttrs {
+  int64_t axis;
+  float epsilon;
+};
+inline RmsNormAttrs rms_norm_attrs(const Op& op) {
+  RmsNormAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.epsilon = op.fattr[0];
+  return a;
+}
+
+struct RotaryAttrs {
+  int64_t heads;
+  int64_t rotary_dim;
+  int64_t interleaved;
+};
+inline RotaryAttrs rotary_attrs(const Op& op) {
+  RotaryAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.heads = int64_t(*v);
+  v += 1;
+  a.rotary_dim = int64_t(*v);
+  v += 1;
+  a.interleaved = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct LinearAttentionAttrs {
+  int64_t q_heads;
+  int64_t kv_heads;
+  float scale;
+};
+inline LinearAttentionAttrs linear_attention_attrs(const Op& op) {
+  LinearAttentionAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.q_heads = int64_t(*v);
+  v += 1;
+  a.kv_heads = int64_t(*v);
+  v += 1;
+  a.scale = op.fattr[0];
+  return a;
+}
+
+struct TensorScatterAttrs {
+  int64_t axis;
+  int64_t circular;
+};
+inline TensorScatterAttrs tensor_scatter_attrs(const Op& op) {
+  TensorScatterAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.circular = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct NllLossAttrs {
+  LossReduction reduction;
+  int64_t ignore_index;
+  int64_t has_ignore_index;
+};
+inline NllLossAttrs nll_loss_attrs(const Op& op) {
+  NllLossAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.reduction = LossReduction(*v);
+  v += 1;
+  a.ignore_index = int64_t(*v);
+  v += 1;
+  a.has_ignore_index = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct DftAttrs {
+  int64_t axis;
+  int64_t inverse;
+  int64_t onesided;
+  int64_t length;
+};
+inline DftAttrs dft_attrs(const Op& op) {
+  DftAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.inverse = int64_t(*v);
+  v += 1;
+  a.onesided = int64_t(*v);
+  v += 1;
+  a.length = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct WindowAttrs {
+  SignalWindow kind;
+  int64_t periodic;
+};
+inline WindowAttrs window_attrs(const Op& op) {
+  WindowAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.kind = SignalWindow(*v);
+  v += 1;
+  a.periodic = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct LossAttrs {
+  LossKind kind;
+};
+inline LossAttrs loss_attrs(const Op& op) {
+  LossAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.kind = LossKind(*v);
+  v += 1;
+  return a;
+}
+
+struct ActivationGradAttrs {
+  Activation activation;
+  float act_alpha;
+  float act_beta;
+};
+inline ActivationGradAttrs activation_grad_attrs(const Op& op) {
+  ActivationGradAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.activation = Activation(*v);
+  v += 1;
+  a.act_alpha = op.fattr[0];
+  a.act_beta = op.fattr[1];
+  return a;
+}
+
+struct ConvGradInputAttrs {
+  int64_t group;
+  const int64_t* strides;  // [2]
+  const int64_t* pads;  // [4]
+  const int64_t* dilations;  // [2]
+};
+inline ConvGradInputAttrs conv_grad_input_attrs(const Op& op) {
+  ConvGradInputAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.group = int64_t(*v);
+  v += 1;
+  a.strides = v;
+  v += 2;
+  a.pads = v;
+  v += 4;
+  a.dilations = v;
+  v += 2;
+  return a;
+}
+
+struct ConvGradWeightAttrs {
+  int64_t group;
+  const int64_t* strides;  // [2]
+  const int64_t* pads;  // [4]
+  const int64_t* dilations;  // [2]
+};
+inline ConvGradWeightAttrs conv_grad_weight_attrs(const Op& op) {
+  ConvGradWeightAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.group = int64_t(*v);
+  v += 1;
+  a.strides = v;
+  v += 2;
+  a.pads = v;
+  v += 4;
+  a.dilations = v;
+  v += 2;
+  return a;
+}
+
+struct PoolGradAttrs {
+  PoolKind kind;
+  const int64_t* kernel;  // [2]
+  const int64_t* strides;  // [2]
+  const int64_t* pads;  // [4]
+  const int64_t* dilations;  // [2]
+  int64_t count_include_pad;
+};
+inline PoolGradAttrs pool_grad_attrs(const Op& op) {
+  PoolGradAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.kind = PoolKind(*v);
+  v += 1;
+  a.kernel = v;
+  v += 2;
+  a.strides = v;
+  v += 2;
+  a.pads = v;
+  v += 4;
+  a.dilations = v;
+  v += 2;
+  a.count_include_pad = int64_t(*v);
+  v += 1;
+  return a;
+}
+
+struct LayerNormGradAttrs {
+  int64_t axis;
+  float epsilon;
+};
+inline LayerNormGradAttrs layer_norm_grad_attrs(const Op& op) {
+  LayerNormGradAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.epsilon = op.fattr[0];
+  return a;
+}
+
+struct SgdUpdateAttrs {
+  int64_t axis;
+  float lr;
+  float momentum;
+  float weight_decay;
+};
+inline SgdUpdateAttrs sgd_update_attrs(const Op& op) {
+  SgdUpdateAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.lr = op.fattr[0];
+  a.momentum = op.fattr[1];
+  a.weight_decay = op.fattr[2];
+  return a;
+}
+
+struct AdamwUpdateAttrs {
+  int64_t axis;
+  float lr;
+  float beta1;
+  float beta2;
+  float eps;
+  float weight_decay;
+};
+inline AdamwUpdateAttrs adamw_update_attrs(const Op& op) {
+  AdamwUpdateAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.axis = int64_t(*v);
+  v += 1;
+  a.lr = op.fattr[0];
+  a.beta1 = op.fattr[1];
+  a.beta2 = op.fattr[2];
+  a.eps = op.fattr[3];
+  a.weight_decay = op.fattr[4];
+  return a;
+}
+
+struct ActivationMaskAttrs {
+  Activation activation;
+  float act_alpha;
+  float act_beta;
+};
+inline ActivationMaskAttrs activation_mask_attrs(const Op& op) {
+  ActivationMaskAttrs a;
+  const int64_t* v = op.iattr.data();
   a.activation = Activation(*v);
   v += 1;
   a.act_alpha = op.fattr[0];

@@ -114,7 +114,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "GridPadding": ("ZEROS", "BORDER", "REFLECTION"),
     "SoftmaxMode": ("SOFTMAX", "LOG_SOFTMAX", "HARDMAX"),
     "LossReduction": ("NONE", "SUM", "MEAN"),
-    "WindowKind": ("HANN", "HAMMING", "BLACKMAN"),
+    "SignalWindow": ("HANN", "HAMMING", "BLACKMAN"),
     "LossKind": ("CROSS_ENTROPY", "MSE", "BCE_WITH_LOGITS", "L1"),
 }
 _enums = {name: IntEnum(name, {v: i for i, v in enumerate(values)}) for name, values in ENUMS.items()}
@@ -139,7 +139,7 @@ GridMode = _enums["GridMode"]
 GridPadding = _enums["GridPadding"]
 SoftmaxMode = _enums["SoftmaxMode"]
 LossReduction = _enums["LossReduction"]
-WindowKind = _enums["WindowKind"]
+SignalWindow = _enums["SignalWindow"]
 LossKind = _enums["LossKind"]
 
 SPATIAL_MAX = 1 << 16  # strides, pads, dilations, windows
@@ -412,7 +412,7 @@ OPS = (
            "zero-padded or cut to length (0: ONNX's default from the input); inverse onesided: the real inverse of a "
            "one-sided spectrum; scratch: the length's twiddles"),
     Op(93, "Window", (Slot("size", "I"),), Y, {"T": ("float32",), "I": INDEX_TYPES},
-       (Attr("kind", enum="WindowKind"), flag("periodic")),
+       (Attr("kind", enum="SignalWindow"), flag("periodic")),
        doc="HannWindow/HammingWindow/BlackmanWindow of the run-time size (which must equal the output length)"),
     # ---- training (codes 100-119): backward ops and in-place optimizer updates (sparsec.train) ----
     Op(100, "Loss", (Slot("pred"), Slot("target", "L")), (Slot("loss"), Slot("dpred")),

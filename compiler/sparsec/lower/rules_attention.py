@@ -1,4 +1,4 @@
-"""Lowering rules for transformer ops: Attention, LinearAttention, RotaryEmbedding, RMSNormalization, SwiGLU, Swish,
+"""Lowering rules for transformer ops: Attention, LinearAttention, RotaryEmbedding, RMSNormalization, SwiGLU,
 TensorScatter, CausalConvWithState (the onnx reference, onnx/reference/ops/op_<name>.py, defines the semantics matched here)."""
 
 from __future__ import annotations
@@ -253,7 +253,7 @@ def causal_conv_with_state(b: Builder, node: ir.Node) -> None:
 
 
 def swish(b: Builder, node: ir.Node) -> None:
-    """Swish: x * sigmoid(alpha * x); SwiGLU: swish(a) * b (shapes equal)."""
+    """SwiGLU: swish(a) * b (shapes equal), swish(x) = x * sigmoid(alpha * x). (Swish alone: rules_elementwise.)"""
     x = node.inputs[0]
     shape = static_shape(x)
     if node.op_type == "SwiGLU" and static_shape(node.inputs[1]) != shape:
@@ -283,6 +283,6 @@ def tensor_scatter(b: Builder, node: ir.Node) -> None:
 
 RULES = {
     "Attention": attention, "RMSNormalization": rms_normalization, "RotaryEmbedding": rotary_embedding,
-    "LinearAttention": linear_attention, "CausalConvWithState": causal_conv_with_state, "Swish": swish,
+    "LinearAttention": linear_attention, "CausalConvWithState": causal_conv_with_state,
     "SwiGLU": swish, "TensorScatter": tensor_scatter,
 }

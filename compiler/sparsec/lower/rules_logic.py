@@ -1,5 +1,5 @@
 """Lowering rules for comparisons, logic and bitwise ops, selection (Where) and what composes from them exactly:
-Clip with run-time or integer bounds, Mean, IsNaN/IsInf, Trilu, Hardmax, OneHot."""
+Clip with run-time or integer bounds, Mean, IsNaN/IsInf, Trilu, OneHot."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import onnx_ir as ir
 
 from sparsec.activations import activation_of
-from sparsec.contract.schema import ArgKind, BinaryOp, BitwiseOp, CompareOp
+from sparsec.contract.schema import BinaryOp, BitwiseOp, CompareOp
 from sparsec.lower import rules_elementwise
 from sparsec.lower.builder import Builder, Unsupported, axis_of, const_input, input_at, numpy_dtype, static_shape
 from sparsec.passes.util import const_array
@@ -124,22 +124,6 @@ def trilu(b: Builder, node: ir.Node) -> None:
     b.emit("Where", [mask, x, b.constant(np.zeros((), dtype), f"{b.label}/zero")], [out])
 
 
-def hardmax(b: Builder, node: ir.Node) -> None:
-    """1 where the first maximum along axis is (ArgMax, compared with the positions), else 0."""
-    x, out = node.inputs[0], node.outputs[0]
-    shape = static_shape(x)
-    if numpy_dtype(x) != np.float32:
-        raise Unsupported(f"Hardmax runs on float32 only (this node is {x.dtype})")
-    axis = axis_of(node.attributes.get_int("axis", -1), len(shape))
-    kept = tuple(1 if d == axis else n for d, n in enumerate(shape))
-    first = temp_like(b, kept, np.int64, "argmax")
-    b.emit("ArgReduce", [x], [first], {"kind": ArgKind.MAX, "axis": axis, "select_last_index": 0})
-    positions = np.arange(shape[axis], dtype=np.int64).reshape([-1 if d == axis else 1 for d in range(len(shape))])
-    hit = temp_like(b, shape, np.bool_, "hit")
-    b.emit("Compare", [first, b.constant(positions, f"{b.label}/positions")], [hit], {"op": CompareOp.EQUAL})
-    b.emit("Cast", [hit], [out])
-
-
 def one_hot(b: Builder, node: ir.Node) -> None:
     """on where (index mod depth, for index in [-depth, depth)) equals the position along axis, else off."""
     indices, values, out = node.inputs[0], node.inputs[2], node.outputs[0]
@@ -180,5 +164,5 @@ RULES = {
     **{op: compare for op in COMPARE},
     **{op: bitwise for op in BITWISE}, "BitShift": bitwise, "Not": invert, "BitwiseNot": invert,
     "Where": where, "Clip": clip, "Mean": mean, "IsNaN": is_nan, "IsInf": is_inf, "Trilu": trilu,
-    "Hardmax": hardmax, "OneHot": one_hot,
+    "OneHot": one_hot,
 }

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import onnx_ir as ir
 
-from sparsec.contract.schema import (Activation, BinaryOp, LossReduction, ReduceAlgo, ReduceKind, SoftmaxMode, UnaryOp,
-                                     WindowKind)
+from sparsec.contract.schema import (Activation, BinaryOp, LossReduction, ReduceAlgo, ReduceKind, SignalWindow,
+                                     SoftmaxMode, UnaryOp)
 from sparsec.lower.builder import Builder, Unsupported, axis_of, const_input, input_at, numpy_dtype, static_shape
 from sparsec.passes.util import const_array
 
@@ -238,7 +238,7 @@ def dft(b: Builder, node: ir.Node) -> None:
            scratch_bytes=16 * max(length(d) for d in candidates))
 
 
-WINDOWS = {"HannWindow": WindowKind.HANN, "HammingWindow": WindowKind.HAMMING, "BlackmanWindow": WindowKind.BLACKMAN}
+WINDOWS = {"HannWindow": SignalWindow.HANN, "HammingWindow": SignalWindow.HAMMING, "BlackmanWindow": SignalWindow.BLACKMAN}
 
 
 def window(b: Builder, node: ir.Node) -> None:

@@ -1,7 +1,7 @@
 """Lowering of Conv / Gemm / MatMul with a constant weight to Spmm where the cost model (sparse_choice) says it pays.
 
 Every such layer gets a row in the lowering's `layers` (the compile report): sparse with its format, density and
-expected speed-up, or dense with the reason; a dense layer is lowered by rules_nn.
+expected speed-up, or dense with the reason; a dense layer is lowered by rules_nn_export (any conv rank) or rules_nn.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import onnx_ir as ir
 
 from sparsec.artifact.format import SparseInfo
 from sparsec.contract.schema import Activation, BinaryOp, SparseFormat, SpmmLayout
-from sparsec.lower import rules_nn
+from sparsec.lower import rules_nn, rules_nn_export
 from sparsec.lower.builder import Builder, fused_activation, input_at, spatial_pads, static_shape
 from sparsec.lower.sparse_choice import LayerChoice, format_code, layer_choice
 from sparsec.lower.sparse_pack import Packed, pack_blocked, pack_two_of_four
@@ -67,7 +67,7 @@ def conv(b: Builder, node: ir.Node) -> None:
     choice = layer_choice(w2, n, b.target, _unless_off(b, structural))
     _record(b, node, weight, w2.shape if w2 is not None else (), choice)
     if not choice.sparse:
-        return rules_nn.conv(b, node)
+        return rules_nn_export.conv(b, node)
     strides = node.attributes.get_ints("strides", [1, 1])
     dilations = node.attributes.get_ints("dilations", [1, 1])
     pads = spatial_pads(node, shape_x[2:], w.shape[2:], strides, dilations)
@@ -104,7 +104,7 @@ def gemm(b: Builder, node: ir.Node) -> None:
     w2 = None if w is None else (w if node.attributes.get_int("transB", 0) else w.T) * np.float32(alpha)
     choice = _rows_choice(b, node, weight, w2, rows, structural)
     if not choice.sparse:
-        return rules_nn.gemm(b, node)
+        return rules_nn_export.gemm(b, node)
     if node.attributes.get_int("transA", 0):
         a = b.temp(static_shape(a)[::-1], np.float32, f"{b.label}/A_t")
         b.emit("Transpose", [node.inputs[0]], [a], {"perm": [1, 0]})
