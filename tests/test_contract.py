@@ -296,3 +296,33 @@ def test_one_session_is_safe_from_many_threads(tmp_path, rng):
         for t in threads:
             t.join()
     assert wrong == []
+
+
+def test_two_rule_modules_claim_one_op_only_as_a_declared_override():
+    from types import SimpleNamespace
+
+    from sparsec.lower.lower import layered_rules
+
+    def first(b, node): pass
+
+    def second(b, node): pass
+
+    family = SimpleNamespace(__name__="rules_family", RULES={"Relu": first})
+    other = SimpleNamespace(__name__="rules_other", RULES={"Relu": second})
+    with pytest.raises(ImportError, match="rules_other and an earlier rules module both lower Relu"):
+        layered_rules(family, other)
+    other.OVERRIDES = ("Relu",)
+    assert layered_rules(family, other)["Relu"] is second
+
+
+def test_schema_names_each_enum_once():
+    """A dict literal keeps the last of two equal keys silently: two op families must not both define an enum."""
+    import ast
+
+    from sparsec.contract import schema
+
+    tree = ast.parse(Path(schema.__file__).read_text())
+    enums = next(node.value for node in ast.walk(tree) if isinstance(node, ast.AnnAssign)
+                 and getattr(node.target, "id", None) == "ENUMS")
+    names = [key.value for key in enums.keys]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)

@@ -1,6 +1,6 @@
 """ONNX (opset >= 17) nodes -> runtime ops with static shapes, named attributes and the algorithm each runs.
 
-One rule per op type, in small modules by op family (rules_nn, rules_elementwise, rules_tensor); every runtime op
+One rule per op type, in small modules by op family (rules_<family>.py); every runtime op
 is packed and type-checked through the contract (sparsec.contract.schema).
 """
 
@@ -18,10 +18,22 @@ from sparsec.lower.builder import Builder, LoweredGraph, Unsupported
 from sparsec.naming import is_standard, op_label
 from sparsec.passes.util import const_array
 
-RULES: dict[str, Callable[[Builder, ir.Node], None]] = {
-    **rules_attention.RULES, **rules_elementwise.RULES, **rules_index.RULES, **rules_logic.RULES, **rules_math.RULES,
-    **rules_nn.RULES, **rules_nn_export.RULES, **rules_sparse.RULES, **rules_tensor.RULES,
-}
+
+def layered_rules(*modules) -> dict[str, Callable[[Builder, ir.Node], None]]:
+    """Each op's rule; a later module replaces an earlier one's rule only for the ops in its OVERRIDES (lowering
+    with the earlier rule what it does not handle itself), so two op families never claim one op by accident."""
+    rules: dict[str, Callable[[Builder, ir.Node], None]] = {}
+    for module in modules:
+        overrides = set(getattr(module, "OVERRIDES", ()))
+        for op, rule in module.RULES.items():
+            if op in rules and op not in overrides:
+                raise ImportError(f"{module.__name__} and an earlier rules module both lower {op}")
+            rules[op] = rule
+    return rules
+
+
+RULES = layered_rules(rules_nn, rules_elementwise, rules_tensor, rules_logic, rules_index, rules_math, rules_attention,
+                      rules_nn_export, rules_sparse)
 _FUSED_RULES = {"FusedConv", "FusedGemm", "FusedMatMul", "FusedAdd", "Activation"}
 SUPPORTED_OPS = sorted(op for op in RULES if op not in _FUSED_RULES)
 

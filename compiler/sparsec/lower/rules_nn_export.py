@@ -628,6 +628,9 @@ def gemm(b: Builder, node: ir.Node) -> None:
         b.emit("Binary", [product, c], [node.outputs[0]], {"op": BinaryOp.ADD, **act})
 
 
+# Ops rules_nn lowers too: these rules handle the ranks and attributes rules_nn does not and hand the rest to it.
+OVERRIDES = ("Conv", "FusedConv", "Gemm", "FusedGemm", "MaxPool", "AveragePool", "LayerNormalization",
+             "BatchNormalization", "InstanceNormalization", "GroupNormalization")
 RULES = {
     "Conv": conv, "FusedConv": conv, "ConvTranspose": conv_transpose,
     "MaxPool": pool, "AveragePool": pool, "LpPool": pool, "GlobalLpPool": pool, "MaxUnpool": max_unpool,

@@ -131,4 +131,6 @@ def matmul(b: Builder, node: ir.Node) -> None:
     _emit_rows(b, node, a, node.outputs[0], w.T, bias, choice.format, pixels)
 
 
+# Layers whose weights are sparse enough run here; the dense ones go on to rules_nn_export / rules_nn.
+OVERRIDES = ("Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul")
 RULES = {"Conv": conv, "FusedConv": conv, "Gemm": gemm, "FusedGemm": gemm, "MatMul": matmul, "FusedMatMul": matmul}
