@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from onnx import TensorProto
 
 import sparsec
 import zoo
@@ -51,8 +52,21 @@ def test_compile_ships_wasm_and_js(tmp_path):
 
 
 def test_wasm_size_goal(tmp_path):
+    """The goal holds for a model of the core ops (CNNs, MLPs); each optional op family a model uses adds its code."""
     result = sparsec.compile(single_op_model("Relu", [("x", [2, 3])]), target="wasm32", output=tmp_path / "model.spx")
+    assert result.report["runtime_op_families"] == ["core"]
     assert result.report["runtime_files_bytes"]["sparsec_rt.wasm"] <= WASM_SIZE_GOAL
+
+
+def test_runtime_built_without_a_family_refuses_its_ops(tmp_path):
+    core = sparsec.compile(single_op_model("Relu", [("x", [2, 3])]), target="wasm32", output=tmp_path / "core")
+    model = single_op_model("Less", [("a", [2, 3]), ("b", [2, 3])], output_shape=[2, 3], dtypes={"y": TensorProto.BOOL})
+    index = sparsec.compile(model, target="wasm32", output=tmp_path / "index")
+    assert index.report["runtime_op_families"] == ["core", "index"]
+    assert (index.report["runtime_files_bytes"]["sparsec_rt.wasm"]
+            > core.report["runtime_files_bytes"]["sparsec_rt.wasm"])
+    refused = run_in_node(tmp_path / "core", index.path, tmp_path, [])
+    assert refused.returncode == 1 and "op Compare is not in this runtime build" in refused.stderr, refused.stderr
 
 
 def test_errors_are_messages(tmp_path):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sparsec.artifact.format import serialize
-from sparsec.contract.schema import TARGETS
+from sparsec.contract.schema import TARGETS, op_family
 from sparsec.errors import InputError, InternalError, SparsecError
 from sparsec.frontend import load_model
 from sparsec.lower import lower_model, plan_memory
@@ -116,7 +116,8 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
     data = serialize(resolved, lowered.tensors, lowered.ops, lowered.inputs, lowered.outputs, memory["arena_bytes"])
     validate_artifact(data)
     # Built (or found in the cache) before anything is written: a failed compile leaves -o untouched.
-    runtime = runtime_dir(resolved, notify) if resolved in CROSS_TARGETS else None
+    families = sorted({op_family(op.opcode) for op in lowered.ops} - {"core"})
+    runtime = runtime_dir(resolved, notify, families) if resolved in CROSS_TARGETS else None
     runtime_files = {path.parent / name: runtime / name for name in RUNTIMES[resolved].files} if runtime else {}
     report = {
         "model": str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__,
@@ -134,6 +135,7 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
         "scratch_bytes": memory["scratch_bytes"],
         "naive_activation_bytes": memory["naive_bytes"],
         "runtime_files_bytes": {p.name: source.stat().st_size for p, source in runtime_files.items()},
+        "runtime_op_families": ["core", *families] if runtime else None,
         "seconds": round(time.perf_counter() - start, 3),
     }
     extra_files = {}

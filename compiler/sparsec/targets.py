@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from sparsec.contract.schema import OP_FAMILIES, family_define
 from sparsec.errors import RuntimeBuildError, ToolchainError
 
 
@@ -177,14 +178,17 @@ def cache_root() -> Path:
     return Path(os.environ.get("SPARSEC_RUNTIME_CACHE") or Path.home() / ".cache" / "sparsec" / "runtime")
 
 
-def runtime_dir(target: str, notify: Notify | None = None) -> Path:
-    """Directory holding target's runtime files, built once per target, version, toolchain and source hash."""
+def runtime_dir(target: str, notify: Notify | None = None, families=None) -> Path:
+    """Directory holding target's runtime files, built once per target, version, toolchain, source hash and set of
+    optional op families (None: all; else only these besides the core, see schema.OP_FAMILIES)."""
     from sparsec import __version__
 
     if target not in RUNTIMES:
         raise ToolchainError(f"no runtime build for target {target}; cross targets: {', '.join(CROSS_TARGETS)}")
     root = source_root()
-    key = f"{target}-{__version__}-{find_toolchain(target).name}-{sources_hash(root)[:16]}"
+    left_out = [] if families is None else [f for f in OP_FAMILIES if f not in set(families)]
+    ops = "all" if not left_out else "+".join(f for f in OP_FAMILIES if f not in left_out) or "core"
+    key = f"{target}-{__version__}-{find_toolchain(target).name}-{sources_hash(root)[:16]}-{ops}"
     final = cache_root() / key
     if final.is_dir():
         return final
@@ -192,7 +196,9 @@ def runtime_dir(target: str, notify: Notify | None = None) -> Path:
     work = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}."))
     try:
         runtime = RUNTIMES[target]
-        build = cmake_build(target, work / "build", list(runtime.cmake_targets), notify=notify)
+        defines = ";".join(f"{family_define(f)}=0" for f in left_out)
+        build = cmake_build(target, work / "build", list(runtime.cmake_targets), {"SPARSEC_OP_DEFINES": defines},
+                            notify)
         staged = work / "out"
         staged.mkdir()
         for name in runtime.built_files:

@@ -102,8 +102,59 @@ enum class OpCode : uint32_t {
   kLast = kActivationMask,
 };
 
-// X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list.
-#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(Spmm, spmm) X(Compare, compare) X(Bitwise, bitwise) X(Where, where) X(Range, range) X(Cumulative, cumulative) X(TopK, top_k) X(GatherElements, gather_elements) X(ScatterElements, scatter_elements) X(GatherND, gather_n_d) X(ScatterND, scatter_n_d) X(BitCast, bit_cast) X(DynamicSlice, dynamic_slice) X(Resample, resample) X(PoolNd, pool_nd) X(ConvNd, conv_nd) X(Recurrent, recurrent) X(GridSample, grid_sample) X(MaxUnpool, max_unpool) X(Attention, attention) X(RmsNorm, rms_norm) X(Rotary, rotary) X(LinearAttention, linear_attention) X(TensorScatter, tensor_scatter) X(NllLoss, nll_loss) X(Det, det) X(Dft, dft) X(Window, window) X(Loss, loss) X(ActivationGrad, activation_grad) X(ConvGradInput, conv_grad_input) X(ConvGradWeight, conv_grad_weight) X(PoolGrad, pool_grad) X(LayerNormGrad, layer_norm_grad) X(GatherGrad, gather_grad) X(SgdUpdate, sgd_update) X(AdamwUpdate, adamw_update) X(ActivationMask, activation_mask)
+// X(OpName, fn) per op family; a family switched off (SPARSEC_WITH_<FAMILY>=0) has an empty list, so
+// its run-time code is never referenced and the linker leaves it out.
+#define SPARSEC_OPS_CORE(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation)
+#ifndef SPARSEC_WITH_SPARSE
+#define SPARSEC_WITH_SPARSE 1
+#endif
+#if SPARSEC_WITH_SPARSE
+#define SPARSEC_OPS_SPARSE(X) X(Spmm, spmm)
+#else
+#define SPARSEC_OPS_SPARSE(X)
+#endif
+#ifndef SPARSEC_WITH_INDEX
+#define SPARSEC_WITH_INDEX 1
+#endif
+#if SPARSEC_WITH_INDEX
+#define SPARSEC_OPS_INDEX(X) X(Compare, compare) X(Bitwise, bitwise) X(Where, where) X(Range, range) X(Cumulative, cumulative) X(TopK, top_k) X(GatherElements, gather_elements) X(ScatterElements, scatter_elements) X(GatherND, gather_n_d) X(ScatterND, scatter_n_d) X(BitCast, bit_cast) X(DynamicSlice, dynamic_slice)
+#else
+#define SPARSEC_OPS_INDEX(X)
+#endif
+#ifndef SPARSEC_WITH_NN_EXPORT
+#define SPARSEC_WITH_NN_EXPORT 1
+#endif
+#if SPARSEC_WITH_NN_EXPORT
+#define SPARSEC_OPS_NN_EXPORT(X) X(Resample, resample) X(PoolNd, pool_nd) X(ConvNd, conv_nd) X(Recurrent, recurrent) X(GridSample, grid_sample) X(MaxUnpool, max_unpool)
+#else
+#define SPARSEC_OPS_NN_EXPORT(X)
+#endif
+#ifndef SPARSEC_WITH_ATTENTION
+#define SPARSEC_WITH_ATTENTION 1
+#endif
+#if SPARSEC_WITH_ATTENTION
+#define SPARSEC_OPS_ATTENTION(X) X(Attention, attention) X(RmsNorm, rms_norm) X(Rotary, rotary) X(LinearAttention, linear_attention) X(TensorScatter, tensor_scatter)
+#else
+#define SPARSEC_OPS_ATTENTION(X)
+#endif
+#ifndef SPARSEC_WITH_MATH
+#define SPARSEC_WITH_MATH 1
+#endif
+#if SPARSEC_WITH_MATH
+#define SPARSEC_OPS_MATH(X) X(NllLoss, nll_loss) X(Det, det) X(Dft, dft) X(Window, window)
+#else
+#define SPARSEC_OPS_MATH(X)
+#endif
+#ifndef SPARSEC_WITH_TRAIN
+#define SPARSEC_WITH_TRAIN 1
+#endif
+#if SPARSEC_WITH_TRAIN
+#define SPARSEC_OPS_TRAIN(X) X(Loss, loss) X(ActivationGrad, activation_grad) X(ConvGradInput, conv_grad_input) X(ConvGradWeight, conv_grad_weight) X(PoolGrad, pool_grad) X(LayerNormGrad, layer_norm_grad) X(GatherGrad, gather_grad) X(SgdUpdate, sgd_update) X(AdamwUpdate, adamw_update) X(ActivationMask, activation_mask)
+#else
+#define SPARSEC_OPS_TRAIN(X)
+#endif
+// ops.cpp builds its table of check_fn / run_fn from this list.
+#define SPARSEC_OPS(X) SPARSEC_OPS_CORE(X) SPARSEC_OPS_SPARSE(X) SPARSEC_OPS_INDEX(X) SPARSEC_OPS_NN_EXPORT(X) SPARSEC_OPS_ATTENTION(X) SPARSEC_OPS_MATH(X) SPARSEC_OPS_TRAIN(X)
 
 struct AttrMeta {
   const char* name;

@@ -97,6 +97,8 @@ const char* opcode_name(uint32_t opcode) { return entry(opcode) ? op_meta(opcode
 
 bool check_op(const Op& op, Message* err) {
   const OpEntry* e = entry(uint32_t(op.code));
+  SPX_REQUIRE(e || !op_meta(uint32_t(op.code)).name, "op %s is not in this runtime build (its op family was left out):"
+              " use the runtime sparsec compile wrote beside this artifact", op_meta(uint32_t(op.code)).name);
   SPX_REQUIRE(e, "unknown opcode %u", uint32_t(op.code));
   const OpMeta& m = op_meta(uint32_t(op.code));
   return check_slots(m, op, err) && check_attributes(m, op, err) && e->check(op, err);

@@ -97,8 +97,20 @@ def runtime_header() -> str:
     lines += ["", "enum class OpCode : uint32_t {"]
     lines += [f"  k{op.name} = {op.code},  // {op.doc}" if op.doc else f"  k{op.name} = {op.code}," for op in s.OPS]
     lines += [f"  kLast = k{max(s.OPS, key=lambda op: op.code).name},", "};", "",
-              "// X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list."]
-    lines.append("#define SPARSEC_OPS(X) " + " ".join(f"X({op.name}, {_snake(op.name)})" for op in s.OPS))
+              "// X(OpName, fn) per op family; a family switched off (SPARSEC_WITH_<FAMILY>=0) has an empty list, so",
+              "// its run-time code is never referenced and the linker leaves it out."]
+    families = ["core", *s.OP_FAMILIES]
+    for family in families:
+        ops = " ".join(f"X({op.name}, {_snake(op.name)})" for op in s.OPS if s.op_family(op.code) == family)
+        macro = f"SPARSEC_OPS_{family.upper()}(X)"
+        if family == "core":
+            lines.append(f"#define {macro} {ops}")
+            continue
+        switch = s.family_define(family)
+        lines += [f"#ifndef {switch}", f"#define {switch} 1", "#endif", f"#if {switch}", f"#define {macro} {ops}",
+                  "#else", f"#define {macro}", "#endif"]
+    lines.append("// ops.cpp builds its table of check_fn / run_fn from this list.")
+    lines.append("#define SPARSEC_OPS(X) " + " ".join(f"SPARSEC_OPS_{f.upper()}(X)" for f in families))
     lines += ["",
               "struct AttrMeta {", "  const char* name;", "  uint32_t count;  // 0: the first input's rank",
               "  int64_t low, high;", "};", "struct SlotMeta {", "  uint8_t type;  // index into OpMeta::types",

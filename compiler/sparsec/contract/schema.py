@@ -448,6 +448,20 @@ OPS = (
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}
 
+# Op families by code range. A cross-target runtime (wasm32, arm64) is built with only the families its artifact
+# uses, so a CNN does not carry the attention or training code; "core" (every other code) is always built.
+OP_FAMILIES = {"sparse": range(22, 30), "index": range(30, 50), "nn_export": range(60, 80), "attention": range(80, 90),
+               "math": range(90, 100), "train": range(100, 120)}
+
+
+def op_family(code: int) -> str:
+    return next((name for name, codes in OP_FAMILIES.items() if code in codes), "core")
+
+
+def family_define(family: str) -> str:
+    """The preprocessor switch of an optional family (1 by default; sparsec's cross builds set 0 for unused ones)."""
+    return f"SPARSEC_WITH_{family.upper()}"
+
 
 # ---- kernels: one row per job; the dispatch of each target runs its ISA's variant (else portable) --------------
 @dataclass(frozen=True)
