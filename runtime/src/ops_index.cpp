@@ -301,20 +301,27 @@ bool check_gather_elements(const Op& op, Message* err) {
   return check_elements(*op.in[0], *op.in[1], gather_elements_attrs(op).axis, err);
 }
 
-bool run_gather_elements(const Op& op, uint8_t*, Message* err) {
-  const Tensor& data = *op.in[0];
-  const Tensor& indices = *op.in[1];
-  const size_t axis = size_t(gather_elements_attrs(op).axis), es = sparsec_dtype_size(data.dtype);
+// Calls visit(i, offset in data) for element i of indices, its index taken along axis; false on one out of range.
+template <typename F>
+bool each_element_target(const Tensor& data, const Tensor& indices, size_t axis, const char* what, Message* err,
+                         F visit) {
   int64_t strides[kMaxDims];
   contiguous_strides(data, strides);
   Odometer pos;
   for (size_t i = 0; i < indices.numel; ++i, pos.next(indices)) {
     int64_t k;
-    SPX_REQUIRE(resolve_index(index_value(indices, i), data.dims[axis], &k), "GatherElements: index %lld out of range",
+    SPX_REQUIRE(resolve_index(index_value(indices, i), data.dims[axis], &k), "%s: index %lld out of range", what,
                 static_cast<long long>(index_value(indices, i)));
-    std::memcpy(op.out[0]->data + i * es, data.data + element_offset(pos.idx, strides, data.ndim, axis, k) * es, es);
+    visit(i, element_offset(pos.idx, strides, data.ndim, axis, k));
   }
   return true;
+}
+
+bool run_gather_elements(const Op& op, uint8_t*, Message* err) {
+  const Tensor& data = *op.in[0];
+  const size_t es = sparsec_dtype_size(data.dtype);
+  return each_element_target(data, *op.in[1], size_t(gather_elements_attrs(op).axis), "GatherElements", err,
+                             [&](size_t i, size_t from) { std::memcpy(op.out[0]->data + i * es, data.data + from * es, es); });
 }
 
 bool check_scatter_elements(const Op& op, Message* err) {
@@ -325,20 +332,10 @@ bool check_scatter_elements(const Op& op, Message* err) {
 
 bool run_scatter_elements(const Op& op, uint8_t*, Message* err) {
   const Tensor& data = *op.in[0];
-  const Tensor& indices = *op.in[1];
   const ScatterElementsAttrs a = scatter_elements_attrs(op);
-  const size_t axis = size_t(a.axis);
   if (op.out[0]->data != data.data) std::memmove(op.out[0]->data, data.data, data.nbytes);
-  int64_t strides[kMaxDims];
-  contiguous_strides(data, strides);
-  Odometer pos;
-  for (size_t i = 0; i < indices.numel; ++i, pos.next(indices)) {
-    int64_t k;
-    SPX_REQUIRE(resolve_index(index_value(indices, i), data.dims[axis], &k), "ScatterElements: index %lld out of range",
-                static_cast<long long>(index_value(indices, i)));
-    scatter_one(*op.out[0], *op.in[2], element_offset(pos.idx, strides, data.ndim, axis, k), i, a.reduction);
-  }
-  return true;
+  return each_element_target(data, *op.in[1], size_t(a.axis), "ScatterElements", err,
+                             [&](size_t i, size_t to) { scatter_one(*op.out[0], *op.in[2], to, i, a.reduction); });
 }
 
 namespace {
