@@ -432,3 +432,19 @@ def test_device_model_on_target(target, tmp_path):
         run = run_in_node(tmp_path, result.path, tmp_path, inputs)
     assert run.returncode == 0, run.stderr
     assert raw_outputs_error(outputs, expected) == 0.0
+
+
+def test_pads_the_runtime_would_refuse_are_refused_by_name(tmp_path):
+    x = np.zeros((2, 3), np.float32)
+    model = graph_model([helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect", name="wide_pad")], {"x": x},
+                        {"y": (np.float32, [2, 9])}, {"pads": np.array([0, 3, 0, 3])})
+    with pytest.raises(sparsec.UnsupportedOpError) as info:
+        sparsec.compile(model, output=tmp_path / "m.spx")
+    assert info.value.nodes == [("wide_pad", "Pad", "pads 3, 3 do not fit an axis of size 3 in reflect mode")]
+
+
+def test_tile_of_rank_5(rng, tmp_path):
+    x = ints(rng, np.int64, (1, 2, 1, 3, 2))
+    model = graph_model([helper.make_node("Tile", ["x", "r"], ["y"])], {"x": x}, {"y": (np.int64, [2, 4, 3, 3, 4])},
+                        {"r": np.array([2, 2, 3, 1, 2], np.int64)})
+    assert_same(model, {"x": x}, tmp_path)

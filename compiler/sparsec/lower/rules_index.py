@@ -93,7 +93,7 @@ def constant_of_shape(b: Builder, node: ir.Node) -> None:
 
 
 def tile(b: Builder, node: ir.Node) -> None:
-    """x viewed as [1, d0, 1, d1, ...], expanded to [r0, d0, r1, d1, ...] (pairs with r = 1 left out), viewed as out."""
+    """x viewed as [1, d0, 1, d1, ...], expanded to [r0, d0, r1, d1, ...] (no pair where r or d is 1), viewed as out."""
     x, out = node.inputs[0], node.outputs[0]
     shape, out_shape = static_shape(x), static_shape(out)
     repeats = [o // d if d else 1 for d, o in zip(shape, out_shape)]
@@ -104,8 +104,8 @@ def tile(b: Builder, node: ir.Node) -> None:
         raise Unsupported(f"output {list(out_shape)} is not a tiling of input {list(shape)}")
     view, wide = [], []
     for d, r in zip(shape, repeats):
-        view += [1, d] if r != 1 else [d]
-        wide += [r, d] if r != 1 else [d]
+        view += [1, d] if r != 1 and d != 1 else [d]
+        wide += [r, d] if r != 1 and d != 1 else [d * r]
     if len(wide) > 8:
         raise Unsupported("more than 8 dims after interleaving the repeats")
     expanded = b.temp(wide, numpy_dtype(x), f"{b.label}/tiled")
