@@ -30,6 +30,17 @@ def _scalar(value: ir.Value | None) -> int | None:
     return None if data is None else int(data.reshape(-1)[0])
 
 
+def require_values(b: Builder, vector: ir.Value, declared: list[int]) -> None:
+    """Fails at run time unless the int64 vector holds the declared values: Range(0, v[i], 1) into [declared[i]]."""
+    if numpy_dtype(vector) != np.int64 or static_shape(vector) != (len(declared),):
+        raise Unsupported(f"'{vector.name}' is not an int64 vector of {len(declared)} values")
+    zero, one = (b.constant(np.array(v, np.int64), f"{b.label}/{v}") for v in (0, 1))
+    for i, value in enumerate(declared):
+        element = b.temp((), np.int64, f"{b.label}/{vector.name}[{i}]")
+        b.emit("Gather", [vector, b.constant(np.array(i, np.int64), f"{b.label}/{i}")], [element], {"axis": 0})
+        b.emit("Range", [zero, element, one], [b.temp((value,), np.int64, f"{b.label}/check{i}")])
+
+
 def gather_elements(b: Builder, node: ir.Node) -> None:
     axis = axis_of(node.attributes.get_int("axis", 0), rank(node.inputs[0]))
     b.emit("GatherElements", node.inputs[:2], [node.outputs[0]], {"axis": axis})
@@ -89,6 +100,8 @@ def constant_of_shape(b: Builder, node: ir.Node) -> None:
     """A fill at run time (Expand of the one value): a large constant never enters the artifact."""
     attr = node.attributes.get("value")
     value = attr.value.numpy().reshape(()) if attr is not None else np.zeros((), np.float32)
+    if const_array(node.inputs[0]) is None:
+        require_values(b, node.inputs[0], list(static_shape(node.outputs[0])))
     b.emit("Expand", [b.constant(value, f"{b.label}/value")], [node.outputs[0]])
 
 
@@ -102,6 +115,8 @@ def tile(b: Builder, node: ir.Node) -> None:
         raise Unsupported(f"repeats {given.tolist()} do not give the output shape {list(out_shape)}")
     if any(d * r != o for d, r, o in zip(shape, repeats, out_shape)):
         raise Unsupported(f"output {list(out_shape)} is not a tiling of input {list(shape)}")
+    if given is None:
+        require_values(b, node.inputs[1], repeats)
     view, wide = [], []
     for d, r in zip(shape, repeats):
         view += [1, d] if r != 1 and d != 1 else [d]
