@@ -432,3 +432,41 @@ def test_device_model_on_target(target, tmp_path):
         run = run_in_node(tmp_path, result.path, tmp_path, inputs)
     assert run.returncode == 0, run.stderr
     assert raw_outputs_error(outputs, expected) == 0.0
+
+
+def test_pads_the_runtime_would_refuse_are_refused_by_name(tmp_path):
+    x = np.zeros((2, 3), np.float32)
+    model = graph_model([helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect", name="wide_pad")], {"x": x},
+                        {"y": (np.float32, [2, 9])}, {"pads": np.array([0, 3, 0, 3])})
+    with pytest.raises(sparsec.UnsupportedOpError) as info:
+        sparsec.compile(model, output=tmp_path / "m.spx")
+    assert info.value.nodes == [("wide_pad", "Pad", "pads 3, 3 do not fit an axis of size 3 in reflect mode")]
+
+
+def test_tile_of_rank_5(rng, tmp_path):
+    x = ints(rng, np.int64, (1, 2, 1, 3, 2))
+    model = graph_model([helper.make_node("Tile", ["x", "r"], ["y"])], {"x": x}, {"y": (np.int64, [2, 4, 3, 3, 4])},
+                        {"r": np.array([2, 2, 3, 1, 2], np.int64)})
+    assert_same(model, {"x": x}, tmp_path)
+
+
+def test_one_hot_run_time_depth_must_be_the_declared_one(tmp_path):
+    indices, depth = np.array([1, -1, 7], np.int64), np.array(4.0, np.float32)
+    feed = {"i": indices, "depth": depth, "v": np.array([0, 1], np.float32)}
+    model = graph_model([helper.make_node("OneHot", ["i", "depth", "v"], ["y"])], feed, {"y": (np.float32, [3, 4])})
+    assert_same(model, feed, tmp_path)
+    with pytest.raises(Exception, match="Range: start, limit and delta give 5 elements; the model declared 4"):
+        sparsec.load(tmp_path / "model.spx").run(None, dict(feed, depth=np.array(5.0, np.float32)))
+
+
+@pytest.mark.parametrize("op", ["Tile", "ConstantOfShape"])
+def test_run_time_repeats_and_shapes_must_be_the_declared_ones(op, tmp_path):
+    x = np.arange(6, dtype=np.int64).reshape(2, 3)
+    if op == "Tile":
+        feed, node, good, bad = {"x": x, "r": np.array([2, 1], np.int64)}, ["x", "r"], [4, 3], "r"
+    else:
+        feed, node, good, bad = {"r": np.array([4, 3], np.int64)}, ["r"], [4, 3], "r"
+    model = graph_model([helper.make_node(op, node, ["y"])], feed, {"y": (np.int64 if op == "Tile" else np.float32, good)})
+    assert_same(model, feed, tmp_path)
+    with pytest.raises(Exception, match="Range: start, limit and delta give 3 elements; the model declared"):
+        sparsec.load(tmp_path / "model.spx").run(None, dict(feed, **{bad: np.array([3, 1] if op == "Tile" else [3, 3])}))

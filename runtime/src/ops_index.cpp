@@ -76,8 +76,10 @@ template <typename T>
 T reduce_into(ScatterReduction r, T old, T update) {
   switch (r) {
     case ScatterReduction::kNone: return update;
-    case ScatterReduction::kAdd: return std::is_floating_point<T>::value ? T(old + update) : T(uint64_t(old) + uint64_t(update));
-    case ScatterReduction::kMul: return std::is_floating_point<T>::value ? T(old * update) : T(uint64_t(old) * uint64_t(update));
+    case ScatterReduction::kAdd:
+      return std::is_floating_point<T>::value ? T(old + update) : T(uint64_t(old) + uint64_t(update));
+    case ScatterReduction::kMul:
+      return std::is_floating_point<T>::value ? T(old * update) : T(uint64_t(old) * uint64_t(update));
     case ScatterReduction::kMax: return std::max(old, update);
     case ScatterReduction::kMin: return std::min(old, update);
   }
@@ -142,7 +144,8 @@ bool run_bitwise(const Op& op, uint8_t*, Message*) {
   const Tensor& y = *op.out[0];
   const int bits = int(sparsec_dtype_size(a.dtype)) * 8;
   each_pair(op, [&](size_t o, size_t i, size_t j) {
-    store_integer(y.data, y.dtype, o, bitwise(kind, load_integer(a.data, a.dtype, i), load_integer(b.data, b.dtype, j), bits));
+    const int64_t u = load_integer(a.data, a.dtype, i), v = load_integer(b.data, b.dtype, j);
+    store_integer(y.data, y.dtype, o, bitwise(kind, u, v, bits));
   });
   return true;
 }
@@ -157,7 +160,8 @@ bool run_where(const Op& op, uint8_t*, Message*) {
   const uint8_t* x = op.in[1]->data;
   const uint8_t* y = op.in[2]->data;
   uint8_t* z = op.out[0]->data;
-  const int64_t sc = plan.stride[0][plan.ndim - 1], sx = plan.stride[1][plan.ndim - 1], sy = plan.stride[2][plan.ndim - 1];
+  const size_t last = plan.ndim - 1;
+  const int64_t sc = plan.stride[0][last], sx = plan.stride[1][last], sy = plan.stride[2][last];
   for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(z + (out_off + size_t(i)) * es,
@@ -184,7 +188,8 @@ bool run_range(const Op& op, uint8_t*, Message* err) {
   const int64_t diff = int64_t(uint64_t(limit) - uint64_t(start));
   const int64_t count =
       is_float ? int64_t(std::max(std::ceil((double(op.in[1]->f32()[0]) - fstart) / fdelta), 0.0))
-               : (delta > 0 ? (diff > 0 ? (diff + delta - 1) / delta : 0) : (diff < 0 ? (diff + delta + 1) / delta : 0));
+      : delta > 0 ? (diff > 0 ? (diff + delta - 1) / delta : 0)
+                  : (diff < 0 ? (diff + delta + 1) / delta : 0);
   SPX_REQUIRE(count == y.dims[0], "Range: start, limit and delta give %lld elements; the model declared %lld",
               static_cast<long long>(count), static_cast<long long>(y.dims[0]));
   for (int64_t i = 0; i < count; ++i) {
@@ -274,7 +279,8 @@ bool run_top_k(const Op& op, uint8_t* scratch, Message* err) {
           if (nu != nv) return a.largest ? nu : nv;
           if (!nu && u != v) return a.largest ? u > v : u < v;
         } else {
-          const int64_t u = load_integer(x.data, x.dtype, base + p * inner), v = load_integer(x.data, x.dtype, base + q * inner);
+          const int64_t u = load_integer(x.data, x.dtype, base + p * inner);
+          const int64_t v = load_integer(x.data, x.dtype, base + q * inner);
           if (u != v) return a.largest ? u > v : u < v;
         }
         return p < q;
@@ -301,20 +307,29 @@ bool check_gather_elements(const Op& op, Message* err) {
   return check_elements(*op.in[0], *op.in[1], gather_elements_attrs(op).axis, err);
 }
 
-bool run_gather_elements(const Op& op, uint8_t*, Message* err) {
-  const Tensor& data = *op.in[0];
-  const Tensor& indices = *op.in[1];
-  const size_t axis = size_t(gather_elements_attrs(op).axis), es = sparsec_dtype_size(data.dtype);
+// Calls visit(i, offset in data) for element i of indices, its index taken along axis; false on one out of range.
+template <typename F>
+bool each_element_target(const Tensor& data, const Tensor& indices, size_t axis, const char* what, Message* err,
+                         F visit) {
   int64_t strides[kMaxDims];
   contiguous_strides(data, strides);
   Odometer pos;
   for (size_t i = 0; i < indices.numel; ++i, pos.next(indices)) {
     int64_t k;
-    SPX_REQUIRE(resolve_index(index_value(indices, i), data.dims[axis], &k), "GatherElements: index %lld out of range",
+    SPX_REQUIRE(resolve_index(index_value(indices, i), data.dims[axis], &k), "%s: index %lld out of range", what,
                 static_cast<long long>(index_value(indices, i)));
-    std::memcpy(op.out[0]->data + i * es, data.data + element_offset(pos.idx, strides, data.ndim, axis, k) * es, es);
+    visit(i, element_offset(pos.idx, strides, data.ndim, axis, k));
   }
   return true;
+}
+
+bool run_gather_elements(const Op& op, uint8_t*, Message* err) {
+  const Tensor& data = *op.in[0];
+  const size_t es = sparsec_dtype_size(data.dtype);
+  return each_element_target(data, *op.in[1], size_t(gather_elements_attrs(op).axis), "GatherElements", err,
+                             [&](size_t i, size_t from) {
+                               std::memcpy(op.out[0]->data + i * es, data.data + from * es, es);
+                             });
 }
 
 bool check_scatter_elements(const Op& op, Message* err) {
@@ -325,20 +340,10 @@ bool check_scatter_elements(const Op& op, Message* err) {
 
 bool run_scatter_elements(const Op& op, uint8_t*, Message* err) {
   const Tensor& data = *op.in[0];
-  const Tensor& indices = *op.in[1];
   const ScatterElementsAttrs a = scatter_elements_attrs(op);
-  const size_t axis = size_t(a.axis);
   if (op.out[0]->data != data.data) std::memmove(op.out[0]->data, data.data, data.nbytes);
-  int64_t strides[kMaxDims];
-  contiguous_strides(data, strides);
-  Odometer pos;
-  for (size_t i = 0; i < indices.numel; ++i, pos.next(indices)) {
-    int64_t k;
-    SPX_REQUIRE(resolve_index(index_value(indices, i), data.dims[axis], &k), "ScatterElements: index %lld out of range",
-                static_cast<long long>(index_value(indices, i)));
-    scatter_one(*op.out[0], *op.in[2], element_offset(pos.idx, strides, data.ndim, axis, k), i, a.reduction);
-  }
-  return true;
+  return each_element_target(data, *op.in[1], size_t(a.axis), "ScatterElements", err,
+                             [&](size_t i, size_t to) { scatter_one(*op.out[0], *op.in[2], to, i, a.reduction); });
 }
 
 namespace {
@@ -368,7 +373,8 @@ bool nd_offset(const Tensor& data, const Tensor& indices, const NdPlan& p, size_
   *off = n * p.batch_stride;
   for (size_t j = 0; j < p.depth; ++j) {
     int64_t k;
-    if (!resolve_index(index_value(indices, (n * p.tuples + t) * p.depth + j), data.dims[batch_dims + j], &k)) return false;
+    const int64_t given = index_value(indices, (n * p.tuples + t) * p.depth + j);
+    if (!resolve_index(given, data.dims[batch_dims + j], &k)) return false;
     *off += size_t(k) * size_t(p.strides[batch_dims + j]);
   }
   return true;

@@ -30,6 +30,17 @@ def _scalar(value: ir.Value | None) -> int | None:
     return None if data is None else int(data.reshape(-1)[0])
 
 
+def require_values(b: Builder, vector: ir.Value, declared: list[int]) -> None:
+    """Fails at run time unless the int64 vector holds the declared values: Range(0, v[i], 1) into [declared[i]]."""
+    if numpy_dtype(vector) != np.int64 or static_shape(vector) != (len(declared),):
+        raise Unsupported(f"'{vector.name}' is not an int64 vector of {len(declared)} values")
+    zero, one = (b.constant(np.array(v, np.int64), f"{b.label}/{v}") for v in (0, 1))
+    for i, value in enumerate(declared):
+        element = b.temp((), np.int64, f"{b.label}/{vector.name}[{i}]")
+        b.emit("Gather", [vector, b.constant(np.array(i, np.int64), f"{b.label}/{i}")], [element], {"axis": 0})
+        b.emit("Range", [zero, element, one], [b.temp((value,), np.int64, f"{b.label}/check{i}")])
+
+
 def gather_elements(b: Builder, node: ir.Node) -> None:
     axis = axis_of(node.attributes.get_int("axis", 0), rank(node.inputs[0]))
     b.emit("GatherElements", node.inputs[:2], [node.outputs[0]], {"axis": axis})
@@ -89,11 +100,13 @@ def constant_of_shape(b: Builder, node: ir.Node) -> None:
     """A fill at run time (Expand of the one value): a large constant never enters the artifact."""
     attr = node.attributes.get("value")
     value = attr.value.numpy().reshape(()) if attr is not None else np.zeros((), np.float32)
+    if const_array(node.inputs[0]) is None:
+        require_values(b, node.inputs[0], list(static_shape(node.outputs[0])))
     b.emit("Expand", [b.constant(value, f"{b.label}/value")], [node.outputs[0]])
 
 
 def tile(b: Builder, node: ir.Node) -> None:
-    """x viewed as [1, d0, 1, d1, ...], expanded to [r0, d0, r1, d1, ...] (pairs with r = 1 left out), viewed as out."""
+    """x viewed as [1, d0, 1, d1, ...], expanded to [r0, d0, r1, d1, ...] (no pair where r or d is 1), viewed as out."""
     x, out = node.inputs[0], node.outputs[0]
     shape, out_shape = static_shape(x), static_shape(out)
     repeats = [o // d if d else 1 for d, o in zip(shape, out_shape)]
@@ -102,10 +115,12 @@ def tile(b: Builder, node: ir.Node) -> None:
         raise Unsupported(f"repeats {given.tolist()} do not give the output shape {list(out_shape)}")
     if any(d * r != o for d, r, o in zip(shape, repeats, out_shape)):
         raise Unsupported(f"output {list(out_shape)} is not a tiling of input {list(shape)}")
+    if given is None:
+        require_values(b, node.inputs[1], repeats)
     view, wide = [], []
     for d, r in zip(shape, repeats):
-        view += [1, d] if r != 1 else [d]
-        wide += [r, d] if r != 1 else [d]
+        view += [1, d] if r != 1 and d != 1 else [d]
+        wide += [r, d] if r != 1 and d != 1 else [d * r]
     if len(wide) > 8:
         raise Unsupported("more than 8 dims after interleaving the repeats")
     expanded = b.temp(wide, numpy_dtype(x), f"{b.label}/tiled")

@@ -124,6 +124,19 @@ def trilu(b: Builder, node: ir.Node) -> None:
     b.emit("Where", [mask, x, b.constant(np.zeros((), dtype), f"{b.label}/zero")], [out])
 
 
+def run_time_positions(b: Builder, depth: ir.Value, declared: int, shape) -> int:
+    """0 .. depth - 1 as int64 in shape: Range(0, depth, 1), which fails at run time unless depth is the declared one."""
+    dtype = numpy_dtype(depth)
+    if dtype not in (np.float32, np.int64, np.int32):
+        raise Unsupported(f"a run-time depth of dtype {dtype} (float32, int64 or int32 only)")
+    count = temp_like(b, (declared,), dtype, "count")
+    b.emit("Range", [b.constant(np.array(0, dtype), f"{b.label}/0"), b.reshaped(depth, (), f"{b.label}/depth"),
+                     b.constant(np.array(1, dtype), f"{b.label}/1")], [count])
+    positions = temp_like(b, shape, np.int64, "positions")
+    b.emit("Copy" if dtype == np.int64 else "Cast", [count], [positions])
+    return positions
+
+
 def one_hot(b: Builder, node: ir.Node) -> None:
     """on where (index mod depth, for index in [-depth, depth)) equals the position along axis, else off."""
     indices, values, out = node.inputs[0], node.inputs[2], node.outputs[0]
@@ -141,9 +154,12 @@ def one_hot(b: Builder, node: ir.Node) -> None:
     wrapped = temp_like(b, expanded, np.int64, "wrapped")
     b.emit("Binary", [indices, b.constant(np.array(depth, np.int64), f"{b.label}/depth")], [wrapped],
            {"op": BinaryOp.MOD, "activation": 0})  # -1 -> depth - 1; out-of-range indices are masked below
-    positions = np.arange(depth, dtype=np.int64).reshape([-1 if d == axis else 1 for d in range(len(out_shape))])
+    along_axis = [-1 if d == axis else 1 for d in range(len(out_shape))]
+    positions = b.constant(np.arange(depth, dtype=np.int64).reshape(along_axis), f"{b.label}/positions")
+    if given is None:
+        positions = run_time_positions(b, node.inputs[1], depth, [depth if n == -1 else n for n in along_axis])
     hit = temp_like(b, out_shape, np.bool_, "hit")
-    b.emit("Compare", [wrapped, b.constant(positions, f"{b.label}/positions")], [hit], {"op": CompareOp.EQUAL})
+    b.emit("Compare", [wrapped, positions], [hit], {"op": CompareOp.EQUAL})
     in_range = []
     for op, bound in ((CompareOp.GREATER_EQUAL, -depth), (CompareOp.LESS, depth)):
         flag = temp_like(b, expanded, np.bool_, f"range{len(in_range)}")

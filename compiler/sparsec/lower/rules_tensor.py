@@ -102,6 +102,11 @@ def pad(b: Builder, node: ir.Node) -> None:
         for k, axis in enumerate(axes.reshape(-1).tolist()):
             begins[axis_of(int(axis), rank_)] = int(pads[k])
             ends[axis_of(int(axis), rank_)] = int(pads[k + len(pads) // 2])
+    for size, begin, end in zip(static_shape(x), begins, ends):  # what the runtime's check_pad refuses
+        kept = size - max(-begin, 0) - max(-end, 0)
+        too_wide = mode == "reflect" and max(begin, end) >= kept
+        if kept < 0 or too_wide or (mode != "constant" and kept == 0 < size + begin + end):
+            raise Unsupported(f"pads {begin}, {end} do not fit an axis of size {size} in {mode} mode")
     if inputs[1] is not None and const_array(inputs[1]) is not None:  # a constant value: a scalar of x's dtype
         inputs[1] = b.constant(const_array(inputs[1]).reshape(()).astype(numpy_dtype(x)), f"{b.label}/value")
     b.emit("Pad", inputs, [node.outputs[0]], {"mode": modes[mode], "begins": begins, "ends": ends})
