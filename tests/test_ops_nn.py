@@ -152,6 +152,20 @@ def test_conv_1d_and_3d_match_onnxruntime(x_shape, w_shape, attrs, rng, tmp_path
     check(model, {"x": rng.standard_normal(x_shape, dtype=np.float32)}, tmp_path)
 
 
+@pytest.mark.parametrize("with_state", [False, True])
+def test_causal_conv_with_state_matches_onnx_reference(with_state, rng, tmp_path):
+    """Opset 27's CausalConvWithState (onnxruntime has no kernel for it): ONNX's reference evaluator judges."""
+    from onnx.reference import ReferenceEvaluator
+
+    inputs = [("x", [2, 3, 6]), ("w", [3, 1, 4]), ("b", [3])] + ([("past", [2, 3, 3])] if with_state else [])
+    model = single_op_model("CausalConvWithState", inputs, opset=27, attrs={"activation": "silu"},
+                            outputs=["y", "present"])
+    feed = {name: rng.standard_normal(shape, dtype=np.float32) for name, shape in inputs}
+    ours = sparsec.load(sparsec.compile(model, output=tmp_path / "m.spx").path).run(None, feed)
+    for a, r in zip(ours, ReferenceEvaluator(model).run(None, feed), strict=True):
+        np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-6)
+
+
 # ---- pooling and LRN -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("op,shape,attrs", [
