@@ -13,7 +13,7 @@ from sparsec.contract.schema import (IM2COL_BAND_COLUMNS, Activation, BinaryOp, 
                                      PoolKind, RecurrentKind, ReduceKind, UnaryOp, WindowKind)
 from sparsec.lower import rules_nn
 from sparsec.lower.builder import (Builder, Unsupported, axis_of, const_input, fused_activation, input_at, numpy_dtype,
-                                   rank, static_shape)
+                                   rank, spatial_pads, static_shape)
 from sparsec.lower.rules_elementwise import reduce_algorithm
 from sparsec.passes.util import const_array
 
@@ -24,21 +24,9 @@ def _left3(values, fill: int) -> list[int]:
 
 
 def _nd_pads(node: ir.Node, in_sizes, kernel, strides, dilations) -> tuple[list[int], list[int]]:
-    """(begin, end) pads of a sliding-window op with auto_pad resolved, any number of spatial dims."""
-    n = len(in_sizes)
-    auto_pad = node.attributes.get_string("auto_pad", "NOTSET")
-    if auto_pad in ("NOTSET", ""):
-        pads = [int(p) for p in node.attributes.get_ints("pads", [0] * 2 * n)]
-        return pads[:n], pads[n:]
-    if auto_pad == "VALID":
-        return [0] * n, [0] * n
-    begin, end = [], []
-    for size, k, s, d in zip(in_sizes, kernel, strides, dilations):
-        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
-        small, large = total // 2, total - total // 2
-        begin.append(large if auto_pad == "SAME_LOWER" else small)
-        end.append(small if auto_pad == "SAME_LOWER" else large)
-    return begin, end
+    """(begin, end) pads of a sliding-window op with auto_pad resolved."""
+    pads = spatial_pads(node, in_sizes, kernel, strides, dilations)
+    return pads[:len(in_sizes)], pads[len(in_sizes):]
 
 
 def _output_or_temp(b: Builder, node: ir.Node, i: int, shape, name: str):
@@ -61,20 +49,24 @@ def _conv_nd_scratch(rows: int, positions: int, transposed_weight: int) -> int:
     return (rows * band + transposed_weight) * 4
 
 
+def _conv_geometry(node: ir.Node):
+    """Shapes of x, w, y and the kernel, strides, dilations and group of a 1-D to 3-D (transposed) convolution."""
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    shape_x, shape_w, shape_y = static_shape(x), static_shape(w), static_shape(y)
+    if not 3 <= len(shape_x) <= 5:
+        raise Unsupported(f"{node.op_type} needs 1 to 3 spatial dims (input rank {len(shape_x)})")
+    n = len(shape_x) - 2
+    return (shape_x, shape_w, shape_y, list(shape_w[2:]), node.attributes.get_ints("strides", [1] * n),
+            node.attributes.get_ints("dilations", [1] * n), node.attributes.get_int("group", 1))
+
+
 def conv(b: Builder, node: ir.Node) -> None:
     """2-D Conv keeps its tuned algorithms; 1-D and 3-D run as ConvNd (im2col + GEMM)."""
     if rank(node.inputs[0]) == 4:
         rules_nn.conv(b, node)
         return
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    shape_x, shape_w, shape_y = static_shape(x), static_shape(w), static_shape(y)
-    if not 3 <= len(shape_x) <= 5:
-        raise Unsupported(f"convolution needs 1 to 3 spatial dims (input rank {len(shape_x)})")
-    n = len(shape_x) - 2
-    kernel = list(shape_w[2:])
-    strides = node.attributes.get_ints("strides", [1] * n)
-    dilations = node.attributes.get_ints("dilations", [1] * n)
-    group = node.attributes.get_int("group", 1)
+    shape_x, shape_w, shape_y, kernel, strides, dilations, group = _conv_geometry(node)
     if group < 1 or shape_x[1] != shape_w[1] * group or shape_w[0] % group:
         raise Unsupported(f"weight {list(shape_w)} does not fit input {list(shape_x)} with group {group}")
     begin, end = _nd_pads(node, shape_x[2:], kernel, strides, dilations)
@@ -113,15 +105,9 @@ def causal_conv_with_state(b: Builder, node: ir.Node) -> None:
 def conv_transpose(b: Builder, node: ir.Node) -> None:
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
     _float_only(node)
-    shape_x, shape_w, shape_y = static_shape(x), static_shape(w), static_shape(y)
-    if not 3 <= len(shape_x) <= 5:
-        raise Unsupported(f"ConvTranspose needs 1 to 3 spatial dims (input rank {len(shape_x)})")
-    n = len(shape_x) - 2
-    kernel = list(shape_w[2:])
-    strides = node.attributes.get_ints("strides", [1] * n)
-    dilations = node.attributes.get_ints("dilations", [1] * n)
+    shape_x, shape_w, shape_y, kernel, strides, dilations, group = _conv_geometry(node)
+    n = len(kernel)
     output_padding = node.attributes.get_ints("output_padding", [0] * n)
-    group = node.attributes.get_int("group", 1)
     if group < 1 or shape_x[1] != shape_w[0] or shape_w[0] % group or shape_y[1] != shape_w[1] * group:
         raise Unsupported(f"weight {list(shape_w)} does not fit input {list(shape_x)} with group {group}")
     auto_pad = node.attributes.get_string("auto_pad", "NOTSET")
