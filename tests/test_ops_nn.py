@@ -166,6 +166,17 @@ def test_causal_conv_with_state_matches_onnx_reference(with_state, rng, tmp_path
         np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_deform_conv_matches_onnxruntime(with_mask, rng, tmp_path):
+    inputs = [("x", [2, 3, 6, 7]), ("w", [4, 3, 3, 2]), ("offset", [2, 12, 3, 6]), ("b", [4])]
+    inputs += [("mask", [2, 6, 3, 6])] if with_mask else []
+    model = single_op_model("DeformConv", inputs, [2, 4, 3, 6], opset=19,
+                            attrs={"strides": [2, 1], "pads": [1, 0, 1, 1], "dilations": [1, 2]})
+    feed = {name: rng.standard_normal(shape, dtype=np.float32) for name, shape in inputs}
+    feed["offset"] *= 2
+    check(model, feed, tmp_path)
+
+
 # ---- pooling and LRN -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("op,shape,attrs", [

@@ -469,6 +469,54 @@ def affine_grid(b: Builder, node: ir.Node) -> None:
     b.emit("Copy", [flat], [grid])
 
 
+def deform_conv(b: Builder, node: ir.Node) -> None:
+    """2-D DeformConv as GridSample (bilinear, zeros outside) at the offset taps, times the mask, then a MatMul with
+    the weight: the sampling grid is offset (dx, dy) * 2/size + the taps' normalised positions."""
+    _float_only(node)
+    x, w, offset, y = node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0]
+    (n, c, h, wd), shape_w, shape_y = static_shape(x), static_shape(w), static_shape(y)
+    if len(shape_w) != 4 or node.attributes.get_int("group", 1) != 1 or node.attributes.get_int("offset_group", 1) != 1:
+        raise Unsupported("only 2-D DeformConv with group = offset_group = 1 is supported")
+    m, kh, kw = shape_w[0], shape_w[2], shape_w[3]
+    oh, ow, k = shape_y[2], shape_y[3], shape_w[2] * shape_w[3]
+    sh, sw = node.attributes.get_ints("strides", [1, 1])
+    dh, dw = node.attributes.get_ints("dilations", [1, 1])
+    pt, pl = node.attributes.get_ints("pads", [0, 0, 0, 0])[:2]
+    rows, cols = np.meshgrid(np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")  # tap offsets, [kh, kw]
+    tap_y = rows.reshape(k, 1, 1) + (np.arange(oh) * sh - pt).reshape(1, oh, 1) + np.zeros((1, 1, ow))
+    tap_x = cols.reshape(k, 1, 1) + (np.arange(ow) * sw - pl).reshape(1, 1, ow) + np.zeros((1, oh, 1))
+    scale = np.array([2 / wd, 2 / h])  # pixel p -> GridSample's coordinate (2p + 1) / size - 1 (align_corners=0)
+    base = np.stack([tap_x, tap_y], axis=-1) * scale + (1 / np.array([wd, h]) - 1)
+    pairs = b.reshaped(offset, (n, k, 2, oh, ow), f"{b.label}/offset_pairs")
+    yx = b.temp((n, k, oh, ow, 2), np.float32, f"{b.label}/offset_yx")
+    b.emit("Transpose", [pairs], [yx], {"perm": [0, 1, 3, 4, 2]})
+    xy = b.temp((n, k, oh, ow, 2), np.float32, f"{b.label}/offset_xy")
+    b.emit("Slice", [yx], [xy], {"starts": [0, 0, 0, 0, 1], "steps": [1, 1, 1, 1, -1]})
+    scaled = _binary(b, BinaryOp.MUL, xy, b.constant(scale.astype(np.float32), f"{b.label}/scale"), (n, k, oh, ow, 2),
+                     "offset_scaled")
+    grid = b.temp((n, k * oh, ow, 2), np.float32, f"{b.label}/grid")
+    summed = _binary(b, BinaryOp.ADD, scaled, b.constant(base.astype(np.float32), f"{b.label}/taps"),
+                     (n, k, oh, ow, 2), "grid5")
+    b.emit("Copy", [summed], [grid])
+    sampled = b.temp((n, c, k * oh, ow), np.float32, f"{b.label}/sampled")
+    b.emit("GridSample", [x, grid], [sampled], {"mode": GridMode.BILINEAR, "padding": GridPadding.ZEROS,
+                                               "align_corners": 0})
+    mask = input_at(node, 4)
+    if mask is not None and mask.name:
+        sampled = _binary(b, BinaryOp.MUL, sampled, b.reshaped(mask, (n, 1, k * oh, ow), f"{b.label}/mask"),
+                          (n, c, k * oh, ow), "masked")
+    columns = b.temp((n, c * k, oh * ow), np.float32, f"{b.label}/columns")
+    b.emit("Copy", [sampled], [columns])
+    product = b.temp((n, m, oh * ow), np.float32, f"{b.label}/product")
+    b.emit("MatMul", [b.reshaped(w, (m, c * k), f"{b.label}/w2d"), columns, None], [product],
+           {"activation": Activation.NONE})
+    bias = input_at(node, 3)
+    if bias is not None and bias.name:
+        product = _binary(b, BinaryOp.ADD, product, b.reshaped(bias, (m, 1), f"{b.label}/bias"), (n, m, oh * ow),
+                          "biased")
+    b.emit("Copy", [product], [y])
+
+
 def center_crop_pad(b: Builder, node: ir.Node) -> None:
     x, y = node.inputs[0], node.outputs[0]
     shape_x = static_shape(x)
@@ -643,7 +691,7 @@ RULES = {
     "Conv": conv, "FusedConv": conv, "ConvTranspose": conv_transpose, "CausalConvWithState": causal_conv_with_state,
     "MaxPool": pool, "AveragePool": pool, "LpPool": pool, "GlobalLpPool": pool, "MaxUnpool": max_unpool,
     "LRN": lrn, "Resize": resize, "Upsample": resize, "RNN": recurrent, "GRU": recurrent, "LSTM": recurrent,
-    "GridSample": grid_sample, "AffineGrid": affine_grid, "CenterCropPad": center_crop_pad,
+    "GridSample": grid_sample, "AffineGrid": affine_grid, "DeformConv": deform_conv, "CenterCropPad": center_crop_pad,
     "LayerNormalization": layer_norm, "LpNormalization": lp_normalization, "BatchNormalization": batch_norm,
     "InstanceNormalization": group_norm, "GroupNormalization": group_norm, "Gemm": gemm, "FusedGemm": gemm,
 }
