@@ -274,6 +274,48 @@ def test_lstm_from_torch_matches_onnxruntime(tmp_path):
     check(onnx.load(tmp_path / "lstm.onnx"), {"input": x.numpy()}, tmp_path)
 
 
+def torch_head_and_audio_models():
+    """A segmentation/OCR-style head (interpolate nearest/bilinear/bicubic, ConvTranspose2d) and an audio front end
+    (Conv1d, AvgPool1d, bidirectional GRU), as PyTorch users write them."""
+    import torch
+    import torch.nn.functional as F
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up, self.conv = torch.nn.ConvTranspose2d(4, 4, 2, stride=2), torch.nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            near = F.interpolate(x, scale_factor=2, mode="nearest")
+            linear = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            cubic = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+            corners = F.interpolate(x, size=(13, 9), mode="bilinear", align_corners=True)
+            return self.conv(near + linear + cubic + self.up(x)), corners
+
+    class Audio(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.pool = torch.nn.Conv1d(3, 8, 5, stride=2, padding=2), torch.nn.AvgPool1d(3, 2)
+            self.gru = torch.nn.GRU(8, 6, batch_first=True, bidirectional=True)
+
+        def forward(self, x):
+            return self.gru(self.pool(torch.relu(self.conv(x))).transpose(1, 2))[0]
+
+    torch.manual_seed(0)
+    return {"head": (Head(), torch.randn(1, 4, 6, 5)), "audio": (Audio(), torch.randn(2, 3, 40))}
+
+
+@pytest.mark.parametrize("name,dynamo", [("head", False), ("head", True), ("audio", False)])
+def test_torch_exports_match_onnxruntime(name, dynamo, tmp_path):
+    torch = pytest.importorskip("torch")
+    module, x = torch_head_and_audio_models()[name]
+    path = tmp_path / "model.onnx"
+    torch.onnx.export(module.eval(), (x,), path, dynamo=dynamo, opset_version=18,
+                      **({"external_data": False} if dynamo else {}))
+    model = onnx.load(path)
+    check(model, {model.graph.input[0].name: x.numpy()}, tmp_path)
+
+
 def test_recurrent_activation_parameters_are_refused(tmp_path):
     model = recurrent_model("RNN", 3, 1, 2, 2, activations=["HardSigmoid"], activation_alpha=[0.3])
     with pytest.raises(sparsec.SparsecError, match=r"RNN_0.*RNN.*activation_alpha/activation_beta are not supported"):
