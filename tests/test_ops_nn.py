@@ -193,6 +193,16 @@ def test_pooling_matches_onnxruntime(op, shape, attrs, rng, tmp_path):
     check(const_model(op, shape, [], attrs), {"x": rng.standard_normal(shape, dtype=np.float32)}, tmp_path)
 
 
+def test_maxpool_column_major_indices_match_onnxruntime(rng, tmp_path):
+    node = helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 3], strides=[2, 2], pads=[1, 0, 0, 1],
+                            storage_order=1)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info("i", TensorProto.INT64, None)])
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    check(model, {"x": rng.standard_normal((2, 3, 5, 6), dtype=np.float32)}, tmp_path)
+
+
 def test_maxpool_indices_and_maxunpool_match_onnxruntime(rng, tmp_path):
     pool = helper.make_node("MaxPool", ["x"], ["p", "i"], kernel_shape=[2, 2], strides=[2, 2])
     unpool = helper.make_node("MaxUnpool", ["p", "i"], ["y"], kernel_shape=[2, 2], strides=[2, 2])

@@ -53,7 +53,7 @@ enum class OpCode : uint32_t {
   kArgReduce = 20,  // ArgMax/ArgMin along axis; the output has the keepdims size
   kActivation = 21,  // element-wise activation
   kResample = 60,  // separable resampling: per axis with taps > 0, y[o] = sum_k weights[o,k] * x[indices[o,k]] (tables concatenated over the resampled axes, in axis order); an index of -1 writes extrapolation_value
-  kPoolNd = 62,  // 1-D/2-D/3-D max/average/Lp pooling on [N, C, D, H, W] (fewer spatial dims: leading windows of 1); pads begin then end; indices (max): flat index into x
+  kPoolNd = 62,  // 1-D/2-D/3-D max/average/Lp pooling on [N, C, D, H, W] (fewer spatial dims: leading windows of 1); pads begin then end; indices (max): flat index into x (column_major, 2-D: plane offset + w * H + h)
   kConvNd = 63,  // 1-D/2-D/3-D convolution (im2col + GEMM) or transposed convolution (GEMM + col2im) on [N, C, D, H, W]; w [M, C/group, k...] (transposed: [C, M/group, k...]); pads: begin (the end follows from y)
   kRecurrent = 64,  // ONNX RNN/GRU/LSTM (gates iofc / zrh); activations f, g, h; clip <= 0: none; y_c unused but for LSTM
   kGridSample = 65,  // 2-D/3-D GridSample; grid [N, oh, ow, 2] (x, y) or [N, od, oh, ow, 3] in [-1, 1]
@@ -130,6 +130,7 @@ inline constexpr AttrMeta kAttrMeta[] = {
     {"dilations", 3, 1, 65536},  // PoolNd
     {"count_include_pad", 1, 0, 1},  // PoolNd
     {"p", 1, 1, 65536},  // PoolNd
+    {"column_major", 1, 0, 1},  // PoolNd
     {"transposed", 1, 0, 1},  // ConvNd
     {"group", 1, 1, 65536},  // ConvNd
     {"kernel", 3, 1, 65536},  // ConvNd
@@ -172,11 +173,11 @@ inline constexpr OpMeta kOpMeta[28] = {
     {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, 33, false},
     {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, 36, true},
     {"Resample", 3, 1, false, false, {{0, false}, {1, false}, {0, false}}, {{0, false}}, {2, 8}, 1, 1, 37, false},
-    {"PoolNd", 1, 2, false, false, {{0, false}}, {{0, false}, {1, true}}, {2, 4}, 7, 0, 38, false},
-    {"ConvNd", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 7, 2, 45, false},
-    {"Recurrent", 8, 3, false, false, {{0, false}, {0, false}, {0, false}, {0, true}, {1, true}, {0, true}, {0, true}, {0, true}}, {{0, false}, {0, false}, {0, false}}, {2, 8}, 6, 7, 52, false},
-    {"GridSample", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 3, 0, 58, false},
-    {"MaxUnpool", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {2, 4}, 0, 0, 61, false},
+    {"PoolNd", 1, 2, false, false, {{0, false}}, {{0, false}, {1, true}}, {2, 4}, 8, 0, 38, false},
+    {"ConvNd", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 7, 2, 46, false},
+    {"Recurrent", 8, 3, false, false, {{0, false}, {0, false}, {0, false}, {0, true}, {1, true}, {0, true}, {0, true}, {0, true}}, {{0, false}, {0, false}, {0, false}}, {2, 8}, 6, 7, 53, false},
+    {"GridSample", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 3, 0, 59, false},
+    {"MaxUnpool", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {2, 4}, 0, 0, 62, false},
 };
 // The contract row of a code in [0, OpCode::kLast].
 inline const OpMeta& op_meta(uint32_t code) { return kOpMeta[kOpRow[code]]; }

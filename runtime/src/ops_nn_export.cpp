@@ -186,7 +186,8 @@ bool run_pool_nd(const Op& op, uint8_t*, Message*) {
                 const float v = in[at];
                 switch (a.kind) {
                   case WindowKind::kMax:
-                    if (v > acc || best < 0) acc = v, best = at;
+                    if (v > acc || best < 0)  // 2-D column-major indices: w * H + h
+                      acc = v, best = a.column_major ? w * int64_t(vx.d[1]) + h : at;
                     break;
                   case WindowKind::kAverage: acc += v; break;
                   case WindowKind::kLp: acc += std::pow(std::fabs(v), p); break;

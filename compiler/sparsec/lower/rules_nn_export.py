@@ -157,8 +157,9 @@ def pool(b: Builder, node: ir.Node) -> None:
         strides = node.attributes.get_ints("strides", [1] * n)
         dilations = node.attributes.get_ints("dilations", [1] * n)
         begin, end = _nd_pads(node, shape[2:], kernel, strides, dilations)
-    if with_indices and node.attributes.get_int("storage_order", 0):
-        raise Unsupported("MaxPool Indices in column-major order (storage_order=1) are not supported")
+    column_major = with_indices and node.attributes.get_int("storage_order", 0)
+    if column_major and n != 2:
+        raise Unsupported("MaxPool Indices in column-major order (storage_order=1) need 2 spatial dims")
     out_sizes = static_shape(node.outputs[0])[2:]
     for i in range(n):
         if (out_sizes[i] - 1) * strides[i] - begin[i] >= shape[2 + i]:
@@ -169,7 +170,8 @@ def pool(b: Builder, node: ir.Node) -> None:
     b.emit("PoolNd", [x], outputs,
            {"kind": kind, "kernel": _left3(kernel, 1), "strides": _left3(strides, 1),
             "pads": _left3(begin, 0) + _left3(end, 0), "dilations": _left3(dilations, 1),
-            "count_include_pad": node.attributes.get_int("count_include_pad", 0), "p": node.attributes.get_int("p", 2)})
+            "count_include_pad": node.attributes.get_int("count_include_pad", 0), "p": node.attributes.get_int("p", 2),
+            "column_major": column_major})
 
 
 def max_unpool(b: Builder, node: ir.Node) -> None:
