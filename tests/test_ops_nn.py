@@ -349,6 +349,22 @@ def test_grid_sample_matches_onnxruntime(mode, padding_mode, align_corners, rng,
     check(model, feed, tmp_path)
 
 
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+def test_grid_sample_with_non_finite_coordinates(padding_mode, rng, tmp_path):
+    """inf is sampled as a far-away point (+-1e6, compared with onnxruntime there), NaN gives NaN; no crash."""
+    model = single_op_model("GridSample", [("x", [1, 2, 3, 4]), ("grid", [1, 2, 3, 2])], opset=17,
+                            attrs={"padding_mode": padding_mode})
+    grid = rng.uniform(-1, 1, (1, 2, 3, 2)).astype(np.float32)
+    grid[0, 0, 0, 0], grid[0, 1, 2, 1], grid[0, 1, 1, 0] = np.inf, -np.inf, np.nan
+    feed = {"x": rng.standard_normal((1, 2, 3, 4), dtype=np.float32), "grid": grid}
+    ours = sparsec.load(sparsec.compile(model, output=tmp_path / "m.spx").path).run(None, feed)[0]
+    assert np.isnan(ours[0, :, 1, 1]).all() and np.isfinite(np.delete(ours.reshape(2, 6), 4, axis=1)).all()
+    finite = np.nan_to_num(grid, nan=0.0, posinf=1e6, neginf=-1e6)  # what inf clamps to
+    ref = run_onnxruntime(model, {"x": feed["x"], "grid": finite})[0]
+    np.testing.assert_allclose(ours[0, :, 0, 0], ref[0, :, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(ours[0, :, 1, 2], ref[0, :, 1, 2], atol=1e-6)
+
+
 @pytest.mark.parametrize("size,align_corners", [([2, 3, 4, 5], 0), ([1, 1, 3, 2, 4], 1)])
 def test_affine_grid_matches_onnxruntime(size, align_corners, rng, tmp_path):
     dims = len(size) - 2
