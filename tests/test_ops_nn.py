@@ -387,6 +387,14 @@ def test_layer_norm_mean_and_inv_std_dev_match_onnxruntime(rng, tmp_path):
     check(model, {"x": rng.standard_normal((2, 3, 4, 5), dtype=np.float32) + 1}, tmp_path)
 
 
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_rms_normalization_matches_onnxruntime(axis, rng, tmp_path):
+    scale = rng.standard_normal((3, 4, 5)[axis:] if axis > 0 else (5,), dtype=np.float32)
+    model = const_model("RMSNormalization", [2, 3, 4, 5], [("scale", scale)], {"axis": axis, "epsilon": 1e-3},
+                        opset=23)
+    check(model, {"x": rng.standard_normal((2, 3, 4, 5), dtype=np.float32)}, tmp_path)
+
+
 def test_lp_normalization_matches_onnxruntime(rng, tmp_path):
     model = const_model("LpNormalization", [3, 4, 5], [], {"axis": 1, "p": 1})
     check(model, {"x": rng.standard_normal((3, 4, 5), dtype=np.float32)}, tmp_path)
