@@ -152,6 +152,31 @@ def test_conv_1d_and_3d_match_onnxruntime(x_shape, w_shape, attrs, rng, tmp_path
     check(model, {"x": rng.standard_normal(x_shape, dtype=np.float32)}, tmp_path)
 
 
+@pytest.mark.parametrize("with_state", [False, True])
+def test_causal_conv_with_state_matches_onnx_reference(with_state, rng, tmp_path):
+    """Opset 27's CausalConvWithState (onnxruntime has no kernel for it): ONNX's reference evaluator judges."""
+    from onnx.reference import ReferenceEvaluator
+
+    inputs = [("x", [2, 3, 6]), ("w", [3, 1, 4]), ("b", [3])] + ([("past", [2, 3, 3])] if with_state else [])
+    model = single_op_model("CausalConvWithState", inputs, opset=27, attrs={"activation": "silu"},
+                            outputs=["y", "present"])
+    feed = {name: rng.standard_normal(shape, dtype=np.float32) for name, shape in inputs}
+    ours = sparsec.load(sparsec.compile(model, output=tmp_path / "m.spx").path).run(None, feed)
+    for a, r in zip(ours, ReferenceEvaluator(model).run(None, feed), strict=True):
+        np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_deform_conv_matches_onnxruntime(with_mask, rng, tmp_path):
+    inputs = [("x", [2, 3, 6, 7]), ("w", [4, 3, 3, 2]), ("offset", [2, 12, 3, 6]), ("b", [4])]
+    inputs += [("mask", [2, 6, 3, 6])] if with_mask else []
+    model = single_op_model("DeformConv", inputs, [2, 4, 3, 6], opset=19,
+                            attrs={"strides": [2, 1], "pads": [1, 0, 1, 1], "dilations": [1, 2]})
+    feed = {name: rng.standard_normal(shape, dtype=np.float32) for name, shape in inputs}
+    feed["offset"] *= 2
+    check(model, feed, tmp_path)
+
+
 # ---- pooling and LRN -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("op,shape,attrs", [
@@ -166,6 +191,16 @@ def test_conv_1d_and_3d_match_onnxruntime(x_shape, w_shape, attrs, rng, tmp_path
 ])
 def test_pooling_matches_onnxruntime(op, shape, attrs, rng, tmp_path):
     check(const_model(op, shape, [], attrs), {"x": rng.standard_normal(shape, dtype=np.float32)}, tmp_path)
+
+
+def test_maxpool_column_major_indices_match_onnxruntime(rng, tmp_path):
+    node = helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 3], strides=[2, 2], pads=[1, 0, 0, 1],
+                            storage_order=1)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info("i", TensorProto.INT64, None)])
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    check(model, {"x": rng.standard_normal((2, 3, 5, 6), dtype=np.float32)}, tmp_path)
 
 
 def test_maxpool_indices_and_maxunpool_match_onnxruntime(rng, tmp_path):
@@ -249,6 +284,48 @@ def test_lstm_from_torch_matches_onnxruntime(tmp_path):
     check(onnx.load(tmp_path / "lstm.onnx"), {"input": x.numpy()}, tmp_path)
 
 
+def torch_head_and_audio_models():
+    """A segmentation/OCR-style head (interpolate nearest/bilinear/bicubic, ConvTranspose2d) and an audio front end
+    (Conv1d, AvgPool1d, bidirectional GRU), as PyTorch users write them."""
+    import torch
+    import torch.nn.functional as F
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up, self.conv = torch.nn.ConvTranspose2d(4, 4, 2, stride=2), torch.nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            near = F.interpolate(x, scale_factor=2, mode="nearest")
+            linear = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            cubic = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+            corners = F.interpolate(x, size=(13, 9), mode="bilinear", align_corners=True)
+            return self.conv(near + linear + cubic + self.up(x)), corners
+
+    class Audio(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.pool = torch.nn.Conv1d(3, 8, 5, stride=2, padding=2), torch.nn.AvgPool1d(3, 2)
+            self.gru = torch.nn.GRU(8, 6, batch_first=True, bidirectional=True)
+
+        def forward(self, x):
+            return self.gru(self.pool(torch.relu(self.conv(x))).transpose(1, 2))[0]
+
+    torch.manual_seed(0)
+    return {"head": (Head(), torch.randn(1, 4, 6, 5)), "audio": (Audio(), torch.randn(2, 3, 40))}
+
+
+@pytest.mark.parametrize("name,dynamo", [("head", False), ("head", True), ("audio", False)])
+def test_torch_exports_match_onnxruntime(name, dynamo, tmp_path):
+    torch = pytest.importorskip("torch")
+    module, x = torch_head_and_audio_models()[name]
+    path = tmp_path / "model.onnx"
+    torch.onnx.export(module.eval(), (x,), path, dynamo=dynamo, opset_version=18,
+                      **({"external_data": False} if dynamo else {}))
+    model = onnx.load(path)
+    check(model, {model.graph.input[0].name: x.numpy()}, tmp_path)
+
+
 def test_recurrent_activation_parameters_are_refused(tmp_path):
     model = recurrent_model("RNN", 3, 1, 2, 2, activations=["HardSigmoid"], activation_alpha=[0.3])
     with pytest.raises(sparsec.SparsecError, match=r"RNN_0.*RNN.*activation_alpha/activation_beta are not supported"):
@@ -272,6 +349,22 @@ def test_grid_sample_matches_onnxruntime(mode, padding_mode, align_corners, rng,
     check(model, feed, tmp_path)
 
 
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+def test_grid_sample_with_non_finite_coordinates(padding_mode, rng, tmp_path):
+    """inf is sampled as a far-away point (+-1e6, compared with onnxruntime there), NaN gives NaN; no crash."""
+    model = single_op_model("GridSample", [("x", [1, 2, 3, 4]), ("grid", [1, 2, 3, 2])], opset=17,
+                            attrs={"padding_mode": padding_mode})
+    grid = rng.uniform(-1, 1, (1, 2, 3, 2)).astype(np.float32)
+    grid[0, 0, 0, 0], grid[0, 1, 2, 1], grid[0, 1, 1, 0] = np.inf, -np.inf, np.nan
+    feed = {"x": rng.standard_normal((1, 2, 3, 4), dtype=np.float32), "grid": grid}
+    ours = sparsec.load(sparsec.compile(model, output=tmp_path / "m.spx").path).run(None, feed)[0]
+    assert np.isnan(ours[0, :, 1, 1]).all() and np.isfinite(np.delete(ours.reshape(2, 6), 4, axis=1)).all()
+    finite = np.nan_to_num(grid, nan=0.0, posinf=1e6, neginf=-1e6)  # what inf clamps to
+    ref = run_onnxruntime(model, {"x": feed["x"], "grid": finite})[0]
+    np.testing.assert_allclose(ours[0, :, 0, 0], ref[0, :, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(ours[0, :, 1, 2], ref[0, :, 1, 2], atol=1e-6)
+
+
 @pytest.mark.parametrize("size,align_corners", [([2, 3, 4, 5], 0), ([1, 1, 3, 2, 4], 1)])
 def test_affine_grid_matches_onnxruntime(size, align_corners, rng, tmp_path):
     dims = len(size) - 2
@@ -292,6 +385,14 @@ def test_layer_norm_mean_and_inv_std_dev_match_onnxruntime(rng, tmp_path):
     model = const_model("LayerNormalization", [2, 3, 4, 5], [("scale", scale)], {"axis": -2, "epsilon": 1e-3},
                         outputs=["y", "mean", "inv_std"])
     check(model, {"x": rng.standard_normal((2, 3, 4, 5), dtype=np.float32) + 1}, tmp_path)
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_rms_normalization_matches_onnxruntime(axis, rng, tmp_path):
+    scale = rng.standard_normal((3, 4, 5)[axis:] if axis > 0 else (5,), dtype=np.float32)
+    model = const_model("RMSNormalization", [2, 3, 4, 5], [("scale", scale)], {"axis": axis, "epsilon": 1e-3},
+                        opset=23)
+    check(model, {"x": rng.standard_normal((2, 3, 4, 5), dtype=np.float32)}, tmp_path)
 
 
 def test_lp_normalization_matches_onnxruntime(rng, tmp_path):

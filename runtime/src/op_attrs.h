@@ -452,6 +452,7 @@ struct PoolNdAttrs {
   const int64_t* dilations;  // [3]
   int64_t count_include_pad;
   int64_t p;
+  int64_t column_major;
 };
 inline PoolNdAttrs pool_nd_attrs(const Op& op) {
   PoolNdAttrs a;
@@ -469,6 +470,8 @@ inline PoolNdAttrs pool_nd_attrs(const Op& op) {
   a.count_include_pad = int64_t(*v);
   v += 1;
   a.p = int64_t(*v);
+  v += 1;
+  a.column_major = int64_t(*v);
   v += 1;
   return a;
 }

@@ -62,10 +62,10 @@ bool check_resample(const Op& op, Message* err) {
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
   const int64_t* taps = resample_attrs(op).taps;
-  SPX_REQUIRE(y.ndim == x.ndim, "output rank differs from input rank");
+  SPX_REQUIRE(y.ndim == x.ndim, "rank differs");
   size_t entries = 0;
   for (uint32_t a = 0; a < x.ndim; ++a) {
-    SPX_REQUIRE(taps[a] || y.dims[a] == x.dims[a], "axis %u is not resampled but changes size", a);
+    SPX_REQUIRE(taps[a] || y.dims[a] == x.dims[a], "axis %u changes size", a);
     entries += size_t(taps[a]) * size_t(y.dims[a]);
   }
   SPX_REQUIRE(op.in[1]->numel == entries && op.in[2]->numel == entries, "tables hold %zu entries, expected %zu",
@@ -144,7 +144,7 @@ bool check_pool_nd(const Op& op, Message* err) {
                 "output %s does not match input %s", shape_str(y).text, shape_str(x).text);
   }
   if (op.out.size() > 1 && op.out[1])
-    SPX_REQUIRE(a.kind == WindowKind::kMax && op.out[1]->numel == y.numel, "indices need max pooling and y's shape");
+    SPX_REQUIRE(a.kind == WindowKind::kMax && op.out[1]->numel == y.numel, "indices need MAX and y's shape");
   return true;
 }
 
@@ -186,7 +186,8 @@ bool run_pool_nd(const Op& op, uint8_t*, Message*) {
                 const float v = in[at];
                 switch (a.kind) {
                   case WindowKind::kMax:
-                    if (v > acc || best < 0) acc = v, best = at;
+                    if (v > acc || best < 0)  // 2-D column-major indices: w * H + h
+                      acc = v, best = a.column_major ? w * int64_t(vx.d[1]) + h : at;
                     break;
                   case WindowKind::kAverage: acc += v; break;
                   case WindowKind::kLp: acc += std::pow(std::fabs(v), p); break;
@@ -277,7 +278,7 @@ bool check_conv_nd(const Op& op, Message* err) {
   const Tensor& y = *op.out[0];
   const ConvNdAttrs a = conv_nd_attrs(op);
   SPX_REQUIRE(spatial_rank_ok(x) && y.ndim == x.ndim && w.ndim == x.ndim,
-              "expects [N, C, ...] input, output and weight with 1 to 3 spatial dims");
+              "expects x, w, y of rank 3 to 5");
   const Volume vx = volume_of(x), vy = volume_of(y), vw = volume_of(w);
   const size_t G = size_t(a.group);
   const bool transposed = a.transposed != 0;
@@ -286,7 +287,7 @@ bool check_conv_nd(const Op& op, Message* err) {
               "weight %s does not fit input %s, output %s with group %zu", shape_str(w).text, shape_str(x).text,
               shape_str(y).text, G);
   for (int i = 0; i < 3; ++i)
-    SPX_REQUIRE(int64_t(vw.d[i]) == a.kernel[i] && vy.d[i] >= 1, "kernel or output extent mismatch on axis %d", i);
+    SPX_REQUIRE(int64_t(vw.d[i]) == a.kernel[i] && vy.d[i] >= 1, "kernel/output mismatch on axis %d", i);
   if (const Tensor* bias = optional_input(op, 2)) SPX_REQUIRE(bias->numel == c_out, "bias size differs from output channels");
   return enough_scratch(op, conv_nd_scratch(op), err);
 }
@@ -384,7 +385,7 @@ void transpose_into(const float* m, size_t rows, size_t cols, float* out) {
 bool check_recurrent(const Op& op, Message* err) {
   const Tensor& x = *op.in[0];
   const RecurrentAttrs a = recurrent_attrs(op);
-  SPX_REQUIRE(x.ndim == 3 && op.in[1]->ndim == 3 && op.in[2]->ndim == 3, "expects rank-3 X, W and R");
+  SPX_REQUIRE(x.ndim == 3 && op.in[1]->ndim == 3 && op.in[2]->ndim == 3, "expects rank-3 x, w, r");
   const RecurrentShape s = recurrent_shape(op);
   SPX_REQUIRE(s.D == (a.direction == Direction::kBidirectional ? 2u : 1u), "W has %zu directions", s.D);
   SPX_REQUIRE(size_t(op.in[1]->dims[1]) == s.G * s.H && size_t(op.in[1]->dims[2]) == s.I &&
@@ -396,7 +397,7 @@ bool check_recurrent(const Op& op, Message* err) {
     if (const Tensor* t = optional_input(op, i))
       SPX_REQUIRE(t->numel == sizes[i - 3], "input %zu has %zu values, expected %zu", i, t->numel, sizes[i - 3]);
   SPX_REQUIRE(op.out[0]->numel == s.T * state && op.out[1]->numel == state && op.out[2]->numel == state,
-              "outputs do not fit the state size");
+              "outputs do not fit");
   return enough_scratch(op, recurrent_scratch(s), err);
 }
 
@@ -543,6 +544,8 @@ struct AxisTaps {
 };
 
 AxisTaps axis_taps(float coord, int64_t len, GridMode mode, GridPadding padding, bool align_corners) {
+  if (std::isnan(coord)) return AxisTaps{{0}, {coord}, 1};  // NaN in, NaN out
+  coord = std::min(std::max(coord, -1e6f), 1e6f);  // far outside stays outside; float -> int stays defined
   float v = align_corners ? (coord + 1) / 2 * float(len - 1) : ((coord + 1) * float(len) - 1) / 2;
   const float lo = align_corners ? 0.0f : -0.5f, hi = align_corners ? float(len - 1) : float(len) - 0.5f;
   if (mode == GridMode::kNearest) v = std::nearbyint(v);

@@ -350,9 +350,9 @@ OPS = (
            "concatenated over the resampled axes, in axis order); an index of -1 writes extrapolation_value"),
     Op(62, "PoolNd", X, (Slot("y"), Slot("indices", "I", optional=True)), {"T": ("float32",), "I": ("int64",)},
        (Attr("kind", enum="WindowKind"), spatial("kernel", 3), spatial("strides", 3), spatial("pads", 6, 0),
-        spatial("dilations", 3), flag("count_include_pad"), spatial("p", 1)),
+        spatial("dilations", 3), flag("count_include_pad"), spatial("p", 1), flag("column_major")),
        doc="1-D/2-D/3-D max/average/Lp pooling on [N, C, D, H, W] (fewer spatial dims: leading windows of 1); "
-           "pads begin then end; indices (max): flat index into x"),
+           "pads begin then end; indices (max): flat index into x (column_major, 2-D: plane offset + w * H + h)"),
     Op(63, "ConvNd", (Slot("x"), Slot("w"), Slot("bias", optional=True)), Y, F32,
        (flag("transposed"), spatial("group", 1), spatial("kernel", 3), spatial("strides", 3), spatial("pads", 3, 0),
         spatial("dilations", 3), *ACTIVATION), ACTIVATION_PARAMS,

@@ -173,13 +173,13 @@ def fused_activation(node: ir.Node) -> dict:
 
 
 def spatial_pads(node: ir.Node, in_hw, kernel, strides, dilations) -> list[int]:
-    """[top, left, bottom, right] with auto_pad resolved."""
+    """Begin pads then end pads ([top, left, bottom, right] in 2-D) with auto_pad resolved, any number of dims."""
     auto_pad = node.attributes.get_string("auto_pad", "NOTSET")
     if auto_pad in ("NOTSET", ""):
-        pads = node.attributes.get_ints("pads", [0, 0, 0, 0])
+        pads = node.attributes.get_ints("pads", [0] * 2 * len(in_hw))
         return [int(p) for p in pads]
     if auto_pad == "VALID":
-        return [0, 0, 0, 0]
+        return [0] * 2 * len(in_hw)
     begin, end = [], []
     for size, k, s, d in zip(in_hw, kernel, strides, dilations):
         total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)

@@ -13,7 +13,7 @@ from sparsec.contract.schema import (IM2COL_BAND_COLUMNS, Activation, BinaryOp, 
                                      PoolKind, RecurrentKind, ReduceKind, UnaryOp, WindowKind)
 from sparsec.lower import rules_nn
 from sparsec.lower.builder import (Builder, Unsupported, axis_of, const_input, fused_activation, input_at, numpy_dtype,
-                                   rank, static_shape)
+                                   rank, spatial_pads, static_shape)
 from sparsec.lower.rules_elementwise import reduce_algorithm
 from sparsec.passes.util import const_array
 
@@ -24,21 +24,9 @@ def _left3(values, fill: int) -> list[int]:
 
 
 def _nd_pads(node: ir.Node, in_sizes, kernel, strides, dilations) -> tuple[list[int], list[int]]:
-    """(begin, end) pads of a sliding-window op with auto_pad resolved, any number of spatial dims."""
-    n = len(in_sizes)
-    auto_pad = node.attributes.get_string("auto_pad", "NOTSET")
-    if auto_pad in ("NOTSET", ""):
-        pads = [int(p) for p in node.attributes.get_ints("pads", [0] * 2 * n)]
-        return pads[:n], pads[n:]
-    if auto_pad == "VALID":
-        return [0] * n, [0] * n
-    begin, end = [], []
-    for size, k, s, d in zip(in_sizes, kernel, strides, dilations):
-        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
-        small, large = total // 2, total - total // 2
-        begin.append(large if auto_pad == "SAME_LOWER" else small)
-        end.append(small if auto_pad == "SAME_LOWER" else large)
-    return begin, end
+    """(begin, end) pads of a sliding-window op with auto_pad resolved."""
+    pads = spatial_pads(node, in_sizes, kernel, strides, dilations)
+    return pads[:len(in_sizes)], pads[len(in_sizes):]
 
 
 def _output_or_temp(b: Builder, node: ir.Node, i: int, shape, name: str):
@@ -61,20 +49,24 @@ def _conv_nd_scratch(rows: int, positions: int, transposed_weight: int) -> int:
     return (rows * band + transposed_weight) * 4
 
 
+def _conv_geometry(node: ir.Node):
+    """Shapes of x, w, y and the kernel, strides, dilations and group of a 1-D to 3-D (transposed) convolution."""
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    shape_x, shape_w, shape_y = static_shape(x), static_shape(w), static_shape(y)
+    if not 3 <= len(shape_x) <= 5:
+        raise Unsupported(f"{node.op_type} needs 1 to 3 spatial dims (input rank {len(shape_x)})")
+    n = len(shape_x) - 2
+    return (shape_x, shape_w, shape_y, list(shape_w[2:]), node.attributes.get_ints("strides", [1] * n),
+            node.attributes.get_ints("dilations", [1] * n), node.attributes.get_int("group", 1))
+
+
 def conv(b: Builder, node: ir.Node) -> None:
     """2-D Conv keeps its tuned algorithms; 1-D and 3-D run as ConvNd (im2col + GEMM)."""
     if rank(node.inputs[0]) == 4:
         rules_nn.conv(b, node)
         return
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    shape_x, shape_w, shape_y = static_shape(x), static_shape(w), static_shape(y)
-    if not 3 <= len(shape_x) <= 5:
-        raise Unsupported(f"convolution needs 1 to 3 spatial dims (input rank {len(shape_x)})")
-    n = len(shape_x) - 2
-    kernel = list(shape_w[2:])
-    strides = node.attributes.get_ints("strides", [1] * n)
-    dilations = node.attributes.get_ints("dilations", [1] * n)
-    group = node.attributes.get_int("group", 1)
+    shape_x, shape_w, shape_y, kernel, strides, dilations, group = _conv_geometry(node)
     if group < 1 or shape_x[1] != shape_w[1] * group or shape_w[0] % group:
         raise Unsupported(f"weight {list(shape_w)} does not fit input {list(shape_x)} with group {group}")
     begin, end = _nd_pads(node, shape_x[2:], kernel, strides, dilations)
@@ -85,18 +77,37 @@ def conv(b: Builder, node: ir.Node) -> None:
            _conv_nd_scratch(rows, int(np.prod(shape_y[2:])), 0))
 
 
+def causal_conv_with_state(b: Builder, node: ir.Node) -> None:
+    """padded = [past_state or zeros, input] along time; output = act(depthwise conv(padded) + bias); present_state
+    = the last k-1 steps of padded (the operator's ONNX function body)."""
+    _float_only(node)
+    x, w = node.inputs[0], node.inputs[1]
+    (batch, channels, length), k = static_shape(x), static_shape(w)[2]
+    if k < 2:
+        raise Unsupported("kernel size 1 leaves an empty state, which sparsec does not hold")
+    activation = {"none": Activation.NONE, "silu": Activation.SILU, "swish": Activation.SILU}.get(
+        node.attributes.get_string("activation", "none"))
+    if activation is None:
+        raise Unsupported(f"activation '{node.attributes.get_string('activation')}' is not supported")
+    past = input_at(node, 3)
+    if past is None or not past.name:
+        past = b.constant(np.zeros((batch, channels, k - 1), np.float32), f"{b.label}/zero_state")
+    padded = b.temp((batch, channels, length + k - 1), np.float32, f"{b.label}/padded")
+    b.emit("Concat", [past, x], [padded], {"axis": 2})
+    b.emit("ConvNd", [padded, w, input_at(node, 2)], [node.outputs[0]],
+           {"transposed": 0, "group": channels, "kernel": [1, 1, k], "strides": [1, 1, 1], "pads": [0, 0, 0],
+            "dilations": [1, 1, 1], "activation": activation, "act_alpha": 0.0, "act_beta": 0.0},
+           _conv_nd_scratch(k, length, 0))
+    if _reads_output(node, 1):
+        b.emit("Slice", [padded], [node.outputs[1]], {"starts": [0, 0, length], "steps": [1, 1, 1]})
+
+
 def conv_transpose(b: Builder, node: ir.Node) -> None:
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
     _float_only(node)
-    shape_x, shape_w, shape_y = static_shape(x), static_shape(w), static_shape(y)
-    if not 3 <= len(shape_x) <= 5:
-        raise Unsupported(f"ConvTranspose needs 1 to 3 spatial dims (input rank {len(shape_x)})")
-    n = len(shape_x) - 2
-    kernel = list(shape_w[2:])
-    strides = node.attributes.get_ints("strides", [1] * n)
-    dilations = node.attributes.get_ints("dilations", [1] * n)
+    shape_x, shape_w, shape_y, kernel, strides, dilations, group = _conv_geometry(node)
+    n = len(kernel)
     output_padding = node.attributes.get_ints("output_padding", [0] * n)
-    group = node.attributes.get_int("group", 1)
     if group < 1 or shape_x[1] != shape_w[0] or shape_w[0] % group or shape_y[1] != shape_w[1] * group:
         raise Unsupported(f"weight {list(shape_w)} does not fit input {list(shape_x)} with group {group}")
     auto_pad = node.attributes.get_string("auto_pad", "NOTSET")
@@ -146,8 +157,9 @@ def pool(b: Builder, node: ir.Node) -> None:
         strides = node.attributes.get_ints("strides", [1] * n)
         dilations = node.attributes.get_ints("dilations", [1] * n)
         begin, end = _nd_pads(node, shape[2:], kernel, strides, dilations)
-    if with_indices and node.attributes.get_int("storage_order", 0):
-        raise Unsupported("MaxPool Indices in column-major order (storage_order=1) are not supported")
+    column_major = with_indices and node.attributes.get_int("storage_order", 0)
+    if column_major and n != 2:
+        raise Unsupported("MaxPool Indices in column-major order (storage_order=1) need 2 spatial dims")
     out_sizes = static_shape(node.outputs[0])[2:]
     for i in range(n):
         if (out_sizes[i] - 1) * strides[i] - begin[i] >= shape[2 + i]:
@@ -158,7 +170,8 @@ def pool(b: Builder, node: ir.Node) -> None:
     b.emit("PoolNd", [x], outputs,
            {"kind": kind, "kernel": _left3(kernel, 1), "strides": _left3(strides, 1),
             "pads": _left3(begin, 0) + _left3(end, 0), "dilations": _left3(dilations, 1),
-            "count_include_pad": node.attributes.get_int("count_include_pad", 0), "p": node.attributes.get_int("p", 2)})
+            "count_include_pad": node.attributes.get_int("count_include_pad", 0), "p": node.attributes.get_int("p", 2),
+            "column_major": column_major})
 
 
 def max_unpool(b: Builder, node: ir.Node) -> None:
@@ -458,6 +471,54 @@ def affine_grid(b: Builder, node: ir.Node) -> None:
     b.emit("Copy", [flat], [grid])
 
 
+def deform_conv(b: Builder, node: ir.Node) -> None:
+    """2-D DeformConv as GridSample (bilinear, zeros outside) at the offset taps, times the mask, then a MatMul with
+    the weight: the sampling grid is offset (dx, dy) * 2/size + the taps' normalised positions."""
+    _float_only(node)
+    x, w, offset, y = node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0]
+    (n, c, h, wd), shape_w, shape_y = static_shape(x), static_shape(w), static_shape(y)
+    if len(shape_w) != 4 or node.attributes.get_int("group", 1) != 1 or node.attributes.get_int("offset_group", 1) != 1:
+        raise Unsupported("only 2-D DeformConv with group = offset_group = 1 is supported")
+    m, kh, kw = shape_w[0], shape_w[2], shape_w[3]
+    oh, ow, k = shape_y[2], shape_y[3], shape_w[2] * shape_w[3]
+    sh, sw = node.attributes.get_ints("strides", [1, 1])
+    dh, dw = node.attributes.get_ints("dilations", [1, 1])
+    pt, pl = node.attributes.get_ints("pads", [0, 0, 0, 0])[:2]
+    rows, cols = np.meshgrid(np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")  # tap offsets, [kh, kw]
+    tap_y = rows.reshape(k, 1, 1) + (np.arange(oh) * sh - pt).reshape(1, oh, 1) + np.zeros((1, 1, ow))
+    tap_x = cols.reshape(k, 1, 1) + (np.arange(ow) * sw - pl).reshape(1, 1, ow) + np.zeros((1, oh, 1))
+    scale = np.array([2 / wd, 2 / h])  # pixel p -> GridSample's coordinate (2p + 1) / size - 1 (align_corners=0)
+    base = np.stack([tap_x, tap_y], axis=-1) * scale + (1 / np.array([wd, h]) - 1)
+    pairs = b.reshaped(offset, (n, k, 2, oh, ow), f"{b.label}/offset_pairs")
+    yx = b.temp((n, k, oh, ow, 2), np.float32, f"{b.label}/offset_yx")
+    b.emit("Transpose", [pairs], [yx], {"perm": [0, 1, 3, 4, 2]})
+    xy = b.temp((n, k, oh, ow, 2), np.float32, f"{b.label}/offset_xy")
+    b.emit("Slice", [yx], [xy], {"starts": [0, 0, 0, 0, 1], "steps": [1, 1, 1, 1, -1]})
+    scaled = _binary(b, BinaryOp.MUL, xy, b.constant(scale.astype(np.float32), f"{b.label}/scale"), (n, k, oh, ow, 2),
+                     "offset_scaled")
+    grid = b.temp((n, k * oh, ow, 2), np.float32, f"{b.label}/grid")
+    summed = _binary(b, BinaryOp.ADD, scaled, b.constant(base.astype(np.float32), f"{b.label}/taps"),
+                     (n, k, oh, ow, 2), "grid5")
+    b.emit("Copy", [summed], [grid])
+    sampled = b.temp((n, c, k * oh, ow), np.float32, f"{b.label}/sampled")
+    b.emit("GridSample", [x, grid], [sampled], {"mode": GridMode.BILINEAR, "padding": GridPadding.ZEROS,
+                                               "align_corners": 0})
+    mask = input_at(node, 4)
+    if mask is not None and mask.name:
+        sampled = _binary(b, BinaryOp.MUL, sampled, b.reshaped(mask, (n, 1, k * oh, ow), f"{b.label}/mask"),
+                          (n, c, k * oh, ow), "masked")
+    columns = b.temp((n, c * k, oh * ow), np.float32, f"{b.label}/columns")
+    b.emit("Copy", [sampled], [columns])
+    product = b.temp((n, m, oh * ow), np.float32, f"{b.label}/product")
+    b.emit("MatMul", [b.reshaped(w, (m, c * k), f"{b.label}/w2d"), columns, None], [product],
+           {"activation": Activation.NONE})
+    bias = input_at(node, 3)
+    if bias is not None and bias.name:
+        product = _binary(b, BinaryOp.ADD, product, b.reshaped(bias, (m, 1), f"{b.label}/bias"), (n, m, oh * ow),
+                          "biased")
+    b.emit("Copy", [product], [y])
+
+
 def center_crop_pad(b: Builder, node: ir.Node) -> None:
     x, y = node.inputs[0], node.outputs[0]
     shape_x = static_shape(x)
@@ -518,6 +579,22 @@ def layer_norm(b: Builder, node: ir.Node) -> None:
         eps = b.constant(np.array(node.attributes.get_float("epsilon", 1e-5), np.float32), f"{b.label}/epsilon")
         std = _unary(b, UnaryOp.SQRT, _binary(b, BinaryOp.ADD, var, eps, stat_shape, "var_eps"), stat_shape, "std")
         b.emit("Unary", [std], [node.outputs[2]], {"op": UnaryOp.RECIPROCAL})
+
+
+def rms_normalization(b: Builder, node: ir.Node) -> None:
+    """Y = X / sqrt(mean(X^2 over axes [axis, rank)) + epsilon) * scale, the operator's ONNX function body."""
+    _float_only(node)
+    x = node.inputs[0]
+    shape = static_shape(x)
+    axes = set(range(axis_of(node.attributes.get_int("axis", -1), len(shape)), len(shape)))
+    stat_shape = tuple(1 if i in axes else d for i, d in enumerate(shape))
+    mean_square = _reduce(b, ReduceKind.MEAN, _binary(b, BinaryOp.MUL, x, x, shape, "square"), shape, axes,
+                          "mean_square")
+    eps = b.constant(np.array(node.attributes.get_float("epsilon", 1e-5), np.float32), f"{b.label}/epsilon")
+    rms = _unary(b, UnaryOp.SQRT, _binary(b, BinaryOp.ADD, mean_square, eps, stat_shape, "mean_square_eps"),
+                 stat_shape, "rms")
+    normalized = _binary(b, BinaryOp.DIV, x, rms, shape, "normalized")
+    b.emit("Binary", [normalized, node.inputs[1]], [node.outputs[0]], {"op": BinaryOp.MUL, "activation": Activation.NONE})
 
 
 def lp_normalization(b: Builder, node: ir.Node) -> None:
@@ -632,10 +709,10 @@ def gemm(b: Builder, node: ir.Node) -> None:
 OVERRIDES = ("Conv", "FusedConv", "Gemm", "FusedGemm", "MaxPool", "AveragePool", "LayerNormalization",
              "BatchNormalization", "InstanceNormalization", "GroupNormalization")
 RULES = {
-    "Conv": conv, "FusedConv": conv, "ConvTranspose": conv_transpose,
+    "Conv": conv, "FusedConv": conv, "ConvTranspose": conv_transpose, "CausalConvWithState": causal_conv_with_state,
     "MaxPool": pool, "AveragePool": pool, "LpPool": pool, "GlobalLpPool": pool, "MaxUnpool": max_unpool,
     "LRN": lrn, "Resize": resize, "Upsample": resize, "RNN": recurrent, "GRU": recurrent, "LSTM": recurrent,
-    "GridSample": grid_sample, "AffineGrid": affine_grid, "CenterCropPad": center_crop_pad,
-    "LayerNormalization": layer_norm, "LpNormalization": lp_normalization, "BatchNormalization": batch_norm,
+    "GridSample": grid_sample, "AffineGrid": affine_grid, "DeformConv": deform_conv, "CenterCropPad": center_crop_pad,
+    "LayerNormalization": layer_norm, "LpNormalization": lp_normalization, "RMSNormalization": rms_normalization, "BatchNormalization": batch_norm,
     "InstanceNormalization": group_norm, "GroupNormalization": group_norm, "Gemm": gemm, "FusedGemm": gemm,
 }
