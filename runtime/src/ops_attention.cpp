@@ -155,7 +155,8 @@ bool run_attention(const Op& op, uint8_t* scratch, Message*) {
   float* scores = kt + D * Skv;
   const float s2 = a.scale_sqrt * a.scale_sqrt;  // (q*s).(k*s) as q.(k*s*s)
   for (int64_t b = 0; b < q.batch; ++b) {
-    const int64_t valid = nonpad ? nonpad->as<int64_t>()[b] : Skv;
+    // Clamped so that any run-time value compares like itself without overflowing (windows are < 2^32).
+    const int64_t valid = nonpad ? std::min(std::max(nonpad->as<int64_t>()[b], -(int64_t(1) << 40)), int64_t(1) << 40) : Skv;
     const int64_t offset = nonpad ? valid - q.seq : a.past_len;  // bottom-right aligned causal frontier
     for (int64_t kvh = 0; kvh < a.kv_heads; ++kvh) {
       const float* keys = op.in[1]->f32() + k.at(b, kvh, 0);
@@ -346,13 +347,15 @@ bool run_tensor_scatter(const Op& op, uint8_t*, Message* err) {
   uint8_t* out = op.out[0]->data;
   if (out != cache.data) std::memmove(out, cache.data, cache.nbytes);
   for (size_t o = 0; o < outer; ++o) {
-    const int64_t start = w ? w->as<const int64_t>()[o / per_batch] : 0;
+    const int64_t given = w ? w->as<const int64_t>()[o / per_batch] : 0;
+    // Reduced first so that start + s cannot overflow: modulo the length (circular), else into [-2L, 2L].
+    const int64_t start = a.circular ? given % extent : std::min(std::max(given, -2 * extent), 2 * extent);
     for (int64_t s = 0; s < seq; ++s) {
       int64_t k = start + s;
-      if (a.circular) k = ((k % extent) + extent) % extent;
-      else if (k < 0) k += extent;  // numpy's negative index, as the onnx reference
+      if (a.circular) k %= extent;
+      if (k < 0) k += extent;  // circular: Python's modulo; linear: numpy's negative index, as the onnx reference
       SPX_REQUIRE(k >= 0 && k < extent, "write index %lld + %lld is outside the cache length %lld",
-                  static_cast<long long>(start), static_cast<long long>(s), static_cast<long long>(extent));
+                  static_cast<long long>(given), static_cast<long long>(s), static_cast<long long>(extent));
       std::memcpy(out + (o * size_t(extent) + size_t(k)) * row, update.data + (o * size_t(seq) + size_t(s)) * row, row);
     }
   }
