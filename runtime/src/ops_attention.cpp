@@ -282,8 +282,10 @@ bool run_linear_attention(const Op& op, uint8_t* scratch, Message*) {
   const Tensor* beta = optional_input(op, 5);
   const size_t n_state = op.out[1]->numel;
   for (size_t i = 0; i < n_state; ++i) state[i] = past ? past->f32()[i] : 0.0f;
-  const size_t decay_per = decay ? decay->numel / size_t(q.batch * q.seq * Hkv) : 0;  // 1 or Dk per head
-  const size_t beta_heads = beta ? beta->numel / size_t(q.batch * q.seq) : 0;  // kv_heads or 1
+  const size_t steps = size_t(q.batch * q.seq);
+  if (steps == 0) return true;  // the state is past_state (or zeros)
+  const size_t decay_per = decay ? decay->numel / (steps * size_t(Hkv)) : 0;  // 1 or Dk per head
+  const size_t beta_heads = beta ? beta->numel / steps : 0;  // kv_heads or 1
   float* delta = reinterpret_cast<float*>(scratch);
   for (int64_t t = 0; t < q.seq; ++t)
     for (int64_t b = 0; b < q.batch; ++b)
@@ -346,6 +348,7 @@ bool run_tensor_scatter(const Op& op, uint8_t*, Message* err) {
   const int64_t extent = cache.dims[axis], seq = update.dims[axis];
   uint8_t* out = op.out[0]->data;
   if (out != cache.data) std::memmove(out, cache.data, cache.nbytes);
+  if (update.numel == 0) return true;
   for (size_t o = 0; o < outer; ++o) {
     const int64_t given = w ? w->as<const int64_t>()[o / per_batch] : 0;
     // Reduced first so that start + s cannot overflow: modulo the length (circular), else into [-2L, 2L].
