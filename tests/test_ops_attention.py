@@ -157,10 +157,11 @@ def test_attention_raw_scores_with_softcap_are_refused(rng, tmp_path):
 
 
 @pytest.mark.parametrize("causal", [0, 1])
-def test_attention_nonpad_kv_seqlen(causal, rng, tmp_path):
+@pytest.mark.parametrize("lengths", [[5, 7], [-(2 ** 62), 2 ** 62]])
+def test_attention_nonpad_kv_seqlen(causal, lengths, rng, tmp_path):
     """opset 24's external cache: keys at or past nonpad_kv_seqlen[b] are masked; causal is aligned to it."""
     feed = qkv(rng, 4, sq=2, skv=7)
-    feed["nonpad_kv_seqlen"] = np.array([5, 7], np.int64)
+    feed["nonpad_kv_seqlen"] = np.array(lengths, np.int64)
     model = node_model("Attention", feed, ["Q", "K", "V", "", "", "", "nonpad_kv_seqlen"], ["Y"], 24,
                        is_causal=causal)
     check(model, feed, tmp_path, REF)
@@ -286,7 +287,8 @@ def test_swiglu_and_swish(alpha, rng, tmp_path):
     check(node_model("Swish", one, ["a"], ["y"], 24, alpha=alpha), one, tmp_path / "swish", ORT)
 
 
-@pytest.mark.parametrize("mode, indices", [("linear", [0, 3]), ("circular", [5, -2]), ("linear", [-3, 1])])
+@pytest.mark.parametrize("mode, indices", [("linear", [0, 3]), ("circular", [5, -2]), ("linear", [-3, 1]),
+                                           ("circular", [2 ** 62 + 1, -(2 ** 62)])])
 def test_tensor_scatter(mode, indices, rng, tmp_path):
     feed = {"cache": randn(rng, 2, 3, 6, 4), "update": randn(rng, 2, 3, 2, 4),
             "idx": np.array(indices, np.int64)}

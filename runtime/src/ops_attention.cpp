@@ -72,8 +72,43 @@ struct Mask {
   }
 };
 
-// One row of logits and the scaled query row; the compiler's attention_scratch_bytes mirrors it.
-size_t attention_scratch(int64_t kv_seq, int64_t head_dim) { return size_t(kv_seq + head_dim) * sizeof(float); }
+constexpr int64_t kQueryBlock = 64;  // query rows scored per f32_gemm call
+
+// K^T of one kv head, pre-scaled, and a block of score rows; the compiler's attention_scratch_bytes mirrors it.
+size_t attention_scratch(int64_t q_seq, int64_t kv_seq, int64_t head_dim) {
+  return size_t((head_dim + std::min(q_seq, kQueryBlock)) * kv_seq) * sizeof(float);
+}
+
+// One score row in place: softcap, the additive bias (mask, causal/window frontier, padding), softmax with the
+// onnx reference's fully-masked-row guard (a row whose bias is all -inf gives 0); qk_out takes the qk_mode stage.
+void softmax_row(const AttentionAttrs& a, const Mask& mask, size_t mrow, int64_t i, int64_t offset, int64_t valid,
+                 bool padded, float* row, int64_t n, float* qk_out) {
+  bool all_masked = true;
+  float m = kNegInf;
+  for (int64_t j = 0; j < n; ++j) {
+    float bias = mask.t ? mask.bias(mrow, j) : 0.0f;
+    const int64_t diff = i + offset - j;
+    if (a.causal && diff < 0) bias += kNegInf;
+    if ((a.left_window >= 0 && diff > a.left_window) || (a.right_window >= 0 && -diff > a.right_window))
+      bias += kNegInf;
+    if (padded && j >= valid) bias += kNegInf;
+    all_masked = all_masked && bias == kNegInf;
+    float x = row[j];
+    if (a.softcap > 0.0f) x = std::tanh(x / a.softcap) * a.softcap;
+    if (qk_out && a.qk_mode < 2) qk_out[j] = x;
+    x += bias;
+    if (qk_out && a.qk_mode == 2) qk_out[j] = x;
+    row[j] = x;
+    m = std::max(m, x);
+  }
+  if (m == kNegInf) m = 0.0f;  // an all -inf row sums to 0: zeros, not NaN
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) sum += (row[j] = std::exp(row[j] - m));
+  if (sum == 0.0) sum = 1.0;
+  for (int64_t j = 0; j < n; ++j) row[j] = all_masked ? 0.0f : float(row[j] / sum);
+  if (qk_out && a.qk_mode == 3)
+    for (int64_t j = 0; j < n; ++j) qk_out[j] = row[j];
+}
 
 }  // namespace
 
@@ -102,7 +137,7 @@ bool check_attention(const Op& op, Message* err) {
                     s.dims[2] == q.seq && s.dims[3] == k.seq,
                 "the scores output must be [B, q_heads, Sq, Skv]");
   }
-  SPX_REQUIRE(op.scratch_bytes >= attention_scratch(k.seq, q.dim), "scratch too small");
+  SPX_REQUIRE(op.scratch_bytes >= attention_scratch(q.seq, k.seq, q.dim), "scratch too small");
   return true;
 }
 
@@ -114,55 +149,33 @@ bool run_attention(const Op& op, uint8_t* scratch, Message*) {
   Mask mask;
   mask.init(optional_input(op, 3), q.batch, q.heads, q.seq, k.seq);
   const Tensor* nonpad = optional_input(op, 4);
-  float* scores_out = op.out.size() > 1 ? op.out[1]->f32() : nullptr;
-  float* logits = reinterpret_cast<float*>(scratch);
-  float* qs = logits + k.seq;
-  const int64_t group = a.q_heads / a.kv_heads, Skv = k.seq;
-  const float s = a.scale_sqrt;
+  float* qk_out = op.out.size() > 1 ? op.out[1]->f32() : nullptr;
+  const int64_t group = a.q_heads / a.kv_heads, Skv = k.seq, D = q.dim;
+  float* kt = reinterpret_cast<float*>(scratch);
+  float* scores = kt + D * Skv;
+  const float s2 = a.scale_sqrt * a.scale_sqrt;  // (q*s).(k*s) as q.(k*s*s)
   for (int64_t b = 0; b < q.batch; ++b) {
-    const int64_t valid = nonpad ? nonpad->as<int64_t>()[b] : Skv;
+    // Clamped so that any run-time value compares like itself without overflowing (windows are < 2^32).
+    const int64_t valid = nonpad ? std::min(std::max(nonpad->as<int64_t>()[b], -(int64_t(1) << 40)), int64_t(1) << 40) : Skv;
     const int64_t offset = nonpad ? valid - q.seq : a.past_len;  // bottom-right aligned causal frontier
-    for (int64_t h = 0; h < q.heads; ++h) {
-      const int64_t kvh = h / group;
-      for (int64_t i = 0; i < q.seq; ++i) {
-        const float* qrow = op.in[0]->f32() + q.at(b, h, i);
-        for (int64_t d = 0; d < q.dim; ++d) qs[d] = qrow[d] * s;
-        const size_t mrow = size_t(b) * mask.stride[0] + size_t(h) * mask.stride[1] + size_t(i) * mask.stride[2];
-        float* srow = scores_out ? scores_out + ((size_t(b) * q.heads + h) * q.seq + i) * Skv : nullptr;
-        bool all_masked = true;
-        float m = kNegInf;
-        for (int64_t j = 0; j < Skv; ++j) {
-          float bias = mask.t ? mask.bias(mrow, j) : 0.0f;
-          const int64_t diff = i + offset - j;
-          if (a.causal && diff < 0) bias += kNegInf;
-          if ((a.left_window >= 0 && diff > a.left_window) || (a.right_window >= 0 && -diff > a.right_window))
-            bias += kNegInf;
-          if (nonpad && j >= valid) bias += kNegInf;
-          all_masked = all_masked && bias == kNegInf;
-          float x = dot(qs, op.in[1]->f32() + k.at(b, kvh, j), size_t(q.dim)) * s;
-          if (a.softcap > 0.0f) x = std::tanh(x / a.softcap) * a.softcap;
-          if (srow && a.qk_mode < 2) srow[j] = x;
-          x += bias;
-          if (srow && a.qk_mode == 2) srow[j] = x;
-          logits[j] = x;
-          m = std::max(m, x);
+    for (int64_t kvh = 0; kvh < a.kv_heads; ++kvh) {
+      const float* keys = op.in[1]->f32() + k.at(b, kvh, 0);
+      for (int64_t j = 0; j < Skv; ++j)
+        for (int64_t d = 0; d < D; ++d) kt[d * Skv + j] = keys[size_t(j) * k.ss + size_t(d)] * s2;
+      for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h)
+        for (int64_t i0 = 0; i0 < q.seq; i0 += kQueryBlock) {
+          const size_t rows = size_t(std::min(kQueryBlock, q.seq - i0));
+          f32_gemm({rows, size_t(Skv), size_t(D), op.in[0]->f32() + q.at(b, h, i0), q.ss, kt, size_t(Skv), scores,
+                    size_t(Skv), nullptr, BiasMode::kNone, ActParams{}});
+          for (size_t r = 0; r < rows; ++r) {
+            const int64_t i = i0 + int64_t(r);
+            const size_t mrow = size_t(b) * mask.stride[0] + size_t(h) * mask.stride[1] + size_t(i) * mask.stride[2];
+            softmax_row(a, mask, mrow, i, offset, valid, nonpad != nullptr, scores + r * size_t(Skv), Skv,
+                        qk_out ? qk_out + ((size_t(b) * q.heads + h) * q.seq + i) * Skv : nullptr);
+          }
+          f32_gemm({rows, size_t(y.dim), size_t(Skv), scores, size_t(Skv), op.in[2]->f32() + v.at(b, kvh, 0), v.ss,
+                    op.out[0]->f32() + y.at(b, h, i0), y.ss, nullptr, BiasMode::kNone, ActParams{}});
         }
-        // Softmax summed and divided in double; an all -inf row sums to 0 and gives zeros.
-        if (m == kNegInf) m = 0.0f;
-        double sum = 0.0;
-        for (int64_t j = 0; j < Skv; ++j) sum += (logits[j] = std::exp(logits[j] - m));
-        if (sum == 0.0) sum = 1.0;
-        for (int64_t j = 0; j < Skv; ++j) logits[j] = all_masked ? 0.0f : float(logits[j] / sum);
-        if (srow && a.qk_mode == 3)
-          for (int64_t j = 0; j < Skv; ++j) srow[j] = logits[j];
-        float* out = op.out[0]->f32() + y.at(b, h, i);
-        for (int64_t d = 0; d < y.dim; ++d) out[d] = 0.0f;
-        for (int64_t j = 0; j < Skv; ++j) {
-          const float p = logits[j];
-          const float* vrow = op.in[2]->f32() + v.at(b, kvh, j);
-          for (int64_t d = 0; d < y.dim; ++d) out[d] += p * vrow[d];
-        }
-      }
     }
   }
   return true;
@@ -269,8 +282,10 @@ bool run_linear_attention(const Op& op, uint8_t* scratch, Message*) {
   const Tensor* beta = optional_input(op, 5);
   const size_t n_state = op.out[1]->numel;
   for (size_t i = 0; i < n_state; ++i) state[i] = past ? past->f32()[i] : 0.0f;
-  const size_t decay_per = decay ? decay->numel / size_t(q.batch * q.seq * Hkv) : 0;  // 1 or Dk per head
-  const size_t beta_heads = beta ? beta->numel / size_t(q.batch * q.seq) : 0;  // kv_heads or 1
+  const size_t steps = size_t(q.batch * q.seq);
+  if (steps == 0) return true;  // the state is past_state (or zeros)
+  const size_t decay_per = decay ? decay->numel / (steps * size_t(Hkv)) : 0;  // 1 or Dk per head
+  const size_t beta_heads = beta ? beta->numel / steps : 0;  // kv_heads or 1
   float* delta = reinterpret_cast<float*>(scratch);
   for (int64_t t = 0; t < q.seq; ++t)
     for (int64_t b = 0; b < q.batch; ++b)
@@ -333,14 +348,17 @@ bool run_tensor_scatter(const Op& op, uint8_t*, Message* err) {
   const int64_t extent = cache.dims[axis], seq = update.dims[axis];
   uint8_t* out = op.out[0]->data;
   if (out != cache.data) std::memmove(out, cache.data, cache.nbytes);
+  if (update.numel == 0) return true;
   for (size_t o = 0; o < outer; ++o) {
-    const int64_t start = w ? w->as<const int64_t>()[o / per_batch] : 0;
+    const int64_t given = w ? w->as<const int64_t>()[o / per_batch] : 0;
+    // Reduced first so that start + s cannot overflow: modulo the length (circular), else into [-2L, 2L].
+    const int64_t start = a.circular ? given % extent : std::min(std::max(given, -2 * extent), 2 * extent);
     for (int64_t s = 0; s < seq; ++s) {
       int64_t k = start + s;
-      if (a.circular) k = ((k % extent) + extent) % extent;
-      else if (k < 0) k += extent;  // numpy's negative index, as the onnx reference
+      if (a.circular) k %= extent;
+      if (k < 0) k += extent;  // circular: Python's modulo; linear: numpy's negative index, as the onnx reference
       SPX_REQUIRE(k >= 0 && k < extent, "write index %lld + %lld is outside the cache length %lld",
-                  static_cast<long long>(start), static_cast<long long>(s), static_cast<long long>(extent));
+                  static_cast<long long>(given), static_cast<long long>(s), static_cast<long long>(extent));
       std::memcpy(out + (o * size_t(extent) + size_t(k)) * row, update.data + (o * size_t(seq) + size_t(s)) * row, row);
     }
   }

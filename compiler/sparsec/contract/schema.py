@@ -379,7 +379,7 @@ OPS = (
        {"T": ("float32",), "M": ("float32", "bool"), "I": ("int64",)},
        (Attr("q_heads", low=1), Attr("kv_heads", low=1), flag("causal"), Attr("past_len", low=0),
         Attr("left_window", low=-1), Attr("right_window", low=-1), Attr("qk_mode", low=0, high=3)),
-       ("scale_sqrt", "softcap"), variadic_outputs=True,
+       ("scale_sqrt", "softcap"), variadic_outputs=True, kernels={"*": "f32_gemm"},
        doc="softmax((q*s)(k*s)^T softcapped + mask/causal/window/padding bias) v per head; rank 3 = [B, S, heads*D], "
            "rank 4 = [B, heads, S, D]; GQA maps q head h to kv head h / (q_heads / kv_heads); mask columns past its "
            "width are masked; a row whose bias is all -inf gives 0; an optional 2nd output [B, Hq, Sq, Skv] takes "

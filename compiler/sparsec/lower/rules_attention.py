@@ -16,9 +16,12 @@ _HEADS_PERM = [0, 2, 1, 3]  # [B, S, H, D] <-> [B, H, S, D]
 _SOFTMAX_PRECISIONS = (0, ir.DataType.FLOAT.value, ir.DataType.DOUBLE.value)
 
 
-def attention_scratch_bytes(kv_seq: int, head_dim: int) -> int:
-    """Scratch of the Attention op: one row of logits and the scaled query row (ops_attention.cpp)."""
-    return (kv_seq + head_dim) * 4
+ATTENTION_QUERY_BLOCK = 64  # ops_attention.cpp kQueryBlock
+
+
+def attention_scratch_bytes(q_seq: int, kv_seq: int, head_dim: int) -> int:
+    """Scratch of the Attention op: K^T of one kv head and a block of score rows (ops_attention.cpp)."""
+    return (head_dim + min(q_seq, ATTENTION_QUERY_BLOCK)) * kv_seq * 4
 
 
 def _read(value: ir.Value | None) -> bool:
@@ -119,7 +122,7 @@ def attention(b: Builder, node: ir.Node) -> None:
            {"q_heads": hq, "kv_heads": hkv, "causal": a.get_int("is_causal", 0), "past_len": past_len,
             "left_window": left, "right_window": right, "qk_mode": mode,
             "scale_sqrt": float(np.float32(np.sqrt(scale))), "softcap": softcap},
-           attention_scratch_bytes(total_kv, d))
+           attention_scratch_bytes(sq, total_kv, d))
 
 
 def rms_normalization(b: Builder, node: ir.Node) -> None:
