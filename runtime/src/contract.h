@@ -75,7 +75,7 @@ enum class OpCode : uint32_t {
   kBitCast = 40,  // the same bytes read as another dtype of the same size
   kDynamicSlice = 41,  // ONNX Slice with run-time starts/ends/axes/steps; the result must have the output's shape
   kResample = 60,  // separable resampling: per axis with taps > 0, y[o] = sum_k weights[o,k] * x[indices[o,k]] (tables concatenated over the resampled axes, in axis order); an index of -1 writes extrapolation_value
-  kPoolNd = 62,  // 1-D/2-D/3-D max/average/Lp pooling on [N, C, D, H, W] (fewer spatial dims: leading windows of 1); pads begin then end; indices (max): flat index into x
+  kPoolNd = 62,  // 1-D/2-D/3-D max/average/Lp pooling on [N, C, D, H, W] (fewer spatial dims: leading windows of 1); pads begin then end; indices (max): flat index into x (column_major, 2-D: plane offset + w * H + h)
   kConvNd = 63,  // 1-D/2-D/3-D convolution (im2col + GEMM) or transposed convolution (GEMM + col2im) on [N, C, D, H, W]; w [M, C/group, k...] (transposed: [C, M/group, k...]); pads: begin (the end follows from y)
   kRecurrent = 64,  // ONNX RNN/GRU/LSTM (gates iofc / zrh); activations f, g, h; clip <= 0: none; y_c unused but for LSTM
   kGridSample = 65,  // 2-D/3-D GridSample; grid [N, oh, ow, 2] (x, y) or [N, od, oh, ow, 3] in [-1, 1]
@@ -246,6 +246,7 @@ constexpr AttrMeta kAttrMeta[] = {
     {"dilations", 3, 1, 65536},  // PoolNd
     {"count_include_pad", 1, 0, 1},  // PoolNd
     {"p", 1, 1, 65536},  // PoolNd
+    {"column_major", 1, 0, 1},  // PoolNd
     {"transposed", 1, 0, 1},  // ConvNd
     {"group", 1, 1, 65536},  // ConvNd
     {"kernel", 3, 1, 65536},  // ConvNd
@@ -352,30 +353,30 @@ constexpr OpMeta kOpMeta[60] = {
     {"BitCast", 1, 1, false, false, {{0, false}}, {{1, false}}, {126, 126}, 0, 0, 61, false},
     {"DynamicSlice", 5, 1, false, false, {{0, false}, {1, false}, {1, false}, {1, true}, {1, true}}, {{0, false}}, {126, 12}, 0, 0, 61, false},
     {"Resample", 3, 1, false, false, {{0, false}, {1, false}, {0, false}}, {{0, false}}, {2, 8}, 1, 1, 61, false},
-    {"PoolNd", 1, 2, false, false, {{0, false}}, {{0, false}, {1, true}}, {2, 4}, 7, 0, 62, false},
-    {"ConvNd", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 7, 2, 69, false},
-    {"Recurrent", 8, 3, false, false, {{0, false}, {0, false}, {0, false}, {0, true}, {1, true}, {0, true}, {0, true}, {0, true}}, {{0, false}, {0, false}, {0, false}}, {2, 8}, 6, 7, 76, false},
-    {"GridSample", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 3, 0, 82, false},
-    {"MaxUnpool", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {2, 4}, 0, 0, 85, false},
-    {"Attention", 5, 1, false, true, {{0, false}, {0, false}, {0, false}, {1, true}, {2, true}}, {{0, false}}, {2, 66, 4}, 7, 2, 85, false},
-    {"RmsNorm", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 92, false},
-    {"Rotary", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 3, 0, 93, false},
-    {"LinearAttention", 6, 2, false, false, {{0, false}, {0, false}, {0, false}, {0, true}, {0, true}, {0, true}}, {{0, false}, {0, false}}, {2}, 2, 1, 96, false},
-    {"TensorScatter", 3, 1, false, false, {{0, false}, {0, false}, {1, true}}, {{0, false}}, {126, 4}, 2, 0, 98, false},
-    {"NllLoss", 3, 1, false, false, {{0, false}, {1, false}, {0, true}}, {{0, false}}, {2, 12}, 3, 0, 100, false},
-    {"Det", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 0, 0, 103, false},
-    {"Dft", 2, 1, false, false, {{0, false}, {1, true}}, {{0, false}}, {2, 4}, 4, 0, 103, false},
-    {"Window", 1, 1, false, false, {{1, false}}, {{0, false}}, {2, 12}, 2, 0, 107, false},
-    {"Loss", 2, 2, false, false, {{0, false}, {1, false}}, {{0, false}, {0, false}}, {2, 6}, 1, 0, 109, false},
-    {"ActivationGrad", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {2, 18}, 1, 2, 110, false},
-    {"ConvGradInput", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 4, 0, 111, false},
-    {"ConvGradWeight", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 4, 0, 115, false},
-    {"PoolGrad", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 6, 0, 119, false},
-    {"LayerNormGrad", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 125, false},
-    {"GatherGrad", 2, 1, false, false, {{1, false}, {0, false}}, {{0, false}}, {2, 12}, 0, 0, 126, false},
-    {"SgdUpdate", 2, 2, false, false, {{0, false}, {1, true}}, {{0, false}, {0, false}}, {2, 4}, 1, 3, 126, false},
-    {"AdamwUpdate", 2, 2, false, false, {{0, false}, {1, true}}, {{0, false}, {0, false}}, {2, 4}, 1, 5, 127, false},
-    {"ActivationMask", 1, 1, false, false, {{0, false}}, {{1, false}}, {2, 16}, 1, 2, 128, false},
+    {"PoolNd", 1, 2, false, false, {{0, false}}, {{0, false}, {1, true}}, {2, 4}, 8, 0, 62, false},
+    {"ConvNd", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 7, 2, 70, false},
+    {"Recurrent", 8, 3, false, false, {{0, false}, {0, false}, {0, false}, {0, true}, {1, true}, {0, true}, {0, true}, {0, true}}, {{0, false}, {0, false}, {0, false}}, {2, 8}, 6, 7, 77, false},
+    {"GridSample", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 3, 0, 83, false},
+    {"MaxUnpool", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {2, 4}, 0, 0, 86, false},
+    {"Attention", 5, 1, false, true, {{0, false}, {0, false}, {0, false}, {1, true}, {2, true}}, {{0, false}}, {2, 66, 4}, 7, 2, 86, false},
+    {"RmsNorm", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 93, false},
+    {"Rotary", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 3, 0, 94, false},
+    {"LinearAttention", 6, 2, false, false, {{0, false}, {0, false}, {0, false}, {0, true}, {0, true}, {0, true}}, {{0, false}, {0, false}}, {2}, 2, 1, 97, false},
+    {"TensorScatter", 3, 1, false, false, {{0, false}, {0, false}, {1, true}}, {{0, false}}, {126, 4}, 2, 0, 99, false},
+    {"NllLoss", 3, 1, false, false, {{0, false}, {1, false}, {0, true}}, {{0, false}}, {2, 12}, 3, 0, 101, false},
+    {"Det", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 0, 0, 104, false},
+    {"Dft", 2, 1, false, false, {{0, false}, {1, true}}, {{0, false}}, {2, 4}, 4, 0, 104, false},
+    {"Window", 1, 1, false, false, {{1, false}}, {{0, false}}, {2, 12}, 2, 0, 108, false},
+    {"Loss", 2, 2, false, false, {{0, false}, {1, false}}, {{0, false}, {0, false}}, {2, 6}, 1, 0, 110, false},
+    {"ActivationGrad", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {2, 18}, 1, 2, 111, false},
+    {"ConvGradInput", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 4, 0, 112, false},
+    {"ConvGradWeight", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 4, 0, 116, false},
+    {"PoolGrad", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 6, 0, 120, false},
+    {"LayerNormGrad", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 126, false},
+    {"GatherGrad", 2, 1, false, false, {{1, false}, {0, false}}, {{0, false}}, {2, 12}, 0, 0, 127, false},
+    {"SgdUpdate", 2, 2, false, false, {{0, false}, {1, true}}, {{0, false}, {0, false}}, {2, 4}, 1, 3, 127, false},
+    {"AdamwUpdate", 2, 2, false, false, {{0, false}, {1, true}}, {{0, false}, {0, false}}, {2, 4}, 1, 5, 128, false},
+    {"ActivationMask", 1, 1, false, false, {{0, false}}, {{1, false}}, {2, 16}, 1, 2, 129, false},
 };
 // The contract row of an opcode (the empty row 0 for a code no op has).
 inline const OpMeta& op_meta(uint32_t code) {

@@ -581,22 +581,6 @@ def layer_norm(b: Builder, node: ir.Node) -> None:
         b.emit("Unary", [std], [node.outputs[2]], {"op": UnaryOp.RECIPROCAL})
 
 
-def rms_normalization(b: Builder, node: ir.Node) -> None:
-    """Y = X / sqrt(mean(X^2 over axes [axis, rank)) + epsilon) * scale, the operator's ONNX function body."""
-    _float_only(node)
-    x = node.inputs[0]
-    shape = static_shape(x)
-    axes = set(range(axis_of(node.attributes.get_int("axis", -1), len(shape)), len(shape)))
-    stat_shape = tuple(1 if i in axes else d for i, d in enumerate(shape))
-    mean_square = _reduce(b, ReduceKind.MEAN, _binary(b, BinaryOp.MUL, x, x, shape, "square"), shape, axes,
-                          "mean_square")
-    eps = b.constant(np.array(node.attributes.get_float("epsilon", 1e-5), np.float32), f"{b.label}/epsilon")
-    rms = _unary(b, UnaryOp.SQRT, _binary(b, BinaryOp.ADD, mean_square, eps, stat_shape, "mean_square_eps"),
-                 stat_shape, "rms")
-    normalized = _binary(b, BinaryOp.DIV, x, rms, shape, "normalized")
-    b.emit("Binary", [normalized, node.inputs[1]], [node.outputs[0]], {"op": BinaryOp.MUL, "activation": Activation.NONE})
-
-
 def lp_normalization(b: Builder, node: ir.Node) -> None:
     _float_only(node)
     x = node.inputs[0]
@@ -713,6 +697,6 @@ RULES = {
     "MaxPool": pool, "AveragePool": pool, "LpPool": pool, "GlobalLpPool": pool, "MaxUnpool": max_unpool,
     "LRN": lrn, "Resize": resize, "Upsample": resize, "RNN": recurrent, "GRU": recurrent, "LSTM": recurrent,
     "GridSample": grid_sample, "AffineGrid": affine_grid, "DeformConv": deform_conv, "CenterCropPad": center_crop_pad,
-    "LayerNormalization": layer_norm, "LpNormalization": lp_normalization, "RMSNormalization": rms_normalization, "BatchNormalization": batch_norm,
+    "LayerNormalization": layer_norm, "LpNormalization": lp_normalization, "BatchNormalization": batch_norm,
     "InstanceNormalization": group_norm, "GroupNormalization": group_norm, "Gemm": gemm, "FusedGemm": gemm,
 }
