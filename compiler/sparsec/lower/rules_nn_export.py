@@ -537,7 +537,7 @@ def center_crop_pad(b: Builder, node: ir.Node) -> None:
     mid = b.temp(cropped, numpy_dtype(x), f"{b.label}/cropped") if padded else y
     b.emit("Slice", [x], [mid], {"starts": starts, "steps": [1] * r})
     if padded:
-        b.emit("Pad", [mid], [y], {"mode": PadMode.CONSTANT, "begins": begins, "ends": ends, "value": 0.0})
+        b.emit("Pad", [mid], [y], {"mode": PadMode.CONSTANT, "begins": begins, "ends": ends})
 
 
 # ---- normalisation -------------------------------------------------------------------------------
@@ -558,7 +558,7 @@ def _reduce(b: Builder, kind: ReduceKind, x, shape, axes, name: str, out=None) -
     kept = tuple(1 if i in axes else d for i, d in enumerate(shape))
     out = b.temp(kept, np.float32, f"{b.label}/{name}") if out is None else out
     b.emit("Reduce", [x], [out], {"kind": kind, "algorithm": reduce_algorithm(shape, axes, kind),
-                                  "axes_mask": sum(1 << a for a in axes)})
+                                  "axes_mask": sum(1 << a for a in axes), "keepdims": 1, "noop_with_empty_axes": 0})
     return out
 
 
