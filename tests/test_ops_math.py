@@ -476,3 +476,35 @@ def test_einsum(equation, shapes, rng, tmp_path):
 def test_einsum_diagonal_is_refused(tmp_path):
     model = one_node("Einsum", [("x", FLOAT, [3, 3])], [("y", FLOAT, [3])], {"equation": "ii->i"}, opset=12)
     refused(model, tmp_path, "Einsum_node", "diagonal")
+
+
+# ---- passes this family relies on ------------------------------------------------------------------------------------
+
+def test_shapes_from_consumers_gives_a_run_time_reduction_its_shape(rng, tmp_path):
+    """ReduceSum with run-time axes -> Cast -> Sqrt -> output [3, 2]: shape inference leaves the middle unknown."""
+    from sparsec.passes.shapes import shapes_from_consumers
+
+    nodes = [helper.make_node("ReduceSum", ["x", "axes"], ["s"], keepdims=0),
+             helper.make_node("Cast", ["s"], ["c"], to=FLOAT), helper.make_node("Sqrt", ["c"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", FLOAT, [3, 2, 2]),
+                                           helper.make_tensor_value_info("axes", INT64, [1])],
+                              [helper.make_tensor_value_info("y", FLOAT, [3, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    import onnx_ir as ir
+
+    lowered = shapes_from_consumers(ir.from_proto(onnx.shape_inference.infer_shapes(model)))
+    assert {v.name: list(v.shape.dims) for n in lowered.graph for v in n.outputs} == {"s": [3, 2], "c": [3, 2],
+                                                                                    "y": [3, 2]}
+    feed = {"x": rng.uniform(0, 1, (3, 2, 2)).astype(F), "axes": np.array([-1], np.int64)}
+    assert compile_and_compare(model, feed, tmp_path) < 1e-6
+
+
+def test_dropout_with_a_run_time_training_flag_is_not_removed(tmp_path):
+    """remove_identities must not treat a Dropout whose training_mode is a run-time input as inference-mode."""
+    nodes = [helper.make_node("Dropout", ["x", "ratio", "training"], ["d"], name="drop"),
+             helper.make_node("Relu", ["d"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", FLOAT, [3, 4]),
+                                           helper.make_tensor_value_info("training", BOOL, [])],
+                              [helper.make_tensor_value_info("y", FLOAT, [3, 4])],
+                              [onnx.numpy_helper.from_array(np.array(0.3, F), "ratio")])
+    refused(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path, "drop", "(Dropout)", "random")
