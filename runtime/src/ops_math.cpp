@@ -145,8 +145,8 @@ bool run_dft(const Op& op, uint8_t* scratch, Message* err) {
   const bool hermitian = a.inverse && a.onesided;
   const size_t n_in = size_t(x.dims[axis]), n_out = size_t(y.dims[axis]);
   const size_t length = a.length ? size_t(a.length) : hermitian ? 2 * (n_in - 1) : n_in;
-  SPX_REQUIRE(length > 0 && op.scratch_bytes >= length * 2 * sizeof(double), "scratch too small for a DFT of length %zu",
-              length);
+  SPX_REQUIRE(length > 0 && op.scratch_bytes >= uint64_t(length) * 2 * sizeof(double),
+              "scratch too small for a DFT of length %zu", length);
   SPX_REQUIRE(n_out == (a.onesided && !a.inverse ? length / 2 + 1 : length), "output length %zu does not fit the DFT",
               n_out);
   double* twiddle = reinterpret_cast<double*>(scratch);  // cos, sin of 2 pi t / length
@@ -171,7 +171,7 @@ bool run_dft(const Op& op, uint8_t* scratch, Message* err) {
         for (size_t j = 0; j < terms; ++j) {
           double xr, xi;
           term(j, &xr, &xi);
-          const size_t t = (j * k) % length;
+          const size_t t = size_t(uint64_t(j) * k % length);  // 64-bit: size_t is 32 bits in wasm32
           const double c = twiddle[2 * t], s = sign * twiddle[2 * t + 1];
           re += xr * c - xi * s;
           im += xr * s + xi * c;
