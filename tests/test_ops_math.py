@@ -357,6 +357,28 @@ def test_dft(x_shape, axis, inverse, onesided, length, axis_at_run_time, rng, tm
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("window,frame_length,onesided,channels", [
+    (True, False, 1, 1), (True, True, 1, 1), (False, True, 1, 1), (False, True, 0, 2), (True, False, 0, 1)])
+def test_stft(window, frame_length, onesided, channels, rng, tmp_path):
+    """Against onnx's reference; frame_step and frame_length are run-time inputs checked against the output shape."""
+    length, step, signal = 10, 3, 41
+    frames, bins = 1 + (signal - length) // step, length // 2 + 1 if onesided else length
+    inputs = [("x", FLOAT, [1, signal, channels]), ("step", INT64, []), ("w", FLOAT, [length] if window else []),
+              ("n", INT64, [] if frame_length else None)]
+    model = one_node("STFT", [i for i in inputs if i[2] is not None and (i[0] != "w" or window)],
+                     [("y", FLOAT, [1, frames, bins, 2])], {"onesided": onesided}, opset=17)
+    model.graph.node[0].ClearField("input")
+    model.graph.node[0].input.extend(["x", "step", "w" if window else "", "n" if frame_length else ""])
+    feed = {"x": rng.standard_normal((1, signal, channels)).astype(F), "step": np.array(step, np.int64),
+            **({"w": rng.uniform(0, 1, length).astype(F)} if window else {}),
+            **({"n": np.array(length, np.int64)} if frame_length else {})}
+    artifact = sparsec.load(sparsec.compile(model, output=tmp_path / "m.spx").path)
+    want = onnx.reference.ReferenceEvaluator(model).run(None, feed)[0]
+    np.testing.assert_allclose(artifact.run(None, feed)[0], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    with pytest.raises(Exception, match="give another output shape"):
+        artifact.run(None, {**feed, "step": np.array(4, np.int64)})
+
+
 @pytest.mark.parametrize("op", ["HannWindow", "HammingWindow", "BlackmanWindow"])
 @pytest.mark.parametrize("periodic", [0, 1])
 def test_window(op, periodic, tmp_path):
@@ -388,7 +410,7 @@ def test_training_dropout_is_refused(tmp_path):
 # ---- the new run-time ops on the device targets -------------------------------------------------------------------
 
 def device_model() -> tuple[onnx.ModelProto, dict]:
-    """One model running every run-time op this family added or extended (NllLoss, Det, Dft, Window, Reduce with
+    """One model running every run-time op this family added or extended (NllLoss, Det, Dft, Stft, Window, Reduce with
     run-time axes and integers, Softmax's HARDMAX, the new Unary and Activation kinds)."""
     rng = np.random.default_rng(7)
     nodes = [
@@ -402,13 +424,16 @@ def device_model() -> tuple[onnx.ModelProto, dict]:
         helper.make_node("Unsqueeze", ["x", "last"], ["signal"]),
         helper.make_node("DFT", ["signal", "", "one"], ["spectrum"], onesided=1),
         helper.make_node("HannWindow", ["n"], ["window"]),
+        helper.make_node("STFT", ["signal1", "step", "window"], ["stft"]),
     ]
     outputs = [("loss", FLOAT, []), ("hard", FLOAT, [2, 4, 6]), ("atan", FLOAT, [2, 4, 6]), ("sum", FLOAT, [2, 6]),
-               ("tmax", INT64, [2, 1]), ("det", FLOAT, [3]), ("spectrum", FLOAT, [2, 3, 6, 2]), ("window", FLOAT, [8])]
+               ("tmax", INT64, [2, 1]), ("det", FLOAT, [3]), ("spectrum", FLOAT, [2, 3, 6, 2]), ("window", FLOAT, [8]),
+               ("stft", FLOAT, [1, 5, 5, 2])]
     graph = helper.make_graph(
         nodes, "device",
         [helper.make_tensor_value_info(*i) for i in [("x", FLOAT, [2, 4, 6]), ("t", INT64, [2, 6]), ("axes", INT64, [1]),
-                                                     ("m", FLOAT, [3, 3, 3]), ("n", INT32, [])]],
+                                                     ("m", FLOAT, [3, 3, 3]), ("n", INT32, []),
+                                                     ("signal1", FLOAT, [1, 24, 1]), ("step", INT64, [])]],
         [helper.make_tensor_value_info(*o) for o in outputs],
         [onnx.numpy_helper.from_array(np.array([-1], np.int64), "last"),
          onnx.numpy_helper.from_array(np.array(1, np.int64), "one")])
@@ -416,7 +441,8 @@ def device_model() -> tuple[onnx.ModelProto, dict]:
     target = rng.integers(0, 4, (2, 6))
     target[0, 0] = -1
     feed = {"x": rng.standard_normal((2, 4, 6)).astype(F), "t": target.astype(np.int64),
-            "axes": np.array([1], np.int64), "m": rng.standard_normal((3, 3, 3)).astype(F), "n": np.array(8, np.int32)}
+            "axes": np.array([1], np.int64), "m": rng.standard_normal((3, 3, 3)).astype(F), "n": np.array(8, np.int32),
+            "signal1": rng.standard_normal((1, 24, 1)).astype(F), "step": np.array(4, np.int64)}
     return model, feed
 
 

@@ -54,11 +54,12 @@ enum class OpCode : uint32_t {
   kDet = 91,  // determinant of each trailing [M, M] matrix (LU with partial pivoting in double)
   kDft = 92,  // ONNX DFT of x [..., 1 or 2] along axis (or the run-time axis input, checked against the output shape), zero-padded or cut to length (0: ONNX's default from the input); inverse onesided: the real inverse of a one-sided spectrum; scratch: the length's twiddles
   kWindow = 93,  // HannWindow/HammingWindow/BlackmanWindow of the run-time size (which must equal the output length)
-  kLast = kWindow,
+  kStft = 94,  // ONNX STFT of signal [B, L, 1 or 2]: run-time frame_step and frame length (window size or frame_length) must give the output [B, frames, bins, 2]; scratch: the frame length's twiddles
+  kLast = kStft,
 };
 
 // X(OpName, fn): ops.cpp builds its table of check_fn / run_fn from this list.
-#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(NllLoss, nll_loss) X(Det, det) X(Dft, dft) X(Window, window)
+#define SPARSEC_OPS(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation) X(NllLoss, nll_loss) X(Det, det) X(Dft, dft) X(Window, window) X(Stft, stft)
 
 struct AttrMeta {
   const char* name;
@@ -129,8 +130,9 @@ constexpr AttrMeta kAttrMeta[] = {
     {"length", 1, 0, 4294967296},  // Dft
     {"kind", 1, 0, 2},  // Window
     {"periodic", 1, 0, 1},  // Window
+    {"onesided", 1, 0, 1},  // Stft
 };
-constexpr OpMeta kOpMeta[94] = {
+constexpr OpMeta kOpMeta[95] = {
     {},  // 0
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
@@ -225,6 +227,7 @@ constexpr OpMeta kOpMeta[94] = {
     {"Det", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 0, 0, 42, false},
     {"Dft", 2, 1, false, false, {{0, false}, {1, true}}, {{0, false}}, {2, 4}, 4, 0, 42, false},
     {"Window", 1, 1, false, false, {{1, false}}, {{0, false}}, {2, 12}, 2, 0, 46, false},
+    {"Stft", 4, 1, false, false, {{0, false}, {1, false}, {0, true}, {1, true}}, {{0, false}}, {2, 4}, 1, 0, 48, false},
 };
 
 }  // namespace sparsec

@@ -342,4 +342,15 @@ inline WindowAttrs window_attrs(const Op& op) {
   return a;
 }
 
+struct StftAttrs {
+  int64_t onesided;
+};
+inline StftAttrs stft_attrs(const Op& op) {
+  StftAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.onesided = int64_t(*v);
+  v += 1;
+  return a;
+}
+
 }  // namespace sparsec

@@ -290,6 +290,11 @@ OPS = (
     Op(93, "Window", (Slot("size", "I"),), Y, {"T": ("float32",), "I": INDEX_TYPES},
        (Attr("kind", enum="WindowKind"), flag("periodic")),
        doc="HannWindow/HammingWindow/BlackmanWindow of the run-time size (which must equal the output length)"),
+    Op(94, "Stft", (Slot("signal"), Slot("frame_step", "I"), Slot("window", optional=True),
+                    Slot("frame_length", "I", optional=True)), Y, {"T": ("float32",), "I": ("int64",)},
+       (flag("onesided"),),
+       doc="ONNX STFT of signal [B, L, 1 or 2]: run-time frame_step and frame length (window size or frame_length) "
+           "must give the output [B, frames, bins, 2]; scratch: the frame length's twiddles"),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}

@@ -238,6 +238,21 @@ def dft(b: Builder, node: ir.Node) -> None:
            scratch_bytes=16 * max(length(d) for d in candidates))
 
 
+def stft(b: Builder, node: ir.Node) -> None:
+    """STFT; frame_step and the frame length may be run-time values (the runtime checks they give the output)."""
+    window, length = input_at(node, 2), input_at(node, 3)
+    bins = static_shape(node.outputs[0])[2]
+    onesided = node.attributes.get_int("onesided", 1)
+    if window is not None:
+        longest = static_shape(window)[0]
+    elif length is not None and const_array(length) is not None:
+        longest = int(const_array(length))
+    else:  # the frame lengths that give this many bins
+        longest = 2 * bins - 1 if onesided else bins
+    b.emit("Stft", [node.inputs[0], node.inputs[1], window, length], [node.outputs[0]], {"onesided": onesided},
+           scratch_bytes=16 * longest)
+
+
 WINDOWS = {"HannWindow": WindowKind.HANN, "HammingWindow": WindowKind.HAMMING, "BlackmanWindow": WindowKind.BLACKMAN}
 
 
@@ -327,5 +342,5 @@ def einsum(b: Builder, node: ir.Node) -> None:
 RULES = {"NegativeLogLikelihoodLoss": nll_loss, "SoftmaxCrossEntropyLoss": softmax_cross_entropy_loss, "Det": det,
          "QuantizeLinear": quantize_linear, "DequantizeLinear": dequantize_linear,
          "DynamicQuantizeLinear": dynamic_quantize_linear, "MatMulInteger": matmul_integer,
-         "ConvInteger": conv_integer, "DFT": dft, "Einsum": einsum,
+         "ConvInteger": conv_integer, "DFT": dft, "STFT": stft, "Einsum": einsum,
          **{op: window for op in WINDOWS}}
