@@ -79,7 +79,8 @@ def test_activation(op, attrs, rng, tmp_path):
 def test_activation_fused_after_conv(op, attrs, rng, tmp_path):
     """The fusion pass attaches the new activations to Conv (the kernels' epilogue runs them)."""
     w = rng.standard_normal((4, 3, 3, 3)).astype(F)
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node(op, ["c"], ["y"], **attrs)]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node(op, ["c"], ["y"], **attrs)]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", FLOAT, [1, 3, 6, 6])],
                               [helper.make_tensor_value_info("y", FLOAT, [1, 4, 6, 6])],
                               [onnx.numpy_helper.from_array(w, "w")])
@@ -203,7 +204,8 @@ def test_softmax_cross_entropy_loss(shape, reduction, weight, ignore_index, rng,
     inits = [("w", rng.uniform(0.2, 2.0, shape[1]).astype(F))] if weight else []
     target_shape = [shape[0], *shape[2:]]
     model = one_node("SoftmaxCrossEntropyLoss", [("x", FLOAT, list(shape)), ("t", INT64, target_shape)],
-                     [("loss", FLOAT, loss_out_shape(shape, reduction)), ("log_prob", FLOAT, list(shape))], attrs, inits)
+                     [("loss", FLOAT, loss_out_shape(shape, reduction)), ("log_prob", FLOAT, list(shape))],
+                     attrs, inits)
     x, t = loss_feed(rng, shape, ignore_index)
     assert compile_and_compare(model, {"x": x, "t": t}, tmp_path) < 1e-5
 
@@ -228,7 +230,7 @@ def test_loss_target_out_of_range_fails_the_run(rng, tmp_path):
         artifact.run(None, {"x": rng.standard_normal((3, 4)).astype(F), "t": np.array([0, 4, 1], np.int64)})
 
 
-# ---- linear algebra, Pow ----------------------------------------------------------------------------------------------
+# ---- linear algebra, Pow ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", [(3, 3), (2, 4, 4), (2, 1, 5, 5), (1, 1)])
 def test_det(shape, rng, tmp_path):
@@ -307,7 +309,8 @@ def test_conv_integer(per_channel, rng, tmp_path):
     model = one_node("ConvInteger", [("x", UINT8, [1, 3, 7, 6]), ("w", UINT8, [4, 3, 3, 3]), ("zx", UINT8, []),
                                      ("zw", UINT8, zw_shape)], [("y", INT32, [1, 4, 4, 3])],
                      {"pads": [1, 1, 1, 0], "strides": [2, 2]}, opset=10)
-    feed = {"x": rng.integers(0, 256, (1, 3, 7, 6)).astype(np.uint8), "w": rng.integers(0, 256, (4, 3, 3, 3)).astype(np.uint8),
+    feed = {"x": rng.integers(0, 256, (1, 3, 7, 6)).astype(np.uint8),
+            "w": rng.integers(0, 256, (4, 3, 3, 3)).astype(np.uint8),
             "zx": np.array(128, np.uint8), "zw": rng.integers(0, 256, zw_shape).astype(np.uint8)}
     if not per_channel:
         exact(model, feed, tmp_path)
@@ -317,7 +320,8 @@ def test_conv_integer(per_channel, rng, tmp_path):
 
 
 def test_matmul_integer_too_long_is_refused(tmp_path):
-    model = one_node("MatMulInteger", [("a", UINT8, [2, 300]), ("b", UINT8, [300, 3])], [("y", INT32, [2, 3])], opset=10)
+    model = one_node("MatMulInteger", [("a", UINT8, [2, 300]), ("b", UINT8, [300, 3])], [("y", INT32, [2, 3])],
+                     opset=10)
     refused(model, tmp_path, "MatMulInteger_node", "(MatMulInteger)", "2^24")
 
 
@@ -431,8 +435,8 @@ def device_model() -> tuple[onnx.ModelProto, dict]:
                ("stft", FLOAT, [1, 5, 5, 2])]
     graph = helper.make_graph(
         nodes, "device",
-        [helper.make_tensor_value_info(*i) for i in [("x", FLOAT, [2, 4, 6]), ("t", INT64, [2, 6]), ("axes", INT64, [1]),
-                                                     ("m", FLOAT, [3, 3, 3]), ("n", INT32, []),
+        [helper.make_tensor_value_info(*i) for i in [("x", FLOAT, [2, 4, 6]), ("t", INT64, [2, 6]),
+                                                     ("axes", INT64, [1]), ("m", FLOAT, [3, 3, 3]), ("n", INT32, []),
                                                      ("signal1", FLOAT, [1, 24, 1]), ("step", INT64, [])]],
         [helper.make_tensor_value_info(*o) for o in outputs],
         [onnx.numpy_helper.from_array(np.array([-1], np.int64), "last"),
@@ -533,4 +537,5 @@ def test_dropout_with_a_run_time_training_flag_is_not_removed(tmp_path):
                                            helper.make_tensor_value_info("training", BOOL, [])],
                               [helper.make_tensor_value_info("y", FLOAT, [3, 4])],
                               [onnx.numpy_helper.from_array(np.array(0.3, F), "ratio")])
-    refused(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path, "drop", "(Dropout)", "random")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    refused(model, tmp_path, "drop", "(Dropout)", "random")

@@ -1,5 +1,5 @@
 // Loss, linear-algebra and signal ops: NllLoss (ONNX NegativeLogLikelihoodLoss, also SoftmaxCrossEntropyLoss after
-// a log-softmax), Det, Dft and the window functions.
+// a log-softmax), Det, Dft, Stft and the window functions.
 #include <algorithm>
 #include <cmath>
 #include <limits>
