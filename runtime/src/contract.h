@@ -81,7 +81,8 @@ struct OpMeta {
   bool in_place;  // the output may share the first input's buffer
 };
 
-constexpr AttrMeta kAttrMeta[] = {
+// inline: one copy in the program, not one per translation unit (the wasm build counts kilobytes).
+inline constexpr AttrMeta kAttrMeta[] = {
     {"algorithm", 1, 0, 3},  // Conv
     {"group", 1, 1, 65536},  // Conv
     {"strides", 2, 1, 65536},  // Conv
@@ -132,7 +133,7 @@ constexpr AttrMeta kAttrMeta[] = {
     {"periodic", 1, 0, 1},  // Window
     {"onesided", 1, 0, 1},  // Stft
 };
-constexpr OpMeta kOpMeta[95] = {
+inline constexpr OpMeta kOpMeta[95] = {
     {},  // 0
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},

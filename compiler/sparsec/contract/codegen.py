@@ -107,7 +107,8 @@ def runtime_header() -> str:
               "  SlotMeta in[8], out[4];", "  uint32_t types[4];  // allowed dtype codes as bit masks (1 << code)",
               "  uint32_t n_iattr, n_fattr;", "  uint32_t first_iattr;  // index into kAttrMeta",
               "  bool in_place;  // the output may share the first input's buffer", "};", "",
-              "constexpr AttrMeta kAttrMeta[] = {"]
+              "// inline: one copy in the program, not one per translation unit (the wasm build counts kilobytes).",
+              "inline constexpr AttrMeta kAttrMeta[] = {"]
     first_attr, n_attrs = {}, 0
     for op in s.OPS:
         first_attr[op.code] = n_attrs
@@ -116,7 +117,7 @@ def runtime_header() -> str:
                          f'  // {op.name}')
             n_attrs += 1
     by_code = {op.code: op for op in s.OPS}
-    lines += ["};", f"constexpr OpMeta kOpMeta[{max(by_code) + 1}] = {{"]
+    lines += ["};", f"inline constexpr OpMeta kOpMeta[{max(by_code) + 1}] = {{"]
     for code in range(max(by_code) + 1):
         op = by_code.get(code)
         if op is None:  # unused codes (0, and gaps between op families) keep an empty row
