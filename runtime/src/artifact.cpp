@@ -177,7 +177,7 @@ bool check_plan(Artifact* a, ParseError* err) {
       bool in_place = false;
       if (meet_once && at >= 0 && at < int64_t(a->ops.size()) && ti.offset == tj.offset && ti.nbytes == tj.nbytes) {
         const OpDesc& op = a->ops[size_t(at)];
-        in_place = op.opcode <= uint32_t(OpCode::kLast) && kOpMeta[op.opcode].in_place && op.inputs.size() &&
+        in_place = op_meta(op.opcode).in_place && op.inputs.size() &&
                    op.inputs[0] == reader && op.outputs.size() == 1 && op.outputs[0] == writer;
       }
       if (!in_place)

@@ -133,102 +133,45 @@ inline constexpr AttrMeta kAttrMeta[] = {
     {"periodic", 1, 0, 1},  // Window
     {"onesided", 1, 0, 1},  // Stft
 };
-inline constexpr OpMeta kOpMeta[95] = {
-    {},  // 0
-    {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
-    {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
-    {"Binary", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {14}, 2, 2, 7, false},
-    {"Unary", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 0, 9, true},
-    {"Pool", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 6, 0, 10, false},
-    {"Reduce", 2, 1, false, false, {{0, false}, {1, true}}, {{0, false}}, {126, 4}, 5, 0, 16, false},
-    {"Softmax", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 2, 0, 21, false},
-    {"LayerNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 1, 23, false},
-    {"ChannelAffine", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 2, 24, false},
-    {"Transpose", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 1, 0, 25, false},
-    {"Copy", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, 26, true},
-    {"Concat", 1, 1, true, false, {{0, false}}, {{0, false}}, {126}, 1, 0, 26, false},
-    {"Split", 1, 1, false, true, {{0, false}}, {{0, false}}, {126}, 1, 0, 27, false},
-    {"Slice", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 2, 0, 28, false},
-    {"Gather", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {126, 12}, 1, 0, 30, false},
-    {"Pad", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 3, 1, 31, false},
-    {"Expand", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, 34, false},
-    {"Cast", 1, 1, false, false, {{0, false}}, {{1, false}}, {126, 126}, 0, 0, 34, false},
-    {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 34, false},
-    {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, 35, false},
-    {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, 38, true},
-    {},  // 22
-    {},  // 23
-    {},  // 24
-    {},  // 25
-    {},  // 26
-    {},  // 27
-    {},  // 28
-    {},  // 29
-    {},  // 30
-    {},  // 31
-    {},  // 32
-    {},  // 33
-    {},  // 34
-    {},  // 35
-    {},  // 36
-    {},  // 37
-    {},  // 38
-    {},  // 39
-    {},  // 40
-    {},  // 41
-    {},  // 42
-    {},  // 43
-    {},  // 44
-    {},  // 45
-    {},  // 46
-    {},  // 47
-    {},  // 48
-    {},  // 49
-    {},  // 50
-    {},  // 51
-    {},  // 52
-    {},  // 53
-    {},  // 54
-    {},  // 55
-    {},  // 56
-    {},  // 57
-    {},  // 58
-    {},  // 59
-    {},  // 60
-    {},  // 61
-    {},  // 62
-    {},  // 63
-    {},  // 64
-    {},  // 65
-    {},  // 66
-    {},  // 67
-    {},  // 68
-    {},  // 69
-    {},  // 70
-    {},  // 71
-    {},  // 72
-    {},  // 73
-    {},  // 74
-    {},  // 75
-    {},  // 76
-    {},  // 77
-    {},  // 78
-    {},  // 79
-    {},  // 80
-    {},  // 81
-    {},  // 82
-    {},  // 83
-    {},  // 84
-    {},  // 85
-    {},  // 86
-    {},  // 87
-    {},  // 88
-    {},  // 89
-    {"NllLoss", 3, 1, false, false, {{0, false}, {1, false}, {0, true}}, {{0, false}}, {2, 12}, 3, 0, 39, false},
-    {"Det", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 0, 0, 42, false},
-    {"Dft", 2, 1, false, false, {{0, false}, {1, true}}, {{0, false}}, {2, 4}, 4, 0, 42, false},
-    {"Window", 1, 1, false, false, {{1, false}}, {{0, false}}, {2, 12}, 2, 0, 46, false},
-    {"Stft", 4, 1, false, false, {{0, false}, {1, false}, {0, true}, {1, true}}, {{0, false}}, {2, 4}, 1, 0, 48, false},
+// kOpMeta's row of each opcode: 0, the empty row, for the codes op families leave unused.
+inline constexpr uint8_t kOpRow[95] = {
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 22, 23, 24, 25, 26,
 };
+inline constexpr OpMeta kOpMeta[27] = {
+    {},
+    {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},  // 1
+    {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},  // 2
+    {"Binary", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {14}, 2, 2, 7, false},  // 3
+    {"Unary", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 0, 9, true},  // 4
+    {"Pool", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 6, 0, 10, false},  // 5
+    {"Reduce", 2, 1, false, false, {{0, false}, {1, true}}, {{0, false}}, {126, 4}, 5, 0, 16, false},  // 6
+    {"Softmax", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 2, 0, 21, false},  // 7
+    {"LayerNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 1, 23, false},  // 8
+    {"ChannelAffine", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 2, 24, false},  // 9
+    {"Transpose", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 1, 0, 25, false},  // 10
+    {"Copy", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, 26, true},  // 11
+    {"Concat", 1, 1, true, false, {{0, false}}, {{0, false}}, {126}, 1, 0, 26, false},  // 12
+    {"Split", 1, 1, false, true, {{0, false}}, {{0, false}}, {126}, 1, 0, 27, false},  // 13
+    {"Slice", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 2, 0, 28, false},  // 14
+    {"Gather", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {126, 12}, 1, 0, 30, false},  // 15
+    {"Pad", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 3, 1, 31, false},  // 16
+    {"Expand", 1, 1, false, false, {{0, false}}, {{0, false}}, {126}, 0, 0, 34, false},  // 17
+    {"Cast", 1, 1, false, false, {{0, false}}, {{1, false}}, {126, 126}, 0, 0, 34, false},  // 18
+    {"GroupNorm", 3, 1, false, false, {{0, false}, {0, false}, {0, false}}, {{0, false}}, {2}, 1, 1, 34, false},  // 19
+    {"ArgReduce", 1, 1, false, false, {{0, false}}, {{1, false}}, {14, 4}, 3, 0, 35, false},  // 20
+    {"Activation", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 1, 2, 38, true},  // 21
+    {"NllLoss", 3, 1, false, false, {{0, false}, {1, false}, {0, true}}, {{0, false}}, {2, 12}, 3, 0, 39, false},  // 90
+    {"Det", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 0, 0, 42, false},  // 91
+    {"Dft", 2, 1, false, false, {{0, false}, {1, true}}, {{0, false}}, {2, 4}, 4, 0, 42, false},  // 92
+    {"Window", 1, 1, false, false, {{1, false}}, {{0, false}}, {2, 12}, 2, 0, 46, false},  // 93
+    {"Stft", 4, 1, false, false, {{0, false}, {1, false}, {0, true}, {1, true}}, {{0, false}}, {2, 4}, 1, 0, 48, false},  // 94
+};
+// The contract of an opcode (the empty row for an unknown one).
+inline const OpMeta& op_meta(uint32_t code) {
+  return kOpMeta[code <= uint32_t(OpCode::kLast) ? kOpRow[code] : 0];
+}
 
 }  // namespace sparsec

@@ -90,17 +90,17 @@ bool check_attributes(const OpMeta& m, const Op& op, Message* err) {
 }
 }  // namespace
 
-const char* opcode_name(uint32_t opcode) { return entry(opcode) ? kOpMeta[opcode].name : nullptr; }
+const char* opcode_name(uint32_t opcode) { return entry(opcode) ? op_meta(opcode).name : nullptr; }
 
 bool check_op(const Op& op, Message* err) {
   const OpEntry* e = entry(uint32_t(op.code));
   SPX_REQUIRE(e, "unknown opcode %u", uint32_t(op.code));
-  const OpMeta& m = kOpMeta[uint32_t(op.code)];
+  const OpMeta& m = op_meta(uint32_t(op.code));
   return check_slots(m, op, err) && check_attributes(m, op, err) && e->check(op, err);
 }
 
 bool run_op(const Op& op, uint8_t* scratch, Message* err) { return entry(uint32_t(op.code))->run(op, scratch, err); }
 
-bool op_in_place_safe(OpCode code) { return entry(uint32_t(code)) && kOpMeta[uint32_t(code)].in_place; }
+bool op_in_place_safe(OpCode code) { return entry(uint32_t(code)) && op_meta(uint32_t(code)).in_place; }
 
 }  // namespace sparsec

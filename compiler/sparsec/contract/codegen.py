@@ -117,20 +117,27 @@ def runtime_header() -> str:
                          f'  // {op.name}')
             n_attrs += 1
     by_code = {op.code: op for op in s.OPS}
-    lines += ["};", f"inline constexpr OpMeta kOpMeta[{max(by_code) + 1}] = {{"]
-    for code in range(max(by_code) + 1):
-        op = by_code.get(code)
-        if op is None:  # unused codes (0, and gaps between op families) keep an empty row
-            lines.append(f"    {{}},  // {code}")
-            continue
+    ops = [by_code[code] for code in sorted(by_code)]
+    assert len(ops) < 256, "kOpRow holds row numbers in one byte"
+    row = {op.code: i + 1 for i, op in enumerate(ops)}
+    lines += ["};", "// kOpMeta's row of each opcode: 0, the empty row, for the codes op families leave unused.",
+              f"inline constexpr uint8_t kOpRow[{max(by_code) + 1}] = {{"]
+    rows = [str(row.get(code, 0)) for code in range(max(by_code) + 1)]
+    lines += ["    " + ", ".join(rows[i:i + 24]) + "," for i in range(0, len(rows), 24)]
+    lines += ["};",
+              f"inline constexpr OpMeta kOpMeta[{len(ops) + 1}] = {{", "    {},"]
+    for op in ops:
         type_names = list(op.types)
         masks = ", ".join(str(sum(1 << s.DTYPE_BY_NAME[t].code for t in op.types[n])) for n in type_names)
         ins = ", ".join(f"{{{type_names.index(x.type)}, {str(x.optional).lower()}}}" for x in op.inputs)
         outs = ", ".join(f"{{{type_names.index(x.type)}, {str(x.optional).lower()}}}" for x in op.outputs)
         lines.append(f'    {{"{op.name}", {len(op.inputs)}, {len(op.outputs)}, {str(op.variadic_inputs).lower()}, '
                      f'{str(op.variadic_outputs).lower()}, {{{ins}}}, {{{outs}}}, {{{masks}}}, {len(op.iattrs)}, '
-                     f'{len(op.fattrs)}, {first_attr[op.code]}, {str(op.in_place).lower()}}},')
-    lines += ["};", "", "}  // namespace sparsec", ""]
+                     f'{len(op.fattrs)}, {first_attr[op.code]}, {str(op.in_place).lower()}}},  // {op.code}')
+    lines += ["};", "// The contract of an opcode (the empty row for an unknown one).",
+              "inline const OpMeta& op_meta(uint32_t code) {",
+              "  return kOpMeta[code <= uint32_t(OpCode::kLast) ? kOpRow[code] : 0];", "}"]
+    lines += ["", "}  // namespace sparsec", ""]
     return "\n".join(lines)
 
 
