@@ -79,7 +79,8 @@ def test_activation(op, attrs, rng, tmp_path):
 def test_activation_fused_after_conv(op, attrs, rng, tmp_path):
     """The fusion pass attaches the new activations to Conv (the kernels' epilogue runs them)."""
     w = rng.standard_normal((4, 3, 3, 3)).astype(F)
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node(op, ["c"], ["y"], **attrs)]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node(op, ["c"], ["y"], **attrs)]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", FLOAT, [1, 3, 6, 6])],
                               [helper.make_tensor_value_info("y", FLOAT, [1, 4, 6, 6])],
                               [onnx.numpy_helper.from_array(w, "w")])
@@ -203,7 +204,8 @@ def test_softmax_cross_entropy_loss(shape, reduction, weight, ignore_index, rng,
     inits = [("w", rng.uniform(0.2, 2.0, shape[1]).astype(F))] if weight else []
     target_shape = [shape[0], *shape[2:]]
     model = one_node("SoftmaxCrossEntropyLoss", [("x", FLOAT, list(shape)), ("t", INT64, target_shape)],
-                     [("loss", FLOAT, loss_out_shape(shape, reduction)), ("log_prob", FLOAT, list(shape))], attrs, inits)
+                     [("loss", FLOAT, loss_out_shape(shape, reduction)), ("log_prob", FLOAT, list(shape))],
+                     attrs, inits)
     x, t = loss_feed(rng, shape, ignore_index)
     assert compile_and_compare(model, {"x": x, "t": t}, tmp_path) < 1e-5
 
@@ -228,7 +230,7 @@ def test_loss_target_out_of_range_fails_the_run(rng, tmp_path):
         artifact.run(None, {"x": rng.standard_normal((3, 4)).astype(F), "t": np.array([0, 4, 1], np.int64)})
 
 
-# ---- linear algebra, Pow ----------------------------------------------------------------------------------------------
+# ---- linear algebra, Pow ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", [(3, 3), (2, 4, 4), (2, 1, 5, 5), (1, 1)])
 def test_det(shape, rng, tmp_path):
@@ -307,7 +309,8 @@ def test_conv_integer(per_channel, rng, tmp_path):
     model = one_node("ConvInteger", [("x", UINT8, [1, 3, 7, 6]), ("w", UINT8, [4, 3, 3, 3]), ("zx", UINT8, []),
                                      ("zw", UINT8, zw_shape)], [("y", INT32, [1, 4, 4, 3])],
                      {"pads": [1, 1, 1, 0], "strides": [2, 2]}, opset=10)
-    feed = {"x": rng.integers(0, 256, (1, 3, 7, 6)).astype(np.uint8), "w": rng.integers(0, 256, (4, 3, 3, 3)).astype(np.uint8),
+    feed = {"x": rng.integers(0, 256, (1, 3, 7, 6)).astype(np.uint8),
+            "w": rng.integers(0, 256, (4, 3, 3, 3)).astype(np.uint8),
             "zx": np.array(128, np.uint8), "zw": rng.integers(0, 256, zw_shape).astype(np.uint8)}
     if not per_channel:
         exact(model, feed, tmp_path)
@@ -317,7 +320,8 @@ def test_conv_integer(per_channel, rng, tmp_path):
 
 
 def test_matmul_integer_too_long_is_refused(tmp_path):
-    model = one_node("MatMulInteger", [("a", UINT8, [2, 300]), ("b", UINT8, [300, 3])], [("y", INT32, [2, 3])], opset=10)
+    model = one_node("MatMulInteger", [("a", UINT8, [2, 300]), ("b", UINT8, [300, 3])], [("y", INT32, [2, 3])],
+                     opset=10)
     refused(model, tmp_path, "MatMulInteger_node", "(MatMulInteger)", "2^24")
 
 
@@ -357,6 +361,28 @@ def test_dft(x_shape, axis, inverse, onesided, length, axis_at_run_time, rng, tm
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("window,frame_length,onesided,channels", [
+    (True, False, 1, 1), (True, True, 1, 1), (False, True, 1, 1), (False, True, 0, 2), (True, False, 0, 1)])
+def test_stft(window, frame_length, onesided, channels, rng, tmp_path):
+    """Against onnx's reference; frame_step and frame_length are run-time inputs checked against the output shape."""
+    length, step, signal = 10, 3, 41
+    frames, bins = 1 + (signal - length) // step, length // 2 + 1 if onesided else length
+    inputs = [("x", FLOAT, [1, signal, channels]), ("step", INT64, []), ("w", FLOAT, [length] if window else []),
+              ("n", INT64, [] if frame_length else None)]
+    model = one_node("STFT", [i for i in inputs if i[2] is not None and (i[0] != "w" or window)],
+                     [("y", FLOAT, [1, frames, bins, 2])], {"onesided": onesided}, opset=17)
+    model.graph.node[0].ClearField("input")
+    model.graph.node[0].input.extend(["x", "step", "w" if window else "", "n" if frame_length else ""])
+    feed = {"x": rng.standard_normal((1, signal, channels)).astype(F), "step": np.array(step, np.int64),
+            **({"w": rng.uniform(0, 1, length).astype(F)} if window else {}),
+            **({"n": np.array(length, np.int64)} if frame_length else {})}
+    artifact = sparsec.load(sparsec.compile(model, output=tmp_path / "m.spx").path)
+    want = onnx.reference.ReferenceEvaluator(model).run(None, feed)[0]
+    np.testing.assert_allclose(artifact.run(None, feed)[0], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    with pytest.raises(Exception, match="give another output shape"):
+        artifact.run(None, {**feed, "step": np.array(4, np.int64)})
+
+
 @pytest.mark.parametrize("op", ["HannWindow", "HammingWindow", "BlackmanWindow"])
 @pytest.mark.parametrize("periodic", [0, 1])
 def test_window(op, periodic, tmp_path):
@@ -388,7 +414,7 @@ def test_training_dropout_is_refused(tmp_path):
 # ---- the new run-time ops on the device targets -------------------------------------------------------------------
 
 def device_model() -> tuple[onnx.ModelProto, dict]:
-    """One model running every run-time op this family added or extended (NllLoss, Det, Dft, Window, Reduce with
+    """One model running every run-time op this family added or extended (NllLoss, Det, Dft, Stft, Window, Reduce with
     run-time axes and integers, Softmax's HARDMAX, the new Unary and Activation kinds)."""
     rng = np.random.default_rng(7)
     nodes = [
@@ -402,13 +428,16 @@ def device_model() -> tuple[onnx.ModelProto, dict]:
         helper.make_node("Unsqueeze", ["x", "last"], ["signal"]),
         helper.make_node("DFT", ["signal", "", "one"], ["spectrum"], onesided=1),
         helper.make_node("HannWindow", ["n"], ["window"]),
+        helper.make_node("STFT", ["signal1", "step", "window"], ["stft"]),
     ]
     outputs = [("loss", FLOAT, []), ("hard", FLOAT, [2, 4, 6]), ("atan", FLOAT, [2, 4, 6]), ("sum", FLOAT, [2, 6]),
-               ("tmax", INT64, [2, 1]), ("det", FLOAT, [3]), ("spectrum", FLOAT, [2, 3, 6, 2]), ("window", FLOAT, [8])]
+               ("tmax", INT64, [2, 1]), ("det", FLOAT, [3]), ("spectrum", FLOAT, [2, 3, 6, 2]), ("window", FLOAT, [8]),
+               ("stft", FLOAT, [1, 5, 5, 2])]
     graph = helper.make_graph(
         nodes, "device",
-        [helper.make_tensor_value_info(*i) for i in [("x", FLOAT, [2, 4, 6]), ("t", INT64, [2, 6]), ("axes", INT64, [1]),
-                                                     ("m", FLOAT, [3, 3, 3]), ("n", INT32, [])]],
+        [helper.make_tensor_value_info(*i) for i in [("x", FLOAT, [2, 4, 6]), ("t", INT64, [2, 6]),
+                                                     ("axes", INT64, [1]), ("m", FLOAT, [3, 3, 3]), ("n", INT32, []),
+                                                     ("signal1", FLOAT, [1, 24, 1]), ("step", INT64, [])]],
         [helper.make_tensor_value_info(*o) for o in outputs],
         [onnx.numpy_helper.from_array(np.array([-1], np.int64), "last"),
          onnx.numpy_helper.from_array(np.array(1, np.int64), "one")])
@@ -416,7 +445,8 @@ def device_model() -> tuple[onnx.ModelProto, dict]:
     target = rng.integers(0, 4, (2, 6))
     target[0, 0] = -1
     feed = {"x": rng.standard_normal((2, 4, 6)).astype(F), "t": target.astype(np.int64),
-            "axes": np.array([1], np.int64), "m": rng.standard_normal((3, 3, 3)).astype(F), "n": np.array(8, np.int32)}
+            "axes": np.array([1], np.int64), "m": rng.standard_normal((3, 3, 3)).astype(F), "n": np.array(8, np.int32),
+            "signal1": rng.standard_normal((1, 24, 1)).astype(F), "step": np.array(4, np.int64)}
     return model, feed
 
 
@@ -476,3 +506,36 @@ def test_einsum(equation, shapes, rng, tmp_path):
 def test_einsum_diagonal_is_refused(tmp_path):
     model = one_node("Einsum", [("x", FLOAT, [3, 3])], [("y", FLOAT, [3])], {"equation": "ii->i"}, opset=12)
     refused(model, tmp_path, "Einsum_node", "diagonal")
+
+
+# ---- passes this family relies on ------------------------------------------------------------------------------------
+
+def test_shapes_from_consumers_gives_a_run_time_reduction_its_shape(rng, tmp_path):
+    """ReduceSum with run-time axes -> Cast -> Sqrt -> output [3, 2]: shape inference leaves the middle unknown."""
+    from sparsec.passes.shapes import shapes_from_consumers
+
+    nodes = [helper.make_node("ReduceSum", ["x", "axes"], ["s"], keepdims=0),
+             helper.make_node("Cast", ["s"], ["c"], to=FLOAT), helper.make_node("Sqrt", ["c"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", FLOAT, [3, 2, 2]),
+                                           helper.make_tensor_value_info("axes", INT64, [1])],
+                              [helper.make_tensor_value_info("y", FLOAT, [3, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    import onnx_ir as ir
+
+    lowered = shapes_from_consumers(ir.from_proto(onnx.shape_inference.infer_shapes(model)))
+    assert {v.name: list(v.shape.dims) for n in lowered.graph for v in n.outputs} == {"s": [3, 2], "c": [3, 2],
+                                                                                    "y": [3, 2]}
+    feed = {"x": rng.uniform(0, 1, (3, 2, 2)).astype(F), "axes": np.array([-1], np.int64)}
+    assert compile_and_compare(model, feed, tmp_path) < 1e-6
+
+
+def test_dropout_with_a_run_time_training_flag_is_not_removed(tmp_path):
+    """remove_identities must not treat a Dropout whose training_mode is a run-time input as inference-mode."""
+    nodes = [helper.make_node("Dropout", ["x", "ratio", "training"], ["d"], name="drop"),
+             helper.make_node("Relu", ["d"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", FLOAT, [3, 4]),
+                                           helper.make_tensor_value_info("training", BOOL, [])],
+                              [helper.make_tensor_value_info("y", FLOAT, [3, 4])],
+                              [onnx.numpy_helper.from_array(np.array(0.3, F), "ratio")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    refused(model, tmp_path, "drop", "(Dropout)", "random")

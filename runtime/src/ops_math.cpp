@@ -1,5 +1,5 @@
 // Loss, linear-algebra and signal ops: NllLoss (ONNX NegativeLogLikelihoodLoss, also SoftmaxCrossEntropyLoss after
-// a log-softmax), Det, Dft and the window functions.
+// a log-softmax), Det, Dft, Stft and the window functions.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -101,6 +101,33 @@ void turn(size_t t, size_t n, double* c, double* s) {
   *s = cs[quarters][1];
 }
 
+// Fills scratch with cos, sin of 2 pi t / length, t < length (fails when scratch is too small).
+bool twiddles(const Op& op, size_t length, double* twiddle, Message* err) {
+  SPX_REQUIRE(length > 0 && op.scratch_bytes >= uint64_t(length) * 2 * sizeof(double),
+              "scratch too small for a DFT of length %zu", length);
+  for (size_t t = 0; t < length; ++t) turn(t, length, &twiddle[2 * t], &twiddle[2 * t + 1]);
+  return true;
+}
+
+// out[k * stride] (re, im if c_out == 2) = scale * sum_{j < terms} term(j) e^(sign 2 pi i j k / length), k < n_out.
+template <typename Term>
+void transform(const double* twiddle, size_t length, size_t terms, size_t n_out, double sign, double scale, Term term,
+               float* out, size_t stride, size_t c_out) {
+  for (size_t k = 0; k < n_out; ++k) {
+    double re = 0.0, im = 0.0;
+    for (size_t j = 0; j < terms; ++j) {
+      double xr, xi;
+      term(j, &xr, &xi);
+      const size_t t = size_t(uint64_t(j) * k % length);  // 64-bit: size_t is 32 bits in wasm32
+      const double c = twiddle[2 * t], s = sign * twiddle[2 * t + 1];
+      re += xr * c - xi * s;
+      im += xr * s + xi * c;
+    }
+    out[k * stride] = float(re * scale);
+    if (c_out == 2) out[k * stride + 1] = float(im * scale);
+  }
+}
+
 // The DFT axis: the attribute, or the run-time axis input (negative counts from the end), which must give the
 // compiled output shape.
 bool dft_axis(const Op& op, size_t* axis, Message* err) {
@@ -145,12 +172,10 @@ bool run_dft(const Op& op, uint8_t* scratch, Message* err) {
   const bool hermitian = a.inverse && a.onesided;
   const size_t n_in = size_t(x.dims[axis]), n_out = size_t(y.dims[axis]);
   const size_t length = a.length ? size_t(a.length) : hermitian ? 2 * (n_in - 1) : n_in;
-  SPX_REQUIRE(length > 0 && op.scratch_bytes >= length * 2 * sizeof(double), "scratch too small for a DFT of length %zu",
-              length);
   SPX_REQUIRE(n_out == (a.onesided && !a.inverse ? length / 2 + 1 : length), "output length %zu does not fit the DFT",
               n_out);
-  double* twiddle = reinterpret_cast<double*>(scratch);  // cos, sin of 2 pi t / length
-  for (size_t t = 0; t < length; ++t) turn(t, length, &twiddle[2 * t], &twiddle[2 * t + 1]);
+  double* twiddle = reinterpret_cast<double*>(scratch);
+  if (!twiddles(op, length, twiddle, err)) return false;
   const size_t c_in = size_t(x.dims[x.ndim - 1]), c_out = size_t(y.dims[y.ndim - 1]);
   const size_t outer = product(x.dims, 0, axis), inner = product(x.dims, axis + 1, x.ndim - 1);
   const double sign = a.inverse ? 1.0 : -1.0, scale = a.inverse ? 1.0 / double(length) : 1.0;
@@ -159,26 +184,57 @@ bool run_dft(const Op& op, uint8_t* scratch, Message* err) {
   for (size_t o = 0; o < outer; ++o) {
     for (size_t i = 0; i < inner; ++i) {
       const float* in = x.f32() + (o * n_in * inner + i) * c_in;
-      float* out = y.f32() + (o * n_out * inner + i) * c_out;
       auto term = [&](size_t j, double* re, double* im) {
         const bool mirrored = hermitian && j > length / 2;  // conj(x[length - j])
         const size_t k = mirrored ? length - j : j;
         *re = k < n_in ? in[k * inner * c_in] : 0.0;
         *im = k < n_in && c_in == 2 ? in[k * inner * c_in + 1] * (mirrored ? -1.0 : 1.0) : 0.0;
       };
-      for (size_t k = 0; k < n_out; ++k) {
-        double re = 0.0, im = 0.0;
-        for (size_t j = 0; j < terms; ++j) {
-          double xr, xi;
-          term(j, &xr, &xi);
-          const size_t t = (j * k) % length;
-          const double c = twiddle[2 * t], s = sign * twiddle[2 * t + 1];
-          re += xr * c - xi * s;
-          im += xr * s + xi * c;
-        }
-        out[k * inner * c_out] = float(re * scale);
-        if (c_out == 2) out[k * inner * c_out + 1] = float(im * scale);
-      }
+      transform(twiddle, length, terms, n_out, sign, scale, term, y.f32() + (o * n_out * inner + i) * c_out,
+                inner * c_out, c_out);
+    }
+  }
+  return true;
+}
+
+bool check_stft(const Op& op, Message* err) {
+  const Tensor& x = *op.in[0];
+  const Tensor& y = *op.out[0];
+  SPX_REQUIRE(x.ndim == 3 && (x.dims[2] == 1 || x.dims[2] == 2) && y.ndim == 4 && y.dims[0] == x.dims[0] &&
+                  y.dims[3] == 2 && op.in[1]->numel == 1,
+              "signal must be [B, L, 1 or 2], frame_step one value and the output [B, frames, bins, 2]");
+  const Tensor* window = optional_input(op, 2);
+  const Tensor* length = optional_input(op, 3);
+  SPX_REQUIRE((window || length) && (!window || window->ndim == 1) && (!length || length->numel == 1),
+              "needs a 1-D window or one frame_length value");
+  return true;
+}
+
+bool run_stft(const Op& op, uint8_t* scratch, Message* err) {
+  const Tensor& x = *op.in[0];
+  const Tensor& y = *op.out[0];
+  const Tensor* window = optional_input(op, 2);
+  const Tensor* length_input = optional_input(op, 3);
+  const int64_t step = op.in[1]->as<int64_t>()[0];
+  const int64_t length = length_input ? length_input->as<int64_t>()[0] : int64_t(window->numel);
+  const int64_t signal = x.dims[1], frames = y.dims[1], bins = y.dims[2];
+  SPX_REQUIRE(step > 0 && length > 0 && length <= signal && (!window || int64_t(window->numel) == length) &&
+                  frames == 1 + (signal - length) / step && bins == (stft_attrs(op).onesided ? length / 2 + 1 : length),
+              "frame_step %lld and frame length %lld give another output shape than the compiled %s",
+              static_cast<long long>(step), static_cast<long long>(length), shape_str(y).text);
+  double* twiddle = reinterpret_cast<double*>(scratch);
+  if (!twiddles(op, size_t(length), twiddle, err)) return false;
+  const size_t c_in = size_t(x.dims[2]);
+  for (int64_t b = 0; b < x.dims[0]; ++b) {
+    for (int64_t f = 0; f < frames; ++f) {
+      const float* in = x.f32() + size_t(b * signal + f * step) * c_in;
+      auto term = [&](size_t j, double* re, double* im) {
+        const double w = window ? window->f32()[j] : 1.0;
+        *re = in[j * c_in] * w;
+        *im = c_in == 2 ? in[j * c_in + 1] * w : 0.0;
+      };
+      transform(twiddle, size_t(length), size_t(length), size_t(bins), -1.0, 1.0, term,
+                y.f32() + size_t((b * frames + f) * bins) * 2, 2, 2);
     }
   }
   return true;

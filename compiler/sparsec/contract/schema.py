@@ -444,6 +444,11 @@ OPS = (
        doc="torch.optim.AdamW step in place; indices as SGD; state [1 + 2 * grad size]"),
     Op(109, "ActivationMask", X, (Slot("mask", "M"),), {"T": ("float32",), "M": ("uint8",)}, ACTIVATION,
        ACTIVATION_PARAMS, doc="1 where a RELU/CLIP passes its gradient (the backward keeps 1 byte, not 4)"),
+    Op(94, "Stft", (Slot("signal"), Slot("frame_step", "I"), Slot("window", optional=True),
+                    Slot("frame_length", "I", optional=True)), Y, {"T": ("float32",), "I": ("int64",)},
+       (flag("onesided"),),
+       doc="ONNX STFT of signal [B, L, 1 or 2]: run-time frame_step and frame length (window size or frame_length) "
+           "must give the output [B, frames, bins, 2]; scratch: the frame length's twiddles"),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
 OP_BY_CODE = {op.code: op for op in OPS}

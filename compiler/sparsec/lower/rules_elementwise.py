@@ -61,7 +61,8 @@ def activation(b: Builder, node: ir.Node) -> None:
 REDUCE = {"ReduceMean": ReduceKind.MEAN, "ReduceSum": ReduceKind.SUM, "ReduceMax": ReduceKind.MAX,
           "ReduceMin": ReduceKind.MIN, "ReduceProd": ReduceKind.PROD, "ReduceL1": ReduceKind.L1,
           "ReduceL2": ReduceKind.L2, "ReduceSumSquare": ReduceKind.SUM_SQUARE,
-          "ReduceLogSumExp": ReduceKind.LOG_SUM_EXP, "ReduceLogSum": ReduceKind.LOG_SUM, "GlobalAveragePool": ReduceKind.MEAN,
+          "ReduceLogSumExp": ReduceKind.LOG_SUM_EXP, "ReduceLogSum": ReduceKind.LOG_SUM,
+          "GlobalAveragePool": ReduceKind.MEAN,
           "GlobalMaxPool": ReduceKind.MAX}
 
 
@@ -88,7 +89,8 @@ def reduce(b: Builder, node: ir.Node) -> None:
     shape = static_shape(x)
     kind = REDUCE[node.op_type]
     dtype = numpy_dtype(x)
-    if dtype != np.float32 and (kind not in INTEGER_REDUCE or (dtype == np.bool_ and kind not in (ReduceKind.MAX, ReduceKind.MIN))):
+    bool_ok = kind in (ReduceKind.MAX, ReduceKind.MIN)
+    if dtype != np.float32 and (kind not in INTEGER_REDUCE or (dtype == np.bool_ and not bool_ok)):
         raise Unsupported(f"{node.op_type} of {dtype} input: sparsec computes it on float32 only")
     flags = {"keepdims": node.attributes.get_int("keepdims", 1),
              "noop_with_empty_axes": node.attributes.get_int("noop_with_empty_axes", 0)}

@@ -38,7 +38,7 @@ def softmax_cross_entropy_loss(b: Builder, node: ir.Node) -> None:
     if len(static_shape(scores)) < 2:
         raise Unsupported("scores must be [N, C, d...]")
     log_prob = node.outputs[1] if len(node.outputs) > 1 and node.outputs[1] is not None else None
-    target = log_prob if log_prob is not None else b.temp(static_shape(scores), numpy_dtype(scores), f"{b.label}/log_prob")
+    target = log_prob if log_prob is not None else b.temp(static_shape(scores), F32, f"{b.label}/log_prob")
     b.emit("Softmax", [scores], [target], {"axis": 1, "mode": SoftmaxMode.LOG_SOFTMAX})
     b.emit("NllLoss", [target, node.inputs[1], input_at(node, 2)], [node.outputs[0]], _loss_attrs(node))
 
@@ -141,8 +141,9 @@ def dynamic_quantize_linear(b: Builder, node: ir.Node) -> None:
     b.emit("Binary", [_binary(b, BinaryOp.DIV, span, b.constant(np.float32(255.0), f"{b.label}/255"), (), "step"),
                       unit], [scale], {"op": BinaryOp.ADD, "activation": Activation.NONE})
     low = _binary(b, BinaryOp.MIN, low, zero, (), "low0")
-    zero_point_f = _op(b, "Unary", [_binary(b, BinaryOp.SUB, zero, _binary(b, BinaryOp.DIV, low, scale, (), "low_steps"),
-                                            (), "zero_point_raw", clip=(0.0, 255.0))], (), F32, "zero_point", op=UnaryOp.ROUND)
+    low_steps = _binary(b, BinaryOp.DIV, low, scale, (), "low_steps")
+    raw = _binary(b, BinaryOp.SUB, zero, low_steps, (), "zero_point_raw", clip=(0.0, 255.0))
+    zero_point_f = _op(b, "Unary", [raw], (), F32, "zero_point", op=UnaryOp.ROUND)
     if len(node.outputs) > 2 and node.outputs[2] is not None:
         b.emit("Cast", [zero_point_f], [node.outputs[2]])
     _quantize(b, x, scale, zero_point_f, shape, node.outputs[0])
@@ -234,8 +235,24 @@ def dft(b: Builder, node: ir.Node) -> None:
     if not candidates or not fits(candidates[0]):
         raise Unsupported(f"no DFT axis turns {list(sx)} into {list(sy)}")
     b.emit("Dft", [x, axis_value if run_time_axis else None], [y],
-           {"axis": candidates[0], "inverse": inverse, "onesided": onesided, "length": 0 if given is None else int(given)},
+           {"axis": candidates[0], "inverse": inverse, "onesided": onesided,
+            "length": 0 if given is None else int(given)},
            scratch_bytes=16 * max(length(d) for d in candidates))
+
+
+def stft(b: Builder, node: ir.Node) -> None:
+    """STFT; frame_step and the frame length may be run-time values (the runtime checks they give the output)."""
+    window, length = input_at(node, 2), input_at(node, 3)
+    bins = static_shape(node.outputs[0])[2]
+    onesided = node.attributes.get_int("onesided", 1)
+    if window is not None:
+        longest = static_shape(window)[0]
+    elif length is not None and const_array(length) is not None:
+        longest = int(const_array(length))
+    else:  # the frame lengths that give this many bins
+        longest = 2 * bins - 1 if onesided else bins
+    b.emit("Stft", [node.inputs[0], node.inputs[1], window, length], [node.outputs[0]], {"onesided": onesided},
+           scratch_bytes=16 * longest)
 
 
 WINDOWS = {"HannWindow": SignalWindow.HANN, "HammingWindow": SignalWindow.HAMMING, "BlackmanWindow": SignalWindow.BLACKMAN}
@@ -263,7 +280,8 @@ def _einsum_terms(equation: str, ranks: list[int]) -> tuple[list[str], str]:
     output = output.replace("...", dots)
     for t, r in zip(terms, ranks):
         if len(t) != r or len(set(t)) != len(t):
-            raise Unsupported(f"subscripts '{t}' of a rank-{r} operand (a repeated index, a diagonal, is not supported)")
+            raise Unsupported(f"subscripts '{t}' of a rank-{r} operand (a repeated index, a diagonal, is not "
+                              "supported)")
     if set(output) - set("".join(terms)) or len(set(output)) != len(output):
         raise Unsupported(f"output subscripts '{output}' are not distinct letters of the operands")
     return terms, output
@@ -301,7 +319,8 @@ def einsum(b: Builder, node: ir.Node) -> None:
         value, term = summed(operands[0], terms[0], output)
         b.emit("Copy", [arranged(value, term, output, "transposed")], [y])
         return
-    (a, ta), (w, tw) = summed(operands[0], terms[0], output + terms[1]), summed(operands[1], terms[1], output + terms[0])
+    a, ta = summed(operands[0], terms[0], output + terms[1])
+    w, tw = summed(operands[1], terms[1], output + terms[0])
     batch = "".join(c for c in output if c in ta and c in tw)
     left = "".join(c for c in ta if c in output and c not in tw)
     right = "".join(c for c in tw if c in output and c not in ta)
@@ -327,5 +346,5 @@ def einsum(b: Builder, node: ir.Node) -> None:
 RULES = {"NegativeLogLikelihoodLoss": nll_loss, "SoftmaxCrossEntropyLoss": softmax_cross_entropy_loss, "Det": det,
          "QuantizeLinear": quantize_linear, "DequantizeLinear": dequantize_linear,
          "DynamicQuantizeLinear": dynamic_quantize_linear, "MatMulInteger": matmul_integer,
-         "ConvInteger": conv_integer, "DFT": dft, "Einsum": einsum,
+         "ConvInteger": conv_integer, "DFT": dft, "STFT": stft, "Einsum": einsum,
          **{op: window for op in WINDOWS}}

@@ -13,6 +13,7 @@ from sparsec.naming import op_label
 from sparsec.passes.batchnorm import fold_batchnorm
 from sparsec.passes.cleanup import fold_constants, remove_dead_nodes, remove_identities
 from sparsec.passes.fusion import fuse_activations, fuse_matmul_bias
+from sparsec.passes.shapes import shapes_from_consumers
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Pass:
 CLEANUP = [
     Pass("fold_constants", fold_constants),
     Pass("remove_identities", remove_identities),
+    Pass("shapes_from_consumers", shapes_from_consumers),
     Pass("fold_batchnorm", fold_batchnorm),
     Pass("fuse_matmul_bias", fuse_matmul_bias),
     Pass("fuse_activations", fuse_activations),

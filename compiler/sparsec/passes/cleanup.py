@@ -44,8 +44,12 @@ def remove_identities(model: ir.Model) -> ir.Model:
 
 
 def _training_mode(dropout: ir.Node) -> bool:
-    flag = const_array(dropout.inputs[2]) if len(dropout.inputs) > 2 else None
-    return flag is not None and bool(flag)
+    """True unless training_mode is absent or a constant false (a run-time flag may turn training on)."""
+    value = dropout.inputs[2] if len(dropout.inputs) > 2 else None
+    if value is None:
+        return False
+    flag = const_array(value)
+    return flag is None or bool(flag)
 
 
 def remove_dead_nodes(model: ir.Model) -> ir.Model:
