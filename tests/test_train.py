@@ -61,6 +61,21 @@ class SmallMLP(torch.nn.Module):
         return self.l3(F.silu(x))
 
 
+class Branches(torch.nn.Module):
+    """Split, Concat, Slice, AveragePool, Flatten, Transpose, Tanh, Softmax, Sub/Div on the gradient path."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(24, 6)
+
+    def forward(self, x):
+        a, b = torch.split(self.conv(x), [3, 5], dim=1)
+        y = torch.cat([torch.tanh(a), b[:, 1:4] / 2.0 - a], dim=1)
+        y = F.avg_pool2d(y, 2).flatten(1)[:, :24]
+        return torch.softmax(self.fc(y), -1).transpose(0, 1).transpose(0, 1) * 3.0
+
+
 def _randomise(model) -> None:
     """Non-trivial BatchNorm/LayerNorm statistics and affine parameters (fresh ones are 0/1)."""
     with torch.no_grad():
@@ -206,6 +221,11 @@ def test_mlp_matches_pytorch(mlp, tmp_path, update):
 @pytest.mark.parametrize("loss", ["mse", "bce_with_logits", "l1"])
 def test_losses_match_pytorch(mlp, tmp_path, loss):
     train_and_compare(mlp, tmp_path, ["bias:all", "weight:last=1"], loss=loss, classes=4, shape=(6, 10))
+
+
+def test_tensor_ops_match_pytorch(tmp_path):
+    path = export(Branches, (2, 4, 4, 4), tmp_path / "branches.onnx")
+    train_and_compare(path, tmp_path, ["conv.weight", "bias:all"], classes=6, shape=(2, 4, 4, 4))
 
 
 def test_adamw_matches_pytorch(cnn, tmp_path):
@@ -547,3 +567,13 @@ def test_training_on_device_matches_pytorch(cnn, tmp_path, target):
     params = region_values(result.path.read_bytes(), region.read_bytes(), meta["params"])
     for name, ref in final.items():
         np.testing.assert_allclose(params[name], ref, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(ref).max()), err_msg=name)
+
+
+def test_bert_embeddings_and_norm_scales_match_pytorch(tmp_path):
+    """The embedding table (Gather's gradient) and LayerNorm scales train through the whole encoder."""
+    import zoo
+
+    trainer, _ = train_and_compare(str(zoo.cached("bert_encoder")), tmp_path, ["token.weight", "*norm.weight"],
+                                   loss="mse", classes=(1, zoo.BERT_SEQ, 128), shape=(1, zoo.BERT_SEQ),
+                                   input_name="input_ids", vocab=zoo.BERT_VOCAB, optimizer="sgd:lr=0.5")
+    assert {p["name"] for p in trainer.meta["params"]} >= {"token.weight", "embedding_norm.weight"}
