@@ -463,22 +463,20 @@ def add_backward(model: ir.Model, params: dict[str, ParamUpdate], loss: str, opt
     for index in range(len(forward) - 1, -1, -1):
         node = forward[index]
         out_grads = [ctx.grads.get(o) for o in node.outputs]
-        if all(g is None for g in out_grads) or not any(ctx.needs(v) for v in node.inputs):
-            continue
-        ctx.label = node_label(node, index)
-        rule = GRADIENTS.get(node.op_type) if is_standard(node) else None
-        try:
-            if rule is None:
-                raise Unsupported("no gradient rule for this op")
-            for value, g in zip(node.inputs, rule(ctx, node, out_grads)):
-                if g is not None and ctx.needs(value):
-                    ctx.accumulate(value, g)
-        except Unsupported as e:
-            unsupported.append((ctx.label, op_label(node), f"(gradient) {e}"))
-            continue
+        if any(g is not None for g in out_grads) and any(ctx.needs(v) for v in node.inputs):
+            ctx.label = node_label(node, index)
+            rule = GRADIENTS.get(node.op_type) if is_standard(node) else None
+            try:
+                if rule is None:
+                    raise Unsupported("no gradient rule for this op")
+                for value, g in zip(node.inputs, rule(ctx, node, out_grads)):
+                    if g is not None and ctx.needs(value):
+                        ctx.accumulate(value, g)
+            except Unsupported as e:
+                unsupported.append((ctx.label, op_label(node), f"(gradient) {e}"))
         for value in dict.fromkeys(v for v in node.inputs if v in uses):
             uses[value] -= 1
-            if uses[value] == 0:  # the last reader has run: update in place now
+            if uses[value] == 0 and value in ctx.grads:  # the last reader has run: update in place now
                 gradients[value.name] = _emit_update(ctx, value, optimizer)
     if unsupported:
         raise UnsupportedOpError(unsupported)
