@@ -172,22 +172,24 @@ def matmul(ctx: Autodiff, node: ir.Node, dys):
         raise Unsupported("a 1-D MatMul operand has no gradient rule")
     swap = lambda r: list(range(r - 2)) + [r - 1, r - 2]  # noqa: E731
     grads = [None, None]
+    source = b.producer()
+    transposed = is_standard(source, "Transpose") and list(source.attributes.get_ints("perm", [])) == swap(len(sb))
     if ctx.needs(a):
-        source = b.producer()
-        if is_standard(source, "Transpose") and list(source.attributes.get_ints("perm", [])) == swap(len(sb)):
-            bt = source.inputs[0]  # B was transposed for the forward: read the original, keep no copy alive
-        else:
-            bt = ctx.transpose(b, swap(len(sb)))
+        # B transposed for the forward (a Gemm weight): read the original, keep no copy alive
+        bt = source.inputs[0] if transposed else ctx.transpose(b, swap(len(sb)))
         out = tuple(np.broadcast_shapes(shape_of(dy)[:-2], sb[:-2])) + (shape_of(dy)[-2], sb[-2])
         grads[0] = ctx.unbroadcast(ctx.op("MatMul", [dy, bt], out), sa)
     if ctx.needs(b):
         if len(sb) == 2:  # a layer's weight: every leading axis of A is a row
             rows = int(np.prod(sa[:-1]))
             a2, dy2 = ctx.reshape(a, (rows, sa[-1])), ctx.reshape(dy, (rows, sb[1]))
-            update = ctx.param_slice(b)
+            # partial channels: the weight's output columns, or the rows of a weight transposed for the forward
+            update, axis = ctx.param_slice(b), 1
+            if update is None and transposed and source.inputs[0].is_graph_input():
+                update, axis = ctx.param_slice(source.inputs[0]), 0
             if update is not None:
-                if update.axis != 1:
-                    raise Unsupported("partial channels of a MatMul weight are its columns (axis 1)")
+                if update.axis != axis:
+                    raise Unsupported("partial channels of a layer weight are its output channels")
                 dy2 = ctx.gather(dy2, update.indices, 1)
             grads[1] = ctx.op("MatMul", [ctx.transpose(a2, [1, 0]), dy2], (sa[-1], shape_of(dy2)[1]))
         else:
