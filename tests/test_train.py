@@ -583,3 +583,26 @@ def test_bert_embeddings_and_norm_scales_match_pytorch(tmp_path):
                                    loss="mse", classes=(1, zoo.BERT_SEQ, 128), shape=(1, zoo.BERT_SEQ),
                                    input_name="input_ids", vocab=zoo.BERT_VOCAB, optimizer="sgd:lr=0.5")
     assert {p["name"] for p in trainer.meta["params"]} >= {"token.weight", "embedding_norm.weight"}
+
+
+def test_bad_labels_and_models_are_refused(trained, tmp_path):
+    trainer, data = trained
+    x, y = data[0]
+    with pytest.raises(InputError, match=r"label 7 of row 1 is outside \[0, 5\)"):
+        trainer.step({"input": x}, np.array([0, 7, 1, 2]))
+    with pytest.raises(InputError, match="labels"):
+        trainer.step({"input": x}, np.zeros(3, np.int64))
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(x), x * 2
+
+    path = tmp_path / "two.onnx"
+    torch.onnx.export(TwoHeads().eval(), (torch.randn(2, 4),), str(path), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["a", "b"])
+    with pytest.raises(InputError, match="training needs a model with one output"):
+        sparsec.compile(path, output=tmp_path / "o", train=TrainOptions(), progress=False)
