@@ -606,3 +606,15 @@ def test_bad_labels_and_models_are_refused(trained, tmp_path):
                       input_names=["input"], output_names=["a", "b"])
     with pytest.raises(InputError, match="training needs a model with one output"):
         sparsec.compile(path, output=tmp_path / "o", train=TrainOptions(), progress=False)
+
+
+def test_finetune_example_loss_goes_down(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "examples" / "finetune.py"
+    run = subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]  # the script fails unless the loss falls by 30 %
+    assert "held-out accuracy" in run.stdout and (tmp_path / "finetuned.onnx").exists()
