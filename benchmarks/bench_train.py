@@ -188,7 +188,8 @@ def main() -> None:
     parser.add_argument("--update", action="append", help="update spec entries (default: weight:last=2)")
     parser.add_argument("--steps", type=int, default=4, help="steps per contender (the first is not timed)")
     parser.add_argument("--ort-python", help="a python with onnxruntime-training 1.19.2 (it needs its own venv)")
-    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / f"train-{time.strftime('%Y-%m-%d')}.json"))
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" /
+                                              f"train-{time.strftime('%Y-%m-%d')}.json"))
     parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
     parser.add_argument("--artifact", help=argparse.SUPPRESS)

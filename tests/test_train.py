@@ -61,6 +61,21 @@ class SmallMLP(torch.nn.Module):
         return self.l3(F.silu(x))
 
 
+class Branches(torch.nn.Module):
+    """Split, Concat, Slice, AveragePool, Flatten, Transpose, Tanh, Softmax, Sub/Div on the gradient path."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(24, 6)
+
+    def forward(self, x):
+        a, b = torch.split(self.conv(x), [3, 5], dim=1)
+        y = torch.cat([torch.tanh(a), b[:, 1:4] / 2.0 - a], dim=1)
+        y = F.avg_pool2d(y, 2).flatten(1)[:, :24]
+        return torch.softmax(self.fc(y), -1).transpose(0, 1).transpose(0, 1) * 3.0
+
+
 def _randomise(model) -> None:
     """Non-trivial BatchNorm/LayerNorm statistics and affine parameters (fresh ones are 0/1)."""
     with torch.no_grad():
@@ -208,6 +223,11 @@ def test_losses_match_pytorch(mlp, tmp_path, loss):
     train_and_compare(mlp, tmp_path, ["bias:all", "weight:last=1"], loss=loss, classes=4, shape=(6, 10))
 
 
+def test_tensor_ops_match_pytorch(tmp_path):
+    path = export(Branches, (2, 4, 4, 4), tmp_path / "branches.onnx")
+    train_and_compare(path, tmp_path, ["conv.weight", "bias:all"], classes=6, shape=(2, 4, 4, 4))
+
+
 def test_adamw_matches_pytorch(cnn, tmp_path):
     train_and_compare(cnn, tmp_path, ["bias:all", "weight:last=2:channels=0.5"],
                       optimizer="adamw:lr=0.01,weight_decay=0.05")
@@ -294,6 +314,12 @@ def test_partial_channels_compute_only_the_slice(cnn, tmp_path):
     magnitude = np.abs(weight).sum(axis=(1, 2, 3))
     assert sorted(indices.tolist()) == sorted(np.argsort(-magnitude)[:3].tolist())
     assert result.report["training"]["updated_values"] == 3 * 8
+
+
+def test_partial_channels_of_a_linear_layer_compute_only_the_slice(mlp, tmp_path):
+    art, ops, _ = compiled_ops(mlp, tmp_path, ["l3.weight:channels=0.5"])  # Gemm(transB=1) weight [4, 16]
+    products = [art.tensors[op.outputs[0]].shape for k, op in ops if k == "MatMul"]
+    assert (16, 2) in products and (16, 4) not in products  # the weight gradient of 2 of 4 outputs, transposed
 
 
 # ---- specs, options and errors ---------------------------------------------------------------------------
@@ -547,3 +573,48 @@ def test_training_on_device_matches_pytorch(cnn, tmp_path, target):
     params = region_values(result.path.read_bytes(), region.read_bytes(), meta["params"])
     for name, ref in final.items():
         np.testing.assert_allclose(params[name], ref, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(ref).max()), err_msg=name)
+
+
+def test_bert_embeddings_and_norm_scales_match_pytorch(tmp_path):
+    """The embedding table (Gather's gradient) and LayerNorm scales train through the whole encoder."""
+    import zoo
+
+    trainer, _ = train_and_compare(str(zoo.cached("bert_encoder")), tmp_path, ["token.weight", "*norm.weight"],
+                                   loss="mse", classes=(1, zoo.BERT_SEQ, 128), shape=(1, zoo.BERT_SEQ),
+                                   input_name="input_ids", vocab=zoo.BERT_VOCAB, optimizer="sgd:lr=0.5")
+    assert {p["name"] for p in trainer.meta["params"]} >= {"token.weight", "embedding_norm.weight"}
+
+
+def test_bad_labels_and_models_are_refused(trained, tmp_path):
+    trainer, data = trained
+    x, y = data[0]
+    with pytest.raises(InputError, match=r"label 7 of row 1 is outside \[0, 5\)"):
+        trainer.step({"input": x}, np.array([0, 7, 1, 2]))
+    with pytest.raises(InputError, match="labels"):
+        trainer.step({"input": x}, np.zeros(3, np.int64))
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(x), x * 2
+
+    path = tmp_path / "two.onnx"
+    torch.onnx.export(TwoHeads().eval(), (torch.randn(2, 4),), str(path), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["a", "b"])
+    with pytest.raises(InputError, match="training needs a model with one output"):
+        sparsec.compile(path, output=tmp_path / "o", train=TrainOptions(), progress=False)
+
+
+def test_finetune_example_loss_goes_down(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "examples" / "finetune.py"
+    run = subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]  # the script fails unless the loss falls by 30 %
+    assert "held-out accuracy" in run.stdout and (tmp_path / "finetuned.onnx").exists()

@@ -134,7 +134,7 @@ OPS = {
     "Div": lambda a, b: a / b if a.is_floating_point() else torch.div(a, b, rounding_mode="trunc"),
     "Pow": torch.pow, "Sqrt": torch.sqrt, "Erf": torch.erf, "Exp": torch.exp, "Neg": torch.neg, "Tanh": torch.tanh,
     "Relu": torch.relu, "Sigmoid": torch.sigmoid, "HardSwish": F.hardswish, "Clip": _clip,
-    "Gelu": lambda x, **a: F.gelu(x, approximate=a.get("approximate", b"none").decode() if isinstance(a.get("approximate"), bytes) else a.get("approximate", "none")),
+    "Gelu": lambda x, **a: F.gelu(x, approximate=_text(a.get("approximate", "none"))),
     "HardSigmoid": lambda x, **a: torch.clamp(a.get("alpha", 0.2) * x + a.get("beta", 0.5), 0, 1),
     "BatchNormalization": _batchnorm, "LayerNormalization": _layernorm,
     "MaxPool": _pool("max"), "AveragePool": _pool("avg"),
@@ -151,8 +151,13 @@ OPS = {
     "Shape": lambda x, **a: torch.tensor(x.shape[a.get("start", 0):a.get("end", None)], dtype=torch.int64),
     "Expand": lambda x, shape: x.expand(torch.broadcast_shapes(x.shape, tuple(shape.tolist()))),
     "Equal": torch.eq, "Where": torch.where, "Sign": torch.sign,
-    "ConstantOfShape": lambda shape, **a: torch.full(tuple(shape.tolist()), float(numpy_helper.to_array(a["value"]).reshape(-1)[0]) if "value" in a else 0.0),
+    "ConstantOfShape": lambda shape, **a: torch.full(
+        tuple(shape.tolist()), float(numpy_helper.to_array(a["value"]).reshape(-1)[0]) if "value" in a else 0.0),
 }
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _unsqueezed(shape, axes):

@@ -107,6 +107,10 @@ def compile_model(model, target: str = "host", output=None, input_shapes=None, p
     if train is not None:
         from sparsec.train.build import build_training_graph
 
+        if passes is not None:
+            raise SparsecError("passes= does not apply to a training step (it runs its own: no BatchNorm folding or "
+                               "activation fusion)")
+
         training = build_training_graph(graph, train, notify)
         graph, pass_rows = training.model, training.pass_rows
     else:

@@ -222,10 +222,10 @@ bool run_loss(const Op& op, uint8_t*, Message* err) {
       SPX_REQUIRE(labels[r] >= 0 && labels[r] < int64_t(c), "label %lld of row %zu is outside [0, %zu)",
                   static_cast<long long>(labels[r]), r, c);
       const float top = *std::max_element(p, p + c);
-      double sum = 0.0;
-      for (size_t j = 0; j < c; ++j) sum += std::exp(double(p[j] - top));
-      total += std::log(sum) + double(top) - double(p[labels[r]]);
-      for (size_t j = 0; j < c; ++j) d[j] = float(std::exp(double(p[j] - top)) / sum) / float(n);
+      double sum = 0.0;  // float exp/log: the runtime links them anyway (double ones would grow wasm32)
+      for (size_t j = 0; j < c; ++j) sum += double(std::exp(p[j] - top));
+      total += double(std::log(float(sum))) + double(top) - double(p[labels[r]]);
+      for (size_t j = 0; j < c; ++j) d[j] = float(double(std::exp(p[j] - top)) / sum) / float(n);
       d[labels[r]] -= 1.0f / float(n);
     }
     op.out[0]->f32()[0] = float(total / double(n));
@@ -503,6 +503,14 @@ bool run_sgd_update(const Op& op, uint8_t*, Message* err) {
 
 bool check_adamw_update(const Op& op, Message* err) { return check_update(op, adamw_update_attrs(op).axis, 2, err); }
 
+// b^n by squaring: the step count is an integer (no libm pow in the runtime).
+static double integer_power(double b, uint64_t n) {
+  double result = 1.0;
+  for (; n; n >>= 1, b *= b)
+    if (n & 1) result *= b;
+  return result;
+}
+
 // torch.optim.AdamW (amsgrad off): decoupled decay, bias-corrected moments.
 bool run_adamw_update(const Op& op, uint8_t*, Message* err) {
   const AdamwUpdateAttrs a = adamw_update_attrs(op);
@@ -516,8 +524,8 @@ bool run_adamw_update(const Op& op, uint8_t*, Message* err) {
   float* v = m + n;
   const double step = double(state[0]) + 1.0, lr = a.lr;
   const float decay = float(1.0 - lr * double(a.weight_decay));
-  const float step_size = float(lr / (1.0 - std::pow(double(a.beta1), step)));
-  const float correction2_sqrt = float(std::sqrt(1.0 - std::pow(double(a.beta2), step)));
+  const float step_size = float(lr / (1.0 - integer_power(a.beta1, uint64_t(step))));
+  const float correction2_sqrt = float(std::sqrt(1.0 - integer_power(a.beta2, uint64_t(step))));
   for (size_t j = 0; j < n; ++j) {
     float& w = p[s.param_index(j)];
     const float g = grad[j];

@@ -79,7 +79,8 @@ def update(b: Builder, node: ir.Node) -> None:
 
 
 RULES = {
-    "Loss": loss, "ActivationGrad": activation_grad, "ActivationMask": activation_grad, "ConvGradInput": conv_grad, "ConvGradWeight": conv_grad,
+    "Loss": loss, "ActivationGrad": activation_grad, "ActivationMask": activation_grad, "ConvGradInput": conv_grad,
+    "ConvGradWeight": conv_grad,
     "PoolGrad": pool_grad, "LayerNormGrad": layer_norm_grad, "GatherGrad": gather_grad, "SgdUpdate": update,
     "AdamwUpdate": update,
 }

@@ -16,15 +16,16 @@ from sparsec.lower.lower import node_label
 from sparsec.lower.rules_train import TRAIN_DOMAIN
 from sparsec.naming import is_standard
 from sparsec.passes import Pass, run_passes
-from sparsec.passes.cleanup import fold_constants, remove_identities
+from sparsec.passes.cleanup import fold_constants, remove_dead_nodes, remove_identities
 from sparsec.passes.util import const_array
 from sparsec.train.gradients import LABELS, BackwardResult, Emitter, add_backward, requires_grad, shape_of
 from sparsec.train.spec import ParamUpdate, TrainOptions, resolve_updates
 
 STATE_VERSION = 1
 # No BatchNorm folding (it would change what a trained scale/shift means) and no activation fusion (the backward
-# reads pre-activation values); constant folding and identity removal only.
-TRAIN_PASSES = [Pass("fold_constants", fold_constants), Pass("remove_identities", remove_identities)]
+# reads pre-activation values): constant folding and removal of identities and dead nodes only.
+TRAIN_PASSES = [Pass("fold_constants", fold_constants), Pass("remove_identities", remove_identities),
+                Pass("remove_dead_nodes", remove_dead_nodes)]
 
 
 def lift_parameters(model: ir.Model, updates: list[ParamUpdate]) -> dict[str, np.ndarray]:

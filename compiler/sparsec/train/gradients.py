@@ -172,22 +172,24 @@ def matmul(ctx: Autodiff, node: ir.Node, dys):
         raise Unsupported("a 1-D MatMul operand has no gradient rule")
     swap = lambda r: list(range(r - 2)) + [r - 1, r - 2]  # noqa: E731
     grads = [None, None]
+    source = b.producer()
+    transposed = is_standard(source, "Transpose") and list(source.attributes.get_ints("perm", [])) == swap(len(sb))
     if ctx.needs(a):
-        source = b.producer()
-        if is_standard(source, "Transpose") and list(source.attributes.get_ints("perm", [])) == swap(len(sb)):
-            bt = source.inputs[0]  # B was transposed for the forward: read the original, keep no copy alive
-        else:
-            bt = ctx.transpose(b, swap(len(sb)))
+        # B transposed for the forward (a Gemm weight): read the original, keep no copy alive
+        bt = source.inputs[0] if transposed else ctx.transpose(b, swap(len(sb)))
         out = tuple(np.broadcast_shapes(shape_of(dy)[:-2], sb[:-2])) + (shape_of(dy)[-2], sb[-2])
         grads[0] = ctx.unbroadcast(ctx.op("MatMul", [dy, bt], out), sa)
     if ctx.needs(b):
         if len(sb) == 2:  # a layer's weight: every leading axis of A is a row
             rows = int(np.prod(sa[:-1]))
             a2, dy2 = ctx.reshape(a, (rows, sa[-1])), ctx.reshape(dy, (rows, sb[1]))
-            update = ctx.param_slice(b)
+            # partial channels: the weight's output columns, or the rows of a weight transposed for the forward
+            update, axis = ctx.param_slice(b), 1
+            if update is None and transposed and source.inputs[0].is_graph_input():
+                update, axis = ctx.param_slice(source.inputs[0]), 0
             if update is not None:
-                if update.axis != 1:
-                    raise Unsupported("partial channels of a MatMul weight are its columns (axis 1)")
+                if update.axis != axis:
+                    raise Unsupported("partial channels of a layer weight are its output channels")
                 dy2 = ctx.gather(dy2, update.indices, 1)
             grads[1] = ctx.op("MatMul", [ctx.transpose(a2, [1, 0]), dy2], (sa[-1], shape_of(dy2)[1]))
         else:
@@ -463,22 +465,20 @@ def add_backward(model: ir.Model, params: dict[str, ParamUpdate], loss: str, opt
     for index in range(len(forward) - 1, -1, -1):
         node = forward[index]
         out_grads = [ctx.grads.get(o) for o in node.outputs]
-        if all(g is None for g in out_grads) or not any(ctx.needs(v) for v in node.inputs):
-            continue
-        ctx.label = node_label(node, index)
-        rule = GRADIENTS.get(node.op_type) if is_standard(node) else None
-        try:
-            if rule is None:
-                raise Unsupported("no gradient rule for this op")
-            for value, g in zip(node.inputs, rule(ctx, node, out_grads)):
-                if g is not None and ctx.needs(value):
-                    ctx.accumulate(value, g)
-        except Unsupported as e:
-            unsupported.append((ctx.label, op_label(node), f"(gradient) {e}"))
-            continue
+        if any(g is not None for g in out_grads) and any(ctx.needs(v) for v in node.inputs):
+            ctx.label = node_label(node, index)
+            rule = GRADIENTS.get(node.op_type) if is_standard(node) else None
+            try:
+                if rule is None:
+                    raise Unsupported("no gradient rule for this op")
+                for value, g in zip(node.inputs, rule(ctx, node, out_grads)):
+                    if g is not None and ctx.needs(value):
+                        ctx.accumulate(value, g)
+            except Unsupported as e:
+                unsupported.append((ctx.label, op_label(node), f"(gradient) {e}"))
         for value in dict.fromkeys(v for v in node.inputs if v in uses):
             uses[value] -= 1
-            if uses[value] == 0:  # the last reader has run: update in place now
+            if uses[value] == 0 and value in ctx.grads:  # the last reader has run: update in place now
                 gradients[value.name] = _emit_update(ctx, value, optimizer)
     if unsupported:
         raise UnsupportedOpError(unsupported)
