@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import numpy as np
+import onnx
 import pytest
 
 import sparsec
@@ -57,3 +58,22 @@ def test_arguments_cannot_ask_for_unbounded_work(runner, tmp_path):
         assert result.returncode == 1 and message in result.stderr, result
     ok = subprocess.run([runner, artifact, "--input", tmp_path / "x.bin", "--repeat", "3"], capture_output=True, text=True)
     assert ok.returncode == 0 and "3 runs" in ok.stdout, ok
+
+
+def test_repeated_runs_read_the_given_inputs(runner, tmp_path, rng):
+    """The memory plan reuses an input's bytes after its last reader: each repeat must be fed the inputs again."""
+    nodes = [onnx.helper.make_node("Neg", ["x"], ["a"]), onnx.helper.make_node("Exp", ["a"], ["b"]),
+             onnx.helper.make_node("Neg", ["b"], ["y"])]
+    x_info = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [4, 8])
+    graph = onnx.helper.make_graph(nodes, "chain", [x_info],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [4, 8])])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    artifact = sparsec.compile(model, output=tmp_path / "chain.spx").path
+    x = rng.standard_normal((4, 8), dtype=np.float32)
+    x.tofile(tmp_path / "x.bin")
+    expected = sparsec.load(artifact).run(None, {"x": x})[0]
+    for repeat in ("1", "3"):
+        result = subprocess.run([runner, artifact, "--input", tmp_path / "x.bin", "--output", tmp_path / "y.bin",
+                                 "--repeat", repeat], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        np.testing.assert_array_equal(np.fromfile(tmp_path / "y.bin", np.float32).reshape(4, 8), expected)

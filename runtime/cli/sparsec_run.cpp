@@ -134,22 +134,39 @@ int parse(int argc, char** argv, Options* o) {
   return o->model ? 0 : fail("no model given (see --help)");
 }
 
-// Reads every --input file into the session (the arena may reuse input bytes once their last reader has run).
-int set_inputs(const Options& o, sparsec_session* session) {
+// Every --input file's bytes, read once; fed again before each run, since the memory plan may reuse an input's
+// bytes once its last reader has run.
+struct Inputs {
+  unsigned char** bytes = nullptr;
+  size_t* size = nullptr;
+  int32_t count = 0;
+  ~Inputs() {
+    for (int32_t i = 0; i < count; ++i) std::free(bytes[i]);
+    std::free(bytes);
+    std::free(size);
+  }
+};
+
+int read_inputs(const Options& o, sparsec_session* session, Inputs* in) {
   sparsec_tensor_info info;
+  const size_t n = size_t(o.inputs.count) + 1;
+  in->bytes = static_cast<unsigned char**>(std::calloc(n, sizeof(unsigned char*)));
+  in->size = static_cast<size_t*>(std::calloc(n, sizeof(size_t)));
+  if (!in->bytes || !in->size) return fail("out of memory");
+  in->count = o.inputs.count;  // unread entries stay null
   for (int32_t i = 0; i < o.inputs.count; ++i) {
     if (sparsec_input_info(session, i, &info) != SPARSEC_OK) return fail_runtime("input");
-    size_t size = 0;
-    unsigned char* bytes = read_file(o.inputs.path[i], info.nbytes + 1, &size);
-    if (!bytes) return fail("cannot read %s", o.inputs.path[i]);
-    if (size > info.nbytes) {
-      std::free(bytes);
+    in->bytes[i] = read_file(o.inputs.path[i], info.nbytes + 1, &in->size[i]);
+    if (!in->bytes[i]) return fail("cannot read %s", o.inputs.path[i]);
+    if (in->size[i] > info.nbytes)
       return fail("%s is longer than the %zu bytes input '%s' takes", o.inputs.path[i], info.nbytes, info.name);
-    }
-    const sparsec_status status = sparsec_set_input(session, i, bytes, size);
-    std::free(bytes);
-    if (status != SPARSEC_OK) return fail_runtime(o.inputs.path[i]);
   }
+  return 0;
+}
+
+int feed_inputs(const Options& o, const Inputs& in, sparsec_session* session) {
+  for (int32_t i = 0; i < in.count; ++i)
+    if (sparsec_set_input(session, i, in.bytes[i], in.size[i]) != SPARSEC_OK) return fail_runtime(o.inputs.path[i]);
   return 0;
 }
 
@@ -169,7 +186,8 @@ int run(const Options& o, sparsec_session* session) {
     return fail("the model takes %d input(s), got %d --input", int(num_inputs), int(o.inputs.count));
   if (o.outputs.count != 0 && o.outputs.count != num_outputs)
     return fail("the model has %d output(s), got %d --output", int(num_outputs), int(o.outputs.count));
-  if (set_inputs(o, session) != 0) return 1;
+  Inputs inputs;
+  if (read_inputs(o, session, &inputs) != 0 || feed_inputs(o, inputs, session) != 0) return 1;
   const size_t param_bytes = size_t(sparsec_param_bytes(session));
   if (o.train && (param_bytes == 0 || num_outputs < 1))
     return fail("--train needs an artifact compiled with sparsec compile --train");
@@ -183,7 +201,7 @@ int run(const Options& o, sparsec_session* session) {
   }
   const double start = monotonic_seconds();
   for (long r = 0; r < o.repeat; ++r) {
-    if (o.train && r > 0 && set_inputs(o, session) != 0) return 1;  // each step reads its inputs afresh
+    if (r > 0 && feed_inputs(o, inputs, session) != 0) return 1;  // each run (or training step) on the given inputs
     if (sparsec_run(session) != SPARSEC_OK) return fail_runtime("run");
     const void* loss = nullptr;
     size_t nbytes = 0;

@@ -99,6 +99,7 @@ enum class OpCode : uint32_t {
   kSgdUpdate = 107,  // torch.optim.SGD step in place; indices: the updated slice of param along axis; state [1 (+ grad size with momentum)]
   kAdamwUpdate = 108,  // torch.optim.AdamW step in place; indices as SGD; state [1 + 2 * grad size]
   kActivationMask = 109,  // 1 where a RELU/CLIP passes its gradient (the backward keeps 1 byte, not 4)
+  kStft = 94,  // ONNX STFT of signal [B, L, 1 or 2]: run-time frame_step and frame length (window size or frame_length) must give the output [B, frames, bins, 2]; scratch: the frame length's twiddles
   kLast = kActivationMask,
 };
 
@@ -141,7 +142,7 @@ enum class OpCode : uint32_t {
 #define SPARSEC_WITH_MATH 1
 #endif
 #if SPARSEC_WITH_MATH
-#define SPARSEC_OPS_MATH(X) X(NllLoss, nll_loss) X(Det, det) X(Dft, dft) X(Window, window)
+#define SPARSEC_OPS_MATH(X) X(NllLoss, nll_loss) X(Det, det) X(Dft, dft) X(Window, window) X(Stft, stft)
 #else
 #define SPARSEC_OPS_MATH(X)
 #endif
@@ -307,16 +308,17 @@ constexpr AttrMeta kAttrMeta[] = {
     {"axis", 1, 0, 7},  // SgdUpdate
     {"axis", 1, 0, 7},  // AdamwUpdate
     {"activation", 1, 0, 19},  // ActivationMask
+    {"onesided", 1, 0, 1},  // Stft
 };
 constexpr uint8_t kOpIndex[110] = {
     0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
     20, 21, 22, 0, 0, 0, 0, 0, 0, 0, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32,
     33, 34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     35, 0, 36, 37, 38, 39, 40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    41, 42, 43, 44, 45, 0, 0, 0, 0, 0, 46, 47, 48, 49, 0, 0, 0, 0, 0, 0,
-    50, 51, 52, 53, 54, 55, 56, 57, 58, 59,
+    41, 42, 43, 44, 45, 0, 0, 0, 0, 0, 46, 47, 48, 49, 50, 0, 0, 0, 0, 0,
+    51, 52, 53, 54, 55, 56, 57, 58, 59, 60,
 };
-constexpr OpMeta kOpMeta[60] = {
+constexpr OpMeta kOpMeta[61] = {
     {},  // no op
     {"Conv", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 6, 2, 0, false},
     {"MatMul", 3, 1, false, false, {{0, false}, {0, false}, {0, true}}, {{0, false}}, {2}, 1, 2, 6, false},
@@ -367,6 +369,7 @@ constexpr OpMeta kOpMeta[60] = {
     {"Det", 1, 1, false, false, {{0, false}}, {{0, false}}, {2}, 0, 0, 104, false},
     {"Dft", 2, 1, false, false, {{0, false}, {1, true}}, {{0, false}}, {2, 4}, 4, 0, 104, false},
     {"Window", 1, 1, false, false, {{1, false}}, {{0, false}}, {2, 12}, 2, 0, 108, false},
+    {"Stft", 4, 1, false, false, {{0, false}, {1, false}, {0, true}, {1, true}}, {{0, false}}, {2, 4}, 1, 0, 130, false},
     {"Loss", 2, 2, false, false, {{0, false}, {1, false}}, {{0, false}, {0, false}}, {2, 6}, 1, 0, 110, false},
     {"ActivationGrad", 2, 1, false, false, {{0, false}, {1, false}}, {{0, false}}, {2, 18}, 1, 2, 111, false},
     {"ConvGradInput", 2, 1, false, false, {{0, false}, {0, false}}, {{0, false}}, {2}, 4, 0, 112, false},

@@ -868,4 +868,15 @@ inline ActivationMaskAttrs activation_mask_attrs(const Op& op) {
   return a;
 }
 
+struct StftAttrs {
+  int64_t onesided;
+};
+inline StftAttrs stft_attrs(const Op& op) {
+  StftAttrs a;
+  const int64_t* v = op.iattr.data();
+  a.onesided = int64_t(*v);
+  v += 1;
+  return a;
+}
+
 }  // namespace sparsec
