@@ -13,7 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import sparsec
 import zoo
-from conftest import max_rel_error, raw_outputs_error, run_onnxruntime, write_raw_inputs
+from conftest import (compile_and_compare, max_rel_error, raw_outputs_error, run_onnxruntime, single_op_model,
+                      write_raw_inputs)
 from sparsec.artifact import format as spx
 from sparsec.cli import main
 from sparsec.contract.schema import OP_BY_NAME, SparseFormat
@@ -198,6 +199,18 @@ def test_synthetic_models_match_onnxruntime_on_host(name, sparsity, pattern, tmp
         assert spmm_formats(report) == {"2:4"}
     if pattern in ("4x1", "8x1"):
         assert "4x1" in spmm_formats(report)
+
+
+@pytest.mark.parametrize("attrs, kernel", [
+    ({"dilations": [2, 1], "pads": [2, 0, 1, 1]}, (3, 3)), ({"strides": [2, 3], "auto_pad": "SAME_UPPER"}, (5, 3)),
+    ({"strides": [1, 2]}, (1, 1)), ({"pads": [1, 1, 1, 1]}, (1, 1)), ({}, (1, 7)),
+])
+def test_convolution_windows_through_im2col(attrs, kernel, tmp_path, rng):
+    w = sparse_matrix(rng, (12, 5, *kernel), 0.1)
+    model = single_op_model("Conv", [("x", [2, 5, 9, 11])], None, [("w", w), ("b", rng.standard_normal(12).astype(np.float32))],
+                            attrs)
+    assert compile_and_compare(model, {"x": rng.standard_normal((2, 5, 9, 11)).astype(np.float32)}, tmp_path) < TOLERANCE
+    assert json.loads((tmp_path / "model.report.json").read_text())["layers"][0]["decision"] == "sparse"
 
 
 def test_resnet_block_convolutions_run_sparse_through_im2col(tmp_path, rng):
