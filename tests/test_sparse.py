@@ -117,6 +117,24 @@ def test_choice_picks_the_format_its_zeros_fit(rng):
     assert choose(half, "wasm32").sparse  # wasm's dense GEMM is slower: sparse still pays
 
 
+def test_measured_points_from_the_spmm_benchmark(monkeypatch):
+    """bench_spmm.py's rows -> per target and format, the geometric mean over shapes; the model then uses them."""
+    from sparsec.lower import sparse_choice
+
+    rows = [{"mb": "mb4", "sparsity": s, "speedup": v} for s, v in ((0.8, 2.0), (0.8, 8.0), (0.9, 9.0))]
+    rows.append({"mb": "2of4", "sparsity": 0.5, "speedup": 1.6})
+    points = sparse_choice.measured_points({"targets": [{"target": "host", "rows": rows}]})
+    assert points == {"x86_64": {"2:4": [(0.5, 1.6)], "4x1": [(0.2, 4.0), (0.1, 9.0)]}}
+    monkeypatch.setitem(sparse_choice.MEASURED, "x86_64", {**sparse_choice.MEASURED["x86_64"], **points["x86_64"]})
+    sparse_choice.cost_line.cache_clear()
+    try:
+        assert sparse_choice.expected_speedup("x86_64", 0.2, "4x1") == pytest.approx(4.0)
+        assert sparse_choice.expected_speedup("x86_64", 0.5, "2:4") == pytest.approx(1.6)
+        assert sparse_choice.expected_speedup("x86_64", 0.1, "2x1") == sparse_choice.expected_speedup("x86_64", 0.1)
+    finally:
+        sparse_choice.cost_line.cache_clear()
+
+
 # ---- models -----------------------------------------------------------------------------------
 
 def _init(rng, name, shape):
