@@ -12,6 +12,8 @@
 
 #include "sparsec/kernel_variants.h"
 #include "sparsec/kernels.h"
+#include "sparsec/spmm.h"
+#include "../tests/kernels/spmm_pack.h"
 
 using namespace sparsec;
 
@@ -149,14 +151,61 @@ void bench_vbinary(size_t kind, size_t shape_kind, size_t C, size_t n, size_t ac
   }
 }
 
+// W[M, K] with whole blocks of MB rows pruned at one input channel (the 1x1 pattern when MB == 1), exactly
+// round(sparsity * blocks * K) of them, beside the dense GEMM on the same shape; 2:4 at sparsity 50%.
+// Rows "spmm <variant> M,K,N,percent,nonzeros GFLOP/s" count 2 * nonzeros * N operations (dense: 2 * M * K * N).
+void bench_spmm(size_t M, size_t K, size_t N, size_t percent, double min_seconds) {
+  const std::vector<float> x = random_vector(K * N, 1), bias = random_vector(M, 2);
+  std::vector<float> y(M * N);
+  std::vector<float> dense = random_vector(M * K, 3);
+  const GemmArgs g{M, N, K, dense.data(), K, x.data(), N, y.data(), N, bias.data(), BiasMode::kPerRow, ActParams{}};
+  auto shape = [&](size_t nonzeros) {
+    return std::to_string(M) + "," + std::to_string(K) + "," + std::to_string(N) + "," + std::to_string(percent) +
+           "," + std::to_string(nonzeros);
+  };
+  measure("spmm", "dense", shape(M * K), 2.0 * M * K * N, [&] { f32_gemm(g); }, min_seconds);
+  std::mt19937 rng(4);
+  for (size_t mb_index = 0; mb_index < 3; ++mb_index) {
+    const size_t MB = size_t{1} << mb_index, blocks = spmm_blocks(M, MB);
+    std::vector<size_t> units(blocks * K);  // (block, channel) pairs, the first `pruned` of a shuffle zeroed
+    for (size_t u = 0; u < units.size(); ++u) units[u] = u;
+    std::shuffle(units.begin(), units.end(), rng);
+    const size_t pruned = static_cast<size_t>(percent / 100.0 * units.size() + 0.5);
+    std::vector<float> w = dense;
+    for (size_t i = 0; i < pruned; ++i) {
+      const size_t b = units[i] / K, k = units[i] % K, row = b < M / MB ? b * MB : (M / MB) * MB + b - M / MB;
+      for (size_t r = 0; r < (b < M / MB ? MB : 1); ++r) w[(row + r) * K + k] = 0.0f;
+    }
+    const size_t nonzeros = static_cast<size_t>(std::count_if(w.begin(), w.end(), [](float v) { return v != 0.0f; }));
+    const spmm_pack::Blocked p = spmm_pack::blocked(w, bias, M, K, N, MB);
+    const SpmmArgs a{M, K, N, MB, p.values.data(), p.deltas.data(), p.nnz.data(), p.first, x.data(), y.data(),
+                     ActParams{}};
+    for (const SpmmVariant& v : kSpmmVariants) {
+      if (std::strcmp(v.name, "scalar") == 0 || std::strcmp(v.name, "dispatch") == 0) continue;
+      const std::string variant = std::string(v.name) + ":mb" + std::to_string(MB);
+      measure("spmm", variant.c_str(), shape(nonzeros), 2.0 * nonzeros * N, [&] { v.blocked[mb_index](a); },
+              min_seconds);
+    }
+  }
+  if (percent != 50 || K % 4 != 0) return;
+  const spmm_pack::TwoOfFour q = spmm_pack::random_2of4(M, K, 1.0f, rng);
+  const Spmm2of4Args a{M, K, N, q.values.data(), q.index.data(), x.data(), y.data(), ActParams{}};
+  for (const SpmmVariant& v : kSpmmVariants) {
+    if (std::strcmp(v.name, "scalar") == 0 || std::strcmp(v.name, "dispatch") == 0) continue;
+    const std::string variant = std::string(v.name) + ":2of4";
+    measure("spmm", variant.c_str(), shape(M * K / 2), 1.0 * M * K * N, [&] { v.two_of_four(a); }, min_seconds);
+  }
+}
+
 }  // namespace
 
 // Usage: kernels_bench MIN_SECONDS [--only VARIANT] (gemm M N K | dwconv C H k stride | maxpool|avgpool C H k stride |
-//                                   gavgpool C HW | vbinary kind shape C HW act)...
+//                                   gavgpool C HW | vbinary kind shape C HW act |
+//                                   spmm M K N sparsity_percent)...
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s MIN_SECONDS [--only VARIANT] (gemm M N K | dwconv C H k stride | maxpool|avgpool C H k stride | "
-                 "gavgpool C HW | vbinary kind shape C HW act)...\n", argv[0]);
+                 "gavgpool C HW | vbinary kind shape C HW act | spmm M K N sparsity_percent)...\n", argv[0]);
     return 2;
   }
   const double min_seconds = std::atof(argv[1]);
@@ -180,6 +229,9 @@ int main(int argc, char** argv) {
     } else if (kernel == "vbinary") {
       const size_t kind = next(), shape = next(), C = next(), n = next(), act = next();
       bench_vbinary(kind, shape, C, n, act, min_seconds);
+    } else if (kernel == "spmm") {
+      const size_t M = next(), K = next(), N = next(), percent = next();
+      bench_spmm(M, K, N, percent, min_seconds);
     } else {
       std::fprintf(stderr, "unknown kernel %s\n", kernel.c_str());
       return 2;

@@ -312,11 +312,11 @@ KERNELS = (
     Kernel("f32_activation", "f32_activation__scalar", "f32_activation__portable"),
     # SpMM (kernels_arm/include/sparsec/spmm.h): one job per output block MB of format BLOCKED, and 2:4.
     Kernel("f32_spmm_mb1", "f32_spmm__scalar", "f32_spmm_32x1__portable", "f32_spmm_32x1__neon",
-           "f32_spmm_32x1__wasmsimd"),
+           "f32_spmm_16x1__wasmsimd"),
     Kernel("f32_spmm_mb2", "f32_spmm__scalar", "f32_spmm_32x2__portable", "f32_spmm_32x2__neon",
-           "f32_spmm_32x2__wasmsimd"),
-    Kernel("f32_spmm_mb4", "f32_spmm__scalar", "f32_spmm_32x4__portable", "f32_spmm_32x4__neon",
-           "f32_spmm_32x4__wasmsimd"),
+           "f32_spmm_16x2__wasmsimd"),
+    Kernel("f32_spmm_mb4", "f32_spmm__scalar", "f32_spmm_32x4__portable", "f32_spmm_16x4__neon",
+           "f32_spmm_8x4__wasmsimd"),
     Kernel("f32_spmm_2of4", "f32_spmm_2of4__scalar", "f32_spmm_2of4__portable", "f32_spmm_2of4__neon",
            "f32_spmm_2of4__wasmsimd"),
 )

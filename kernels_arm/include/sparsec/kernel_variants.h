@@ -52,10 +52,10 @@ inline constexpr SpmmVariant kSpmmVariants[] = {
     {"portable", {f32_spmm_32x1__portable, f32_spmm_32x2__portable, f32_spmm_32x4__portable},
      f32_spmm_2of4__portable},
 #ifdef SPARSEC_KERNELS_NEON
-    {"neon", {f32_spmm_32x1__neon, f32_spmm_32x2__neon, f32_spmm_32x4__neon}, f32_spmm_2of4__neon},
+    {"neon", {f32_spmm_32x1__neon, f32_spmm_32x2__neon, f32_spmm_16x4__neon}, f32_spmm_2of4__neon},
 #endif
 #ifdef SPARSEC_KERNELS_WASMSIMD
-    {"wasmsimd", {f32_spmm_32x1__wasmsimd, f32_spmm_32x2__wasmsimd, f32_spmm_32x4__wasmsimd},
+    {"wasmsimd", {f32_spmm_16x1__wasmsimd, f32_spmm_16x2__wasmsimd, f32_spmm_8x4__wasmsimd},
      f32_spmm_2of4__wasmsimd},
 #endif
     {"dispatch", {f32_spmm, f32_spmm, f32_spmm}, f32_spmm_2of4},

@@ -40,19 +40,21 @@ bool spmm_blocked_valid(size_t M, size_t K, size_t N, size_t MB, const uint32_t*
 
 void f32_spmm__scalar(const SpmmArgs& a);  // the reference: any MB
 
-// Pixel tile 32 (then 16, 8, 4, 2, 1 at the row end), output block 1, 2 or 4 (a's MB must match).
+// <tile>x<MB>: pixel tiles of `tile` (halving down to 1 at the row end), output blocks of MB rows (a.MB must
+// match). Tiles are the fastest measured per ISA and MB (benchmarks/bench_spmm.py): in WASM, V8 has 16
+// vector registers; NEON has 32 but a 32x4 tile (32 accumulators) spills.
 void f32_spmm_32x1__portable(const SpmmArgs& a);
 void f32_spmm_32x2__portable(const SpmmArgs& a);
 void f32_spmm_32x4__portable(const SpmmArgs& a);
 #ifdef SPARSEC_KERNELS_NEON
 void f32_spmm_32x1__neon(const SpmmArgs& a);
 void f32_spmm_32x2__neon(const SpmmArgs& a);
-void f32_spmm_32x4__neon(const SpmmArgs& a);
+void f32_spmm_16x4__neon(const SpmmArgs& a);
 #endif
 #ifdef SPARSEC_KERNELS_WASMSIMD
-void f32_spmm_32x1__wasmsimd(const SpmmArgs& a);
-void f32_spmm_32x2__wasmsimd(const SpmmArgs& a);
-void f32_spmm_32x4__wasmsimd(const SpmmArgs& a);
+void f32_spmm_16x1__wasmsimd(const SpmmArgs& a);
+void f32_spmm_16x2__wasmsimd(const SpmmArgs& a);
+void f32_spmm_8x4__wasmsimd(const SpmmArgs& a);
 #endif
 void f32_spmm(const SpmmArgs& a);  // dispatch: this target's best variant for a.MB
 
