@@ -4,7 +4,6 @@ on host, arm64 (qemu) and wasm32 (Node), and packed weights a hostile artifact c
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 import onnx
@@ -17,7 +16,7 @@ from conftest import (compile_and_compare, max_rel_error, raw_outputs_error, run
                       write_raw_inputs)
 from sparsec.artifact import format as spx
 from sparsec.cli import main
-from sparsec.contract.schema import OP_BY_NAME, SparseFormat
+from sparsec.contract.schema import OP_BY_NAME
 from sparsec.frontend import load_model
 from sparsec.inspect import inspect_artifact
 from sparsec.lower import lower_model
