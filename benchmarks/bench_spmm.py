@@ -7,8 +7,10 @@ in whole blocks of MB = 1, 2, 4 output channels (the BLOCKED variants) and 2:4 a
 next to the dense f32_gemm on the same shape in one driver run (benchmarks/kernels_bench.cpp `spmm`), so the
 speed-up is a ratio of neighbours. GFLOP/s count the nonzeros (2 * nonzeros * N). host and wasm32 (Node, 1
 thread) are timed; arm64 counts executed instructions under qemu (benchmarks/icount_arm64.py) on one shape per
-network stage. Per target and MB, relative time = c0 + c1 * density is fitted by least squares, giving the break-even
-density (c0 + c1 * d = 1), which a cost model may read from the JSON: {"target", "rows", "fits", "machine"}.
+network stage. Per target and MB: the break-even density (where the mean sparse/dense time crosses 1) and a
+least-squares fit relative time = c0 + c1 * density, for a cost model to read from the JSON:
+{"machine": {...}, "targets": [{"target", "measure", "rows": [{"shape", "sparsity", "variant", "speedup", ...}],
+"fits": [{"mb", "variant", "c0", "c1", "break_even_density"}]}]}.
 """
 
 from __future__ import annotations
@@ -70,11 +72,15 @@ def parse_rows(out: str):
 def timed_rows(target: str, command: list, min_seconds: float, shapes) -> list[dict]:
     """Rows of one timed driver run: each sparse variant beside the dense GEMM measured just before it."""
     out = ""
-    for m, k, n in shapes:  # a process per shape (Node crashed once in a run of all of them)
-        args = [*map(str, command), str(min_seconds)]
+    for m, k, n in shapes:
         for percent in SPARSITIES:
-            args += ["spmm", str(m), str(k), str(n), str(percent)]
-        out += subprocess.run(args, capture_output=True, text=True, check=True).stdout
+            args = [*map(str, command), str(min_seconds), "spmm", str(m), str(k), str(n), str(percent)]
+            run = subprocess.run(args, capture_output=True, text=True)
+            # Node 20 here may die of SIGSEGV while exiting, after the driver printed every row: keep complete output.
+            last = f"spmm {ISA[target]}:{'2of4' if percent == 50 and k % 4 == 0 else 'mb4'} "
+            if run.returncode != 0 and not any(line.startswith(last) for line in run.stdout.splitlines()):
+                raise SystemExit(f"{' '.join(args)} failed ({run.returncode}): {run.stderr[-500:]}")
+            out += run.stdout
     rows, dense = [], {}
     for variant, shape, percent, nonzeros, gflops in parse_rows(out):
         seconds = (2.0 * nonzeros * shape[2] if variant != "dense" else 2.0 * math.prod(shape)) / gflops / 1e9
@@ -117,7 +123,9 @@ def geomean(values) -> float:
 
 
 def fit_break_even(rows: list[dict]) -> dict:
-    """Least-squares relative time = c0 + c1 * density over the rows of one target and block size."""
+    """Relative time (sparse / dense) = c0 + c1 * density by least squares over the rows of one target and block
+    size; the break-even density where the geometric mean relative time per sparsity, interpolated linearly in
+    density, crosses 1 (1.0: sparse is faster at every measured density, 0.0: at none)."""
     points = [(1 - r["sparsity"], 1 / r["speedup"]) for r in rows]
     n = len(points)
     mean_d = sum(d for d, _ in points) / n
@@ -125,7 +133,11 @@ def fit_break_even(rows: list[dict]) -> dict:
     var = sum((d - mean_d) ** 2 for d, _ in points)
     c1 = sum((d - mean_d) * (t - mean_t) for d, t in points) / var if var else 0.0
     c0 = mean_t - c1 * mean_d
-    density = (1 - c0) / c1 if c1 > 0 else None
+    curve = sorted((d, geomean(t for dd, t in points if dd == d)) for d in {d for d, _ in points})
+    density = 1.0 if curve[-1][1] < 1 else 0.0
+    for (d0, t0), (d1, t1) in zip(curve, curve[1:]):
+        if t0 < 1 <= t1:
+            density = d0 + (1 - t0) * (d1 - d0) / (t1 - t0)
     return {"c0": c0, "c1": c1, "break_even_density": density}
 
 
@@ -158,11 +170,11 @@ def summary(target: str, rows: list[dict]) -> tuple[list[str], list[dict]]:
     dense = {tuple(r["shape"]): r.get("dense_gflops") for r in rows}
     if all(dense.values()):
         lines.append(f"dense f32_gemm: {geomean(dense.values()):.1f} GFLOP/s (geometric mean over the shapes)")
-    lines.append("break-even density (relative time = c0 + c1 * density, least squares over shapes and sparsities):")
+    lines.append("break-even density (where the mean relative time crosses 1; fit: relative time = c0 + c1 * density):")
     for f in fits:
         d = f["break_even_density"]
-        lines.append(f"  {f['isa']} {f['variant']:5} MB{f['mb']}: c0={f['c0']:.3f} c1={f['c1']:.3f} -> sparse pays "
-                     + ("never" if d is None else "at every density" if d >= 1 else
+        lines.append(f"  {f['isa']} {f['variant']:5} MB{f['mb']}: c0={f['c0']:.3f} c1={f['c1']:.3f}; sparse pays "
+                     + ("at every measured density" if d >= 1 else "at no measured density" if d <= 0 else
                         f"below density {d:.2f} (sparsity > {1 - d:.0%})"))
     return lines, fits
 
