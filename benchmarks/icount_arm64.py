@@ -43,6 +43,28 @@ def executed(qemu, binary, only, kernel, args):
     return int(count)
 
 
+def executed_by_blocks(qemu, binary, only, kernel, args):
+    """executed() without single-stepping (about 15x faster, within a few instructions of it): qemu logs each
+    translated block's instructions once (in_asm) and every block it runs (exec, unchained); the sum of the
+    run blocks' sizes."""
+    command = [qemu, "-d", "nochain,exec,in_asm", str(binary), "0", "--only", only, kernel, *map(str, args)]
+    sizes, total, translating, size = {}, 0, False, 0
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as run:
+        for line in run.stderr:
+            if line.startswith("Trace"):  # "Trace 0: host [flags/pc/...]": a block runs, just after its translation
+                pc = int(line.split("/", 2)[1], 16)
+                if translating:
+                    sizes[pc], translating = size, False
+                total += sizes[pc]
+            elif line.startswith("IN:"):
+                translating, size = True, 0
+            elif translating and line.startswith("0x"):
+                size += 1
+    if run.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({run.returncode})")
+    return total
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="also write the rows to this file")

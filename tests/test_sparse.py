@@ -4,7 +4,6 @@ on host, arm64 (qemu) and wasm32 (Node), and packed weights a hostile artifact c
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 import onnx
@@ -13,10 +12,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 import sparsec
 import zoo
-from conftest import max_rel_error, raw_outputs_error, run_onnxruntime, write_raw_inputs
+from conftest import (compile_and_compare, max_rel_error, raw_outputs_error, run_onnxruntime, single_op_model,
+                      write_raw_inputs)
 from sparsec.artifact import format as spx
 from sparsec.cli import main
-from sparsec.contract.schema import OP_BY_NAME, SparseFormat
+from sparsec.contract.schema import OP_BY_NAME
 from sparsec.frontend import load_model
 from sparsec.inspect import inspect_artifact
 from sparsec.lower import lower_model
@@ -116,6 +116,24 @@ def test_choice_picks_the_format_its_zeros_fit(rng):
     assert choose(half, "wasm32").sparse  # wasm's dense GEMM is slower: sparse still pays
 
 
+def test_measured_points_from_the_spmm_benchmark(monkeypatch):
+    """bench_spmm.py's rows -> per target and format, the geometric mean over shapes; the model then uses them."""
+    from sparsec.lower import sparse_choice
+
+    rows = [{"mb": "mb4", "sparsity": s, "speedup": v} for s, v in ((0.8, 2.0), (0.8, 8.0), (0.9, 9.0))]
+    rows.append({"mb": "2of4", "sparsity": 0.5, "speedup": 1.6})
+    points = sparse_choice.measured_points({"targets": [{"target": "host", "rows": rows}]})
+    assert points == {"x86_64": {"2:4": [(0.5, 1.6)], "4x1": [(0.2, 4.0), (0.1, 9.0)]}}
+    monkeypatch.setitem(sparse_choice.MEASURED, "x86_64", {**sparse_choice.MEASURED["x86_64"], **points["x86_64"]})
+    sparse_choice.cost_line.cache_clear()
+    try:
+        assert sparse_choice.expected_speedup("x86_64", 0.2, "4x1") == pytest.approx(4.0)
+        assert sparse_choice.expected_speedup("x86_64", 0.5, "2:4") == pytest.approx(1.6)
+        assert sparse_choice.expected_speedup("x86_64", 0.1, "2x1") == sparse_choice.expected_speedup("x86_64", 0.1)
+    finally:
+        sparse_choice.cost_line.cache_clear()
+
+
 # ---- models -----------------------------------------------------------------------------------
 
 def _init(rng, name, shape):
@@ -198,6 +216,18 @@ def test_synthetic_models_match_onnxruntime_on_host(name, sparsity, pattern, tmp
         assert spmm_formats(report) == {"2:4"}
     if pattern in ("4x1", "8x1"):
         assert "4x1" in spmm_formats(report)
+
+
+@pytest.mark.parametrize("attrs, kernel", [
+    ({"dilations": [2, 1], "pads": [2, 0, 1, 1]}, (3, 3)), ({"strides": [2, 3], "auto_pad": "SAME_UPPER"}, (5, 3)),
+    ({"strides": [1, 2]}, (1, 1)), ({"pads": [1, 1, 1, 1]}, (1, 1)), ({}, (1, 7)),
+])
+def test_convolution_windows_through_im2col(attrs, kernel, tmp_path, rng):
+    w = sparse_matrix(rng, (12, 5, *kernel), 0.1)
+    model = single_op_model("Conv", [("x", [2, 5, 9, 11])], None, [("w", w), ("b", rng.standard_normal(12).astype(np.float32))],
+                            attrs)
+    assert compile_and_compare(model, {"x": rng.standard_normal((2, 5, 9, 11)).astype(np.float32)}, tmp_path) < TOLERANCE
+    assert json.loads((tmp_path / "model.report.json").read_text())["layers"][0]["decision"] == "sparse"
 
 
 def test_resnet_block_convolutions_run_sparse_through_im2col(tmp_path, rng):

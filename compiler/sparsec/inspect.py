@@ -140,7 +140,7 @@ def _spmm_choice(art, op) -> LayerChoice:
         fmt, stored = "2:4", 0.5
     else:
         fmt, stored = f"{info.block[0]}x1", (values.data.size - VALUE_PADDING - rows) / (rows * cols)
-    return LayerChoice(True, fmt, info.nonzeros / (rows * cols), stored, expected_speedup(art.target, stored))
+    return LayerChoice(True, fmt, info.nonzeros / (rows * cols), stored, expected_speedup(art.target, stored, fmt))
 
 
 def _dense_choice(art, op, attrs: dict) -> LayerChoice:

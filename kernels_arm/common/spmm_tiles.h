@@ -61,44 +61,55 @@ struct Epilogue {
   }
 };
 
-inline const char* advance(const char* p, int32_t bytes) { return p + bytes; }
-
-// Pixels [j, j + NV * kLanes) of every row: blocks of MB rows, then the trailing single rows.
+// Pixels [j, j + NV * kLanes) of the M / MB full blocks of MB rows (the rest: trailing_rows).
 template <class V, class Mac, size_t MB, size_t NV>
 void blocked_tile(const SpmmArgs& a, const Epilogue& e, size_t j) {
   using T = typename V::T;
   constexpr size_t kTile = NV * V::kLanes;
   const T lo = V::splat(e.lo), hi = V::splat(e.hi);
-  const char* xp = advance(reinterpret_cast<const char*>(a.x + j), a.first);
+  const char* xp = reinterpret_cast<const char*>(a.x + j) + a.first;
   const float* w = a.values;
   const int32_t* delta = a.deltas;
-  const uint32_t* nnz = a.nnz;
-  auto block = [&](auto rows, size_t row) {
-    constexpr size_t kRows = decltype(rows)::value;
-    T acc[kRows][NV];
-    for (size_t r = 0; r < kRows; ++r)
+  for (size_t b = 0; b < a.M / MB; ++b) {
+    T acc[MB][NV];
+    for (size_t r = 0; r < MB; ++r)
       for (size_t v = 0; v < NV; ++v) acc[r][v] = V::splat(w[r]);
-    w += kRows;
-    for (uint32_t n = *nnz++; n != 0; --n) {
+    w += MB;
+    for (uint32_t n = a.nnz[b]; n != 0; --n) {
       const float* xrow = reinterpret_cast<const float*>(xp);
       T x[NV];
       for (size_t v = 0; v < NV; ++v) x[v] = V::load(xrow + v * V::kLanes);
-      const auto wv = Mac::template load<kRows>(w);
-      w += kRows;
-      xp = advance(xp, *delta++);
-      unroll(std::make_index_sequence<kRows>(), [&](auto r) {
+      const auto wv = Mac::template load<MB>(w);
+      w += MB;
+      xp += *delta++;
+      unroll(std::make_index_sequence<MB>(), [&](auto r) {
         for (size_t v = 0; v < NV; ++v) acc[r][v] = Mac::template fma<decltype(r)::value>(acc[r][v], x[v], wv);
       });
     }
-    for (size_t r = 0; r < kRows; ++r) {
-      float* y = a.y + (row + r) * a.N + j;
+    for (size_t r = 0; r < MB; ++r) {
+      float* y = a.y + (b * MB + r) * a.N + j;
       for (size_t v = 0; v < NV; ++v) V::store(y + v * V::kLanes, V::clamp(acc[r][v], lo, hi));
       if (e.after) f32_activation__portable(a.act, y, kTile);
     }
-  };
-  const size_t full = a.M / MB;
-  for (size_t b = 0; b < full; ++b) block(std::integral_constant<size_t, MB>{}, b * MB);
-  for (size_t row = full * MB; row < a.M; ++row) block(std::integral_constant<size_t, 1>{}, row);
+  }
+}
+
+// The trailing M % MB single-row blocks as a matrix of their own (MB 1), for the one-row kernel.
+inline SpmmArgs trailing_rows(const SpmmArgs& a) {
+  const size_t full = a.M / a.MB;
+  size_t kept = 0;
+  for (size_t b = 0; b < full; ++b) kept += a.nnz[b];
+  int64_t first = a.first;  // a valid matrix's rows stay within int32 byte offsets
+  for (size_t i = 0; i < kept; ++i) first += a.deltas[i];
+  SpmmArgs rest = a;
+  rest.M = a.M % a.MB;
+  rest.MB = 1;
+  rest.values = a.values + full * a.MB + kept * a.MB;
+  rest.deltas = a.deltas + kept;
+  rest.nnz = a.nnz + full;
+  rest.first = static_cast<int32_t>(first);
+  rest.y = a.y + full * a.MB * a.N;
+  return rest;
 }
 
 // Pixels [j, j + NV * kLanes) of every row of a 2:4 matrix: per group of 4 input channels, two rows of X.
@@ -146,31 +157,22 @@ struct TwoOfFourTiles {
   void run(size_t j) const { two_of_four_tile<V, Mac, NV>(a, e, j); }
 };
 
-// The tiles narrower than NV vectors at the row end: one of each halving width with pixels left.
-template <class V, class Mac, size_t NV, class Tiles>
-void tail_tiles(size_t n, size_t& j, const Tiles& tiles) {
-  if constexpr (NV > 0) {
-    if (n - j >= NV * V::kLanes) {
-      tiles.template run<V, Mac, NV>(j);
-      j += NV * V::kLanes;
-    }
-    tail_tiles<V, Mac, NV / 2>(n, j, tiles);
-  }
-}
-
-// Pixels [0, n) in tiles of kMaxNV vectors, then halving down to one vector, then to one float.
+// Pixels [0, n) in tiles of kMaxNV vectors, then of one vector, then of one float: three tile widths, not a
+// halving series of them (code size: each width is a copy of the kernel, and the wasm runtime is small).
 template <class V, class Mac, size_t kMaxNV, class Tiles>
 void for_tiles(size_t n, const Tiles& tiles) {
-  static_assert((kMaxNV & (kMaxNV - 1)) == 0, "the halving tail covers any remainder of a power of two");
   size_t j = 0;
   for (; j + kMaxNV * V::kLanes <= n; j += kMaxNV * V::kLanes) tiles.template run<V, Mac, kMaxNV>(j);
-  tail_tiles<V, Mac, kMaxNV / 2>(n, j, tiles);
-  tail_tiles<F32x1, SplatMac<F32x1>, V::kLanes / 2>(n, j, tiles);
+  if constexpr (kMaxNV > 1)
+    for (; j + V::kLanes <= n; j += V::kLanes) tiles.template run<V, Mac, 1>(j);
+  for (; j < n; ++j) tiles.template run<F32x1, SplatMac<F32x1>, 1>(j);
 }
 
+// MB-row blocks, then the trailing M % MB rows by one_row (this ISA's MB 1 kernel).
 template <class V, class Mac, size_t MB, size_t kMaxNV>
-void blocked(const SpmmArgs& a) {
+void blocked(const SpmmArgs& a, void (*one_row)(const SpmmArgs&)) {
   for_tiles<V, Mac, kMaxNV>(a.N, BlockedTiles<MB>{a, Epilogue(a.act)});
+  if (MB > 1 && a.M % MB != 0) one_row(trailing_rows(a));
 }
 
 template <class V, class Mac, size_t kMaxNV>

@@ -28,9 +28,15 @@ struct LaneMac {
 
 }  // namespace
 
-void f32_spmm_32x1__neon(const SpmmArgs& a) { spmm::blocked<V, LaneMac, 1, 8>(a); }
-void f32_spmm_32x2__neon(const SpmmArgs& a) { spmm::blocked<V, LaneMac, 2, 8>(a); }
-void f32_spmm_16x4__neon(const SpmmArgs& a) { spmm::blocked<V, LaneMac, 4, 4>(a); }
+void f32_spmm_32x1__neon(const SpmmArgs& a) {
+  spmm::blocked<V, LaneMac, 1, 8>(a, f32_spmm_32x1__neon);
+}
+void f32_spmm_32x2__neon(const SpmmArgs& a) {
+  spmm::blocked<V, LaneMac, 2, 8>(a, f32_spmm_32x1__neon);
+}
+void f32_spmm_16x4__neon(const SpmmArgs& a) {
+  spmm::blocked<V, LaneMac, 4, 4>(a, f32_spmm_32x1__neon);
+}
 void f32_spmm_2of4__neon(const Spmm2of4Args& a) { spmm::two_of_four<V, LaneMac, 8>(a); }
 
 }  // namespace sparsec

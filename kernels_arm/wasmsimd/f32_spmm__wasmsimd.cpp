@@ -29,10 +29,16 @@ struct SplatMac {
 
 }  // namespace
 
-// 8 accumulators in every variant: with V8's 16 vector registers larger tiles spill (measured in Node).
-void f32_spmm_16x1__wasmsimd(const SpmmArgs& a) { spmm::blocked<V, SplatMac, 1, 4>(a); }
-void f32_spmm_16x2__wasmsimd(const SpmmArgs& a) { spmm::blocked<V, SplatMac, 2, 4>(a); }
-void f32_spmm_8x4__wasmsimd(const SpmmArgs& a) { spmm::blocked<V, SplatMac, 4, 2>(a); }
+// 4 (16x1) or 8 accumulator vectors: with V8's 16 vector registers, larger tiles spill (measured in Node).
+void f32_spmm_16x1__wasmsimd(const SpmmArgs& a) {
+  spmm::blocked<V, SplatMac, 1, 4>(a, f32_spmm_16x1__wasmsimd);
+}
+void f32_spmm_16x2__wasmsimd(const SpmmArgs& a) {
+  spmm::blocked<V, SplatMac, 2, 4>(a, f32_spmm_16x1__wasmsimd);
+}
+void f32_spmm_8x4__wasmsimd(const SpmmArgs& a) {
+  spmm::blocked<V, SplatMac, 4, 2>(a, f32_spmm_16x1__wasmsimd);
+}
 void f32_spmm_2of4__wasmsimd(const Spmm2of4Args& a) { spmm::two_of_four<V, SplatMac, 4>(a); }
 
 }  // namespace sparsec

@@ -12,12 +12,13 @@ import numpy as np
 import onnx_ir as ir
 
 from sparsec.artifact.format import SparseInfo
-from sparsec.contract.schema import Activation, BinaryOp, SparseFormat, SpmmLayout
+from sparsec.contract.schema import Activation, BinaryOp, ConvAlgo, SparseFormat, SpmmLayout
 from sparsec.lower import rules_nn, rules_nn_export
 from sparsec.lower.builder import Builder, fused_activation, input_at, spatial_pads, static_shape
 from sparsec.lower.sparse_choice import LayerChoice, format_code, layer_choice
 from sparsec.lower.sparse_pack import Packed, pack_blocked, pack_two_of_four
 from sparsec.passes.util import const_array
+
 
 def _record(b: Builder, node: ir.Node, weight: ir.Value | None, shape, choice: LayerChoice) -> None:
     b.g.layers.append({"node": b.label, "onnx_op": b.source_op, "weight": weight.name if weight is not None else "",
@@ -71,7 +72,7 @@ def conv(b: Builder, node: ir.Node) -> None:
     strides = node.attributes.get_ints("strides", [1, 1])
     dilations = node.attributes.get_ints("dilations", [1, 1])
     pads = spatial_pads(node, shape_x[2:], w.shape[2:], strides, dilations)
-    one_by_one = rules_nn.conv_algorithm(shape_x, w.shape, group, strides, pads) == rules_nn.ConvAlgo.GEMM_1X1
+    one_by_one = rules_nn.conv_algorithm(shape_x, w.shape, group, strides, pads) == ConvAlgo.GEMM_1X1
     layout = SpmmLayout.CHW if one_by_one else SpmmLayout.IM2COL
     scratch = 0 if one_by_one else w2.shape[1] * n * 4  # the whole column matrix: deltas are scaled to its rows
     _emit_spmm(b, x, y, _pack(w2, bias, n, choice.format), int(np.count_nonzero(w2)), layout, node,

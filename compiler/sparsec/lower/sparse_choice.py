@@ -2,13 +2,13 @@
 
 Model: an SpMM's time relative to sparsec's dense GEMM on the same shape is linear in the density d of what it
 multiplies, `t(d) = overhead + per_weight * d` (a fixed cost per output pixel and row, plus one per stored weight).
-`overhead` and `per_weight` are fitted per target by least squares to measured speed-ups s_i at densities d_i
-(t_i = 1 / s_i). The expected speed-up is 1 / t(d); the layer goes sparse with the format of the largest
+`overhead` and `per_weight` are fitted per target and format by least squares to measured speed-ups s_i at
+densities d_i (t_i = 1 / s_i; `measured_points` turns benchmarks/bench_spmm.py's JSON into MEASURED). The expected speed-up is 1 / t(d); the layer goes sparse with the format of the largest
 expected speed-up if that is at least MIN_SPEEDUP (1.1: below it the fit's error is as large as the gain;
 with it the fitted break-evens match the measured ones: host 48 %, arm64 28 %, wasm32 7 % zeros), so its
 break-even density is (1 / MIN_SPEEDUP - overhead) / per_weight. The stored
 density is the format's: 1x1 keeps the nonzeros, 2x1 / 4x1 every output block with a nonzero at an input channel,
-2:4 half of each row. Blocks and 2:4 use the 1x1 line until their own speed-ups are measured, and on a tie the
+2:4 half of each row. A format without measurements uses the 1x1 line, and on a tie the
 format with less index data wins (2:4, then wider blocks). The same function explains a dense layer in the compile
 report and in `sparsec inspect`: its density against the target's break-even.
 
@@ -27,11 +27,11 @@ import numpy as np
 from sparsec.contract.schema import SparseFormat
 from sparsec.lower.sparse_pack import block_rows, two_of_four_fits
 
-# target -> [(density, measured speed-up over dense)], for the 1x1 (MB 1) kernel
+# target -> format -> [(density, measured speed-up over dense)]
 MEASURED = {
-    "x86_64": [(0.50, 1.15), (0.20, 2.81), (0.10, 5.08), (0.05, 8.54)],
-    "wasm32": [(0.50, 1.94), (0.20, 4.01), (0.10, 6.80), (0.05, 8.83)],
-    "arm64": [(0.50, 1.56), (0.20, 3.67), (0.10, 6.73), (0.05, 11.14)],
+    "x86_64": {"1x1": [(0.50, 1.15), (0.20, 2.81), (0.10, 5.08), (0.05, 8.54)]},
+    "wasm32": {"1x1": [(0.50, 1.94), (0.20, 4.01), (0.10, 6.80), (0.05, 8.83)]},
+    "arm64": {"1x1": [(0.50, 1.56), (0.20, 3.67), (0.10, 6.73), (0.05, 11.14)]},
 }
 MIN_SPEEDUP = 1.1
 MAX_DELTA_BYTES = (1 << 31) - 1  # deltas and first are int32 byte offsets into X
@@ -39,22 +39,44 @@ FORMATS = ("2:4", "4x1", "2x1", "1x1")  # tie order: less index data first
 
 
 @cache
-def cost_line(target: str) -> tuple[float, float]:
-    """(overhead, per_weight) of t(d) = overhead + per_weight * d, least squares over the target's measurements."""
-    points = np.array(MEASURED[target], np.float64)
+def cost_line(target: str, fmt: str = "1x1") -> tuple[float, float]:
+    """(overhead, per_weight) of t(d) = overhead + per_weight * d, least squares over the format's measurements."""
+    measured = MEASURED[target]
+    points = np.array(measured.get(fmt, measured["1x1"]), np.float64)
+    if len(set(points[:, 0])) < 2:  # one density (2:4 is always 0.5): the line through the origin and it
+        return 0.0, float(np.mean(1.0 / points[:, 1] / points[:, 0]))
     per_weight, overhead = np.polyfit(points[:, 0], 1.0 / points[:, 1], 1)
     return float(overhead), float(per_weight)
 
 
-def expected_speedup(target: str, density: float) -> float:
-    overhead, per_weight = cost_line(target)
+def expected_speedup(target: str, density: float, fmt: str = "1x1") -> float:
+    overhead, per_weight = cost_line(target, fmt)
     return 1.0 / max(overhead + per_weight * density, 1e-6)
 
 
-def break_even(target: str) -> float:
+def break_even(target: str, fmt: str = "1x1") -> float:
     """The stored density above which dense is faster."""
-    overhead, per_weight = cost_line(target)
+    overhead, per_weight = cost_line(target, fmt)
     return min((1.0 / MIN_SPEEDUP - overhead) / per_weight, 1.0)
+
+
+BENCH_TARGETS = {"host": "x86_64", "wasm32": "wasm32", "arm64": "arm64"}
+BENCH_FORMATS = {"mb1": "1x1", "mb2": "2x1", "mb4": "4x1", "2of4": "2:4"}
+
+
+def measured_points(report: dict) -> dict:
+    """MEASURED from benchmarks/bench_spmm.py's JSON: per target and format, the geometric-mean speed-up over its
+    shapes at each density."""
+    points: dict = {}
+    for entry in report["targets"]:
+        groups: dict = {}
+        for row in entry["rows"]:
+            key = (BENCH_FORMATS[row["mb"]], round(1.0 - row["sparsity"], 4))
+            groups.setdefault(key, []).append(row["speedup"])
+        formats = points.setdefault(BENCH_TARGETS[entry["target"]], {})
+        for (fmt, density), speedups in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
+            formats.setdefault(fmt, []).append((density, round(float(np.exp(np.mean(np.log(speedups)))), 3)))
+    return points
 
 
 @dataclass
@@ -99,13 +121,14 @@ def choose(w: np.ndarray, target: str) -> LayerChoice:
         stored = stored_density(w, fmt)
         if stored is None:
             continue
-        speedup = expected_speedup(target, stored)
+        speedup = expected_speedup(target, stored, fmt)
         if best is None or speedup > best.speedup:
             best = LayerChoice(True, fmt, density, stored, speedup)
     if best.speedup >= MIN_SPEEDUP:
         return best
     best.sparse = False
-    best.reason = f"density {best.stored_density:.2f} above break-even {break_even(target):.2f} for {target}"
+    best.reason = (f"density {best.stored_density:.2f} above break-even {break_even(target, best.format):.2f} "
+                   f"for {target}")
     return best
 
 
