@@ -33,6 +33,10 @@ EXPECTATIONS = Path(__file__).with_name("conformance_expected.tsv")
 TYPED_DTYPES = {TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32, TensorProto.BOOL, TensorProto.UINT8,
                 TensorProto.INT8}
 RTOL, ATOL = 1e-3, 1e-7  # onnx's backend node tests use these
+# Cases whose expected outputs carry float32 rounding well above ATOL where the exact value is ~0: the inverse DFT's
+# data comes from numpy's single-precision FFT (1.9e-7 where the exact transform gives 3e-15; sparsec sums in double,
+# onnxruntime is 7e-6 off). Compared with this absolute tolerance instead.
+CASE_ATOL = {"test_dft_inverse": 1e-6, "test_dft_inverse_opset19": 1e-6}
 CASE_TIMEOUT_S = 120
 LIGHT_TIMEOUT_S = 900  # light_vgg19: 143M random weights, about a minute to compile and run
 WORKERS = 2
@@ -140,14 +144,14 @@ def _read_tensors(data_dir: Path, kind: str) -> list[np.ndarray]:
     return arrays
 
 
-def compare(actual: np.ndarray, expected: np.ndarray) -> str:
+def compare(actual: np.ndarray, expected: np.ndarray, atol: float = ATOL) -> str:
     """'' if actual matches (exact for integers and bool, rtol/atol for floats, NaN where expected), else why not."""
     if actual.dtype != expected.dtype:
         return f"dtype {actual.dtype}, expected {expected.dtype}"
     if actual.shape != expected.shape:
         return f"shape {list(actual.shape)}, expected {list(expected.shape)}"
     if np.issubdtype(expected.dtype, np.floating):
-        close = np.isclose(actual, expected, rtol=RTOL, atol=ATOL, equal_nan=True)
+        close = np.isclose(actual, expected, rtol=RTOL, atol=atol, equal_nan=True)
         if close.all():
             return ""
         bad = np.argwhere(~close)[0]
@@ -204,7 +208,7 @@ def run_case(case_dir: Path, work: Path) -> Outcome:
         except Exception as e:  # noqa: BLE001 - after a successful compile, any failure is a failure
             return Outcome("run_failure", type(e).__name__, _first_line(e))
         for name, a, e in zip(output_names, actual, _read_tensors(data_dir, "output")):
-            why = compare(np.asarray(a), e)
+            why = compare(np.asarray(a), e, CASE_ATOL.get(case_dir.name, ATOL))
             if why:
                 return Outcome("wrong", "", f"output '{name}': {why}")
     return Outcome("pass")
