@@ -43,6 +43,26 @@ def raw_outputs_error(paths, reference: list[np.ndarray]) -> float:
     return max(max_rel_error(a, r) for a, r in zip(ours, reference))
 
 
+def target_outputs_error(model, feed: dict, reference: list[np.ndarray], target: str, tmp_path) -> float:
+    """Compiles model for arm64 (sparsec-run under qemu) or wasm32 (Node), runs it on feed and returns the worst
+    relative error of its outputs against reference (0.0: bit-identical)."""
+    result = sparsec.compile(model, target=target, output=tmp_path)
+    inputs = write_raw_inputs(feed, tmp_path)
+    if target == "arm64":
+        from test_target_arm64 import run_on_arm64
+
+        outputs = [tmp_path / f"output{i}.bin" for i in range(len(reference))]
+        run = run_on_arm64(tmp_path / "sparsec-run", result.path, *[a for p in inputs for a in ("--input", p)],
+                           *[a for p in outputs for a in ("--output", p)])
+    else:
+        from test_target_wasm32 import run_in_node
+
+        outputs = [tmp_path / f"{i}.bin" for i in range(len(reference))]
+        run = run_in_node(tmp_path, result.path, tmp_path, inputs)
+    assert run.returncode == 0, run.stderr
+    return raw_outputs_error(outputs, reference)
+
+
 def compile_and_compare(model, feed: dict, tmp_path, **options) -> float:
     """Compiles model, runs both engines, returns the worst relative error over outputs."""
     result = sparsec.compile(model, output=tmp_path / "model.spx", **options)

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 import sparsec
-from conftest import max_rel_error, raw_outputs_error, run_onnxruntime, write_raw_inputs
+from conftest import max_rel_error, run_onnxruntime, target_outputs_error
 from sparsec.errors import SparsecError
 
 TOLERANCE = 1e-4  # max|sparsec - reference| / max|reference| per output
@@ -348,22 +348,7 @@ def test_bert_block_on_host(bert, tmp_path):
     assert max_rel_error(ours[0], ref[0]) < TOLERANCE
 
 
-def test_bert_block_on_arm64(bert, tmp_path):
-    from test_target_arm64 import run_on_arm64
-
+@pytest.mark.parametrize("target", ["arm64", "wasm32"])
+def test_bert_block_on_target(target, bert, tmp_path):
     path, feed, ref = bert
-    result = sparsec.compile(path, target="arm64", output=tmp_path)
-    args = [a for p in write_raw_inputs(feed, tmp_path) for a in ("--input", p)]
-    run = run_on_arm64(tmp_path / "sparsec-run", result.path, *args, "--output", tmp_path / "y.bin")
-    assert run.returncode == 0, run.stderr
-    assert raw_outputs_error([tmp_path / "y.bin"], ref) < TOLERANCE
-
-
-def test_bert_block_in_node(bert, tmp_path):
-    from test_target_wasm32 import run_in_node
-
-    path, feed, ref = bert
-    result = sparsec.compile(path, target="wasm32", output=tmp_path)
-    run = run_in_node(tmp_path, result.path, tmp_path, write_raw_inputs(feed, tmp_path))
-    assert run.returncode == 0, run.stderr
-    assert raw_outputs_error([tmp_path / "0.bin"], ref) < TOLERANCE
+    assert target_outputs_error(path, feed, ref, target, tmp_path) < TOLERANCE

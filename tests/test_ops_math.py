@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 import sparsec
 from sparsec.errors import SparsecError
 
-from conftest import compile_and_compare, run_onnxruntime
+from conftest import compile_and_compare, run_onnxruntime, target_outputs_error
 
 F = np.float32
 FLOAT, INT64, INT32, UINT8, INT8, BOOL = (TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32, TensorProto.UINT8,
@@ -455,32 +455,10 @@ def test_device_model_on_host(tmp_path):
     assert compile_and_compare(model, feed, tmp_path) < 1e-5
 
 
-def test_device_model_on_arm64(tmp_path):
-    from test_target_arm64 import run_on_arm64
-
-    from conftest import raw_outputs_error, write_raw_inputs
-
+@pytest.mark.parametrize("target", ["arm64", "wasm32"])
+def test_device_model_on_target(target, tmp_path):
     model, feed = device_model()
-    result = sparsec.compile(model, target="arm64", output=tmp_path)
-    ref = run_onnxruntime(model, feed)
-    outputs = [tmp_path / f"output{i}.bin" for i in range(len(ref))]
-    args = [a for p in write_raw_inputs(feed, tmp_path) for a in ("--input", p)]
-    run = run_on_arm64(tmp_path / "sparsec-run", result.path, *args, *[a for p in outputs for a in ("--output", p)])
-    assert run.returncode == 0, run.stderr
-    assert raw_outputs_error(outputs, ref) < 1e-5
-
-
-def test_device_model_on_wasm32(tmp_path):
-    from test_target_wasm32 import run_in_node
-
-    from conftest import raw_outputs_error, write_raw_inputs
-
-    model, feed = device_model()
-    result = sparsec.compile(model, target="wasm32", output=tmp_path)
-    run = run_in_node(tmp_path, result.path, tmp_path, write_raw_inputs(feed, tmp_path))
-    assert run.returncode == 0, run.stderr
-    ref = run_onnxruntime(model, feed)
-    assert raw_outputs_error([tmp_path / f"{i}.bin" for i in range(len(ref))], ref) < 1e-5
+    assert target_outputs_error(model, feed, run_onnxruntime(model, feed), target, tmp_path) < 1e-5
 
 
 # ---- Einsum ----------------------------------------------------------------------------------------------------------

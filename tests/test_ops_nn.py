@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import sparsec
-from conftest import compile_and_compare, raw_outputs_error, run_onnxruntime, single_op_model, write_raw_inputs
+from conftest import compile_and_compare, run_onnxruntime, single_op_model, target_outputs_error
 
 TOLERANCE = 1e-4
 
@@ -477,25 +477,7 @@ def test_export_ops_model_on_host(tmp_path):
     check(model, feed, tmp_path)
 
 
-def test_export_ops_model_on_arm64(tmp_path):
-    from test_target_arm64 import run_on_arm64
-
+@pytest.mark.parametrize("target", ["arm64", "wasm32"])
+def test_export_ops_model_on_target(target, tmp_path):
     model, feed = export_ops_model()
-    result = sparsec.compile(model, target="arm64", output=tmp_path)
-    ref = run_onnxruntime(model, feed)
-    outputs = [tmp_path / f"output{i}.bin" for i in range(len(ref))]
-    args = [a for p in write_raw_inputs(feed, tmp_path) for a in ("--input", p)]
-    run = run_on_arm64(tmp_path / "sparsec-run", result.path, *args, *[a for p in outputs for a in ("--output", p)])
-    assert run.returncode == 0, run.stderr
-    assert raw_outputs_error(outputs, ref) < TOLERANCE
-
-
-def test_export_ops_model_on_wasm32(tmp_path):
-    from test_target_wasm32 import run_in_node
-
-    model, feed = export_ops_model()
-    result = sparsec.compile(model, target="wasm32", output=tmp_path)
-    run = run_in_node(tmp_path, result.path, tmp_path, write_raw_inputs(feed, tmp_path))
-    assert run.returncode == 0, run.stderr
-    ref = run_onnxruntime(model, feed)
-    assert raw_outputs_error([tmp_path / f"{i}.bin" for i in range(len(ref))], ref) < TOLERANCE
+    assert target_outputs_error(model, feed, run_onnxruntime(model, feed), target, tmp_path) < TOLERANCE

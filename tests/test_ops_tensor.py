@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 import sparsec
-from conftest import raw_outputs_error, run_onnxruntime, write_raw_inputs
+from conftest import run_onnxruntime, target_outputs_error
 
 TYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int64): TensorProto.INT64,
          np.dtype(np.int32): TensorProto.INT32, np.dtype(np.uint8): TensorProto.UINT8,
@@ -417,21 +417,7 @@ def test_device_model_matches_on_host(tmp_path):
 def test_device_model_on_target(target, tmp_path):
     model, feed = device_model()
     expected = ReferenceEvaluator(model).run(None, feed)
-    result = sparsec.compile(model, target=target, output=tmp_path)
-    inputs = write_raw_inputs(feed, tmp_path)
-    if target == "arm64":
-        from test_target_arm64 import run_on_arm64
-
-        outputs = [tmp_path / f"output{i}.bin" for i in range(len(expected))]
-        args = [a for p in inputs for a in ("--input", p)] + [a for p in outputs for a in ("--output", p)]
-        run = run_on_arm64(tmp_path / "sparsec-run", result.path, *args)
-    else:
-        from test_target_wasm32 import run_in_node
-
-        outputs = [tmp_path / f"{i}.bin" for i in range(len(expected))]
-        run = run_in_node(tmp_path, result.path, tmp_path, inputs)
-    assert run.returncode == 0, run.stderr
-    assert raw_outputs_error(outputs, expected) == 0.0
+    assert target_outputs_error(model, feed, expected, target, tmp_path) == 0.0
 
 
 def test_pads_the_runtime_would_refuse_are_refused_by_name(tmp_path):
