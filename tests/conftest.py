@@ -43,9 +43,10 @@ def raw_outputs_error(paths, reference: list[np.ndarray]) -> float:
     return max(max_rel_error(a, r) for a, r in zip(ours, reference))
 
 
-def target_outputs_error(model, feed: dict, reference: list[np.ndarray], target: str, tmp_path) -> float:
-    """Compiles model for arm64 (sparsec-run under qemu) or wasm32 (Node), runs it on feed and returns the worst
-    relative error of its outputs against reference (0.0: bit-identical)."""
+def target_outputs_error(model, feed: dict, reference: list[np.ndarray], target: str,
+                         tmp_path) -> tuple[float, dict]:
+    """Compiles model for arm64 (sparsec-run under qemu) or wasm32 (Node), runs it on feed; returns the worst
+    relative error of its outputs against reference (0.0: bit-identical) and the compile report."""
     result = sparsec.compile(model, target=target, output=tmp_path)
     inputs = write_raw_inputs(feed, tmp_path)
     if target == "arm64":
@@ -60,7 +61,7 @@ def target_outputs_error(model, feed: dict, reference: list[np.ndarray], target:
         outputs = [tmp_path / f"{i}.bin" for i in range(len(reference))]
         run = run_in_node(tmp_path, result.path, tmp_path, inputs)
     assert run.returncode == 0, run.stderr
-    return raw_outputs_error(outputs, reference)
+    return raw_outputs_error(outputs, reference), result.report
 
 
 def compile_and_compare(model, feed: dict, tmp_path, **options) -> float:

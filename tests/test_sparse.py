@@ -12,8 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import sparsec
 import zoo
-from conftest import (compile_and_compare, max_rel_error, raw_outputs_error, run_onnxruntime, single_op_model,
-                      write_raw_inputs)
+from conftest import compile_and_compare, max_rel_error, run_onnxruntime, single_op_model, target_outputs_error
 from sparsec.artifact import format as spx
 from sparsec.cli import main
 from sparsec.contract.schema import OP_BY_NAME
@@ -425,21 +424,7 @@ def test_random_damage_to_packed_weights_is_refused_or_stays_in_bounds(tmp_path,
 # ---- targets ------------------------------------------------------------------------------------
 
 def run_on_target(target: str, model, feed: dict, tmp_path) -> tuple[float, dict]:
-    from test_target_arm64 import run_on_arm64
-    from test_target_wasm32 import run_in_node
-
-    result = sparsec.compile(model, target=target, output=tmp_path / "model.spx")
-    ref = run_onnxruntime(model, feed)
-    inputs = write_raw_inputs(feed, tmp_path)
-    if target == "arm64":
-        outputs = [tmp_path / f"output{i}.bin" for i in range(len(ref))]
-        run = run_on_arm64(tmp_path / "sparsec-run", result.path, *[a for p in inputs for a in ("--input", p)],
-                           *[a for p in outputs for a in ("--output", p)])
-    else:
-        outputs = [tmp_path / f"{i}.bin" for i in range(len(ref))]
-        run = run_in_node(tmp_path, result.path, tmp_path, inputs)
-    assert run.returncode == 0, run.stderr
-    return raw_outputs_error(outputs, ref), result.report
+    return target_outputs_error(model, feed, run_onnxruntime(model, feed), target, tmp_path)
 
 
 @pytest.mark.parametrize("target", ["arm64", "wasm32"])
