@@ -1,5 +1,5 @@
 """Lowering rules for transformer ops: Attention, LinearAttention, RotaryEmbedding, RMSNormalization, SwiGLU,
-TensorScatter (the onnx reference, onnx/reference/ops/op_<name>.py, defines the semantics matched here)."""
+TensorScatter, CausalConvWithState (the onnx reference, onnx/reference/ops/op_<name>.py, defines the semantics matched here)."""
 
 from __future__ import annotations
 
@@ -221,6 +221,40 @@ def linear_attention(b: Builder, node: ir.Node) -> None:
            {"q_heads": hq, "kv_heads": hkv, "scale": float(scale)}, dv * 4)
 
 
+def causal_conv_with_state(b: Builder, node: ir.Node) -> None:
+    """Depthwise 1-D causal conv as a [B, C, 1, k-1+L] depthwise Conv over concat(past_state or zeros, input)."""
+    x, w = node.inputs[:2]
+    bias, past = input_at(node, 2), input_at(node, 3)
+    activation = node.attributes.get_string("activation", "none")
+    acts = {"none": Activation.NONE, "silu": Activation.SILU, "swish": Activation.SILU}
+    if activation not in acts:
+        raise Unsupported(f"activation '{activation}' is not one of none, silu, swish")
+    (batch, channels, length), (wc, wi, kernel) = static_shape(x), static_shape(w)
+    if (wc, wi) != (channels, 1):
+        raise Unsupported(f"weight {[wc, wi, kernel]} must be [C, 1, k] with C = {channels}")
+    state_shape = (batch, channels, kernel - 1)
+    if past is not None and static_shape(past) != state_shape:
+        raise Unsupported(f"past_state {list(static_shape(past))} must be {list(state_shape)}")
+    padded = x
+    if kernel > 1:
+        pad = past if past is not None else b.constant(np.zeros(state_shape, np.float32), f"{b.label}/zeros")
+        padded = b.temp((batch, channels, kernel - 1 + length), np.float32, f"{b.label}/padded")
+        b.emit("Concat", [pad, x], [padded], {"axis": 2})
+    present = node.outputs[1] if len(node.outputs) > 1 else None
+    if _read(present):
+        b.emit("Slice", [padded], [present], {"starts": [0, 0, length], "steps": [1, 1, 1]})
+    plane = b.temp((batch, channels, 1, kernel - 1 + length), np.float32, f"{b.label}/plane")
+    b.emit("Copy", [padded], [plane])
+    out4 = b.temp((batch, channels, 1, length), np.float32, f"{b.label}/conv")
+    w4 = b.reshaped(w, (channels, 1, 1, kernel), f"{b.label}/weight")
+    algorithm = conv_algorithm((batch, channels, 1, kernel - 1 + length), (channels, 1, 1, kernel), channels,
+                               [1, 1], [0, 0, 0, 0])
+    b.emit("Conv", [plane, w4, bias], [out4],
+           {"algorithm": algorithm, "group": channels, "strides": [1, 1], "pads": [0, 0, 0, 0],
+            "dilations": [1, 1], "activation": acts[activation], "act_alpha": 0.0, "act_beta": 0.0})
+    b.emit("Copy", [out4], [node.outputs[0]])
+
+
 def swish(b: Builder, node: ir.Node) -> None:
     """SwiGLU: swish(a) * b (shapes equal), swish(x) = x * sigmoid(alpha * x). (Swish alone: rules_elementwise.)"""
     x = node.inputs[0]
@@ -252,6 +286,6 @@ def tensor_scatter(b: Builder, node: ir.Node) -> None:
 
 RULES = {
     "Attention": attention, "RMSNormalization": rms_normalization, "RotaryEmbedding": rotary_embedding,
-    "LinearAttention": linear_attention,
+    "LinearAttention": linear_attention, "CausalConvWithState": causal_conv_with_state,
     "SwiGLU": swish, "TensorScatter": tensor_scatter,
 }

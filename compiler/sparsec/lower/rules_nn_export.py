@@ -77,31 +77,6 @@ def conv(b: Builder, node: ir.Node) -> None:
            _conv_nd_scratch(rows, int(np.prod(shape_y[2:])), 0))
 
 
-def causal_conv_with_state(b: Builder, node: ir.Node) -> None:
-    """padded = [past_state or zeros, input] along time; output = act(depthwise conv(padded) + bias); present_state
-    = the last k-1 steps of padded (the operator's ONNX function body)."""
-    _float_only(node)
-    x, w = node.inputs[0], node.inputs[1]
-    (batch, channels, length), k = static_shape(x), static_shape(w)[2]
-    if k < 2:
-        raise Unsupported("kernel size 1 leaves an empty state, which sparsec does not hold")
-    activation = {"none": Activation.NONE, "silu": Activation.SILU, "swish": Activation.SILU}.get(
-        node.attributes.get_string("activation", "none"))
-    if activation is None:
-        raise Unsupported(f"activation '{node.attributes.get_string('activation')}' is not supported")
-    past = input_at(node, 3)
-    if past is None or not past.name:
-        past = b.constant(np.zeros((batch, channels, k - 1), np.float32), f"{b.label}/zero_state")
-    padded = b.temp((batch, channels, length + k - 1), np.float32, f"{b.label}/padded")
-    b.emit("Concat", [past, x], [padded], {"axis": 2})
-    b.emit("ConvNd", [padded, w, input_at(node, 2)], [node.outputs[0]],
-           {"transposed": 0, "group": channels, "kernel": [1, 1, k], "strides": [1, 1, 1], "pads": [0, 0, 0],
-            "dilations": [1, 1, 1], "activation": activation, "act_alpha": 0.0, "act_beta": 0.0},
-           _conv_nd_scratch(k, length, 0))
-    if _reads_output(node, 1):
-        b.emit("Slice", [padded], [node.outputs[1]], {"starts": [0, 0, length], "steps": [1, 1, 1]})
-
-
 def conv_transpose(b: Builder, node: ir.Node) -> None:
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
     _float_only(node)
@@ -693,7 +668,7 @@ def gemm(b: Builder, node: ir.Node) -> None:
 OVERRIDES = ("Conv", "FusedConv", "Gemm", "FusedGemm", "MaxPool", "AveragePool", "LayerNormalization",
              "BatchNormalization", "InstanceNormalization", "GroupNormalization")
 RULES = {
-    "Conv": conv, "FusedConv": conv, "ConvTranspose": conv_transpose, "CausalConvWithState": causal_conv_with_state,
+    "Conv": conv, "FusedConv": conv, "ConvTranspose": conv_transpose,
     "MaxPool": pool, "AveragePool": pool, "LpPool": pool, "GlobalLpPool": pool, "MaxUnpool": max_unpool,
     "LRN": lrn, "Resize": resize, "Upsample": resize, "RNN": recurrent, "GRU": recurrent, "LSTM": recurrent,
     "GridSample": grid_sample, "AffineGrid": affine_grid, "DeformConv": deform_conv, "CenterCropPad": center_crop_pad,

@@ -23,10 +23,14 @@ def copy(b: Builder, node: ir.Node) -> None:
 
 
 def dropout(b: Builder, node: ir.Node) -> None:
-    """Inference Dropout is the identity; its mask output (if read) is all true."""
-    training = const_input(node, 2, "training_mode", np.zeros((), bool))
-    if bool(training):
-        raise Unsupported("Dropout with training_mode true is random: sparsec runs inference only")
+    """Inference Dropout (or ratio 0) is the identity; its mask output (if read) is all true."""
+    training = input_at(node, 2)
+    if training is not None and (const_array(training) is None or bool(const_array(training))):
+        ratio = input_at(node, 1)
+        ratio = const_array(ratio) if ratio is not None else 0.5
+        if ratio is None or float(ratio) != 0.0:
+            raise Unsupported("Dropout in training mode (training_mode true or a run-time input) is random unless "
+                              "ratio is the constant 0: sparsec does not reproduce onnxruntime's random masks")
     b.emit("Copy", [node.inputs[0]], [node.outputs[0]])
     mask = node.outputs[1] if len(node.outputs) > 1 else None
     if mask is not None and (mask.uses() or mask.is_graph_output()):
