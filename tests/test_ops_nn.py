@@ -395,9 +395,12 @@ def test_rms_normalization_matches_onnxruntime(axis, rng, tmp_path):
     check(model, {"x": rng.standard_normal((2, 3, 4, 5), dtype=np.float32)}, tmp_path)
 
 
-def test_lp_normalization_matches_onnxruntime(rng, tmp_path):
-    model = const_model("LpNormalization", [3, 4, 5], [], {"axis": 1, "p": 1})
-    check(model, {"x": rng.standard_normal((3, 4, 5), dtype=np.float32)}, tmp_path)
+@pytest.mark.parametrize("p", [1, 2])
+def test_lp_normalization_matches_onnxruntime(p, rng, tmp_path):
+    model = const_model("LpNormalization", [3, 4, 5], [], {"axis": 1, "p": p})
+    x = rng.standard_normal((3, 4, 5), dtype=np.float32)
+    x[1, :, 2] = 0  # a zero norm gives 0, not 0/0
+    check(model, {"x": x}, tmp_path)
 
 
 def test_norms_with_run_time_parameters_match_onnxruntime(rng, tmp_path):

@@ -9,8 +9,8 @@ import math
 import numpy as np
 import onnx_ir as ir
 
-from sparsec.contract.schema import (IM2COL_BAND_COLUMNS, Activation, BinaryOp, Direction, GridMode, GridPadding, PadMode,
-                                     PoolKind, RecurrentKind, ReduceKind, UnaryOp, WindowKind)
+from sparsec.contract.schema import (IM2COL_BAND_COLUMNS, Activation, BinaryOp, CompareOp, Direction, GridMode,
+                                     GridPadding, PadMode, PoolKind, RecurrentKind, ReduceKind, UnaryOp, WindowKind)
 from sparsec.lower import rules_nn
 from sparsec.lower.builder import (Builder, Unsupported, axis_of, const_input, fused_activation, input_at, numpy_dtype,
                                    rank, spatial_pads, static_shape)
@@ -565,7 +565,12 @@ def lp_normalization(b: Builder, node: ir.Node) -> None:
         raise Unsupported(f"p = {p}: only 1 and 2 are defined")
     axis = axis_of(node.attributes.get_int("axis", -1), len(shape))
     norm = _reduce(b, ReduceKind.L2 if p == 2 else ReduceKind.L1, x, shape, {axis}, "norm")
-    b.emit("Binary", [x, norm], [node.outputs[0]], {"op": BinaryOp.DIV, "activation": Activation.NONE})
+    quotient = b.temp(shape, np.float32, f"{b.label}/quotient")
+    b.emit("Binary", [x, norm], [quotient], {"op": BinaryOp.DIV, "activation": Activation.NONE})
+    zero = b.constant(np.zeros((), np.float32), f"{b.label}/zero")
+    norm_is_zero = b.temp(b.g.tensors[norm].shape, np.bool_, f"{b.label}/norm_is_zero")
+    b.emit("Compare", [norm, zero], [norm_is_zero], {"op": CompareOp.EQUAL})
+    b.emit("Where", [norm_is_zero, zero, quotient], [node.outputs[0]])  # 0 where the norm is 0, as onnx defines
 
 
 def _flat(b: Builder, value, channels: int, name: str) -> int:
