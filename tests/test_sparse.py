@@ -4,6 +4,7 @@ on host, arm64 (qemu) and wasm32 (Node), and packed weights a hostile artifact c
 from __future__ import annotations
 
 import json
+import random
 
 import numpy as np
 import onnx
@@ -26,6 +27,15 @@ from sparsec.passes import CLEANUP, run_passes
 TOLERANCE = 1e-4  # max|sparsec - onnxruntime| / max|onnxruntime|
 GRID = [(s, p) for p in ("unstructured", "1x4", "4x1", "8x1") for s in (0.5, 0.8, 0.9)] + [(0.5, "2:4")]
 ZOO_MODELS = ("mobilenet_v2", "resnet18", "bert_encoder")
+# The whole grid runs on the host; under qemu and in Node (minutes per zoo model) a fixed sample of it does, every
+# pattern at least once per target, so CI stays within its time.
+def _target_sample(seed: int) -> list[tuple[str, float, str]]:
+    rng = random.Random(seed)
+    return [(rng.choice(ZOO_MODELS), rng.choice([s for s, p in GRID if p == pattern]), pattern)
+            for pattern in dict.fromkeys(p for _, p in GRID)]
+
+
+TARGET_GRID = {"arm64": _target_sample(1), "wasm32": _target_sample(2)}
 
 
 def sparse_matrix(rng, shape, density) -> np.ndarray:
@@ -448,9 +458,8 @@ def test_zoo_model_at_90_percent_on_target(target, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sparsity, pattern", GRID)
-@pytest.mark.parametrize("name", ZOO_MODELS)
-@pytest.mark.parametrize("target", ["arm64", "wasm32"])
+@pytest.mark.parametrize("target, name, sparsity, pattern",
+                         [(target, *case) for target, cases in TARGET_GRID.items() for case in cases])
 def test_zoo_grid_on_target(target, name, sparsity, pattern, tmp_path):
     model = sparsified(str(zoo_model(name)), sparsity, pattern)
     error, _ = run_on_target(target, model, zoo.example_inputs(name), tmp_path)
