@@ -91,13 +91,11 @@ def timed_rows(target: str, command: list, min_seconds: float, shapes) -> list[d
     for variant, shape, percent, nonzeros, gflops in parsed:
         if variant == "dense":
             continue
-        seconds = 2.0 * nonzeros * shape[2] / gflops / 1e9
         isa, block = variant.split(":")
-        name = kernel_name(isa, block)
+        speedup = (2.0 * math.prod(shape) / dense[shape]) / (2.0 * nonzeros * shape[2] / gflops)
         rows.append({"shape": list(shape), "sparsity": percent / 100, "isa": isa, "mb": block,
-                     "variant": variant_label(name), "kernel": name, "nonzeros": nonzeros,
-                     "gflops_nonzero": gflops, "dense_gflops": dense[shape], "seconds": seconds,
-                     "speedup": 2.0 * math.prod(shape) / dense[shape] / 1e9 / seconds})
+                     "variant": variant_label(kernel_name(isa, block)), "nonzeros": nonzeros,
+                     "gflops_nonzero": gflops, "dense_gflops": dense[shape], "speedup": round(speedup, 4)})
     return rows
 
 
@@ -114,10 +112,9 @@ def arm64_rows(binary: Path, qemu: str) -> list[dict]:
             blocks = ["mb1", "mb2", "mb4"] + (["2of4"] if percent == 50 else [])
             for block in blocks:
                 count = (executed_by_blocks(qemu, binary, f"neon:{block}", "spmm", case) - base) / CALLS
-                name = kernel_name("neon", block)
                 rows.append({"shape": [m, k, n], "sparsity": percent / 100, "isa": "neon", "mb": block,
-                             "variant": variant_label(name), "kernel": name, "instructions": count,
-                             "dense_instructions": dense, "speedup": dense / count})
+                             "variant": variant_label(kernel_name("neon", block)), "instructions": count,
+                             "dense_instructions": dense, "speedup": round(dense / count, 4)})
             print(f"  arm64 {m}x{k}x{n} at {percent}%: " + ", ".join(f"{r['variant']} {r['speedup']:.2f}x"
                   for r in rows if r["shape"] == [m, k, n] and r["sparsity"] == percent / 100),
                   file=sys.stderr, flush=True)
