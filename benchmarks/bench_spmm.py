@@ -151,7 +151,8 @@ def summary(target: str, rows: list[dict]) -> tuple[list[str], list[dict]]:
     variants = sorted({(r["isa"], r["mb"], r["variant"]) for r in rows},
                       key=lambda v: (v[0] != ISA[target], order.index(v[1])))
     sparsities = sorted({r["sparsity"] for r in rows})
-    lines = [f"{target}: geometric mean speed-up over the dense f32_gemm (GFLOP/s on nonzeros in brackets)",
+    measure = "in executed instructions" if target == "arm64" else "(GFLOP/s on nonzeros in brackets)"
+    lines = [f"{target}: geometric mean speed-up over the dense f32_gemm {measure}",
              f"{'variant':24}" + "".join(f"{f'{s:.0%}':>16}" for s in sparsities)]
     fits = []
     for isa, block, variant in variants:
