@@ -1,5 +1,5 @@
 // Scalar reference SpMM (BLOCKED and 2:4) and the validators of the packed formats.
-#include <cstring>
+#include <cstdint>
 
 #include "sparsec/spmm.h"
 
@@ -25,11 +25,13 @@ bool spmm_blocked_valid(size_t M, size_t K, size_t N, size_t MB, const uint32_t*
     weights += mb * (1 + size_t{nnz[b]});
   }
   if (n_deltas != kept + 1 || !deltas || n_values != weights + 4) return false;
-  // Every row reached must be a whole row of X: offset r * row_bytes with r in [0, K).
+  // Every row reached must be a whole row of X: offset r * row_bytes with r in [0, K), and an int32 (as first is:
+  // a kernel may restart from any of them).
   const int64_t row_bytes = static_cast<int64_t>(N * sizeof(float));
   const auto whole_row = [&](int64_t offset) {
     if (row_bytes == 0) return offset == 0;
-    return offset >= 0 && offset % row_bytes == 0 && offset / row_bytes < static_cast<int64_t>(K);
+    return offset >= 0 && offset <= INT32_MAX && offset % row_bytes == 0 &&
+           offset / row_bytes < static_cast<int64_t>(K);
   };
   if (kept == 0) return first == 0;
   int64_t offset = first;

@@ -690,6 +690,17 @@ void check_spmm_validators(size_t M, size_t K, size_t N, size_t MB) {
   rejects_2of4(q.index, q.values.size(), K4 + 2, "K % 4 != 0");
 }
 
+// Rows 0, 1, 2 of 2^30 bytes each: the third starts at 2^31, past an int32 offset, so it is refused; the same
+// with rows of 2^29 bytes is accepted.
+void check_spmm_validator_offsets() {
+  const uint32_t nnz[] = {3};
+  const int32_t far[] = {1 << 30, 1 << 30, INT32_MIN, 0}, near[] = {1 << 29, 1 << 29, -(1 << 30), 0};
+  record(!spmm_blocked_valid(1, 3, size_t{1} << 28, 1, nnz, 1, far, 4, 0, 1 + 3 + 4),
+         "spmm_blocked_valid row offset 2^31", "accepted an offset beyond int32");
+  record(spmm_blocked_valid(1, 3, size_t{1} << 27, 1, nnz, 1, near, 4, 0, 1 + 3 + 4),
+         "spmm_blocked_valid row offset 2^30", "rejected a well-formed matrix");
+}
+
 void check_spmm_all() {
   int act_kind = 0;
   const float densities[] = {0.0f, 0.3f, 1.0f};
@@ -712,6 +723,7 @@ void check_spmm_all() {
   for (size_t M : {1, 2, 3, 5, 8})
     for (size_t K : {1, 3, 7})
       for (size_t MB : {1, 2, 4}) check_spmm_validators(M, K, 5, MB);
+  check_spmm_validator_offsets();
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ inline size_t spmm_blocks(size_t M, size_t MB) { return M / MB + M % MB; }
 // Whether a packed BLOCKED matrix is well formed for its dims and array lengths, so that no kernel reads
 // out of bounds (the loader checks untrusted artifacts with it): n_nnz is the block count, the counts sum
 // to n_deltas - 1, every X row reached (from first, through every delta, back to first) is a whole row in
-// [0, K), and n_values is the biases, weights and padding exactly.
+// [0, K) at a byte offset below 2^31, and n_values is the biases, weights and padding exactly.
 bool spmm_blocked_valid(size_t M, size_t K, size_t N, size_t MB, const uint32_t* nnz, size_t n_nnz,
                         const int32_t* deltas, size_t n_deltas, int32_t first, size_t n_values);
 
