@@ -174,6 +174,15 @@ def test_overlapping_live_buffers_are_rejected(rng):
         sparsec.load(spx.serialize("x86_64", g.tensors, g.ops, g.inputs, g.outputs, arena))
 
 
+def test_scratch_far_beyond_an_ops_tensors_is_refused(rng):
+    """A libFuzzer find: a 320-byte artifact whose Softmax asked for 16 GiB of scratch made the session allocate it."""
+    model, g, arena = _lowered_conv(rng)
+    sparsec.load(spx.serialize("x86_64", g.tensors, g.ops, g.inputs, g.outputs, arena))
+    g.ops[0].scratch_bytes = 1 << 34
+    with pytest.raises(sparsec.ArtifactError, match="scratch of 17179869184 bytes is far beyond"):
+        sparsec.load(spx.serialize("x86_64", g.tensors, g.ops, g.inputs, g.outputs, arena))
+
+
 def test_int64_index_output_matches_onnxruntime(tmp_path, rng):
     """ArgMax's int64 output and int64 shape arithmetic flow through the runtime exactly."""
     nodes = [helper.make_node("ArgMax", ["x"], ["i"], axis=1, keepdims=0, name="argmax"),

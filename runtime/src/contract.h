@@ -105,7 +105,7 @@ enum class OpCode : uint32_t {
 
 // X(OpName, fn) per op family; a family switched off (SPARSEC_WITH_<FAMILY>=0) has an empty list, so
 // its run-time code is never referenced and the linker leaves it out.
-#define SPARSEC_OPS_CORE(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(GroupNorm, group_norm) X(ArgReduce, arg_reduce) X(Activation, activation)
+#define SPARSEC_OPS_CORE(X) X(Conv, conv) X(MatMul, mat_mul) X(Binary, binary) X(Unary, unary) X(Pool, pool) X(Reduce, reduce) X(Softmax, softmax) X(LayerNorm, layer_norm) X(ChannelAffine, channel_affine) X(Transpose, transpose) X(Copy, copy) X(Concat, concat) X(Split, split) X(Slice, slice) X(Gather, gather) X(Pad, pad) X(Expand, expand) X(Cast, cast) X(Activation, activation)
 #ifndef SPARSEC_WITH_SPARSE
 #define SPARSEC_WITH_SPARSE 1
 #endif
@@ -118,7 +118,7 @@ enum class OpCode : uint32_t {
 #define SPARSEC_WITH_INDEX 1
 #endif
 #if SPARSEC_WITH_INDEX
-#define SPARSEC_OPS_INDEX(X) X(Compare, compare) X(Bitwise, bitwise) X(Where, where) X(Range, range) X(Cumulative, cumulative) X(TopK, top_k) X(GatherElements, gather_elements) X(ScatterElements, scatter_elements) X(GatherND, gather_n_d) X(ScatterND, scatter_n_d) X(BitCast, bit_cast) X(DynamicSlice, dynamic_slice)
+#define SPARSEC_OPS_INDEX(X) X(ArgReduce, arg_reduce) X(Compare, compare) X(Bitwise, bitwise) X(Where, where) X(Range, range) X(Cumulative, cumulative) X(TopK, top_k) X(GatherElements, gather_elements) X(ScatterElements, scatter_elements) X(GatherND, gather_n_d) X(ScatterND, scatter_n_d) X(BitCast, bit_cast) X(DynamicSlice, dynamic_slice)
 #else
 #define SPARSEC_OPS_INDEX(X)
 #endif
@@ -126,7 +126,7 @@ enum class OpCode : uint32_t {
 #define SPARSEC_WITH_NN_EXPORT 1
 #endif
 #if SPARSEC_WITH_NN_EXPORT
-#define SPARSEC_OPS_NN_EXPORT(X) X(Resample, resample) X(PoolNd, pool_nd) X(ConvNd, conv_nd) X(Recurrent, recurrent) X(GridSample, grid_sample) X(MaxUnpool, max_unpool)
+#define SPARSEC_OPS_NN_EXPORT(X) X(GroupNorm, group_norm) X(Resample, resample) X(PoolNd, pool_nd) X(ConvNd, conv_nd) X(Recurrent, recurrent) X(GridSample, grid_sample) X(MaxUnpool, max_unpool)
 #else
 #define SPARSEC_OPS_NN_EXPORT(X)
 #endif

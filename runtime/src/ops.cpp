@@ -91,6 +91,19 @@ bool check_attributes(const OpMeta& m, const Op& op, Message* err) {
   }
   return true;
 }
+// No op's work buffer (im2col columns, attention score rows, transposes) outgrows its tensors by more than this:
+// a hostile artifact cannot make the session allocate gigabytes for a small op.
+constexpr uint64_t kScratchPerTensorByte = 256, kScratchSlack = uint64_t(64) << 20;
+
+bool check_scratch_bound(const Op& op, Message* err) {
+  uint64_t tensor_bytes = 0;
+  for (size_t i = 0; i < op.in.size(); ++i) tensor_bytes += op.in[i] ? op.in[i]->nbytes : 0;
+  for (size_t i = 0; i < op.out.size(); ++i) tensor_bytes += op.out[i]->nbytes;
+  SPX_REQUIRE(op.scratch_bytes <= kScratchPerTensorByte * tensor_bytes + kScratchSlack,
+              "scratch of %llu bytes is far beyond what an op on %llu bytes of tensors needs",
+              static_cast<unsigned long long>(op.scratch_bytes), static_cast<unsigned long long>(tensor_bytes));
+  return true;
+}
 }  // namespace
 
 const char* opcode_name(uint32_t opcode) { return entry(opcode) ? op_meta(opcode).name : nullptr; }
@@ -101,7 +114,7 @@ bool check_op(const Op& op, Message* err) {
               " use the runtime sparsec compile wrote beside this artifact", op_meta(uint32_t(op.code)).name);
   SPX_REQUIRE(e, "unknown opcode %u", uint32_t(op.code));
   const OpMeta& m = op_meta(uint32_t(op.code));
-  return check_slots(m, op, err) && check_attributes(m, op, err) && e->check(op, err);
+  return check_slots(m, op, err) && check_attributes(m, op, err) && check_scratch_bound(op, err) && e->check(op, err);
 }
 
 bool run_op(const Op& op, uint8_t* scratch, Message* err) { return entry(uint32_t(op.code))->run(op, scratch, err); }
