@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import numpy as np
 import onnx
@@ -102,13 +103,20 @@ def test_two_of_four_refuses_what_does_not_fit():
 # ---- the cost model ---------------------------------------------------------------------------
 
 def test_break_even_matches_the_measured_ones():
-    """Host dense wins above ~44-48% zeros, arm64 ~30%, wasm32 nearly everywhere sparse pays."""
-    assert 0.50 <= break_even("x86_64") <= 0.58
-    assert 0.65 <= break_even("arm64") <= 0.75
-    assert break_even("wasm32") >= 0.9
-    for target in ("x86_64", "arm64", "wasm32"):  # speed-ups grow as density falls
-        assert expected_speedup(target, 0.05) > expected_speedup(target, 0.1) > expected_speedup(target, 0.5)
-    assert expected_speedup("x86_64", 0.1) == pytest.approx(5.08, rel=0.05)
+    """The fitted line agrees with bench_spmm's measurements: well below a format's break-even density the kernels
+    measured at least MIN_SPEEDUP faster than dense, well above it slower than that."""
+    from sparsec.lower.sparse_choice import MEASURED, MIN_SPEEDUP
+
+    for target, formats in MEASURED.items():
+        for fmt, points in formats.items():
+            if len(points) < 2:
+                continue
+            edge = break_even(target, fmt)
+            assert all(s >= MIN_SPEEDUP for d, s in points if d <= edge - 0.1), (target, fmt, edge)
+            assert all(s < MIN_SPEEDUP for d, s in points if d >= edge + 0.1), (target, fmt, edge)
+            assert expected_speedup(target, 0.05, fmt) > expected_speedup(target, 0.1, fmt) > \
+                expected_speedup(target, 0.5, fmt)  # speed-ups grow as density falls
+    assert expected_speedup("x86_64", 0.1) == pytest.approx(dict(MEASURED["x86_64"]["1x1"])[0.1], rel=0.2)
 
 
 def test_choice_picks_the_format_its_zeros_fit(rng):
@@ -117,11 +125,14 @@ def test_choice_picks_the_format_its_zeros_fit(rng):
     blocks = np.repeat(sparse_matrix(rng, (8, 64), 0.1), 4, axis=0)  # 4 output rows share their zeros
     assert choose(blocks, "x86_64").format == "4x1"
     two_four = rng.standard_normal((16, 64)).astype(np.float32)
-    two_four.reshape(16, 16, 4)[:, :, 1:3] = 0
+    dropped = np.argsort(rng.random((16, 16, 4)), axis=2)[:, :, :2]  # 2 of every 4, different per row and group
+    np.put_along_axis(two_four.reshape(16, 16, 4), dropped, 0.0, axis=2)
     assert choose(two_four, "wasm32").format == "2:4"
-    half = sparse_matrix(rng, (32, 64), 0.7)
+    half = sparse_matrix(rng, (32, 64), 0.5)
     host = choose(half, "x86_64")
-    assert not host.sparse and host.reason == f"density {host.stored_density:.2f} above break-even 0.53 for x86_64"
+    assert not host.sparse
+    assert host.reason == (f"density {host.stored_density:.2f} above break-even {break_even('x86_64', host.format):.2f}"
+                           " for x86_64")
     assert choose(half, "wasm32").sparse  # wasm's dense GEMM is slower: sparse still pays
 
 
@@ -133,7 +144,8 @@ def test_measured_points_from_the_spmm_benchmark(monkeypatch):
     rows.append({"mb": "2of4", "sparsity": 0.5, "speedup": 1.6})
     points = sparse_choice.measured_points({"targets": [{"target": "host", "rows": rows}]})
     assert points == {"x86_64": {"2:4": [(0.5, 1.6)], "4x1": [(0.2, 4.0), (0.1, 9.0)]}}
-    monkeypatch.setitem(sparse_choice.MEASURED, "x86_64", {**sparse_choice.MEASURED["x86_64"], **points["x86_64"]})
+    monkeypatch.setitem(sparse_choice.MEASURED, "x86_64", {"1x1": sparse_choice.MEASURED["x86_64"]["1x1"],
+                                                           **points["x86_64"]})  # 2x1 left unmeasured
     sparse_choice.cost_line.cache_clear()
     try:
         assert sparse_choice.expected_speedup("x86_64", 0.2, "4x1") == pytest.approx(4.0)
@@ -221,8 +233,8 @@ def test_synthetic_models_match_onnxruntime_on_host(name, sparsity, pattern, tmp
     assert error < TOLERANCE, error
     if sparsity >= 0.8:  # below the host break-even: every layer but the depthwise one runs sparse
         assert all(row["decision"] == "sparse" or row["reason"] == "depthwise" for row in report["layers"])
-    if pattern == "2:4" and name == "small_mlp":
-        assert spmm_formats(report) == {"2:4"}
+    if pattern == "2:4" and name == "small_mlp":  # 2:4 measured 0.90x of dense on the host: it stays dense
+        assert spmm_formats(report) == set()
     if pattern in ("4x1", "8x1"):
         assert "4x1" in spmm_formats(report)
 
@@ -301,12 +313,13 @@ def layers_for(model, target: str) -> dict:
 def test_dense_layers_say_why_per_target(rng):
     model = small_mlp(rng)
     w1 = numpy_helper.to_array(model.graph.initializer[0]).copy()
-    w1[rng.random(w1.shape) < 0.3] = 0  # 30 % zeros: dense on host, sparse in wasm
+    w1[rng.random(w1.shape) < 0.4] = 0  # 40 % zeros: dense on host, sparse in wasm
     model.graph.initializer[0].CopyFrom(numpy_helper.from_array(w1, "w1"))
     host, wasm = layers_for(model, "x86_64"), layers_for(model, "wasm32")
     density = np.count_nonzero(w1) / w1.size
     assert host["ffn1"]["decision"] == "dense"
-    assert host["ffn1"]["reason"] == f"density {density:.2f} above break-even {break_even('x86_64'):.2f} for x86_64"
+    quoted = re.fullmatch(r"density (\d\.\d\d) above break-even (\d\.\d\d) for x86_64", host["ffn1"]["reason"])
+    assert quoted and float(quoted[1]) >= density - 0.01 and float(quoted[1]) > float(quoted[2])
     assert wasm["ffn1"]["decision"] == "sparse" and wasm["ffn1"]["format"] == "1x1"
     assert host["ffn2"]["reason"].startswith("density 1.00 above break-even")
 
@@ -349,8 +362,12 @@ def test_run_time_weight_is_dense_with_its_reason(tmp_path, rng):
 # ---- hostile packed weights ---------------------------------------------------------------------
 
 def sparse_artifact(tmp_path, rng, pattern="unstructured") -> spx.Artifact:
+    """A host artifact with packed weights; 2:4 ones are chosen for wasm32 (where 2:4 pays), then loaded on the host."""
     model = sparsified(small_mlp(rng), 0.5 if pattern == "2:4" else 0.8, pattern)
-    return spx.parse(sparsec.compile(model, output=tmp_path / "m.spx").path.read_bytes())
+    target = "wasm32" if pattern == "2:4" else "x86_64"
+    art = spx.parse(sparsec.compile(model, target=target, output=tmp_path / "m.spx").path.read_bytes())
+    art.target = "x86_64"
+    return art
 
 
 def reserialize(art: spx.Artifact) -> bytes:
