@@ -42,28 +42,34 @@ def serve(directory: Path):
         thread.join()
 
 
-def test_mobilenet_v2_in_chromium_matches_onnxruntime(tmp_path):
+def run_page(site: Path, page: str) -> dict:
+    """Serves site (with the test page and its module) on localhost, opens page in headless Chromium and returns
+    the page's window.sparsecResult."""
     # Missing tools fail rather than skip: .ci/run installs both.
     chromium = shutil.which("chromium")
     assert chromium, "chromium not found: apt-get install chromium"
     assert (REPO / "node_modules" / "playwright-core").is_dir(), "playwright-core not found: run `npm ci` in the repo root"
     node = shutil.which("node")
     assert node, "node not found: apt-get install nodejs (Node >= 20)"
-
-    name = "mobilenet_v2"
-    path = zoo.cached(name)
-    site = tmp_path / "site"
-    sparsec.compile(path, target="wasm32", output=site / "model.spx")
-    shutil.copy(BROWSER_DIR / "index.html", site)
-    feed = zoo.example_inputs(name)
-    write_raw_inputs(feed, site)
-
+    for name in (page.split("?")[0], "bytes.mjs"):
+        shutil.copy(BROWSER_DIR / name, site)
     with serve(site) as url:
-        run = subprocess.run([node, str(BROWSER_DIR / "run_page.mjs"), chromium, url + "index.html"],
+        run = subprocess.run([node, str(BROWSER_DIR / "run_page.mjs"), chromium, url + page],
                              capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert "HeadlessChrome" in result["userAgent"]
+    return result
+
+
+def test_mobilenet_v2_in_chromium_matches_onnxruntime(tmp_path):
+    name = "mobilenet_v2"
+    path = zoo.cached(name)
+    site = tmp_path / "site"
+    sparsec.compile(path, target="wasm32", output=site / "model.spx")
+    feed = zoo.example_inputs(name)
+    write_raw_inputs(feed, site)
+    result = run_page(site, "index.html")
 
     ref = run_onnxruntime(path, feed)
     assert len(result["outputs"]) == len(ref)

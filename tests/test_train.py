@@ -540,12 +540,15 @@ def region_values(artifact: bytes, region: bytes, params) -> dict:
             .reshape(p["shape"]) for p in params}
 
 
-@pytest.mark.parametrize("target", ["arm64", "wasm32"])
+@pytest.mark.parametrize("target", ["arm64", "wasm32", "chromium"])
 def test_training_on_device_matches_pytorch(cnn, tmp_path, target):
+    """sparsec-run --train under qemu, loadTrainer in Node, and loadTrainer in a page of headless Chromium."""
+    import base64
     import subprocess
 
     options = TrainOptions("cross_entropy", "sgd:lr=0.05,momentum=0.9", ("bias:all", "weight:last=2:channels=0.5"))
-    result = sparsec.compile(cnn, target=target, output=tmp_path / "out", train=options, progress=False)
+    result = sparsec.compile(cnn, target="wasm32" if target == "chromium" else target, output=tmp_path / "out",
+                             train=options, progress=False)
     meta = json.loads(result.path.with_suffix(".train.json").read_text())
     ((x, y),) = batches((4, 3, 12, 12), "cross_entropy", 5, steps=1)
     x.tofile(tmp_path / "x.bin")
@@ -558,6 +561,14 @@ def test_training_on_device_matches_pytorch(cnn, tmp_path, target):
                            tmp_path / "y.bin", "--train", "--repeat", STEPS, "--params-out", region)
         assert run.returncode == 0, run.stderr
         losses = [float(line.split("loss ")[1]) for line in run.stdout.splitlines() if line.startswith("step ")]
+    elif target == "chromium":
+        from test_browser import run_page
+
+        x.tofile(tmp_path / "out" / "input0.bin")
+        y.tofile(tmp_path / "out" / "labels.bin")
+        page = run_page(tmp_path / "out", f"train.html?model={result.path.name}&steps={STEPS}")
+        losses = page["losses"]
+        region.write_bytes(base64.b64decode(page["params"]))
     else:
         from test_target_wasm32 import node
 
