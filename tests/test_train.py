@@ -283,6 +283,20 @@ def test_updates_follow_their_gradients_in_place(cnn, tmp_path):
     assert fc_update < conv_grad  # applied as soon as fc's backward is done, not at the end of the step
 
 
+def test_frozen_layers_are_fused_as_in_inference(cnn, tmp_path):
+    _, ops, result = compiled_ops(cnn, tmp_path, ["fc.weight"])
+    forward = [k for k, _ in ops[:next(i for i, (k, _) in enumerate(ops) if k == "Loss")]]
+    # c1+bn+ReLU, c2+ReLU6 and c3+HardSwish each run as one Conv with the BatchNorm folded and the activation applied
+    # in its epilogue
+    assert forward.count("Conv") == 3 and "ChannelAffine" not in forward and "Activation" not in forward
+    changes = {row["pass"]: row["changes"] for row in result.report["passes"]}
+    assert changes["fold_batchnorm"] == {"BatchNormalization": -1}
+    # c3 trains: its pre-activation is read by the HardSwish gradient, so that activation stays unfused
+    _, ops, _ = compiled_ops(cnn, tmp_path / "c3", ["c3.weight"])
+    forward = [k for k, _ in ops[:next(i for i, (k, _) in enumerate(ops) if k == "Loss")]]
+    assert forward.count("Activation") == 1
+
+
 def test_relu_backward_keeps_a_byte_mask_unless_the_activation_is_needed(cnn, tmp_path):
     art, ops, result = compiled_ops(cnn, tmp_path / "a", ["c1.bias"])  # every layer after c1 is frozen
     producer = {t: k for k, op in ops for t in op.outputs}
@@ -293,12 +307,13 @@ def test_relu_backward_keeps_a_byte_mask_unless_the_activation_is_needed(cnn, tm
     activations = [op.outputs[0] for k, op in ops if k == "Activation" and op.iattr[0] in (1, 2)]
     for t in activations:  # the float activations die in the forward
         assert max(i for i, (_, op) in enumerate(ops) if t in op.inputs) < loss
-    # c3's weight gradient reads c3's input (the ReLU6 output): that one is kept as is, the other stays a mask
+    # c3's weight gradient reads c3's input (the ReLU6 output, which c2 applies in its epilogue): that one is kept as
+    # is, the other stays a mask
     art, ops, _ = compiled_ops(cnn, tmp_path / "b", ["c1.bias", "c3.weight"])
     producer = {t: k for k, op in ops for t in op.outputs}
     loss = next(i for i, (k, _) in enumerate(ops) if k == "Loss")
     kinds = sorted(producer[op.inputs[1]] for k, op in ops if k == "ActivationGrad" and op.iattr[0] in (1, 2))
-    assert kinds == ["Activation", "ActivationMask"]
+    assert kinds == ["ActivationMask", "Conv"]
     # the pre-activations of ReLU/ReLU6 die at their activation: no backward op reads them
     pre_activations = {op.inputs[0] for k, op in ops if k == "Activation" and op.iattr[0] in (1, 2)}
     assert not any(t in pre_activations for i, (_, op) in enumerate(ops) if i > loss for t in op.inputs)

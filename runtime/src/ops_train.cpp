@@ -155,10 +155,12 @@ struct Slice {
   size_t outer = 1, channels = 1, count = 1, inner = 1;
   const int64_t* indices = nullptr;
 
-  size_t param_index(size_t j) const {
-    const size_t i = j % inner, k = (j / inner) % count, o = j / (inner * count);
-    const size_t c = indices ? size_t(indices[k]) : k;
-    return (o * channels + c) * inner + i;
+  // Calls run(grad offset, param offset, length) for each contiguous run of updated entries (one run if whole).
+  template <class Run>
+  void for_each_run(Run run) const {
+    if (!indices) return run(size_t(0), size_t(0), outer * count * inner);
+    for (size_t o = 0, j = 0; o < outer; ++o)
+      for (size_t k = 0; k < count; ++k, j += inner) run(j, (o * channels + size_t(indices[k])) * inner, inner);
   }
 };
 
@@ -490,13 +492,16 @@ bool run_sgd_update(const Op& op, uint8_t*, Message* err) {
   float* p = op.out[0]->f32();
   float* state = op.out[1]->f32();
   const bool first = state[0] == 0.0f;
-  float* buf = state + 1;
-  for (size_t j = 0; j < op.in[0]->numel; ++j) {
-    float& w = p[s.param_index(j)];
-    float g = a.weight_decay != 0.0f ? grad[j] + a.weight_decay * w : grad[j];
-    if (a.momentum != 0.0f) g = buf[j] = first ? g : a.momentum * buf[j] + g;
-    w = w + -a.lr * g;
-  }
+  float* const buf = state + 1;
+  s.for_each_run([&](size_t j0, size_t p0, size_t length) {
+    for (size_t i = 0; i < length; ++i) {
+      const size_t j = j0 + i;
+      float& w = p[p0 + i];
+      float g = a.weight_decay != 0.0f ? grad[j] + a.weight_decay * w : grad[j];
+      if (a.momentum != 0.0f) g = buf[j] = first ? g : a.momentum * buf[j] + g;
+      w = w + -a.lr * g;
+    }
+  });
   state[0] += 1.0f;
   return true;
 }
@@ -526,15 +531,18 @@ bool run_adamw_update(const Op& op, uint8_t*, Message* err) {
   const float decay = float(1.0 - lr * double(a.weight_decay));
   const float step_size = float(lr / (1.0 - integer_power(a.beta1, uint64_t(step))));
   const float correction2_sqrt = float(std::sqrt(1.0 - integer_power(a.beta2, uint64_t(step))));
-  for (size_t j = 0; j < n; ++j) {
-    float& w = p[s.param_index(j)];
-    const float g = grad[j];
-    w *= decay;
-    m[j] += (1.0f - a.beta1) * (g - m[j]);
-    v[j] = v[j] * a.beta2 + (1.0f - a.beta2) * g * g;
-    const float denom = std::sqrt(v[j]) / correction2_sqrt + a.eps;
-    w += -step_size * (m[j] / denom);
-  }
+  s.for_each_run([&](size_t j0, size_t p0, size_t length) {
+    for (size_t i = 0; i < length; ++i) {
+      const size_t j = j0 + i;
+      float& w = p[p0 + i];
+      const float g = grad[j];
+      w *= decay;
+      m[j] += (1.0f - a.beta1) * (g - m[j]);
+      v[j] = v[j] * a.beta2 + (1.0f - a.beta2) * g * g;
+      const float denom = std::sqrt(v[j]) / correction2_sqrt + a.eps;
+      w += -step_size * (m[j] / denom);
+    }
+  });
   state[0] = float(step);
   return true;
 }

@@ -16,16 +16,23 @@ from sparsec.lower.lower import node_label
 from sparsec.lower.rules_train import TRAIN_DOMAIN
 from sparsec.naming import is_standard
 from sparsec.passes import Pass, run_passes
+from sparsec.passes.batchnorm import fold_batchnorm
 from sparsec.passes.cleanup import fold_constants, remove_dead_nodes, remove_identities
+from sparsec.passes.fusion import fuse_activations, fuse_matmul_bias
 from sparsec.passes.util import const_array
 from sparsec.train.gradients import LABELS, BackwardResult, Emitter, add_backward, requires_grad, shape_of
 from sparsec.train.spec import ParamUpdate, TrainOptions, resolve_updates
 
 STATE_VERSION = 1
-# No BatchNorm folding (it would change what a trained scale/shift means) and no activation fusion (the backward
-# reads pre-activation values): constant folding and removal of identities and dead nodes only.
+# Before the backward: constant folding and removal of identities and dead nodes only (a folded BatchNorm would
+# change what a trained scale/shift means).
 TRAIN_PASSES = [Pass("fold_constants", fold_constants), Pass("remove_identities", remove_identities),
                 Pass("remove_dead_nodes", remove_dead_nodes)]
+# After it, the inference fusions: each fuses only a value no other node reads and folds only constants, so the
+# values the backward reads and the trainable parameters (graph inputs) stay as they are; the frozen part of the
+# network runs as fast as in inference.
+TRAIN_FUSIONS = [Pass("fold_batchnorm", fold_batchnorm), Pass("fuse_matmul_bias", fuse_matmul_bias),
+                 Pass("fuse_activations", fuse_activations)]
 
 
 def lift_parameters(model: ir.Model, updates: list[ParamUpdate]) -> dict[str, np.ndarray]:
@@ -114,11 +121,16 @@ class TrainingGraph:
         value = next(v for v in self.model.graph.inputs if v.name == LABELS)
         return {"name": LABELS, "shape": list(shape_of(value)), "dtype": value.dtype.numpy().name}
 
+    def backward_nodes(self) -> int:
+        """Nodes from the loss on: loss, gradients and updates."""
+        nodes = list(self.model.graph)
+        return len(nodes) - nodes.index(self.backward.loss.producer())
+
     def saved_activation_bytes(self) -> int:
         """Bytes of forward values (not parameters) that backward nodes read: what the step keeps for backprop."""
         graph = self.model.graph
         nodes = list(graph)
-        backward = nodes[len(nodes) - self.backward.backward_nodes:]
+        backward = nodes[len(nodes) - self.backward_nodes():]
         produced_later = {id(o) for n in backward for o in n.outputs}
         saved = {id(v): v for n in backward for v in n.inputs
                  if v is not None and id(v) not in produced_later and const_array(v) is None
@@ -151,6 +163,8 @@ def build_training_graph(model: ir.Model, options: TrainOptions, progress=None) 
     decompose_gemm(model, requires_grad(model.graph, names))
     backward = add_backward(model, {u.name: u for u in updates}, options.loss, options.optimizer)
     model.opset_imports[TRAIN_DOMAIN] = 1
+    model, fusion_rows = run_passes(model, TRAIN_FUSIONS, progress)
+    rows += fusion_rows
     return TrainingGraph(model, options, updates, params, backward, rows, time.perf_counter() - start)
 
 
@@ -181,7 +195,7 @@ def training_files(training: TrainingGraph, model, path, lowered, memory: dict) 
         "updated_parameters": len(training.updates),
         "updated_values": int(sum(np.prod(u.shape) if u.indices is None else
                                   np.prod(u.shape) // u.shape[u.axis] * len(u.indices) for u in training.updates)),
-        "backward_nodes": training.backward.backward_nodes,
+        "backward_nodes": training.backward_nodes(),
         "saved_activation_bytes": training.saved_activation_bytes(),
         "param_bytes": param_bytes,
         "optimizer_state_bytes": state_bytes,

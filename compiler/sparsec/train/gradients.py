@@ -443,7 +443,6 @@ def _loss_node(ctx: Autodiff, pred: ir.Value, loss: str) -> tuple[ir.Value, ir.V
 class BackwardResult:
     loss: ir.Value
     gradients: dict[str, ir.Value]  # parameter name -> its gradient (the updated slice)
-    backward_nodes: int
 
 
 def add_backward(model: ir.Model, params: dict[str, ParamUpdate], loss: str, optimizer: Optimizer) -> BackwardResult:
@@ -487,8 +486,7 @@ def add_backward(model: ir.Model, params: dict[str, ParamUpdate], loss: str, opt
         raise InputError(f"updated parameter(s) {missing} do not affect the loss")
     graph.outputs.clear()
     graph.outputs.extend([loss_value, *gradients.values()])
-    nodes = list(graph)
-    return BackwardResult(loss_value, gradients, len(nodes) - nodes.index(loss_value.producer()))
+    return BackwardResult(loss_value, gradients)
 
 
 def _emit_update(ctx: Autodiff, param: ir.Value, optimizer: Optimizer) -> ir.Value:
