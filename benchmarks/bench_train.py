@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
 BATCH = 8
 CONTENDERS = ("torch_full", "torch_sparse", "ort", "sparsec")
 LOSS = {"mobilenet_v2": "cross_entropy", "bert_encoder": "mse"}
@@ -178,8 +177,14 @@ def run_worker(contender: str, model: str, model_path: Path, artifact: Path | No
         command += ["--artifact", str(artifact)]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3600)
     if result.returncode != 0:
-        return {"error": (result.stderr.strip().splitlines() or ["failed"])[-1][:200]}
+        return {"error": (result.stderr.strip().splitlines() or ["failed"])[-1][:400]}
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _version(python: str, module: str) -> str:
+    """module's version in another interpreter's environment."""
+    proc = subprocess.run([python, "-c", f"import {module}; print({module}.__version__)"], capture_output=True, text=True)
+    return proc.stdout.strip() or "not installed"
 
 
 def main() -> None:
@@ -222,8 +227,13 @@ def main() -> None:
             print(f"{model:<14} {contender:<13} " + (f"{result['step_seconds'] * 1e3:9.1f} ms/step "
                   f"{result['peak_rss_growth_bytes'] / 2**20:9.1f} MiB" if "error" not in result else result["error"]),
                   flush=True)
-    print(f"\nbatch {BATCH}, 1 thread, update {list(update)}; {platform.processor() or platform.machine()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    from bench_host import machine_info
+
+    info = {**machine_info(), "load_average": os.getloadavg()[0], "torch": _version(sys.executable, "torch"),
+            "onnxruntime_training": _version(args.ort_python, "onnxruntime") if args.ort_python else None}
+    print(f"\nbatch {BATCH}, 1 thread, update {list(update)}, median of {args.steps - 1} steps after the first; "
+          f"{info['cpu_model']} ({', '.join(info['simd_flags'])}), commit {info['commit']}, "
+          f"load average {info['load_average']:.1f}")
     print(f"{'model':<14} {'contender':<13} {'ms/step':>9} {'peak MiB':>9} {'vs torch_full mem':>18} "
           f"{'vs torch_sparse time':>21}")
     for row in rows:
@@ -237,9 +247,8 @@ def main() -> None:
               f"{row['peak_rss_growth_bytes'] / 2**20:9.1f} {mem:17.2f}x {speed:20.2f}x")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"batch": BATCH, "threads": 1, "update": list(update), "rows": rows,
-                               "load_average": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M:%S")},
-                              indent=2))
+    out.write_text(json.dumps({"machine": info, "batch": BATCH, "threads": 1, "update": list(update),
+                               "timed_steps": args.steps - 1, "rows": rows}, indent=2))
     print(f"wrote {out}")
 
 

@@ -131,6 +131,36 @@ def test_fuse_activations(act, rng):
     assert [v.name for v in fused.graph.outputs] == ["y"]
 
 
+def _erf_gelu(torch_order: bool, erf_is_output: bool = False) -> ir.Model:
+    """GELU with Erf: torch's export (x / sqrt 2, (x * (erf + 1)) * 0.5) or the operands of every node swapped."""
+    if torch_order:
+        nodes = [helper.make_node("Div", ["x", "k"], ["s"]), helper.make_node("Erf", ["s"], ["e"]),
+                 helper.make_node("Add", ["e", "one"], ["p"]), helper.make_node("Mul", ["x", "p"], ["xp"]),
+                 helper.make_node("Mul", ["xp", "half"], ["y"])]
+        k = np.array(np.sqrt(2), F)
+    else:
+        nodes = [helper.make_node("Mul", ["k", "x"], ["s"]), helper.make_node("Erf", ["s"], ["e"]),
+                 helper.make_node("Add", ["one", "e"], ["p"]), helper.make_node("Mul", ["half", "x"], ["hx"]),
+                 helper.make_node("Mul", ["p", "hx"], ["y"])]
+        k = np.array(np.sqrt(0.5), F)
+    inits = [("k", k), ("one", np.array(1, F)), ("half", np.array(0.5, F))]
+    outputs = [vi("y", [2, 8])] + ([vi("e", [2, 8])] if erf_is_output else [])
+    return make(nodes, [vi("x", [2, 8])], outputs, inits)
+
+
+@pytest.mark.parametrize("torch_order", [True, False])
+def test_fuse_gelu(torch_order, rng):
+    fused, err = apply("fuse_gelu", _erf_gelu(torch_order), {"x": rand(rng, 2, 8) * 3})
+    assert err <= 1e-6
+    assert dict(op_counts(fused)) == {"sparsec.Activation": 1}
+    assert [v.name for v in fused.graph.outputs] == ["y"]
+
+
+def test_fuse_gelu_leaves_a_formula_whose_parts_are_read(rng):
+    fused, err = apply("fuse_gelu", _erf_gelu(True, erf_is_output=True), {"x": rand(rng, 2, 8)})
+    assert err == 0 and "sparsec.Activation" not in op_counts(fused)
+
+
 def test_fuse_residual_add_relu(rng):
     nodes = [helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
     model = make(nodes, [vi("a", [1, 4, 3, 3]), vi("b", [1, 4, 3, 3])], [vi("y", [1, 4, 3, 3])])

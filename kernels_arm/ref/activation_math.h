@@ -14,7 +14,8 @@ inline float hard_swish(float x) { return x * clip(x * (1.0f / 6.0f) + 0.5f, 0.0
 inline float hard_sigmoid(float x, float a, float b) { return clip(a * x + b, 0.0f, 1.0f); }
 inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 inline float silu(float x) { return x * sigmoid(x); }
-inline float gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); }
+// erfc, not 1 + erf: keeps the relative accuracy of the negative tail.
+inline float gelu(float x) { return 0.5f * x * std::erfc(x * -0.70710678118654752f); }
 inline float gelu_tanh(float x) {
   constexpr float kSqrt2OverPi = 0.79788456080286536f;
   return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * (x + 0.044715f * x * x * x)));

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import onnx_ir as ir
+from onnxscript.rewriter import pattern
 
 from sparsec.activations import FUSED_DOMAIN, activation_of, attach, attached, standard_nodes
 from sparsec.contract.schema import Activation
@@ -66,6 +69,33 @@ def _fuse_silu(model: ir.Model) -> None:
                 else:
                     model.graph.remove(node, safe=True)
                 break
+
+
+def _gelu(op, x, erf):
+    y = op.Activation(x, _domain=FUSED_DOMAIN, activation=Activation.GELU.name, activation_params=[0.0, 0.0])
+    name = erf.producer().name or "Erf"  # the user's module ("/ffn/act/Erf" -> "/ffn/act/Gelu")
+    y.producer().name = name[:-len("/Erf")] + "/Gelu" if name.endswith("/Erf") else name + "/Gelu"
+    return y
+
+
+def _erf_gelu_rule(product, divide: bool) -> pattern.RewriteRule:
+    def target(op, x):
+        scaled = x / math.sqrt(2) if divide else x * math.sqrt(0.5)
+        return product(x, op.Erf(scaled, _outputs=["erf"]) + 1.0)
+
+    return pattern.RewriteRule(target, _gelu)
+
+
+# GELU as exporters write it with Erf (torch before opset 20): the 0.5 on either product, x / sqrt 2 or x * (1 / sqrt 2).
+_PRODUCTS = (lambda x, e: x * e * 0.5, lambda x, e: x * (e * 0.5), lambda x, e: (x * 0.5) * e)
+_ERF_GELU = pattern.RewriteRuleSet([_erf_gelu_rule(p, d) for p in _PRODUCTS for d in (True, False)], commute=True)
+
+
+def fuse_gelu(model: ir.Model) -> ir.Model:
+    """x * 0.5 * (1 + Erf(x / sqrt 2)) in any operand order -> sparsec.Activation(GELU), when no other node reads a part."""
+    if _ERF_GELU.apply_to_model(model):
+        _ensure_domain(model)
+    return model
 
 
 def fuse_activations(model: ir.Model) -> ir.Model:

@@ -18,16 +18,17 @@ from sparsec.naming import is_standard
 from sparsec.passes import Pass, run_passes
 from sparsec.passes.batchnorm import fold_batchnorm
 from sparsec.passes.cleanup import fold_constants, remove_dead_nodes, remove_identities
-from sparsec.passes.fusion import fuse_activations, fuse_matmul_bias
+from sparsec.passes.fusion import fuse_activations, fuse_gelu, fuse_matmul_bias
 from sparsec.passes.util import const_array
 from sparsec.train.gradients import LABELS, BackwardResult, Emitter, add_backward, requires_grad, shape_of
 from sparsec.train.spec import ParamUpdate, TrainOptions, resolve_updates
 
 STATE_VERSION = 1
-# Before the backward: constant folding and removal of identities and dead nodes only (a folded BatchNorm would
-# change what a trained scale/shift means).
+# Before the backward: constant folding, removal of identities and dead nodes, and GELU as one activation (its
+# gradient is one ActivationGrad instead of the Erf formula's five); a folded BatchNorm would change what a trained
+# scale/shift means.
 TRAIN_PASSES = [Pass("fold_constants", fold_constants), Pass("remove_identities", remove_identities),
-                Pass("remove_dead_nodes", remove_dead_nodes)]
+                Pass("remove_dead_nodes", remove_dead_nodes), Pass("fuse_gelu", fuse_gelu)]
 # After it, the inference fusions: each fuses only a value no other node reads and folds only constants, so the
 # values the backward reads and the trainable parameters (graph inputs) stay as they are; the frozen part of the
 # network runs as fast as in inference.

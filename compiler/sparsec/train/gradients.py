@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
-from sparsec.activations import activation_of
+from sparsec.activations import FUSED_DOMAIN, activation_of
 from sparsec.contract.schema import Activation, PoolKind
 from sparsec.errors import InputError, UnsupportedOpError
 from sparsec.lower.builder import Unsupported, axis_of, spatial_pads
@@ -445,6 +445,13 @@ class BackwardResult:
     gradients: dict[str, ir.Value]  # parameter name -> its gradient (the updated slice)
 
 
+def gradient_rule(node: ir.Node):
+    """node's rule in GRADIENTS; sparsec's Activation (GELU fused before the backward) is an activation."""
+    if node.domain == FUSED_DOMAIN and node.op_type == "Activation":
+        return activation
+    return GRADIENTS.get(node.op_type) if is_standard(node) else None
+
+
 def add_backward(model: ir.Model, params: dict[str, ParamUpdate], loss: str, optimizer: Optimizer) -> BackwardResult:
     """Appends loss, backward and update nodes to model (whose trainable parameters are graph inputs)."""
     graph = model.graph
@@ -466,7 +473,7 @@ def add_backward(model: ir.Model, params: dict[str, ParamUpdate], loss: str, opt
         out_grads = [ctx.grads.get(o) for o in node.outputs]
         if any(g is not None for g in out_grads) and any(ctx.needs(v) for v in node.inputs):
             ctx.label = node_label(node, index)
-            rule = GRADIENTS.get(node.op_type) if is_standard(node) else None
+            rule = gradient_rule(node)
             try:
                 if rule is None:
                     raise Unsupported("no gradient rule for this op")
