@@ -33,10 +33,9 @@ inline float exp_poly(float x) {
 
 inline float sigmoid_poly(float x) { return 1.0f / (1.0f + exp_poly(-x)); }
 
-// 0.5 x erfc(-x / sqrt 2) without a libm call: erfc by the Chebyshev fit of Numerical Recipes' erfcc (fractional
-// error < 1.2e-7 on the whole line) times exp_poly, reflected for negative arguments.
-inline float gelu_poly(float x) {
-  const float z = std::fabs(x) * 0.70710678118654752f;
+// erfc(z) for z >= 0 without a libm call: the Chebyshev fit of Numerical Recipes' erfcc (fractional error < 1.2e-7)
+// times exp_poly.
+inline float erfc_poly(float z) {
   const float t = 1.0f / (1.0f + 0.5f * z);
   float p = 0.17087277f;
   p = p * t - 0.82215223f;
@@ -48,13 +47,25 @@ inline float gelu_poly(float x) {
   p = p * t + 0.37409196f;
   p = p * t + 1.00002368f;
   p = p * t - 1.26551223f;
-  const float tail = t * exp_poly(p - z * z);  // erfc(z)
-  return 0.5f * x * (x < 0.0f ? tail : 2.0f - tail);
+  return t * exp_poly(p - z * z);
 }
+
+// Phi(x) = 0.5 erfc(-x / sqrt 2), reflected for x > 0 (so the negative tail keeps its relative accuracy).
+inline float normal_cdf_poly(float x) {
+  const float tail = 0.5f * erfc_poly(std::fabs(x) * 0.70710678118654752f);
+  return x < 0.0f ? tail : 1.0f - tail;
+}
+
+inline float gelu_poly(float x) { return x * normal_cdf_poly(x); }
 
 template <typename F>
 void apply(float* data, size_t n, F f) {
   for (size_t i = 0; i < n; ++i) data[i] = f(data[i]);
+}
+
+template <typename F>
+void apply_grad(const float* dy, const float* x, float* dx, size_t n, F derivative) {
+  for (size_t i = 0; i < n; ++i) dx[i] = dy[i] * derivative(x[i]);
 }
 
 }  // namespace
@@ -81,6 +92,28 @@ void f32_activation__portable(const ActParams& act, float* data, size_t n) {
     case Activation::kSelu: case Activation::kCelu: case Activation::kThresholdedRelu: case Activation::kShrink:
     case Activation::kSoftsign: case Activation::kMish: case Activation::kSwish:
       return f32_activation__scalar(act, data, n);
+  }
+}
+
+void f32_activation_grad__portable(const ActParams& act, const float* dy, const float* x, float* dx, size_t n) {
+  switch (act.kind) {
+    case Activation::kRelu: return apply_grad(dy, x, dx, n, [](float v) { return v > 0.0f ? 1.0f : 0.0f; });
+    case Activation::kSigmoid:
+      return apply_grad(dy, x, dx, n, [](float v) {
+        const float s = sigmoid_poly(v);
+        return s * (1.0f - s);
+      });
+    case Activation::kSilu:
+      return apply_grad(dy, x, dx, n, [](float v) {
+        const float s = sigmoid_poly(v);
+        return s * (1.0f + v * (1.0f - s));
+      });
+    case Activation::kGelu:
+      return apply_grad(dy, x, dx, n, [](float v) {
+        return normal_cdf_poly(v) + v * 0.39894228040143268f * exp_poly(-0.5f * v * v);
+      });
+    // The rest: cheap already or rare in training graphs; the scalar loop, shared.
+    default: return f32_activation_grad__scalar(act, dy, x, dx, n);
   }
 }
 

@@ -35,4 +35,45 @@ void f32_activation__scalar(const ActParams& act, float* data, size_t n) {
   for (size_t i = 0; i < n; ++i) data[i] = activate(act, data[i]);
 }
 
+// The kinds the compiler's gradient rules emit (compiler/sparsec/train/gradients.py).
+float activation_derivative(const ActParams& act, float x) {
+  using namespace act_math;
+  switch (act.kind) {
+    case Activation::kRelu: return x > 0.0f ? 1.0f : 0.0f;
+    case Activation::kClip: return x > act.a && x < act.b ? 1.0f : 0.0f;
+    case Activation::kHardSwish: return x < -3.0f ? 0.0f : x <= 3.0f ? x / 3.0f + 0.5f : 1.0f;
+    case Activation::kHardSigmoid: {
+      const float z = act.a * x + act.b;
+      return z > 0.0f && z < 1.0f ? act.a : 0.0f;
+    }
+    case Activation::kSigmoid: {
+      const float s = sigmoid(x);
+      return s * (1.0f - s);
+    }
+    case Activation::kSilu: {
+      const float s = sigmoid(x);
+      return s * (1.0f + x * (1.0f - s));
+    }
+    case Activation::kGelu:  // Phi(x) + x phi(x)
+      return 0.5f * std::erfc(x * -0.70710678118654752f) + x * 0.39894228040143268f * std::exp(-0.5f * x * x);
+    case Activation::kGeluTanh: {
+      const float k = 0.79788456080286536f, c = 0.044715f;
+      const float t = std::tanh(k * (x + c * x * x * x));
+      return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * c * x * x);
+    }
+    case Activation::kTanh: {
+      const float t = std::tanh(x);
+      return 1.0f - t * t;
+    }
+    case Activation::kLeakyRelu: return x > 0.0f ? 1.0f : act.a;
+    case Activation::kElu: return x > 0.0f ? 1.0f : act.a * std::exp(x);
+    case Activation::kSoftplus: return sigmoid(x);
+    default: return 1.0f;  // kNone
+  }
+}
+
+void f32_activation_grad__scalar(const ActParams& act, const float* dy, const float* x, float* dx, size_t n) {
+  for (size_t i = 0; i < n; ++i) dx[i] = dy[i] * activation_derivative(act, x[i]);
+}
+
 }  // namespace sparsec

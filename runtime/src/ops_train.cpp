@@ -18,45 +18,6 @@ bool same_shape(const Tensor& a, const Tensor& b) {
 
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
-// act'(x) (RELU/CLIP: also right when x is the activation's output).
-float derivative(const ActParams& act, float x) {
-  switch (act.kind) {
-    case Activation::kNone: return 1.0f;
-    case Activation::kRelu: return x > 0.0f ? 1.0f : 0.0f;
-    case Activation::kClip: return x > act.a && x < act.b ? 1.0f : 0.0f;
-    case Activation::kHardSwish: return x < -3.0f ? 0.0f : x <= 3.0f ? x / 3.0f + 0.5f : 1.0f;
-    case Activation::kHardSigmoid: {
-      const float z = act.a * x + act.b;
-      return z > 0.0f && z < 1.0f ? act.a : 0.0f;
-    }
-    case Activation::kSigmoid: {
-      const float s = sigmoid(x);
-      return s * (1.0f - s);
-    }
-    case Activation::kSilu: {
-      const float s = sigmoid(x);
-      return s * (1.0f + x * (1.0f - s));
-    }
-    case Activation::kGelu: {
-      const float cdf = 0.5f * (1.0f + std::erf(x * 0.70710678118654752f));
-      return cdf + x * 0.39894228040143268f * std::exp(-0.5f * x * x);
-    }
-    case Activation::kGeluTanh: {
-      const float k = 0.79788456080286536f, c = 0.044715f;
-      const float t = std::tanh(k * (x + c * x * x * x));
-      return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * c * x * x);
-    }
-    case Activation::kTanh: {
-      const float t = std::tanh(x);
-      return 1.0f - t * t;
-    }
-    case Activation::kLeakyRelu: return x > 0.0f ? 1.0f : act.a;
-    case Activation::kElu: return x > 0.0f ? 1.0f : act.a * std::exp(x);
-    case Activation::kSoftplus: return sigmoid(x);
-  }
-  return 1.0f;
-}
-
 struct ConvGeom {
   size_t N, C, H, W, M, OH, OW, KH, KW, G, SH, SW, PT, PL, DH, DW;
 };
@@ -264,8 +225,7 @@ bool run_activation_grad(const Op& op, uint8_t*, Message*) {
     for (size_t i = 0; i < op.out[0]->numel; ++i) dx[i] = mask[i] ? dy[i] : 0.0f;
     return true;
   }
-  const float* x = op.in[1]->f32();
-  for (size_t i = 0; i < op.out[0]->numel; ++i) dx[i] = dy[i] * derivative(act, x[i]);
+  f32_activation_grad(act, dy, op.in[1]->f32(), dx, op.out[0]->numel);
   return true;
 }
 
@@ -279,7 +239,7 @@ bool run_activation_mask(const Op& op, uint8_t*, Message*) {
   const ActParams act = act_params(activation_mask_attrs(op));
   const float* x = op.in[0]->f32();
   uint8_t* mask = op.out[0]->as<uint8_t>();
-  for (size_t i = 0; i < op.in[0]->numel; ++i) mask[i] = derivative(act, x[i]) != 0.0f;
+  for (size_t i = 0; i < op.in[0]->numel; ++i) mask[i] = activation_derivative(act, x[i]) != 0.0f;
   return true;
 }
 

@@ -168,6 +168,43 @@ void check_activation_variants() {
   }
 }
 
+// The kinds training graphs differentiate: known derivatives, then every variant against the scalar one.
+void check_activation_grad() {
+  struct Known {
+    int kind;
+    float x;
+    double want;
+  };
+  const Known known[] = {
+      {1, -1.0f, 0.0}, {1, 2.0f, 1.0}, {2, 0.3f, 1.0}, {2, 5.0f, 0.0}, {3, 1.0f, 5.0 / 6.0}, {3, -4.0f, 0.0},
+      {5, 0.0f, 0.25}, {5, 2.0f, 0.10499358540350662}, {6, 1.0f, 0.9276705118714869},
+      {7, 1.0f, 1.0833154705876864}, {7, -1.0f, -0.08331547058768629}, {7, -6.0f, -3.5468709453902015e-08},
+      {9, 0.5f, 0.7864477329659274}, {12, 1.0f, 0.7310585786300049},
+  };
+  for (const Known& k : known) {
+    const float dy = 1.0f;
+    float got = 0.0f;
+    f32_activation_grad__scalar(activation(k.kind), &dy, &k.x, &got, 1);
+    const bool ok = std::fabs(got - k.want) <= 2e-6 * std::fabs(k.want) + 1e-7;
+    record(ok, fmt("activation_derivative %s x=%g", kActivationNames[k.kind], k.x), fmt("got %.9g want %.9g", got, k.want));
+  }
+  for (int kind : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}) {
+    const ActParams act = activation(kind);
+    for (size_t n : {1, 3, 8, 17, 64, 203}) {
+      std::vector<float> x(n), dy(n), want(n), got(n);
+      for (size_t i = 0; i < n; ++i) x[i] = -12.0f + 24.0f * i / n, dy[i] = 1.0f - 0.37f * float(i % 7);
+      if (n > 2) x[0] = -100.0f, x[1] = 100.0f, x[2] = kNaN;
+      f32_activation_grad__scalar(act, dy.data(), x.data(), want.data(), n);
+      f32_activation_grad(act, dy.data(), x.data(), got.data(), n);
+      bool ok = true;
+      for (size_t i = 0; i < n; ++i)
+        ok &= std::isnan(want[i]) ? std::isnan(got[i])
+                                  : std::fabs(got[i] - want[i]) <= kActRelTol * std::fabs(want[i]) + 1e-7f;
+      record(ok, fmt("f32_activation_grad (dispatch) %s n=%zu", kActivationNames[kind], n), "differs from scalar");
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // GEMM
 
@@ -732,6 +769,7 @@ int main() {
   std::printf("kernel isa: %s\n", kernel_isa());
   check_activation_values();
   check_activation_variants();
+  check_activation_grad();
   check_gemm_all();
   check_conv_all();
   check_dwconv_3x3_small();

@@ -21,6 +21,13 @@ void f32_activation__scalar(const ActParams& act, float* data, size_t n);
 void f32_activation__portable(const ActParams& act, float* data, size_t n);  // kind hoisted, vectorisable
 void f32_activation(const ActParams& act, float* data, size_t n);
 
+// act'(x) at the activation's input x (RELU, CLIP: its output works as well).
+float activation_derivative(const ActParams& act, float x);
+// dx = dy * act'(x) over n contiguous values (training: an activation's input gradient).
+void f32_activation_grad__scalar(const ActParams& act, const float* dy, const float* x, float* dx, size_t n);
+void f32_activation_grad__portable(const ActParams& act, const float* dy, const float* x, float* dx, size_t n);
+void f32_activation_grad(const ActParams& act, const float* dy, const float* x, float* dx, size_t n);
+
 enum class BiasMode : int32_t { kNone = 0, kPerRow = 1, kPerColumn = 2 };
 
 // C[M,N] = A[M,K] * B[K,N] (+ bias[M] per row or bias[N] per column), then act.
