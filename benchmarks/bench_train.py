@@ -6,7 +6,9 @@
 Contenders, each in a fresh process with one thread, batch 8, the same ONNX model and the same update spec:
   torch_full    PyTorch eager, every parameter trains (autograd + torch.optim.SGD)
   torch_sparse  PyTorch eager, only the spec's parameters require grad
-  ort           onnxruntime-training 1.19.2 (generate_artifacts with the spec's requires_grad), if --ort-python has it
+  ort           onnxruntime-training 1.19.2 (generate_artifacts with the spec's requires_grad), if --ort-python has it;
+                its gradient builder fails on a LayerNormalization without the optional mean / inv_std_dev outputs (as
+                torch exports it), so those outputs are named for it (the model computes the same)
   sparsec       the compiled training step (sparsec compile --train), host runtime
 PyTorch runs the ONNX graph with torch ops (tests/torch_onnx.py), so every contender trains exactly the same model.
 Peak memory = peak RSS growth of the process from just before loading the model to the end of the first step
@@ -139,6 +141,9 @@ def worker(args) -> dict:
         from onnxruntime.training.api import CheckpointState, Module, Optimizer
 
         model = onnx.load(path)
+        for node in model.graph.node:  # its LayerNormalization gradient needs the optional saved statistics
+            if node.op_type == "LayerNormalization" and len(node.output) == 1:
+                node.output.extend([f"{node.output[0]}_mean", f"{node.output[0]}_inv_std_dev"])
         trained = [p["name"] for p in params]
         frozen = [i.name for i in model.graph.initializer if i.name not in trained]
         directory = Path(tempfile.mkdtemp())

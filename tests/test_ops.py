@@ -221,6 +221,13 @@ def test_transpose(perm, rng, tmp_path):
     assert compile_and_compare(model, {"x": randn(rng, 2, 3, 4, 5)}, tmp_path) == 0
 
 
+@pytest.mark.parametrize("shape", [[17, 33], [3, 16, 32], [2, 1, 40, 5]])
+def test_transpose_of_matrices_in_tiles(shape, rng, tmp_path):
+    perm = list(range(len(shape) - 2)) + [len(shape) - 1, len(shape) - 2]
+    model = single_op_model("Transpose", [("x", shape)], None, (), {"perm": perm})
+    assert compile_and_compare(model, {"x": randn(rng, *shape)}, tmp_path) == 0
+
+
 @pytest.mark.parametrize("op,inits,attrs", [
     ("Reshape", [("shape", np.array([6, -1], np.int64))], {}),
     ("Flatten", [], {"axis": 2}),

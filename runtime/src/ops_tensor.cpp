@@ -440,11 +440,41 @@ bool check_transpose(const Op& op, Message* err) {
   return true;
 }
 
+namespace {
+
+// perm swaps the last two axes and keeps the others: a batch of matrix transposes.
+bool swaps_last_two(const int64_t* perm, uint32_t ndim) {
+  const int64_t n = ndim;
+  if (n < 2 || perm[n - 2] != n - 1 || perm[n - 1] != n - 2) return false;
+  for (int64_t d = 0; d + 2 < n; ++d)
+    if (perm[d] != d) return false;
+  return true;
+}
+
+// In square tiles, so both the reads and the writes stay within a few cache lines per row.
+void transpose_matrices_f32(const float* x, float* y, size_t batch, size_t rows, size_t cols) {
+  constexpr size_t kTile = 16;
+  for (size_t b = 0; b < batch; ++b, x += rows * cols, y += rows * cols)
+    for (size_t r0 = 0; r0 < rows; r0 += kTile)
+      for (size_t c0 = 0; c0 < cols; c0 += kTile) {
+        const size_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
+        for (size_t c = c0; c < c1; ++c)
+          for (size_t r = r0; r < r1; ++r) y[c * rows + r] = x[r * cols + c];
+      }
+}
+
+}  // namespace
+
 bool run_transpose(const Op& op, uint8_t*, Message*) {
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
   const int64_t* perm = transpose_attrs(op).perm;
   const size_t es = sparsec_dtype_size(x.dtype);
+  if (es == 4 && swaps_last_two(perm, x.ndim)) {
+    const size_t rows = size_t(x.dims[x.ndim - 2]), cols = size_t(x.dims[x.ndim - 1]);
+    transpose_matrices_f32(x.f32(), y.f32(), x.numel / std::max<size_t>(rows * cols, 1), rows, cols);
+    return true;
+  }
   int64_t in_strides[kMaxDims], src_strides[kMaxDims];
   contiguous_strides(x, in_strides);
   for (uint32_t d = 0; d < x.ndim; ++d) src_strides[d] = in_strides[perm[d]];
