@@ -335,3 +335,19 @@ def test_schema_names_each_enum_once():
                  and getattr(node.target, "id", None) == "ENUMS")
     names = [key.value for key in enums.keys]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_runtime_messages_use_only_conversions_format_message_knows():
+    """runtime/src/message.cpp formats the runtime's messages without printf: every conversion in a string literal
+    of the runtime must be one it implements (the compiler checks the argument types, not this)."""
+    import re
+
+    known = re.compile(r"%(%|(l|ll|z)?[diux]|s|c)")
+    literal = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
+    bad = []
+    for path in sorted((ROOT / "runtime" / "src").glob("*.[ch]*")):
+        for text in literal.findall(path.read_text()):
+            for match in re.finditer(r"%[^%]?", text):
+                if not known.match(text, match.start()) and not text[match.start() - 1:match.start()] == "%":
+                    bad.append(f"{path.name}: {text!r}")
+    assert not bad, bad

@@ -1,8 +1,6 @@
 // Shape checks, broadcasting plans and activation parameters shared by all ops.
 #include "op_util.h"
 
-#include <cstdio>
-
 
 namespace sparsec {
 
@@ -10,9 +8,9 @@ ShapeText shape_str(const Tensor& t) {
   ShapeText s;
   size_t n = 0;
   s.text[n++] = '[';
-  for (uint32_t i = 0; i < t.ndim; ++i)
-    n += size_t(std::snprintf(s.text + n, sizeof s.text - n, i ? ",%lld" : "%lld", static_cast<long long>(t.dims[i])));
-  std::snprintf(s.text + n, sizeof s.text - n, "]");
+  for (uint32_t i = 0; i < t.ndim && n < sizeof s.text; ++i)
+    n += format_into(s.text + n, sizeof s.text - n, i ? ",%lld" : "%lld", static_cast<long long>(t.dims[i]));
+  if (n < sizeof s.text) format_into(s.text + n, sizeof s.text - n, "]");
   return s;
 }
 
