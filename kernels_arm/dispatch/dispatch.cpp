@@ -52,6 +52,8 @@ VBinaryFn f32_vbinary(BinaryKind kind, BinaryShape shape) { return SPARSEC_DISPA
 
 void f32_activation(const ActParams& act, float* data, size_t n) { SPARSEC_DISPATCH_F32_ACTIVATION(act, data, n); }
 
+void f32_softmax(const float* x, float* y, size_t rows, size_t len) { SPARSEC_DISPATCH_F32_SOFTMAX(x, y, rows, len); }
+
 void f32_activation_grad(const ActParams& act, const float* dy, const float* x, float* dx, size_t n) {
   SPARSEC_DISPATCH_F32_ACTIVATION_GRAD(act, dy, x, dx, n);
 }

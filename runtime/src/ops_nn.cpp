@@ -196,6 +196,10 @@ bool run_softmax(const Op& op, uint8_t*, Message*) {
   const SoftmaxAttrs a = softmax_attrs(op);
   const size_t axis = size_t(a.axis);
   const size_t outer = product(x.dims, 0, axis), len = size_t(x.dims[axis]), inner = product(x.dims, axis + 1, x.ndim);
+  if (inner == 1 && len > 0 && a.mode == SoftmaxMode::kSoftmax) {
+    f32_softmax(x.f32(), op.out[0]->f32(), outer, len);
+    return true;
+  }
   for (size_t o = 0; o < outer; ++o) {
     for (size_t i = 0; i < inner; ++i) {
       const float* in = x.f32() + o * len * inner + i;
@@ -237,13 +241,21 @@ bool check_layer_norm(const Op& op, Message* err) {
   return true;
 }
 
+// Sum of f(x[i]) in double, over four independent partial sums (one chain of adds would wait on each add).
+template <class F>
+double sum_of(const float* x, size_t n, F f) {
+  double s[4] = {0.0, 0.0, 0.0, 0.0};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (size_t k = 0; k < 4; ++k) s[k] += f(x[i + k]);
+  for (; i < n; ++i) s[0] += f(x[i]);
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
 // Mean and 1/sqrt(variance + eps) of n values, accumulated in double for long rows.
 void moments(const float* x, size_t n, float eps, float* mean, float* inv_std) {
-  double sum = 0.0;
-  for (size_t i = 0; i < n; ++i) sum += x[i];
-  const double m = sum / double(n);
-  double var = 0.0;
-  for (size_t i = 0; i < n; ++i) var += (x[i] - m) * (x[i] - m);
+  const double m = sum_of(x, n, [](float v) { return double(v); }) / double(n);
+  const double var = sum_of(x, n, [m](float v) { return (v - m) * (v - m); });
   *mean = float(m);
   *inv_std = float(1.0 / std::sqrt(var / double(n) + eps));
 }

@@ -205,6 +205,21 @@ void check_activation_grad() {
   }
 }
 
+// Softmax rows: every length around the 16-lane blocks, values spread over +-40 (exp's range matters), a -inf.
+void check_softmax() {
+  for (size_t rows : {1, 3})
+    for (size_t len : {1, 2, 15, 16, 17, 33, 100}) {
+      std::vector<float> x = random_vector(rows * len), want(rows * len), got(rows * len);
+      for (float& v : x) v *= 40.0f;
+      if (len > 2) x[1] = -INFINITY;
+      f32_softmax__scalar(x.data(), want.data(), rows, len);
+      f32_softmax(x.data(), got.data(), rows, len);
+      bool ok = true;
+      for (size_t i = 0; i < want.size(); ++i) ok &= std::fabs(got[i] - want[i]) <= 1e-5f * want[i] + 1e-30f;
+      record(ok, fmt("f32_softmax (dispatch) rows=%zu len=%zu", rows, len), "differs from scalar");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // GEMM
 
@@ -770,6 +785,7 @@ int main() {
   check_activation_values();
   check_activation_variants();
   check_activation_grad();
+  check_softmax();
   check_gemm_all();
   check_conv_all();
   check_dwconv_3x3_small();

@@ -25,6 +25,7 @@ constexpr size_t kIm2colBandColumns = 1024;
 #define SPARSEC_DISPATCH_F32_VBINARY SPARSEC_BEST(f32_vbinary_u8__neon, f32_vbinary_u8__wasmsimd, f32_vbinary__portable)
 #define SPARSEC_DISPATCH_F32_ACTIVATION SPARSEC_BEST(f32_activation__portable, f32_activation__portable, f32_activation__portable)
 #define SPARSEC_DISPATCH_F32_ACTIVATION_GRAD SPARSEC_BEST(f32_activation_grad__portable, f32_activation_grad__portable, f32_activation_grad__portable)
+#define SPARSEC_DISPATCH_F32_SOFTMAX SPARSEC_BEST(f32_softmax__portable, f32_softmax__portable, f32_softmax__portable)
 #define SPARSEC_DISPATCH_F32_SPMM_MB1 SPARSEC_BEST(f32_spmm_32x1__neon, f32_spmm_16x1__wasmsimd, f32_spmm_32x1__portable)
 #define SPARSEC_DISPATCH_F32_SPMM_MB2 SPARSEC_BEST(f32_spmm_32x2__neon, f32_spmm_16x2__wasmsimd, f32_spmm_32x2__portable)
 #define SPARSEC_DISPATCH_F32_SPMM_MB4 SPARSEC_BEST(f32_spmm_16x4__neon, f32_spmm_8x4__wasmsimd, f32_spmm_32x4__portable)

@@ -28,6 +28,11 @@ void f32_activation_grad__scalar(const ActParams& act, const float* dy, const fl
 void f32_activation_grad__portable(const ActParams& act, const float* dy, const float* x, float* dx, size_t n);
 void f32_activation_grad(const ActParams& act, const float* dy, const float* x, float* dx, size_t n);
 
+// y[r, :] = softmax(x[r, :]) over rows of len contiguous values (the row's maximum subtracted first).
+void f32_softmax__scalar(const float* x, float* y, size_t rows, size_t len);
+void f32_softmax__portable(const float* x, float* y, size_t rows, size_t len);
+void f32_softmax(const float* x, float* y, size_t rows, size_t len);
+
 enum class BiasMode : int32_t { kNone = 0, kPerRow = 1, kPerColumn = 2 };
 
 // C[M,N] = A[M,K] * B[K,N] (+ bias[M] per row or bias[N] per column), then act.
