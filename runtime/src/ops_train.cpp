@@ -239,7 +239,10 @@ bool run_activation_mask(const Op& op, uint8_t*, Message*) {
   const ActParams act = act_params(activation_mask_attrs(op));
   const float* x = op.in[0]->f32();
   uint8_t* mask = op.out[0]->as<uint8_t>();
-  for (size_t i = 0; i < op.in[0]->numel; ++i) mask[i] = activation_derivative(act, x[i]) != 0.0f;
+  // RELU, CLIP (check_activation_mask): the derivative is 1 on (low, high), else 0; inline, not per value a call.
+  const bool relu = act.kind == Activation::kRelu;
+  const float low = relu ? 0.0f : act.a, high = relu ? INFINITY : act.b;
+  for (size_t i = 0; i < op.in[0]->numel; ++i) mask[i] = x[i] > low && (x[i] < high || (relu && x[i] == high));
   return true;
 }
 
