@@ -32,7 +32,10 @@ def _padded(x, pads, value=0.0):
 
 def _conv(x, w, b=None, **a):
     pads = _pads(a, x, w.shape[2:])
-    return F.conv2d(_padded(x, pads), w, b, stride=a.get("strides", [1, 1]), dilation=a.get("dilations", [1, 1]),
+    top, left, bottom, right = pads
+    symmetric = top == bottom and left == right  # conv2d pads itself, without a padded copy of x
+    return F.conv2d(x if symmetric else _padded(x, pads), w, b, stride=a.get("strides", [1, 1]),
+                    padding=(top, left) if symmetric else 0, dilation=a.get("dilations", [1, 1]),
                     groups=a.get("group", 1))
 
 
@@ -169,7 +172,8 @@ def _unsqueezed(shape, axes):
 
 def run(model: onnx.ModelProto, feeds: dict, overrides: dict) -> list[torch.Tensor]:
     """Outputs of model on feeds; overrides {initializer name: torch tensor} replace initializers (leaves, slices)."""
-    values = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model.graph.initializer}
+    values = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model.graph.initializer
+              if i.name not in overrides}
     values.update(overrides)
     values.update({k: torch.as_tensor(v) for k, v in feeds.items()})
     for node in model.graph.node:
