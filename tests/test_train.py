@@ -77,10 +77,11 @@ class Branches(torch.nn.Module):
 
 
 def _randomise(model) -> None:
-    """Non-trivial BatchNorm/LayerNorm statistics and affine parameters (fresh ones are 0/1)."""
+    """Non-trivial BatchNorm/LayerNorm statistics and affine parameters (fresh ones are 0/1; the exporter would
+    also merge equal ones into one initializer)."""
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.InstanceNorm2d)):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.normal_(0, 0.1)
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -236,6 +237,84 @@ def test_adamw_matches_pytorch(cnn, tmp_path):
 def test_whole_model_matches_pytorch(cnn, tmp_path):
     """Every parameter trains (BatchNorm scale too): every gradient rule of the CNN runs."""
     train_and_compare(cnn, tmp_path, ["*"], optimizer="sgd:lr=0.01")
+
+
+# ---- gradient rules of exported decoder, normalisation and indexing ops ------------------------------------
+
+class Decoder(torch.nn.Module):
+    """ConvTranspose: strides, pads, output_padding, dilations and groups on the gradient path."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.up1 = torch.nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1)
+        self.up2 = torch.nn.ConvTranspose2d(6, 4, 2, stride=3, padding=2, output_padding=1, dilation=2, groups=2)
+        self.fc = torch.nn.Linear(4 * 21 * 21, 5)
+
+    def forward(self, x):
+        return self.fc(self.up2(torch.relu(self.up1(torch.tanh(self.conv(x))))).flatten(1))
+
+
+@pytest.mark.parametrize("update", [["bias:all"], ["weight:last=3"], ["weight:last=3:channels=0.5", "bias:all"], ["*"]],
+                         ids=["bias", "last3", "channels", "all"])
+def test_conv_transpose_matches_pytorch(tmp_path, update):
+    path = export(Decoder, (2, 3, 4, 4), tmp_path / "decoder.onnx")
+    train_and_compare(path, tmp_path, update, shape=(2, 3, 4, 4))
+
+
+class Norms(torch.nn.Module):
+    """GroupNorm (exported as Reshape + InstanceNormalization + Reshape + Mul + Add) and affine InstanceNorm."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+        self.gn = torch.nn.GroupNorm(2, 8)
+        self.inn = torch.nn.InstanceNorm2d(8, affine=True)
+        self.fc = torch.nn.Linear(8 * 4 * 4, 5)
+
+    def forward(self, x):
+        return self.fc(self.inn(torch.relu(self.gn(self.conv(x)))).flatten(1))
+
+
+@pytest.mark.parametrize("update", [["bias:all"], ["*"], ["gn.weight:channels=0.5", "inn.*"]],
+                         ids=["bias", "all", "channels"])
+def test_instance_and_group_norm_match_pytorch(tmp_path, update):
+    path = export(Norms, (2, 3, 6, 6), tmp_path / "norms.onnx")
+    trainer, _ = train_and_compare(path, tmp_path, update, shape=(2, 3, 6, 6))
+    if update == ["bias:all"]:
+        assert {p["name"] for p in trainer.meta["params"]} == {"conv.bias", "gn.bias", "inn.bias", "fc.bias"}
+
+
+class Picks(torch.nn.Module):
+    """Max of two tied inputs (s == t: each gets half of the gradient, as in torch), Min against a broadcast
+    parameter, Where, Gather on inner axes, Slice with steps 2 and -1, Pad (constant, negative), Resize (nearest,
+    bilinear with and without align_corners)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.cap = torch.nn.Parameter(torch.linspace(-0.2, 0.3, 4).reshape(4, 1, 1))
+        self.s = torch.nn.Parameter(torch.linspace(0.5, 1.5, 4).reshape(4, 1, 1))
+        self.t = torch.nn.Parameter(self.s.detach().clone().reshape(1, 4, 1, 1))  # another shape: not merged
+        self.fc = torch.nn.Linear(4 * 7 * 6 + 4 * 6 * 4 + 4 * 16 * 16, 5)
+
+    def forward(self, x):
+        y = self.conv(x)                                                      # [N, 4, 6, 6]
+        y = torch.where(y > 0.1, torch.maximum(y * self.s, y * self.t), torch.minimum(y, self.cap) * 0.5)
+        a = F.pad(torch.flip(y[:, :, ::2, 1::2], [3]), (1, 2, 0, -1))         # [N, 4, 2, 6]
+        a = F.interpolate(a, scale_factor=2, mode="nearest")                  # [N, 4, 4, 12]
+        a = F.interpolate(a, scale_factor=2, mode="bilinear", align_corners=True)[:, :, 1:, ::4]  # [N, 4, 7, 6]
+        b = torch.index_select(y, 3, torch.tensor([0, 2, 2, 5])) + y[:, :, 1].unsqueeze(3)  # [N, 4, 6, 4]
+        c = F.interpolate(y[:, :, :4, :4], scale_factor=4, mode="bilinear")   # [N, 4, 16, 16]
+        return self.fc(torch.cat([a.flatten(1), b.flatten(1), c.flatten(1)], 1))
+
+
+@pytest.mark.parametrize("update", [["bias:all"], ["conv.weight", "cap", "s", "t"]], ids=["bias", "weights"])
+def test_max_min_where_gather_slice_pad_resize_match_pytorch(tmp_path, update):
+    path = export(Picks, (2, 3, 6, 6), tmp_path / "picks.onnx")
+    kinds = {n.op_type for n in onnx.load(path).graph.node}
+    assert {"Max", "Min", "Where", "Gather", "Slice", "Pad", "Resize"} <= kinds
+    train_and_compare(path, tmp_path, update, shape=(2, 3, 6, 6))
 
 
 # ---- sparse backprop, checked on the compiled op list -----------------------------------------------------

@@ -3,7 +3,7 @@
 Update spec entries (CLI `--update`, or a JSON/YAML file's "update" list):
   bias:all                        every bias-like vector (Conv/ConvTranspose/Gemm bias, the shift B of
                                   Batch/Layer/Instance/GroupNormalization, the vector added after a MatMul)
-  weight:last=K                   the constant weights of the last K Conv/Gemm/MatMul nodes in node order
+  weight:last=K                   the constant weights of the last K Conv/ConvTranspose/Gemm/MatMul nodes in node order
   weight:GLOB / bias:GLOB         weights / biases whose initializer or node name matches GLOB
   GLOB                            float initializers (not scalars, not BatchNorm statistics) whose name matches
 and any entry may end with `:channels=R` (a ratio, the channels of largest L1 weight magnitude) or
@@ -30,7 +30,7 @@ OPTIMIZERS = {"sgd": {"lr": None, "momentum": 0.0, "weight_decay": 0.0},
               "adamw": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01}}
 _BIAS_INPUT = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2, "BatchNormalization": 2, "LayerNormalization": 2,
                "InstanceNormalization": 2, "GroupNormalization": 2}
-_LAYERS = ("Conv", "Gemm", "MatMul")
+_LAYERS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def _weight_of(node: ir.Node) -> tuple[ir.Value, int] | None:
         return None
     if node.op_type == "Gemm":
         return w, 0 if node.attributes.get_int("transB", 0) else 1
-    return w, 0 if node.op_type == "Conv" else len(w.shape) - 1
+    return w, {"Conv": 0, "ConvTranspose": 1}.get(node.op_type, len(w.shape) - 1)
 
 
 def _bias_values(graph: ir.Graph) -> list[ir.Value]:
