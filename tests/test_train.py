@@ -242,21 +242,22 @@ def test_whole_model_matches_pytorch(cnn, tmp_path):
 # ---- gradient rules of exported decoder, normalisation and indexing ops ------------------------------------
 
 class Decoder(torch.nn.Module):
-    """ConvTranspose: strides, pads, output_padding, dilations and groups on the gradient path."""
+    """ConvTranspose: strides, pads, output_padding (also past the last input's reach), dilations and groups."""
 
     def __init__(self):
         super().__init__()
         self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
         self.up1 = torch.nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1)
         self.up2 = torch.nn.ConvTranspose2d(6, 4, 2, stride=3, padding=2, output_padding=1, dilation=2, groups=2)
-        self.fc = torch.nn.Linear(4 * 21 * 21, 5)
+        self.up3 = torch.nn.ConvTranspose2d(4, 3, 2, stride=1, output_padding=1, dilation=2)
+        self.fc = torch.nn.Linear(3 * 24 * 24, 5)
 
     def forward(self, x):
-        return self.fc(self.up2(torch.relu(self.up1(torch.tanh(self.conv(x))))).flatten(1))
+        return self.fc(self.up3(self.up2(torch.relu(self.up1(torch.tanh(self.conv(x)))))).flatten(1))
 
 
-@pytest.mark.parametrize("update", [["bias:all"], ["weight:last=3"], ["weight:last=3:channels=0.5", "bias:all"], ["*"]],
-                         ids=["bias", "last3", "channels", "all"])
+@pytest.mark.parametrize("update", [["bias:all"], ["weight:last=4"], ["weight:last=4:channels=0.5", "bias:all"], ["*"]],
+                         ids=["bias", "last4", "channels", "all"])
 def test_conv_transpose_matches_pytorch(tmp_path, update):
     path = export(Decoder, (2, 3, 4, 4), tmp_path / "decoder.onnx")
     train_and_compare(path, tmp_path, update, shape=(2, 3, 4, 4))
@@ -315,6 +316,85 @@ def test_max_min_where_gather_slice_pad_resize_match_pytorch(tmp_path, update):
     kinds = {n.op_type for n in onnx.load(path).graph.node}
     assert {"Max", "Min", "Where", "Gather", "Slice", "Pad", "Resize"} <= kinds
     train_and_compare(path, tmp_path, update, shape=(2, 3, 6, 6))
+
+
+def _group_norm_model(path):
+    """Conv -> GroupNormalization-21 (2 groups of 2 channels, scale and bias per channel) -> mean."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(3)
+    size = 4
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for a, n in (
+        (rng.standard_normal((4, 3, 3, 3)) * 0.3, "conv.weight"), (rng.standard_normal(4) * 0.1, "conv.bias"),
+        (rng.uniform(0.5, 1.5, size), "gn.scale"), (rng.standard_normal(size) * 0.1, "gn.bias"))]
+    inits.append(numpy_helper.from_array(np.array([2, 3], np.int64), "axes"))
+    nodes = [helper.make_node("Conv", ["input", "conv.weight", "conv.bias"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("GroupNormalization", ["c", "gn.scale", "gn.bias"], ["g"], num_groups=2, epsilon=1e-3,
+                              name="gn"),
+             helper.make_node("ReduceMean", ["g", "axes"], ["output"], keepdims=0, name="mean")]
+    graph = helper.make_graph(nodes, "gn", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [2, 3, 5, 5])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [2, 4])], inits,
+                              value_info=[helper.make_tensor_value_info("g", TensorProto.FLOAT, [2, 4, 5, 5])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("update", [["gn.*", "conv.weight"], ["conv.*"]], ids=["norm", "frozen_norm"])
+def test_group_normalization_op_matches_pytorch(tmp_path, update):
+    path = _group_norm_model(tmp_path / "gn.onnx")
+    train_and_compare(path, tmp_path, update, classes=4, shape=(2, 3, 5, 5))
+
+
+def test_exported_group_norm_is_fused_before_folding(tmp_path):
+    """Otherwise folding turns Unsqueeze(weight) into an unnamed constant and gn.weight cannot train."""
+    import onnx_ir as ir
+
+    from sparsec.frontend import load_model
+    from sparsec.train.fuse import fuse_exported_group_norm
+
+    path = export(Norms, (2, 3, 6, 6), tmp_path / "norms.onnx")
+    model = load_model(path)
+    assert fuse_exported_group_norm(model) == 1
+    (node,) = [n for n in model.graph if n.op_type == "GroupNormalization"]
+    assert [v.name for v in node.inputs[1:]] == ["gn.weight", "gn.bias"] and node.attributes.get_int("num_groups") == 2
+    model.opset_imports[""] = 21  # GroupNormalization with per-channel scale; the model's other ops are unchanged
+    ir.save(model, tmp_path / "fused.onnx")  # the rewrite is exact: the same outputs as the original's
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    expected = ort.InferenceSession(path).run(None, {"input": x})[0]
+    got = ort.InferenceSession(str(tmp_path / "fused.onnx")).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def _refusal_model(path, op_node, extra_inits, output_shape):
+    """input [1, 2, 4, 4] + trainable b [2, 1, 1] -> op_node (reads "y", writes "output")."""
+    from onnx import TensorProto, helper
+
+    inits = [numpy_helper.from_array(np.full((2, 1, 1), 0.1, np.float32), "b"), *extra_inits]
+    graph = helper.make_graph([helper.make_node("Add", ["input", "b"], ["y"], name="add"), op_node], "refuse",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, output_shape)], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+def _i64(name, values):
+    return numpy_helper.from_array(np.array(values, np.int64), name)
+
+
+@pytest.mark.parametrize("node, inits, shape, message", [
+    (onnx.helper.make_node("Pad", ["y", "pads"], ["output"], mode="reflect", name="pad"), [_i64("pads", [0, 0, 1, 1] * 2)],
+     [1, 2, 6, 6], "node 'pad' (Pad): (gradient) Pad mode 'reflect' has no gradient rule"),
+    (onnx.helper.make_node("Resize", ["y", "roi", "", "sizes"], ["output"], mode="linear", name="crop",
+                           coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=0.0),
+     [numpy_helper.from_array(np.array([0, 0, -0.5, 0, 1, 1, 1.2, 1], np.float32), "roi"), _i64("sizes", [1, 2, 6, 4])],
+     [1, 2, 6, 4], "node 'crop' (Resize): (gradient) tf_crop_and_resize's extrapolated outputs have no gradient rule"),
+])
+def test_inexact_gradients_are_refused(tmp_path, node, inits, shape, message):
+    path = _refusal_model(tmp_path / "m.onnx", node, inits, shape)
+    with pytest.raises(UnsupportedOpError, match=re.escape(message)):
+        sparsec.compile(path, output=tmp_path, train=TrainOptions("mse", "sgd:lr=0.1", ("b",)), progress=False)
 
 
 # ---- sparse backprop, checked on the compiled op list -----------------------------------------------------
@@ -471,16 +551,16 @@ def test_bad_specs_are_refused_clearly(cnn, tmp_path, update, optimizer, message
 
 
 def test_op_without_gradient_rule_is_named(tmp_path):
-    class WithMax(torch.nn.Module):
+    class WithCumSum(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.fc = torch.nn.Linear(4, 3)
 
         def forward(self, x):
-            return torch.maximum(self.fc(x), x[:, :3])
+            return torch.cumsum(self.fc(x), 1)
 
-    path = export(WithMax, (2, 4), tmp_path / "max.onnx")
-    with pytest.raises(UnsupportedOpError, match=r"node '/Max' \(Max\): \(gradient\) no gradient rule"):
+    path = export(WithCumSum, (2, 4), tmp_path / "cumsum.onnx")
+    with pytest.raises(UnsupportedOpError, match=r"node '/CumSum' \(CumSum\): \(gradient\) no gradient rule"):
         sparsec.compile(path, output=tmp_path, train=TrainOptions("cross_entropy", "sgd:lr=0.1", ("fc.bias",)),
                         progress=False)
 

@@ -45,10 +45,8 @@ def _conv_transpose(x, w, b=None, **a):
                               dilation=a.get("dilations", [1, 1]))
 
 
-def _group_norm(x, scale, bias, **a):
-    groups = a["num_groups"]
-    per_channel = lambda v: v.repeat_interleave(x.shape[1] // v.numel()) if v.numel() != x.shape[1] else v  # noqa: E731
-    return F.group_norm(x, groups, per_channel(scale), per_channel(bias), a.get("epsilon", 1e-5))
+def _group_norm(x, scale, bias, **a):  # GroupNormalization-21: scale and bias per channel
+    return F.group_norm(x, a["num_groups"], scale, bias, a.get("epsilon", 1e-5))
 
 
 def _extremum(reduce):

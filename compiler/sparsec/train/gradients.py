@@ -180,21 +180,25 @@ def conv_transpose(ctx: Autodiff, node: ir.Node, dys):
     dilations = list(node.attributes.get_ints("dilations", [1, 1]))
     group = node.attributes.get_int("group", 1)
     begin = conv_transpose_begin_pads(node, sx, sy, sw[2:], strides, dilations)
-    end = []
+    end, crop = [], []
     for i in range(2):  # the Conv's end pad: its output must have x's size (any pad in [low, low + stride) does)
         low = strides[i] * (sx[2 + i] - 1) + dilations[i] * (sw[2 + i] - 1) + 1 - begin[i] - sy[2 + i]
-        if low + strides[i] - 1 < 0:
-            raise Unsupported(f"output_padding/output_shape leaves {-low} output rows past the last input's reach on "
-                              f"spatial axis {i} (more than stride - 1)")
         end.append(max(low, 0))
+        crop.append(max(-low - strides[i] + 1, 0))  # output_padding past the last input's reach: no x reads it
     attrs = {"group": group, "strides": strides, "dilations": dilations, "pads": begin + end}
+    dy_in = dy
+    if any(crop):
+        ends = ctx.const(np.array([sy[2] - crop[0], sy[3] - crop[1]], np.int64), "ends")
+        dy_in = ctx.op("Slice", [dy, ctx.const(np.zeros(2, np.int64), "starts"), ends,
+                                 ctx.const(np.array([2, 3], np.int64), "axes")],
+                       sy[:2] + (sy[2] - crop[0], sy[3] - crop[1]))
     grads = [None] * len(node.inputs)
     if ctx.needs(x):
-        grads[0] = ctx.op("Conv", [dy, w], sx, attrs)
+        grads[0] = ctx.op("Conv", [dy_in, w], sx, attrs)
     if ctx.needs(w):
-        update, dy_w, shape = ctx.param_slice(w), dy, list(sw)
+        update, dy_w, shape = ctx.param_slice(w), dy_in, list(sw)
         if update is not None and update.axis == 1 and group == 1:  # only the selected output channels' gradient
-            dy_w, shape[1] = ctx.gather(dy, update.indices, 1), len(update.indices)
+            dy_w, shape[1] = ctx.gather(dy_in, update.indices, 1), len(update.indices)
         grads[1] = ctx.op("ConvGradWeight", [dy_w, x], shape, attrs, TRAIN_DOMAIN)
     if ctx.needs(bias):
         update = ctx.param_slice(bias)
@@ -516,16 +520,10 @@ def group_norm(ctx: Autodiff, node: ir.Node, dys):
     flat = (shape[0], groups, int(np.prod(shape[1:])) // groups)
     channel, sums = (channels,) + (1,) * (len(shape) - 2), [0] + list(range(2, len(shape)))
     grads = [None] * len(node.inputs)
-    if any(int(np.prod(shape_of(v))) != channels for v in (scale, bias) if ctx.needs(v)):
-        raise Unsupported("a trainable scale or bias with one value per group (GroupNormalization-18) has no "
-                          "gradient rule; one per channel (opset 21) has")
+    if int(np.prod(shape_of(scale))) != channels:  # GroupNormalization-18 (one per group) fails onnx.checker
+        raise Unsupported("the gradient rule needs a scale per channel")
     if ctx.needs(x):
-        gamma = const_array(scale)
-        if gamma is not None:  # frozen: one constant per channel (opset 18 gives one per group)
-            gamma = ctx.const(np.repeat(gamma.reshape(-1), channels // gamma.size).astype(np.float32).reshape(channel),
-                              "scale")
-        else:
-            gamma = ctx.reshape(scale, channel)
+        gamma = ctx.reshape(scale, channel)
         ones = ctx.const(np.ones(flat[2:], np.float32), "ones")
         dx = ctx.op("LayerNormGrad", [ctx.reshape(x, flat), ones, ctx.reshape(ctx.binary("Mul", dy, gamma), flat)],
                     flat, {"axis": 2, "epsilon": epsilon}, TRAIN_DOMAIN)
