@@ -142,6 +142,13 @@ def _conv_attrs(node: ir.Node, shape_x, shape_w) -> dict:
             "pads": spatial_pads(node, shape_x[2:], shape_w[2:], strides, dilations)}
 
 
+def _bias_grad(ctx: Autodiff, bias: ir.Value, dy: ir.Value) -> ir.Value:
+    """A per-channel bias's gradient: dy summed over batch and space (only the updated channels')."""
+    update = ctx.param_slice(bias)
+    dy_b = ctx.gather(dy, update.indices, 1) if update is not None else dy
+    return ctx.reshape(ctx.reduce_sum(dy_b, [0, 2, 3]), [shape_of(dy_b)[1]])
+
+
 def conv(ctx: Autodiff, node: ir.Node, dys):
     x, w = node.inputs[0], node.inputs[1]
     bias = node.inputs[2] if len(node.inputs) > 2 else None
@@ -162,9 +169,7 @@ def conv(ctx: Autodiff, node: ir.Node, dys):
                 x_w, attrs = ctx.gather(x, update.indices, 1), {**attrs, "group": len(update.indices)}
         grads[1] = ctx.op("ConvGradWeight", [x_w, dy_w], shape, attrs, TRAIN_DOMAIN)
     if ctx.needs(bias):
-        update = ctx.param_slice(bias)
-        dy_b = ctx.gather(dy, update.indices, 1) if update is not None else dy
-        grads[2] = ctx.reshape(ctx.reduce_sum(dy_b, [0, 2, 3]), [shape_of(dy_b)[1]])
+        grads[2] = _bias_grad(ctx, bias, dy)
     return grads
 
 
@@ -201,9 +206,7 @@ def conv_transpose(ctx: Autodiff, node: ir.Node, dys):
             dy_w, shape[1] = ctx.gather(dy_in, update.indices, 1), len(update.indices)
         grads[1] = ctx.op("ConvGradWeight", [dy_w, x], shape, attrs, TRAIN_DOMAIN)
     if ctx.needs(bias):
-        update = ctx.param_slice(bias)
-        dy_b = ctx.gather(dy, update.indices, 1) if update is not None else dy
-        grads[2] = ctx.reshape(ctx.reduce_sum(dy_b, [0, 2, 3]), [shape_of(dy_b)[1]])
+        grads[2] = _bias_grad(ctx, bias, dy)
     return grads
 
 
@@ -266,10 +269,10 @@ def extremum(ctx: Autodiff, node: ir.Node, dys):
     """Max/Min: each input equal to the result gets dy shared evenly among the tied ones (torch.maximum gives
     each of two tied inputs half; amax/amin share among all)."""
     y, dy = node.outputs[0], dys[0]
+    if len(node.inputs) == 1:
+        return [dy]
     masks = [ctx.op("Cast", [ctx.op("Equal", [x, y], shape_of(y), dtype=ir.DataType.BOOL)], shape_of(y),
                     {"to": int(ir.DataType.FLOAT)}) for x in node.inputs]
-    if len(masks) == 1:
-        return [dy]
     count = masks[0]
     for mask in masks[1:]:
         count = ctx.binary("Add", count, mask)
