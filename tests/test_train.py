@@ -714,17 +714,16 @@ def region_values(artifact: bytes, region: bytes, params) -> dict:
             .reshape(p["shape"]) for p in params}
 
 
-@pytest.mark.parametrize("target", ["arm64", "wasm32", "chromium"])
-def test_training_on_device_matches_pytorch(cnn, tmp_path, target):
-    """sparsec-run --train under qemu, loadTrainer in Node, and loadTrainer in a page of headless Chromium."""
+def train_on_device(path, tmp_path, target, options, shape, classes=5):
+    """STEPS steps on one batch by sparsec-run --train under qemu, loadTrainer in Node or in headless Chromium,
+    checked against PyTorch: losses and final parameters."""
     import base64
     import subprocess
 
-    options = TrainOptions("cross_entropy", "sgd:lr=0.05,momentum=0.9", ("bias:all", "weight:last=2:channels=0.5"))
-    result = sparsec.compile(cnn, target="wasm32" if target == "chromium" else target, output=tmp_path / "out",
+    result = sparsec.compile(path, target="wasm32" if target == "chromium" else target, output=tmp_path / "out",
                              train=options, progress=False)
     meta = json.loads(result.path.with_suffix(".train.json").read_text())
-    ((x, y),) = batches((4, 3, 12, 12), "cross_entropy", 5, steps=1)
+    ((x, y),) = batches(shape, "cross_entropy", classes, steps=1)
     x.tofile(tmp_path / "x.bin")
     y.tofile(tmp_path / "y.bin")
     region = tmp_path / "params.bin"
@@ -752,12 +751,37 @@ def test_training_on_device_matches_pytorch(cnn, tmp_path, target):
                              capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stderr
         losses = json.loads(run.stdout)["losses"]
-    ref_losses, _, final = torch_training(cnn, meta["params"], [(x, y)] * STEPS, "cross_entropy",
+    ref_losses, _, final = torch_training(path, meta["params"], [(x, y)] * STEPS, "cross_entropy",
                                           parse_optimizer(options.optimizer))
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-4, atol=1e-5)
     params = region_values(result.path.read_bytes(), region.read_bytes(), meta["params"])
     for name, ref in final.items():
         np.testing.assert_allclose(params[name], ref, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(ref).max()), err_msg=name)
+
+
+@pytest.mark.parametrize("target", ["arm64", "wasm32", "chromium"])
+def test_training_on_device_matches_pytorch(cnn, tmp_path, target):
+    """sparsec-run --train under qemu, loadTrainer in Node, and loadTrainer in a page of headless Chromium."""
+    options = TrainOptions("cross_entropy", "sgd:lr=0.05,momentum=0.9", ("bias:all", "weight:last=2:channels=0.5"))
+    train_on_device(cnn, tmp_path, target, options, (4, 3, 12, 12))
+
+
+@pytest.mark.parametrize("target", ["arm64", "wasm32"])
+def test_new_gradient_rules_on_device_match_pytorch(tmp_path, target):
+    """ConvTranspose, Max/Min/Where/Gather/Slice/Pad/Resize and GroupNorm gradients on arm64 and wasm32."""
+
+    class Mixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.picks, self.up = Picks(), torch.nn.ConvTranspose2d(3, 3, 3, stride=2, padding=1, output_padding=1)
+            self.gn = torch.nn.GroupNorm(3, 3)
+
+        def forward(self, x):
+            return self.picks(self.gn(self.up(x)))
+
+    path = export(Mixed, (2, 3, 3, 3), tmp_path / "mixed.onnx")
+    options = TrainOptions("cross_entropy", "sgd:lr=0.05,momentum=0.9", ("bias:all", "up.weight", "gn.weight", "picks.s"))
+    train_on_device(path, tmp_path, target, options, (2, 3, 3, 3))
 
 
 def test_bert_embeddings_and_norm_scales_match_pytorch(tmp_path):
