@@ -367,6 +367,46 @@ def test_exported_group_norm_is_fused_before_folding(tmp_path):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("attrs, scales, sizes", [
+    ({"mode": "cubic", "coordinate_transformation_mode": "asymmetric"}, [1, 1, 2, 1.5], None),
+    ({"mode": "nearest", "coordinate_transformation_mode": "half_pixel", "nearest_mode": "round_prefer_ceil"},
+     [1, 1, 1.75, 0.5], None),
+    ({"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel", "antialias": 1}, None, [1, 2, 3, 2]),
+    ({"mode": "cubic", "coordinate_transformation_mode": "half_pixel", "exclude_outside": 1}, None, [1, 2, 5, 7]),
+], ids=["cubic_asymmetric", "nearest_ceil", "linear_antialias", "cubic_exclude_outside"])
+def test_resize_gradient_is_the_adjoint_of_onnxruntimes_resize(tmp_path, attrs, scales, sizes):
+    """Modes torch does not export: Resize is linear, so the gradient of b in Resize(x + b) under the mse loss is
+    sum_k <dL/dy, Resize(e_k)> with each Resize(e_k) computed by onnxruntime."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    shape = (1, 2, 4, 4)
+    if sizes is None:
+        out = [int(np.floor(d * s)) for d, s in zip(shape, scales)]
+        extra = [numpy_helper.from_array(np.array(scales, np.float32), "scales")]
+        inputs = ["s", "", "scales"]
+    else:
+        out, extra, inputs = list(sizes), [_i64("sizes", sizes)], ["s", "", "", "sizes"]
+    resize = helper.make_node("Resize", inputs, ["output"], name="resize", **attrs)
+    b = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Add", ["input", "b"], ["s"], name="add"), resize], "resize",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, out)],
+                              [numpy_helper.from_array(b, "b"), *extra])
+    path = tmp_path / "resize.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), path)
+    trainer = sparsec.load_trainer(sparsec.compile(path, output=tmp_path / "o", progress=False, train=TrainOptions(
+        "mse", "sgd:lr=0.1", ("b",))).path)
+    ((x, t),) = batches(shape, "mse", out, steps=1)
+    trainer.step({"input": x}, t)
+    session = ort.InferenceSession(str(path))
+    dy = 2 * (session.run(None, {"input": x})[0] - t) / t.size
+    zero = -b  # Resize(x + b) at x = e_k - b is Resize(e_k)
+    expected = np.array([np.sum(dy * session.run(None, {"input": zero + np.eye(b.size, dtype=np.float32)[k]
+                                                         .reshape(shape)})[0]) for k in range(b.size)])
+    np.testing.assert_allclose(trainer.gradients()["b"].reshape(-1), expected, rtol=1e-4, atol=1e-6)
+
+
 def _refusal_model(path, op_node, extra_inits, output_shape):
     """input [1, 2, 4, 4] + trainable b [2, 1, 1] -> op_node (reads "y", writes "output")."""
     from onnx import TensorProto, helper

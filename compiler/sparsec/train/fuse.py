@@ -52,6 +52,7 @@ def fuse_exported_group_norm(model: ir.Model) -> int:
         shape, flat = maybe_shape(x), maybe_shape(grouped)
         one, zero = _constant(ones), _constant(zeros)
         if (shape is None or flat is None or len(shape) < 3 or len(flat) != 3 or flat[0] != shape[0]
+                or shape[1] % flat[1]  # each group must be whole channels
                 or maybe_shape(back.outputs[0]) != shape or one is None or zero is None
                 or not (np.all(one == 1) and np.all(zero == 0))):
             continue
