@@ -424,8 +424,9 @@ def _i64(name, values):
 
 
 @pytest.mark.parametrize("node, inits, shape, message", [
-    (onnx.helper.make_node("Pad", ["y", "pads"], ["output"], mode="reflect", name="pad"), [_i64("pads", [0, 0, 1, 1] * 2)],
-     [1, 2, 6, 6], "node 'pad' (Pad): (gradient) Pad mode 'reflect' has no gradient rule"),
+    (onnx.helper.make_node("Pad", ["y", "pads"], ["output"], mode="reflect", name="pad"),
+     [_i64("pads", [0, 0, 1, 1] * 2)], [1, 2, 6, 6],
+     "node 'pad' (Pad): (gradient) Pad mode 'reflect' has no gradient rule"),
     (onnx.helper.make_node("Resize", ["y", "roi", "", "sizes"], ["output"], mode="linear", name="crop",
                            coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=0.0),
      [numpy_helper.from_array(np.array([0, 0, -0.5, 0, 1, 1, 1.2, 1], np.float32), "roi"), _i64("sizes", [1, 2, 6, 4])],
@@ -820,7 +821,8 @@ def test_new_gradient_rules_on_device_match_pytorch(tmp_path, target):
             return self.picks(self.gn(self.up(x)))
 
     path = export(Mixed, (2, 3, 3, 3), tmp_path / "mixed.onnx")
-    options = TrainOptions("cross_entropy", "sgd:lr=0.05,momentum=0.9", ("bias:all", "up.weight", "gn.weight", "picks.s"))
+    options = TrainOptions("cross_entropy", "sgd:lr=0.05,momentum=0.9",
+                           ("bias:all", "up.weight", "gn.weight", "picks.s"))
     train_on_device(path, tmp_path, target, options, (2, 3, 3, 3))
 
 

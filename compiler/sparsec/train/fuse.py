@@ -33,6 +33,11 @@ def _channel_parameter(value: ir.Value, channels: int, rank: int) -> ir.Value | 
     return None
 
 
+def _other_input(node: ir.Node, value: ir.Value) -> ir.Value:
+    """The input of a binary node that is not value."""
+    return node.inputs[1] if node.inputs[0] is value else node.inputs[0]
+
+
 def fuse_exported_group_norm(model: ir.Model) -> int:
     """torch's GroupNorm export (Reshape [N, G, -1], InstanceNormalization with scale 1 and bias 0, Reshape back,
     Mul by weight, Add bias) -> one GroupNormalization with the [C] weight and bias; returns the count."""
@@ -46,9 +51,10 @@ def fuse_exported_group_norm(model: ir.Model) -> int:
         scale_node = only_consumer(back.outputs[0]) if back is not None and is_standard(back, "Reshape") else None
         shift_node = (only_consumer(scale_node.outputs[0])
                       if scale_node is not None and is_standard(scale_node, "Mul") else None)
-        if split is None or not is_standard(split, "Reshape") or shift_node is None or not is_standard(shift_node, "Add"):
+        if (split is None or not is_standard(split, "Reshape") or shift_node is None
+                or not is_standard(shift_node, "Add")):
             continue
-        x, scale_in, shift_in = split.inputs[0], scale_node.inputs, shift_node.inputs
+        x = split.inputs[0]
         shape, flat = maybe_shape(x), maybe_shape(grouped)
         one, zero = _constant(ones), _constant(zeros)
         if (shape is None or flat is None or len(shape) < 3 or len(flat) != 3 or flat[0] != shape[0]
@@ -56,9 +62,8 @@ def fuse_exported_group_norm(model: ir.Model) -> int:
                 or maybe_shape(back.outputs[0]) != shape or one is None or zero is None
                 or not (np.all(one == 1) and np.all(zero == 0))):
             continue
-        weight = _channel_parameter(scale_in[1] if scale_in[0] is back.outputs[0] else scale_in[0], shape[1], len(shape))
-        bias = _channel_parameter(shift_in[1] if shift_in[0] is scale_node.outputs[0] else shift_in[0], shape[1],
-                                  len(shape))
+        weight = _channel_parameter(_other_input(scale_node, back.outputs[0]), shape[1], len(shape))
+        bias = _channel_parameter(_other_input(shift_node, scale_node.outputs[0]), shape[1], len(shape))
         if weight is None or bias is None or maybe_shape(shift_node.outputs[0]) != shape:
             continue
         node = ir.node("GroupNormalization", [x, weight, bias],

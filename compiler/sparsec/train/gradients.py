@@ -456,7 +456,8 @@ def pad(ctx: Autodiff, node: ir.Node, dys):
     full = [0] * (2 * rank_)
     pads, axes = pads.reshape(-1).tolist(), axes.reshape(-1).tolist()
     for k, axis in enumerate(axes):
-        full[axis_of(int(axis), rank_)], full[rank_ + axis_of(int(axis), rank_)] = -int(pads[k]), -int(pads[k + len(axes)])
+        axis = axis_of(int(axis), rank_)
+        full[axis], full[rank_ + axis] = -int(pads[k]), -int(pads[k + len(axes)])
     dx = ctx.op("Pad", [dys[0], ctx.const(np.array(full, np.int64), "pads")], shape_of(node.inputs[0]))
     return [dx] + [None] * (len(node.inputs) - 1)
 
