@@ -81,7 +81,8 @@ def _randomise(model) -> None:
     also merge equal ones into one initializer)."""
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.InstanceNorm2d)):
+            norms = (torch.nn.BatchNorm2d, torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.InstanceNorm2d)
+            if isinstance(m, norms) and m.weight is not None:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.normal_(0, 0.1)
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -316,6 +317,24 @@ def test_max_min_where_gather_slice_pad_resize_match_pytorch(tmp_path, update):
     kinds = {n.op_type for n in onnx.load(path).graph.node}
     assert {"Max", "Min", "Where", "Gather", "Slice", "Pad", "Resize"} <= kinds
     train_and_compare(path, tmp_path, update, shape=(2, 3, 6, 6))
+
+
+def test_non_affine_norms_train_nothing_of_their_own(tmp_path):
+    """A non-affine InstanceNorm/GroupNorm's constant scale and shift are no parameters (the export has no
+    initializer to write them to): bias:all leaves them, the gradient flows through the norms."""
+
+    class Plain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4 * 4 * 4, 5)
+            self.inn, self.gn = torch.nn.InstanceNorm2d(4), torch.nn.GroupNorm(2, 4, affine=False)
+
+        def forward(self, x):
+            return self.fc(self.gn(self.inn(torch.relu(self.conv(x)))).flatten(1))
+
+    path = export(Plain, (2, 3, 6, 6), tmp_path / "plain.onnx")
+    trainer, _ = train_and_compare(path, tmp_path, ["bias:all", "conv.weight"], shape=(2, 3, 6, 6))
+    assert {p["name"] for p in trainer.meta["params"]} == {"conv.weight", "conv.bias", "fc.bias"}
 
 
 def _group_norm_model(path):

@@ -158,8 +158,9 @@ def build_training_graph(model: ir.Model, options: TrainOptions, progress=None) 
     start = time.perf_counter()
     options = options.resolved()
     fuse_exported_group_norm(model)  # before folding, which would fold GroupNorm's weight and bias away
+    sources = set(model.graph.initializers)
     model, rows = run_passes(model, TRAIN_PASSES, progress)  # first: folding must not see parameters as inputs
-    updates = resolve_updates(model, options.update)
+    updates = resolve_updates(model, options.update, sources)
     params = lift_parameters(model, updates)
     names = set(params)
     decompose_batchnorm(model, names)

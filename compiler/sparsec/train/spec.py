@@ -193,13 +193,16 @@ def _channels(option: str, weight: np.ndarray, axis: int, entry: str) -> list[in
     return sorted(int(i) for i in np.argsort(-magnitude, kind="stable")[:keep])
 
 
-def resolve_updates(model: ir.Model, entries) -> list[ParamUpdate]:
-    """The model's initializers that entries select, in graph order (raises InputError on an entry that selects none)."""
+def resolve_updates(model: ir.Model, entries, sources=None) -> list[ParamUpdate]:
+    """The model's initializers that entries select, in graph order (raises InputError on an entry that selects none).
+    sources: the source model's initializer names; only those train (a folded Constant, e.g. the zero shift of a
+    non-affine InstanceNorm, or an Identity of a merged initializer, is no parameter the export could write)."""
     graph = model.graph
     statistics = {n.inputs[i].name for n in graph if is_standard(n, "BatchNormalization") for i in (3, 4)}
     initializers = {v.name: v for v in graph.initializers.values()
-                    if const_array(v) is not None and v.name not in statistics and v.dtype == ir.DataType.FLOAT}
-    weights = [found for node in graph if (found := _weight_of(node))]
+                    if const_array(v) is not None and v.name not in statistics and v.dtype == ir.DataType.FLOAT
+                    and (sources is None or v.name in sources)}
+    weights = [found for node in graph if (found := _weight_of(node)) and found[0].name in initializers]
     selected: dict[str, ParamUpdate] = {}
     for entry in entries:
         if not isinstance(entry, str) or not entry.strip():
@@ -211,7 +214,7 @@ def resolve_updates(model: ir.Model, entries) -> list[ParamUpdate]:
             raise InputError(f"update '{entry}' is not of the form [weight|bias:]SELECTOR[:channels=R]")
         kind, selector = (parts[0], parts[1]) if len(parts) == 2 else ("", parts[0])
         if kind == "bias":
-            pool = _bias_values(graph)
+            pool = [v for v in _bias_values(graph) if v.name in initializers]
         elif kind == "weight":
             pool = [w for w, _ in weights]
         elif kind == "":  # scalars are constants of the graph (Clip bounds, scales), not parameters
