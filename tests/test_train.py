@@ -426,20 +426,47 @@ def test_resize_gradient_is_the_adjoint_of_onnxruntimes_resize(tmp_path, attrs, 
     np.testing.assert_allclose(trainer.gradients()["b"].reshape(-1), expected, rtol=1e-4, atol=1e-6)
 
 
-def _refusal_model(path, op_node, extra_inits, output_shape):
-    """input [1, 2, 4, 4] + trainable b [2, 1, 1] -> op_node (reads "y", writes "output")."""
+def _op_after_bias_model(path, op_node, extra_inits, output_shape, input_shape=(1, 2, 4, 4), opset=17):
+    """input + trainable b (one value per position: its gradient shows where dy went) -> op_node (reads "y",
+    writes "output")."""
     from onnx import TensorProto, helper
 
-    inits = [numpy_helper.from_array(np.full((2, 1, 1), 0.1, np.float32), "b"), *extra_inits]
-    graph = helper.make_graph([helper.make_node("Add", ["input", "b"], ["y"], name="add"), op_node], "refuse",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 4, 4])],
+    b = np.linspace(-0.3, 0.3, int(np.prod(input_shape[1:])), dtype=np.float32).reshape(input_shape[1:])
+    inits = [numpy_helper.from_array(b, "b"), *extra_inits]
+    graph = helper.make_graph([helper.make_node("Add", ["input", "b"], ["y"], name="add"), op_node], "one_op",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
                               [helper.make_tensor_value_info("output", TensorProto.FLOAT, output_shape)], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), path)
     return str(path)
 
 
 def _i64(name, values):
     return numpy_helper.from_array(np.array(values, np.int64), name)
+
+
+def _f32(name, values):
+    return numpy_helper.from_array(np.array(values, np.float32), name)
+
+
+_make = onnx.helper.make_node
+
+
+@pytest.mark.parametrize("node, inits, shape", [
+    (_make("Pad", ["y", "pads", "value", "axes"], ["output"]), [_i64("pads", [1, 0, 2, -1]), _f32("value", 0.5),
+                                                              _i64("axes", [3, -2])], [2, 3, 4, 9]),
+    (_make("Slice", ["y", "starts", "ends", "axes", "steps"], ["output"]),
+     [_i64("starts", [4, -1]), _i64("ends", [-10, 0]), _i64("axes", [2, 3]), _i64("steps", [-2, -3])], [2, 3, 3, 2]),
+    (_make("Gather", ["y", "indices"], ["output"], axis=1), [_i64("indices", [[2, -1], [0, 2]])], [2, 2, 2, 5, 6]),
+    (_make("Gather", ["y", "index"], ["output"], axis=-1), [_i64("index", 3)], [2, 3, 5]),
+    (_make("Max", ["y", "b2", "c"], ["output"]), [_f32("b2", [[[0.2]], [[-0.1]], [[0.4]]]), _f32("c", [0.1] * 6)],
+     [2, 3, 5, 6]),
+    (_make("Where", ["cond", "y", "b2"], ["output"]),
+     [numpy_helper.from_array(np.random.default_rng(4).random((1, 1, 5, 6)) > 0.5, "cond"),
+      _f32("b2", [[[0.2]], [[-0.1]], [[0.4]]])], [2, 3, 5, 6]),
+], ids=["pad_axes", "slice_negative_steps", "gather_2d_negative", "gather_scalar_last", "max3", "where_broadcast"])
+def test_one_op_gradients_match_pytorch(tmp_path, node, inits, shape):
+    path = _op_after_bias_model(tmp_path / "m.onnx", node, inits, shape, input_shape=(2, 3, 5, 6), opset=18)
+    train_and_compare(path, tmp_path, ["b*"], loss="mse", classes=shape, shape=(2, 3, 5, 6))
 
 
 @pytest.mark.parametrize("node, inits, shape, message", [
@@ -452,7 +479,7 @@ def _i64(name, values):
      [1, 2, 6, 4], "node 'crop' (Resize): (gradient) tf_crop_and_resize's extrapolated outputs have no gradient rule"),
 ])
 def test_inexact_gradients_are_refused(tmp_path, node, inits, shape, message):
-    path = _refusal_model(tmp_path / "m.onnx", node, inits, shape)
+    path = _op_after_bias_model(tmp_path / "m.onnx", node, inits, shape)
     with pytest.raises(UnsupportedOpError, match=re.escape(message)):
         sparsec.compile(path, output=tmp_path, train=TrainOptions("mse", "sgd:lr=0.1", ("b",)), progress=False)
 
