@@ -264,6 +264,18 @@ def test_conv_transpose_matches_pytorch(tmp_path, update):
     train_and_compare(path, tmp_path, update, shape=(2, 3, 4, 4))
 
 
+def test_conv_transpose_backward_is_sparse(tmp_path):
+    """Frozen ConvTranspose weights get no weight gradient; partial channels of a group-1 layer only their slice."""
+    path = export(Decoder, (2, 3, 4, 4), tmp_path / "decoder.onnx")
+    art, ops, _ = compiled_ops(path, tmp_path / "a", ["bias:all"])
+    assert "ConvGradWeight" not in [k for k, _ in ops]
+    art, ops, _ = compiled_ops(path, tmp_path / "b", ["up1.weight:channels=0.5"])  # [4, 6, 3, 3]: 3 of 6 outputs
+    (grad,) = [op for k, op in ops if k == "ConvGradWeight"]
+    assert art.tensors[grad.outputs[0]].shape == (4, 3, 3, 3)
+    # the forward Conv, and the input gradients of up3 and up2 (Convs of dy); none for up1 or conv
+    assert [k for k, _ in ops].count("Conv") == 3 and "ConvGradInput" not in [k for k, _ in ops]
+
+
 class Norms(torch.nn.Module):
     """GroupNorm (exported as Reshape + InstanceNormalization + Reshape + Mul + Add) and affine InstanceNorm."""
 
