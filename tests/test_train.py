@@ -354,10 +354,9 @@ def _group_norm_model(path):
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(3)
-    size = 4
     inits = [numpy_helper.from_array(a.astype(np.float32), n) for a, n in (
         (rng.standard_normal((4, 3, 3, 3)) * 0.3, "conv.weight"), (rng.standard_normal(4) * 0.1, "conv.bias"),
-        (rng.uniform(0.5, 1.5, size), "gn.scale"), (rng.standard_normal(size) * 0.1, "gn.bias"))]
+        (rng.uniform(0.5, 1.5, 4), "gn.scale"), (rng.standard_normal(4) * 0.1, "gn.bias"))]
     inits.append(numpy_helper.from_array(np.array([2, 3], np.int64), "axes"))
     nodes = [helper.make_node("Conv", ["input", "conv.weight", "conv.bias"], ["c"], pads=[1, 1, 1, 1], name="conv"),
              helper.make_node("GroupNormalization", ["c", "gn.scale", "gn.bias"], ["g"], num_groups=2, epsilon=1e-3,
