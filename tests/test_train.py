@@ -77,10 +77,12 @@ class Branches(torch.nn.Module):
 
 
 def _randomise(model) -> None:
-    """Non-trivial BatchNorm/LayerNorm statistics and affine parameters (fresh ones are 0/1)."""
+    """Non-trivial BatchNorm/LayerNorm statistics and affine parameters (fresh ones are 0/1; the exporter would
+    also merge equal ones into one initializer)."""
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+            norms = (torch.nn.BatchNorm2d, torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.InstanceNorm2d)
+            if isinstance(m, norms) and m.weight is not None:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.normal_(0, 0.1)
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -238,6 +240,261 @@ def test_whole_model_matches_pytorch(cnn, tmp_path):
     train_and_compare(cnn, tmp_path, ["*"], optimizer="sgd:lr=0.01")
 
 
+# ---- gradient rules of exported decoder, normalisation and indexing ops ------------------------------------
+
+class Decoder(torch.nn.Module):
+    """ConvTranspose: strides, pads, output_padding (also past the last input's reach), dilations and groups."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.up1 = torch.nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1)
+        self.up2 = torch.nn.ConvTranspose2d(6, 4, 2, stride=3, padding=2, output_padding=1, dilation=2, groups=2)
+        self.up3 = torch.nn.ConvTranspose2d(4, 3, 2, stride=1, output_padding=1, dilation=2)
+        self.fc = torch.nn.Linear(3 * 24 * 24, 5)
+
+    def forward(self, x):
+        return self.fc(self.up3(self.up2(torch.relu(self.up1(torch.tanh(self.conv(x)))))).flatten(1))
+
+
+@pytest.mark.parametrize("update", [["bias:all"], ["weight:last=4"], ["weight:last=4:channels=0.5", "bias:all"], ["*"]],
+                         ids=["bias", "last4", "channels", "all"])
+def test_conv_transpose_matches_pytorch(tmp_path, update):
+    path = export(Decoder, (2, 3, 4, 4), tmp_path / "decoder.onnx")
+    train_and_compare(path, tmp_path, update, shape=(2, 3, 4, 4))
+
+
+def test_conv_transpose_backward_is_sparse(tmp_path):
+    """Frozen ConvTranspose weights get no weight gradient; partial channels of a group-1 layer only their slice."""
+    path = export(Decoder, (2, 3, 4, 4), tmp_path / "decoder.onnx")
+    art, ops, _ = compiled_ops(path, tmp_path / "a", ["bias:all"])
+    assert "ConvGradWeight" not in [k for k, _ in ops]
+    art, ops, _ = compiled_ops(path, tmp_path / "b", ["up1.weight:channels=0.5"])  # [4, 6, 3, 3]: 3 of 6 outputs
+    (grad,) = [op for k, op in ops if k == "ConvGradWeight"]
+    assert art.tensors[grad.outputs[0]].shape == (4, 3, 3, 3)
+    # the forward Conv, and the input gradients of up3 and up2 (Convs of dy); none for up1 or conv
+    assert [k for k, _ in ops].count("Conv") == 3 and "ConvGradInput" not in [k for k, _ in ops]
+
+
+class Norms(torch.nn.Module):
+    """GroupNorm (exported as Reshape + InstanceNormalization + Reshape + Mul + Add) and affine InstanceNorm."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+        self.gn = torch.nn.GroupNorm(2, 8)
+        self.inn = torch.nn.InstanceNorm2d(8, affine=True)
+        self.fc = torch.nn.Linear(8 * 4 * 4, 5)
+
+    def forward(self, x):
+        return self.fc(self.inn(torch.relu(self.gn(self.conv(x)))).flatten(1))
+
+
+@pytest.mark.parametrize("update", [["bias:all"], ["*"], ["gn.weight:channels=0.5", "inn.*"]],
+                         ids=["bias", "all", "channels"])
+def test_instance_and_group_norm_match_pytorch(tmp_path, update):
+    path = export(Norms, (2, 3, 6, 6), tmp_path / "norms.onnx")
+    trainer, _ = train_and_compare(path, tmp_path, update, shape=(2, 3, 6, 6))
+    if update == ["bias:all"]:
+        assert {p["name"] for p in trainer.meta["params"]} == {"conv.bias", "gn.bias", "inn.bias", "fc.bias"}
+
+
+class Picks(torch.nn.Module):
+    """Max of two tied inputs (s == t: each gets half of the gradient, as in torch), Min against a broadcast
+    parameter, Where, Gather on inner axes, Slice with steps 2 and -1, Pad (constant, negative), Resize (nearest,
+    bilinear with and without align_corners)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.cap = torch.nn.Parameter(torch.linspace(-0.2, 0.3, 4).reshape(4, 1, 1))
+        self.s = torch.nn.Parameter(torch.linspace(0.5, 1.5, 4).reshape(4, 1, 1))
+        self.t = torch.nn.Parameter(self.s.detach().clone().reshape(1, 4, 1, 1))  # another shape: not merged
+        self.fc = torch.nn.Linear(4 * 7 * 6 + 4 * 6 * 4 + 4 * 16 * 16, 5)
+
+    def forward(self, x):
+        y = self.conv(x)                                                      # [N, 4, 6, 6]
+        y = torch.where(y > 0.1, torch.maximum(y * self.s, y * self.t), torch.minimum(y, self.cap) * 0.5)
+        a = F.pad(torch.flip(y[:, :, ::2, 1::2], [3]), (1, 2, 0, -1))         # [N, 4, 2, 6]
+        a = F.interpolate(a, scale_factor=2, mode="nearest")                  # [N, 4, 4, 12]
+        a = F.interpolate(a, scale_factor=2, mode="bilinear", align_corners=True)[:, :, 1:, ::4]  # [N, 4, 7, 6]
+        b = torch.index_select(y, 3, torch.tensor([0, 2, 2, 5])) + y[:, :, 1].unsqueeze(3)  # [N, 4, 6, 4]
+        c = F.interpolate(y[:, :, :4, :4], scale_factor=4, mode="bilinear")   # [N, 4, 16, 16]
+        return self.fc(torch.cat([a.flatten(1), b.flatten(1), c.flatten(1)], 1))
+
+
+@pytest.mark.parametrize("update", [["bias:all"], ["conv.weight", "cap", "s", "t"]], ids=["bias", "weights"])
+def test_max_min_where_gather_slice_pad_resize_match_pytorch(tmp_path, update):
+    path = export(Picks, (2, 3, 6, 6), tmp_path / "picks.onnx")
+    kinds = {n.op_type for n in onnx.load(path).graph.node}
+    assert {"Max", "Min", "Where", "Gather", "Slice", "Pad", "Resize"} <= kinds
+    train_and_compare(path, tmp_path, update, shape=(2, 3, 6, 6))
+
+
+def test_non_affine_norms_train_nothing_of_their_own(tmp_path):
+    """A non-affine InstanceNorm/GroupNorm's constant scale and shift are no parameters (the export has no
+    initializer to write them to): bias:all leaves them, the gradient flows through the norms."""
+
+    class Plain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4 * 4 * 4, 5)
+            self.inn, self.gn = torch.nn.InstanceNorm2d(4), torch.nn.GroupNorm(2, 4, affine=False)
+
+        def forward(self, x):
+            return self.fc(self.gn(self.inn(torch.relu(self.conv(x)))).flatten(1))
+
+    path = export(Plain, (2, 3, 6, 6), tmp_path / "plain.onnx")
+    trainer, _ = train_and_compare(path, tmp_path, ["bias:all", "conv.weight"], shape=(2, 3, 6, 6))
+    assert {p["name"] for p in trainer.meta["params"]} == {"conv.weight", "conv.bias", "fc.bias"}
+
+
+def _group_norm_model(path):
+    """Conv -> GroupNormalization-21 (2 groups of 2 channels, scale and bias per channel) -> mean."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for a, n in (
+        (rng.standard_normal((4, 3, 3, 3)) * 0.3, "conv.weight"), (rng.standard_normal(4) * 0.1, "conv.bias"),
+        (rng.uniform(0.5, 1.5, 4), "gn.scale"), (rng.standard_normal(4) * 0.1, "gn.bias"))]
+    inits.append(numpy_helper.from_array(np.array([2, 3], np.int64), "axes"))
+    nodes = [helper.make_node("Conv", ["input", "conv.weight", "conv.bias"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("GroupNormalization", ["c", "gn.scale", "gn.bias"], ["g"], num_groups=2, epsilon=1e-3,
+                              name="gn"),
+             helper.make_node("ReduceMean", ["g", "axes"], ["output"], keepdims=0, name="mean")]
+    graph = helper.make_graph(nodes, "gn", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [2, 3, 5, 5])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [2, 4])], inits,
+                              value_info=[helper.make_tensor_value_info("g", TensorProto.FLOAT, [2, 4, 5, 5])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("update", [["gn.*", "conv.weight"], ["conv.*"]], ids=["norm", "frozen_norm"])
+def test_group_normalization_op_matches_pytorch(tmp_path, update):
+    path = _group_norm_model(tmp_path / "gn.onnx")
+    train_and_compare(path, tmp_path, update, classes=4, shape=(2, 3, 5, 5))
+
+
+def test_exported_group_norm_is_fused_before_folding(tmp_path):
+    """Otherwise folding turns Unsqueeze(weight) into an unnamed constant and gn.weight cannot train."""
+    import onnx_ir as ir
+
+    from sparsec.frontend import load_model
+    from sparsec.train.fuse import fuse_exported_group_norm
+
+    path = export(Norms, (2, 3, 6, 6), tmp_path / "norms.onnx")
+    model = load_model(path)
+    assert fuse_exported_group_norm(model) == 1
+    (node,) = [n for n in model.graph if n.op_type == "GroupNormalization"]
+    assert [v.name for v in node.inputs[1:]] == ["gn.weight", "gn.bias"] and node.attributes.get_int("num_groups") == 2
+    model.opset_imports[""] = 21  # GroupNormalization with per-channel scale; the model's other ops are unchanged
+    ir.save(model, tmp_path / "fused.onnx")  # the rewrite is exact: the same outputs as the original's
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    expected = ort.InferenceSession(path).run(None, {"input": x})[0]
+    got = ort.InferenceSession(str(tmp_path / "fused.onnx")).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("attrs, scales, sizes", [
+    ({"mode": "cubic", "coordinate_transformation_mode": "asymmetric"}, [1, 1, 2, 1.5], None),
+    ({"mode": "nearest", "coordinate_transformation_mode": "half_pixel", "nearest_mode": "round_prefer_ceil"},
+     [1, 1, 1.75, 0.5], None),
+    ({"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel", "antialias": 1}, None, [1, 2, 3, 2]),
+    ({"mode": "cubic", "coordinate_transformation_mode": "half_pixel", "exclude_outside": 1}, None, [1, 2, 5, 7]),
+], ids=["cubic_asymmetric", "nearest_ceil", "linear_antialias", "cubic_exclude_outside"])
+def test_resize_gradient_is_the_adjoint_of_onnxruntimes_resize(tmp_path, attrs, scales, sizes):
+    """Modes torch does not export: Resize is linear, so the gradient of b in Resize(x + b) under the mse loss is
+    sum_k <dL/dy, Resize(e_k)> with each Resize(e_k) computed by onnxruntime."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    shape = (1, 2, 4, 4)
+    if sizes is None:
+        out = [int(np.floor(d * s)) for d, s in zip(shape, scales)]
+        extra = [numpy_helper.from_array(np.array(scales, np.float32), "scales")]
+        inputs = ["s", "", "scales"]
+    else:
+        out, extra, inputs = list(sizes), [_i64("sizes", sizes)], ["s", "", "", "sizes"]
+    resize = helper.make_node("Resize", inputs, ["output"], name="resize", **attrs)
+    b = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Add", ["input", "b"], ["s"], name="add"), resize], "resize",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, out)],
+                              [numpy_helper.from_array(b, "b"), *extra])
+    path = tmp_path / "resize.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), path)
+    trainer = sparsec.load_trainer(sparsec.compile(path, output=tmp_path / "o", progress=False, train=TrainOptions(
+        "mse", "sgd:lr=0.1", ("b",))).path)
+    ((x, t),) = batches(shape, "mse", out, steps=1)
+    trainer.step({"input": x}, t)
+    session = ort.InferenceSession(str(path))
+    dy = 2 * (session.run(None, {"input": x})[0] - t) / t.size
+    zero = -b  # Resize(x + b) at x = e_k - b is Resize(e_k)
+    expected = np.array([np.sum(dy * session.run(None, {"input": zero + np.eye(b.size, dtype=np.float32)[k]
+                                                         .reshape(shape)})[0]) for k in range(b.size)])
+    np.testing.assert_allclose(trainer.gradients()["b"].reshape(-1), expected, rtol=1e-4, atol=1e-6)
+
+
+def _op_after_bias_model(path, op_node, extra_inits, output_shape, input_shape=(1, 2, 4, 4), opset=17):
+    """input + trainable b (one value per position: its gradient shows where dy went) -> op_node (reads "y",
+    writes "output")."""
+    from onnx import TensorProto, helper
+
+    b = np.linspace(-0.3, 0.3, int(np.prod(input_shape[1:])), dtype=np.float32).reshape(input_shape[1:])
+    inits = [numpy_helper.from_array(b, "b"), *extra_inits]
+    graph = helper.make_graph([helper.make_node("Add", ["input", "b"], ["y"], name="add"), op_node], "one_op",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, output_shape)], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), path)
+    return str(path)
+
+
+def _i64(name, values):
+    return numpy_helper.from_array(np.array(values, np.int64), name)
+
+
+def _f32(name, values):
+    return numpy_helper.from_array(np.array(values, np.float32), name)
+
+
+_make = onnx.helper.make_node
+
+
+@pytest.mark.parametrize("node, inits, shape", [
+    (_make("Pad", ["y", "pads", "value", "axes"], ["output"]), [_i64("pads", [1, 0, 2, -1]), _f32("value", 0.5),
+                                                              _i64("axes", [3, -2])], [2, 3, 4, 9]),
+    (_make("Slice", ["y", "starts", "ends", "axes", "steps"], ["output"]),
+     [_i64("starts", [4, -1]), _i64("ends", [-10, 0]), _i64("axes", [2, 3]), _i64("steps", [-2, -3])], [2, 3, 3, 2]),
+    (_make("Gather", ["y", "indices"], ["output"], axis=1), [_i64("indices", [[2, -1], [0, 2]])], [2, 2, 2, 5, 6]),
+    (_make("Gather", ["y", "index"], ["output"], axis=-1), [_i64("index", 3)], [2, 3, 5]),
+    (_make("Max", ["y", "b2", "c"], ["output"]), [_f32("b2", [[[0.2]], [[-0.1]], [[0.4]]]), _f32("c", [0.1] * 6)],
+     [2, 3, 5, 6]),
+    (_make("Where", ["cond", "y", "b2"], ["output"]),
+     [numpy_helper.from_array(np.random.default_rng(4).random((1, 1, 5, 6)) > 0.5, "cond"),
+      _f32("b2", [[[0.2]], [[-0.1]], [[0.4]]])], [2, 3, 5, 6]),
+], ids=["pad_axes", "slice_negative_steps", "gather_2d_negative", "gather_scalar_last", "max3", "where_broadcast"])
+def test_one_op_gradients_match_pytorch(tmp_path, node, inits, shape):
+    path = _op_after_bias_model(tmp_path / "m.onnx", node, inits, shape, input_shape=(2, 3, 5, 6), opset=18)
+    train_and_compare(path, tmp_path, ["b*"], loss="mse", classes=shape, shape=(2, 3, 5, 6))
+
+
+@pytest.mark.parametrize("node, inits, shape, message", [
+    (onnx.helper.make_node("Pad", ["y", "pads"], ["output"], mode="reflect", name="pad"),
+     [_i64("pads", [0, 0, 1, 1] * 2)], [1, 2, 6, 6],
+     "node 'pad' (Pad): (gradient) Pad mode 'reflect' has no gradient rule"),
+    (onnx.helper.make_node("Resize", ["y", "roi", "", "sizes"], ["output"], mode="linear", name="crop",
+                           coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=0.0),
+     [numpy_helper.from_array(np.array([0, 0, -0.5, 0, 1, 1, 1.2, 1], np.float32), "roi"), _i64("sizes", [1, 2, 6, 4])],
+     [1, 2, 6, 4], "node 'crop' (Resize): (gradient) tf_crop_and_resize's extrapolated outputs have no gradient rule"),
+])
+def test_inexact_gradients_are_refused(tmp_path, node, inits, shape, message):
+    path = _op_after_bias_model(tmp_path / "m.onnx", node, inits, shape)
+    with pytest.raises(UnsupportedOpError, match=re.escape(message)):
+        sparsec.compile(path, output=tmp_path, train=TrainOptions("mse", "sgd:lr=0.1", ("b",)), progress=False)
+
+
 # ---- sparse backprop, checked on the compiled op list -----------------------------------------------------
 
 def compiled_ops(path, tmp_path, update, optimizer="sgd:lr=0.1"):
@@ -392,16 +649,16 @@ def test_bad_specs_are_refused_clearly(cnn, tmp_path, update, optimizer, message
 
 
 def test_op_without_gradient_rule_is_named(tmp_path):
-    class WithMax(torch.nn.Module):
+    class WithCumSum(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.fc = torch.nn.Linear(4, 3)
 
         def forward(self, x):
-            return torch.maximum(self.fc(x), x[:, :3])
+            return torch.cumsum(self.fc(x), 1)
 
-    path = export(WithMax, (2, 4), tmp_path / "max.onnx")
-    with pytest.raises(UnsupportedOpError, match=r"node '/Max' \(Max\): \(gradient\) no gradient rule"):
+    path = export(WithCumSum, (2, 4), tmp_path / "cumsum.onnx")
+    with pytest.raises(UnsupportedOpError, match=r"node '/CumSum' \(CumSum\): \(gradient\) no gradient rule"):
         sparsec.compile(path, output=tmp_path, train=TrainOptions("cross_entropy", "sgd:lr=0.1", ("fc.bias",)),
                         progress=False)
 
@@ -555,17 +812,16 @@ def region_values(artifact: bytes, region: bytes, params) -> dict:
             .reshape(p["shape"]) for p in params}
 
 
-@pytest.mark.parametrize("target", ["arm64", "wasm32", "chromium"])
-def test_training_on_device_matches_pytorch(cnn, tmp_path, target):
-    """sparsec-run --train under qemu, loadTrainer in Node, and loadTrainer in a page of headless Chromium."""
+def train_on_device(path, tmp_path, target, options, shape, classes=5):
+    """STEPS steps on one batch by sparsec-run --train under qemu, loadTrainer in Node or in headless Chromium,
+    checked against PyTorch: losses and final parameters."""
     import base64
     import subprocess
 
-    options = TrainOptions("cross_entropy", "sgd:lr=0.05,momentum=0.9", ("bias:all", "weight:last=2:channels=0.5"))
-    result = sparsec.compile(cnn, target="wasm32" if target == "chromium" else target, output=tmp_path / "out",
+    result = sparsec.compile(path, target="wasm32" if target == "chromium" else target, output=tmp_path / "out",
                              train=options, progress=False)
     meta = json.loads(result.path.with_suffix(".train.json").read_text())
-    ((x, y),) = batches((4, 3, 12, 12), "cross_entropy", 5, steps=1)
+    ((x, y),) = batches(shape, "cross_entropy", classes, steps=1)
     x.tofile(tmp_path / "x.bin")
     y.tofile(tmp_path / "y.bin")
     region = tmp_path / "params.bin"
@@ -593,12 +849,38 @@ def test_training_on_device_matches_pytorch(cnn, tmp_path, target):
                              capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stderr
         losses = json.loads(run.stdout)["losses"]
-    ref_losses, _, final = torch_training(cnn, meta["params"], [(x, y)] * STEPS, "cross_entropy",
+    ref_losses, _, final = torch_training(path, meta["params"], [(x, y)] * STEPS, "cross_entropy",
                                           parse_optimizer(options.optimizer))
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-4, atol=1e-5)
     params = region_values(result.path.read_bytes(), region.read_bytes(), meta["params"])
     for name, ref in final.items():
         np.testing.assert_allclose(params[name], ref, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(ref).max()), err_msg=name)
+
+
+@pytest.mark.parametrize("target", ["arm64", "wasm32", "chromium"])
+def test_training_on_device_matches_pytorch(cnn, tmp_path, target):
+    """sparsec-run --train under qemu, loadTrainer in Node, and loadTrainer in a page of headless Chromium."""
+    options = TrainOptions("cross_entropy", "sgd:lr=0.05,momentum=0.9", ("bias:all", "weight:last=2:channels=0.5"))
+    train_on_device(cnn, tmp_path, target, options, (4, 3, 12, 12))
+
+
+@pytest.mark.parametrize("target", ["arm64", "wasm32"])
+def test_new_gradient_rules_on_device_match_pytorch(tmp_path, target):
+    """ConvTranspose, Max/Min/Where/Gather/Slice/Pad/Resize and GroupNorm gradients on arm64 and wasm32."""
+
+    class Mixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.picks, self.up = Picks(), torch.nn.ConvTranspose2d(3, 3, 3, stride=2, padding=1, output_padding=1)
+            self.gn = torch.nn.GroupNorm(3, 3)
+
+        def forward(self, x):
+            return self.picks(self.gn(self.up(x)))
+
+    path = export(Mixed, (2, 3, 3, 3), tmp_path / "mixed.onnx")
+    options = TrainOptions("cross_entropy", "sgd:lr=0.05,momentum=0.9",
+                           ("bias:all", "up.weight", "gn.weight", "picks.s"))
+    train_on_device(path, tmp_path, target, options, (2, 3, 3, 3))
 
 
 def test_bert_embeddings_and_norm_scales_match_pytorch(tmp_path):

@@ -39,6 +39,47 @@ def _conv(x, w, b=None, **a):
                     groups=a.get("group", 1))
 
 
+def _conv_transpose(x, w, b=None, **a):
+    pads = list(a.get("pads", [0] * 4))
+    if pads[:2] != pads[2:] or "output_shape" in a or _text(a.get("auto_pad", "NOTSET")) not in ("NOTSET", ""):
+        raise NotImplementedError("ConvTranspose with asymmetric pads, auto_pad or output_shape")
+    return F.conv_transpose2d(x, w, b, stride=a.get("strides", [1, 1]), padding=pads[:2],
+                              output_padding=a.get("output_padding", [0, 0]), groups=a.get("group", 1),
+                              dilation=a.get("dilations", [1, 1]))
+
+
+def _group_norm(x, scale, bias, **a):  # GroupNormalization-21: scale and bias per channel
+    return F.group_norm(x, a["num_groups"], scale, bias, a.get("epsilon", 1e-5))
+
+
+def _extremum(reduce):
+    """Max/Min of broadcast inputs; ties share the gradient evenly (amax/amin; as torch.maximum for two)."""
+    return lambda *xs: reduce(torch.stack(torch.broadcast_tensors(*xs)), 0)
+
+
+def _pad(x, pads, value=None, axes=None, **a):
+    if _text(a.get("mode", "constant")) != "constant":
+        raise NotImplementedError("Pad modes other than constant")
+    axes = list(range(x.dim())) if axes is None else [int(v) % x.dim() for v in axes.tolist()]
+    pads = pads.tolist()
+    full = [0] * (2 * x.dim())
+    for k, axis in enumerate(axes):
+        full[2 * (x.dim() - 1 - axis)], full[2 * (x.dim() - 1 - axis) + 1] = pads[k], pads[k + len(axes)]
+    return F.pad(x, full, value=0.0 if value is None else float(value))
+
+
+def _resize(x, roi=None, scales=None, sizes=None, **a):
+    """The Resize modes torch exports for F.interpolate (nearest; bilinear with or without align_corners)."""
+    mode, coords = _text(a.get("mode", "nearest")), _text(a.get("coordinate_transformation_mode", "half_pixel"))
+    size = [int(v) for v in sizes.tolist()[2:]] if sizes is not None and sizes.numel() else None
+    factor = None if size else [float(v) for v in scales.tolist()[2:]]
+    if mode == "nearest" and coords == "asymmetric" and _text(a.get("nearest_mode", "")) == "floor":
+        return F.interpolate(x, size, factor, mode="nearest")
+    if mode == "linear" and coords in ("half_pixel", "pytorch_half_pixel", "align_corners") and x.dim() == 4:
+        return F.interpolate(x, size, factor, mode="bilinear", align_corners=coords == "align_corners")
+    raise NotImplementedError(f"Resize {mode} {coords}")
+
+
 def _pool(kind):
     def run(x, **a):
         kernel, strides = a["kernel_shape"], a.get("strides", [1, 1])
@@ -96,14 +137,10 @@ def _reshape(x, shape, **a):
 def _slice(x, starts, ends, axes=None, steps=None, **a):
     axes = range(len(starts)) if axes is None else axes.tolist()
     steps = [1] * len(starts) if steps is None else steps.tolist()
-    index = [slice(None)] * x.dim()
     for s, e, ax, st in zip(starts.tolist(), ends.tolist(), axes, steps):
-        if st != 1:
-            raise NotImplementedError("slice steps")
-        dim = x.shape[ax]
-        s, e = max(min(s + dim if s < 0 else s, dim), 0), max(min(e + dim if e < 0 else e, dim), 0)
-        index[ax % x.dim()] = slice(s, e)
-    return x[tuple(index)]
+        ax = ax % x.dim()
+        x = x.index_select(ax, torch.arange(*slice(s, e, st).indices(x.shape[ax]), dtype=torch.int64))
+    return x
 
 
 def _split(x, split=None, **a):
@@ -153,7 +190,11 @@ OPS = {
     "Identity": lambda x: x, "Dropout": lambda x, *rest, **a: x, "Cast": _cast,
     "Shape": lambda x, **a: torch.tensor(x.shape[a.get("start", 0):a.get("end", None)], dtype=torch.int64),
     "Expand": lambda x, shape: x.expand(torch.broadcast_shapes(x.shape, tuple(shape.tolist()))),
-    "Equal": torch.eq, "Where": torch.where, "Sign": torch.sign,
+    "Equal": torch.eq, "Where": torch.where, "Sign": torch.sign, "Greater": torch.gt, "Less": torch.lt,
+    "ConvTranspose": _conv_transpose, "GroupNormalization": _group_norm, "Pad": _pad, "Resize": _resize,
+    "InstanceNormalization": lambda x, scale, bias, **a: F.instance_norm(x, weight=scale, bias=bias,
+                                                                         eps=a.get("epsilon", 1e-5)),
+    "Max": _extremum(torch.amax), "Min": _extremum(torch.amin),
     "ConstantOfShape": lambda shape, **a: torch.full(
         tuple(shape.tolist()), float(numpy_helper.to_array(a["value"]).reshape(-1)[0]) if "value" in a else 0.0),
 }

@@ -77,14 +77,10 @@ def conv(b: Builder, node: ir.Node) -> None:
            _conv_nd_scratch(rows, int(np.prod(shape_y[2:])), 0))
 
 
-def conv_transpose(b: Builder, node: ir.Node) -> None:
-    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    _float_only(node)
-    shape_x, shape_w, shape_y, kernel, strides, dilations, group = _conv_geometry(node)
+def conv_transpose_begin_pads(node: ir.Node, shape_x, shape_y, kernel, strides, dilations) -> list[int]:
+    """The padding before each spatial axis of a ConvTranspose, from pads, auto_pad or output_shape."""
     n = len(kernel)
     output_padding = node.attributes.get_ints("output_padding", [0] * n)
-    if group < 1 or shape_x[1] != shape_w[0] or shape_w[0] % group or shape_y[1] != shape_w[1] * group:
-        raise Unsupported(f"weight {list(shape_w)} does not fit input {list(shape_x)} with group {group}")
     auto_pad = node.attributes.get_string("auto_pad", "NOTSET")
     pads = node.attributes.get_ints("pads", None)
     if pads is not None and auto_pad in ("NOTSET", ""):
@@ -99,6 +95,16 @@ def conv_transpose(b: Builder, node: ir.Node) -> None:
         begin = [0] * n
     if min(begin) < 0:
         raise Unsupported(f"the output {list(shape_y)} needs negative padding")
+    return begin
+
+
+def conv_transpose(b: Builder, node: ir.Node) -> None:
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    _float_only(node)
+    shape_x, shape_w, shape_y, kernel, strides, dilations, group = _conv_geometry(node)
+    if group < 1 or shape_x[1] != shape_w[0] or shape_w[0] % group or shape_y[1] != shape_w[1] * group:
+        raise Unsupported(f"weight {list(shape_w)} does not fit input {list(shape_x)} with group {group}")
+    begin = conv_transpose_begin_pads(node, shape_x, shape_y, kernel, strides, dilations)
     rows = shape_w[1] * int(np.prod(kernel))
     b.emit("ConvNd", [x, w, input_at(node, 2)], [y],
            {"transposed": 1, "group": group, "kernel": _left3(kernel, 1), "strides": _left3(strides, 1),
@@ -293,8 +299,8 @@ def _taps(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return index, weight
 
 
-def resize(b: Builder, node: ir.Node) -> None:
-    _float_only(node)
+def resize_tables(node: ir.Node) -> dict[int, np.ndarray]:
+    """Resize/Upsample as one [out, in] interpolation matrix per axis that changes (resize_table); others copy."""
     x, y = node.inputs[0], node.outputs[0]
     shape_x, shape_y = static_shape(x), static_shape(y)
     r = len(shape_x)
@@ -327,7 +333,7 @@ def resize(b: Builder, node: ir.Node) -> None:
         full_roi = [0.0] * r + [1.0] * r
         for k, a in enumerate(axes):
             full_roi[a], full_roi[r + a] = float(roi[k]), float(roi[len(axes) + k])
-    taps, indices, weights = [0] * r, [], []
+    tables = {}
     for a in range(r):
         axis_roi = None if full_roi is None else (full_roi[a], full_roi[r + a])
         if (a not in axes or math.isclose(scale_of[a], 1.0) and shape_y[a] == shape_x[a]
@@ -340,15 +346,26 @@ def resize(b: Builder, node: ir.Node) -> None:
         if corner_mode and not math.isclose(scale_of[a] * shape_x[a], shape_y[a], rel_tol=1e-6):
             raise Unsupported(f"axis {a}: scale {scale_of[a]:g} x {shape_x[a]} is not the output size {shape_y[a]}; "
                               "ONNX's reference and onnxruntime map corners differently then")
-        index, weight = _taps(resize_table(node, shape_x[a], shape_y[a], scale_of[a], axis_roi))
+        tables[a] = resize_table(node, shape_x[a], shape_y[a], scale_of[a], axis_roi)
+    return tables
+
+
+def resize(b: Builder, node: ir.Node) -> None:
+    _float_only(node)
+    x, y = node.inputs[0], node.outputs[0]
+    shape_x, shape_y = static_shape(x), static_shape(y)
+    tables = resize_tables(node)
+    if not tables:
+        b.emit("Copy", [x], [y])
+        return
+    taps, indices, weights = [0] * len(shape_x), [], []
+    for a, table in sorted(tables.items()):
+        index, weight = _taps(table)
         taps[a] = index.shape[1]
         indices.append(index.reshape(-1))
         weights.append(weight.reshape(-1))
-    if not any(taps):
-        b.emit("Copy", [x], [y])
-        return
     largest, dims = 0, list(shape_x)
-    for a in range(r):
+    for a in range(len(shape_x)):
         if taps[a]:
             dims[a] = shape_y[a]
             largest = max(largest, int(np.prod(dims)))

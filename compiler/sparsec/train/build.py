@@ -20,6 +20,7 @@ from sparsec.passes.batchnorm import fold_batchnorm
 from sparsec.passes.cleanup import fold_constants, remove_dead_nodes, remove_identities
 from sparsec.passes.fusion import fuse_activations, fuse_gelu, fuse_matmul_bias
 from sparsec.passes.util import const_array
+from sparsec.train.fuse import fuse_exported_group_norm
 from sparsec.train.gradients import LABELS, BackwardResult, Emitter, add_backward, requires_grad, shape_of
 from sparsec.train.spec import ParamUpdate, TrainOptions, resolve_updates
 
@@ -156,8 +157,10 @@ def build_training_graph(model: ir.Model, options: TrainOptions, progress=None) 
     """The whole training step (forward, loss, backward, in-place updates) as one IR graph."""
     start = time.perf_counter()
     options = options.resolved()
+    fuse_exported_group_norm(model)  # before folding, which would fold GroupNorm's weight and bias away
+    sources = set(model.graph.initializers)
     model, rows = run_passes(model, TRAIN_PASSES, progress)  # first: folding must not see parameters as inputs
-    updates = resolve_updates(model, options.update)
+    updates = resolve_updates(model, options.update, sources)
     params = lift_parameters(model, updates)
     names = set(params)
     decompose_batchnorm(model, names)

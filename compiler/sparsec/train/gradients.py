@@ -21,6 +21,7 @@ from sparsec.contract.schema import Activation, PoolKind
 from sparsec.errors import InputError, UnsupportedOpError
 from sparsec.lower.builder import Unsupported, axis_of, spatial_pads
 from sparsec.lower.lower import node_label
+from sparsec.lower.rules_nn_export import conv_transpose_begin_pads, resize_tables
 from sparsec.lower.rules_tensor import slice_window
 from sparsec.lower.rules_train import TRAIN_DOMAIN
 from sparsec.naming import is_standard, op_label
@@ -80,6 +81,8 @@ class Emitter:
 
     def transpose(self, x: ir.Value, perm) -> ir.Value:
         shape = shape_of(x)
+        if list(perm) == list(range(len(shape))):
+            return x
         return self.op("Transpose", [x], tuple(shape[p] for p in perm), {"perm": list(perm)})
 
     def gather(self, x: ir.Value, indices: list[int], axis: int) -> ir.Value:
@@ -139,6 +142,13 @@ def _conv_attrs(node: ir.Node, shape_x, shape_w) -> dict:
             "pads": spatial_pads(node, shape_x[2:], shape_w[2:], strides, dilations)}
 
 
+def _bias_grad(ctx: Autodiff, bias: ir.Value, dy: ir.Value) -> ir.Value:
+    """A per-channel bias's gradient: dy summed over batch and space (only the updated channels')."""
+    update = ctx.param_slice(bias)
+    dy_b = ctx.gather(dy, update.indices, 1) if update is not None else dy
+    return ctx.reshape(ctx.reduce_sum(dy_b, [0, 2, 3]), [shape_of(dy_b)[1]])
+
+
 def conv(ctx: Autodiff, node: ir.Node, dys):
     x, w = node.inputs[0], node.inputs[1]
     bias = node.inputs[2] if len(node.inputs) > 2 else None
@@ -159,9 +169,44 @@ def conv(ctx: Autodiff, node: ir.Node, dys):
                 x_w, attrs = ctx.gather(x, update.indices, 1), {**attrs, "group": len(update.indices)}
         grads[1] = ctx.op("ConvGradWeight", [x_w, dy_w], shape, attrs, TRAIN_DOMAIN)
     if ctx.needs(bias):
-        update = ctx.param_slice(bias)
-        dy_b = ctx.gather(dy, update.indices, 1) if update is not None else dy
-        grads[2] = ctx.reshape(ctx.reduce_sum(dy_b, [0, 2, 3]), [shape_of(dy_b)[1]])
+        grads[2] = _bias_grad(ctx, bias, dy)
+    return grads
+
+
+def conv_transpose(ctx: Autodiff, node: ir.Node, dys):
+    """ConvTranspose is the adjoint of a Conv from its output's shape to its input's with the same weight, strides,
+    dilations, group and begin pads: dx is that Conv of dy, dw that Conv's weight gradient with dy as its input."""
+    x, w = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    dy, sx, sw, sy = dys[0], shape_of(x), shape_of(w), shape_of(node.outputs[0])
+    if len(sx) != 4:
+        raise Unsupported("only 2-D ConvTranspose has a gradient rule")
+    strides = list(node.attributes.get_ints("strides", [1, 1]))
+    dilations = list(node.attributes.get_ints("dilations", [1, 1]))
+    group = node.attributes.get_int("group", 1)
+    begin = conv_transpose_begin_pads(node, sx, sy, sw[2:], strides, dilations)
+    end, crop = [], []
+    for i in range(2):  # the Conv's end pad: its output must have x's size (any pad in [low, low + stride) does)
+        low = strides[i] * (sx[2 + i] - 1) + dilations[i] * (sw[2 + i] - 1) + 1 - begin[i] - sy[2 + i]
+        end.append(max(low, 0))
+        crop.append(max(-low - strides[i] + 1, 0))  # output_padding past the last input's reach: no x reads it
+    attrs = {"group": group, "strides": strides, "dilations": dilations, "pads": begin + end}
+    dy_in = dy
+    if any(crop):
+        ends = ctx.const(np.array([sy[2] - crop[0], sy[3] - crop[1]], np.int64), "ends")
+        dy_in = ctx.op("Slice", [dy, ctx.const(np.zeros(2, np.int64), "starts"), ends,
+                                 ctx.const(np.array([2, 3], np.int64), "axes")],
+                       sy[:2] + (sy[2] - crop[0], sy[3] - crop[1]))
+    grads = [None] * len(node.inputs)
+    if ctx.needs(x):
+        grads[0] = ctx.op("Conv", [dy_in, w], sx, attrs)
+    if ctx.needs(w):
+        update, dy_w, shape = ctx.param_slice(w), dy_in, list(sw)
+        if update is not None and update.axis == 1 and group == 1:  # only the selected output channels' gradient
+            dy_w, shape[1] = ctx.gather(dy_in, update.indices, 1), len(update.indices)
+        grads[1] = ctx.op("ConvGradWeight", [dy_w, x], shape, attrs, TRAIN_DOMAIN)
+    if ctx.needs(bias):
+        grads[2] = _bias_grad(ctx, bias, dy)
     return grads
 
 
@@ -217,6 +262,33 @@ def binary(ctx: Autodiff, node: ir.Node, dys):
             q = ctx.binary("Div", ctx.binary("Div", ctx.binary("Mul", dy, a), b), b)
             gb = ctx.op("Neg", [q], shape_of(q))
         grads[1] = ctx.unbroadcast(gb, shape_of(b))
+    return grads
+
+
+def extremum(ctx: Autodiff, node: ir.Node, dys):
+    """Max/Min: each input equal to the result gets dy shared evenly among the tied ones (torch.maximum gives
+    each of two tied inputs half; amax/amin share among all)."""
+    y, dy = node.outputs[0], dys[0]
+    if len(node.inputs) == 1:
+        return [dy]
+    masks = [ctx.op("Cast", [ctx.op("Equal", [x, y], shape_of(y), dtype=ir.DataType.BOOL)], shape_of(y),
+                    {"to": int(ir.DataType.FLOAT)}) for x in node.inputs]
+    count = masks[0]
+    for mask in masks[1:]:
+        count = ctx.binary("Add", count, mask)
+    share = ctx.binary("Div", dy, count)
+    return [ctx.unbroadcast(ctx.binary("Mul", share, mask), shape_of(x)) if ctx.needs(x) else None
+            for x, mask in zip(node.inputs, masks)]
+
+
+def where(ctx: Autodiff, node: ir.Node, dys):
+    """dy goes to the input the condition picked (the condition itself has no gradient)."""
+    condition, a, b = node.inputs
+    dy, zero = dys[0], ctx.const(np.float32(0), "zero")
+    grads = [None, None, None]
+    for i, picked in ((1, [condition, dy, zero]), (2, [condition, zero, dy])):
+        if ctx.needs(node.inputs[i]):
+            grads[i] = ctx.unbroadcast(ctx.op("Where", picked, shape_of(dy)), shape_of(node.inputs[i]))
     return grads
 
 
@@ -338,20 +410,87 @@ def split(ctx: Autodiff, node: ir.Node, dys):
     return [ctx.op("Concat", parts, shape_of(node.inputs[0]), {"axis": axis})] + [None] * (len(node.inputs) - 1)
 
 
+def _spread(ctx: Autodiff, g: ir.Value, axis: int, step: int) -> ir.Value:
+    """g with step - 1 zeros after each entry along axis (length n * step)."""
+    shape = shape_of(g)
+    column = ctx.reshape(g, shape[:axis + 1] + (1,) + shape[axis + 1:])
+    pads = [0] * (2 * len(shape) + 2)
+    pads[len(shape) + 1 + axis + 1] = step - 1
+    wide = shape[:axis + 1] + (step,) + shape[axis + 1:]
+    padded = ctx.op("Pad", [column, ctx.const(np.array(pads, np.int64), "pads")], wide)
+    return ctx.reshape(padded, shape[:axis] + (shape[axis] * step,) + shape[axis + 1:])
+
+
 def slice_(ctx: Autodiff, node: ir.Node, dys):
-    shape = shape_of(node.inputs[0])
+    """dy placed back where the Slice read it, zeros elsewhere: reversed along negative steps, spread along steps
+    above 1, then padded (negative end pads crop a spread's trailing zeros)."""
+    shape, g = shape_of(node.inputs[0]), dys[0]
     begin, steps, lengths = slice_window(node)
-    if any(s != 1 for s in steps):
-        raise Unsupported("Slice with steps other than 1 has no gradient rule")
-    pads = begin + [dim - b - n for dim, b, n in zip(shape, begin, lengths)]
-    return [ctx.op("Pad", [dys[0], ctx.const(np.array(pads, np.int64), "pads")], shape)] + [None] * (len(node.inputs) - 1)
+    if 0 in lengths:
+        return [ctx.const(np.zeros(shape, np.float32), "zeros")] + [None] * (len(node.inputs) - 1)
+    ends = []
+    for axis, (dim, n) in enumerate(zip(shape, lengths)):
+        step = steps[axis] if n > 1 else 1
+        if step < 0:  # the entries read, in ascending order, start at the last one read
+            g = ctx.gather(g, list(range(n - 1, -1, -1)), axis)
+            begin[axis], step = begin[axis] + (n - 1) * step, -step
+        if step > 1:
+            g = _spread(ctx, g, axis, step)
+        ends.append(dim - begin[axis] - n * step)
+    pads = begin + ends
+    return [ctx.op("Pad", [g, ctx.const(np.array(pads, np.int64), "pads")], shape)] + [None] * (len(node.inputs) - 1)
+
+
+def pad(ctx: Autodiff, node: ir.Node, dys):
+    """Constant mode: dx is dy with the pads taken off again (negative pads: the cropped entries get zeros)."""
+    mode = node.attributes.get_string("mode", "constant")
+    if mode != "constant":
+        raise Unsupported(f"Pad mode '{mode}' has no gradient rule (constant mode only)")
+    if len(node.inputs) > 2 and ctx.needs(node.inputs[2]):
+        raise Unsupported("a trainable pad value has no gradient rule")
+    rank_ = len(shape_of(node.inputs[0]))
+    pads = const_array(node.inputs[1])
+    axes = const_array(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] is not None else np.arange(rank_)
+    if pads is None or axes is None:
+        raise Unsupported("Pad's pads and axes must be constant")
+    full = [0] * (2 * rank_)
+    pads, axes = pads.reshape(-1).tolist(), axes.reshape(-1).tolist()
+    for k, axis in enumerate(axes):
+        axis = axis_of(int(axis), rank_)
+        full[axis], full[rank_ + axis] = -int(pads[k]), -int(pads[k + len(axes)])
+    dx = ctx.op("Pad", [dys[0], ctx.const(np.array(full, np.int64), "pads")], shape_of(node.inputs[0]))
+    return [dx] + [None] * (len(node.inputs) - 1)
 
 
 def gather(ctx: Autodiff, node: ir.Node, dys):
+    """Rows of dy summed into the gathered rows (GatherGrad); another axis is moved to the front and back."""
     data, indices = node.inputs
-    if axis_of(node.attributes.get_int("axis", 0), len(shape_of(data))) != 0:
-        raise Unsupported("Gather has a gradient rule along axis 0 (embeddings) only")
-    return [ctx.op("GatherGrad", [indices, dys[0]], shape_of(data), None, TRAIN_DOMAIN), None]
+    shape = shape_of(data)
+    axis, k = axis_of(node.attributes.get_int("axis", 0), len(shape)), len(shape_of(indices))
+    rest = shape[:axis] + shape[axis + 1:]
+    front = list(range(axis, axis + k)) + list(range(axis)) + list(range(axis + k, len(shape_of(dys[0]))))
+    table = ctx.op("GatherGrad", [indices, ctx.transpose(dys[0], front)], (shape[axis],) + rest, None, TRAIN_DOMAIN)
+    return [ctx.transpose(table, list(range(1, axis + 1)) + [0] + list(range(axis + 1, len(shape)))), None]
+
+
+def resize(ctx: Autodiff, node: ir.Node, dys):
+    """Resize is one interpolation matrix per axis (the lowering's tables): dx applies each transposed."""
+    g = dys[0]
+    for axis, table in resize_tables(node).items():
+        if np.isnan(table).any():
+            raise Unsupported("tf_crop_and_resize's extrapolated outputs have no gradient rule")
+        shape, table = list(shape_of(g)), table.astype(np.float32)
+        last = len(shape) - 1
+        if axis == last - 1:  # [in, out] @ g: rows of the axis before last
+            shape[axis] = table.shape[1]
+            g = ctx.op("MatMul", [ctx.const(np.ascontiguousarray(table.T), "resize_t"), g], shape)
+            continue
+        swap = list(range(len(shape)))
+        swap[axis], swap[last] = last, axis
+        moved = ctx.transpose(g, swap)
+        product = ctx.op("MatMul", [moved, ctx.const(table, "resize")], shape_of(moved)[:-1] + (table.shape[1],))
+        g = ctx.transpose(product, swap)
+    return [g] + [None] * (len(node.inputs) - 1)
 
 
 def layer_norm(ctx: Autodiff, node: ir.Node, dys):
@@ -371,6 +510,36 @@ def layer_norm(ctx: Autodiff, node: ir.Node, dys):
         grads[1] = ctx.unbroadcast(ctx.binary("Mul", dy, xhat), shape_of(scale))
     if ctx.needs(bias):
         grads[2] = ctx.unbroadcast(dy, shape_of(bias))
+    return grads
+
+
+def group_norm(ctx: Autodiff, node: ir.Node, dys):
+    """Instance/GroupNormalization as LayerNorm over each group viewed as [N, G, rest]: dx = LayerNormGrad of
+    dy * scale (scale per channel), dscale = sum of dy * xhat, dbias = sum of dy."""
+    x, scale, bias = node.inputs[:3]
+    shape, dy = shape_of(x), dys[0]
+    channels = shape[1]
+    groups = channels if node.op_type == "InstanceNormalization" else node.attributes.get_int("num_groups")
+    epsilon = node.attributes.get_float("epsilon", 1e-5)
+    flat = (shape[0], groups, int(np.prod(shape[1:])) // groups)
+    channel, sums = (channels,) + (1,) * (len(shape) - 2), [0] + list(range(2, len(shape)))
+    grads = [None] * len(node.inputs)
+    if int(np.prod(shape_of(scale))) != channels:  # GroupNormalization-18 (one per group) fails onnx.checker
+        raise Unsupported("the gradient rule needs a scale per channel")
+    if ctx.needs(x):
+        gamma = ctx.reshape(scale, channel)
+        ones = ctx.const(np.ones(flat[2:], np.float32), "ones")
+        dx = ctx.op("LayerNormGrad", [ctx.reshape(x, flat), ones, ctx.reshape(ctx.binary("Mul", dy, gamma), flat)],
+                    flat, {"axis": 2, "epsilon": epsilon}, TRAIN_DOMAIN)
+        grads[0] = ctx.reshape(dx, shape)
+    if ctx.needs(scale):
+        xhat = ctx.op("LayerNormalization", [ctx.reshape(x, flat), ctx.const(np.ones(flat[2:], np.float32), "ones"),
+                                             ctx.const(np.zeros(flat[2:], np.float32), "zeros")], flat,
+                      {"axis": 2, "epsilon": epsilon})
+        product = ctx.binary("Mul", dy, ctx.reshape(xhat, shape))
+        grads[1] = ctx.reshape(ctx.reduce_sum(product, sums), shape_of(scale))
+    if ctx.needs(bias):
+        grads[2] = ctx.reshape(ctx.reduce_sum(dy, sums), shape_of(bias))
     return grads
 
 
@@ -412,7 +581,8 @@ GRADIENTS = {
     "Reshape": reshape, "Flatten": reshape, "Squeeze": reshape, "Unsqueeze": reshape, "Transpose": transpose,
     "Concat": concat, "Split": split, "Slice": slice_, "Gather": gather, "LayerNormalization": layer_norm,
     "Softmax": softmax, "LogSoftmax": softmax, "BatchNormalization": batch_norm, "Identity": identity,
-    "Cast": identity, "Expand": expand,
+    "Cast": identity, "Expand": expand, "ConvTranspose": conv_transpose, "InstanceNormalization": group_norm,
+    "GroupNormalization": group_norm, "Max": extremum, "Min": extremum, "Where": where, "Pad": pad, "Resize": resize,
 }
 
 

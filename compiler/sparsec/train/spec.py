@@ -3,7 +3,7 @@
 Update spec entries (CLI `--update`, or a JSON/YAML file's "update" list):
   bias:all                        every bias-like vector (Conv/ConvTranspose/Gemm bias, the shift B of
                                   Batch/Layer/Instance/GroupNormalization, the vector added after a MatMul)
-  weight:last=K                   the constant weights of the last K Conv/Gemm/MatMul nodes in node order
+  weight:last=K                   the constant weights of the last K Conv/ConvTranspose/Gemm/MatMul nodes in node order
   weight:GLOB / bias:GLOB         weights / biases whose initializer or node name matches GLOB
   GLOB                            float initializers (not scalars, not BatchNorm statistics) whose name matches
 and any entry may end with `:channels=R` (a ratio, the channels of largest L1 weight magnitude) or
@@ -30,7 +30,7 @@ OPTIMIZERS = {"sgd": {"lr": None, "momentum": 0.0, "weight_decay": 0.0},
               "adamw": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01}}
 _BIAS_INPUT = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2, "BatchNormalization": 2, "LayerNormalization": 2,
                "InstanceNormalization": 2, "GroupNormalization": 2}
-_LAYERS = ("Conv", "Gemm", "MatMul")
+_LAYERS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def _weight_of(node: ir.Node) -> tuple[ir.Value, int] | None:
         return None
     if node.op_type == "Gemm":
         return w, 0 if node.attributes.get_int("transB", 0) else 1
-    return w, 0 if node.op_type == "Conv" else len(w.shape) - 1
+    return w, {"Conv": 0, "ConvTranspose": 1}.get(node.op_type, len(w.shape) - 1)
 
 
 def _bias_values(graph: ir.Graph) -> list[ir.Value]:
@@ -193,13 +193,16 @@ def _channels(option: str, weight: np.ndarray, axis: int, entry: str) -> list[in
     return sorted(int(i) for i in np.argsort(-magnitude, kind="stable")[:keep])
 
 
-def resolve_updates(model: ir.Model, entries) -> list[ParamUpdate]:
-    """The model's initializers that entries select, in graph order (raises InputError on an entry that selects none)."""
+def resolve_updates(model: ir.Model, entries, sources=None) -> list[ParamUpdate]:
+    """The model's initializers that entries select, in graph order (raises InputError on an entry that selects none).
+    sources: the source model's initializer names; only those train (a folded Constant, e.g. the zero shift of a
+    non-affine InstanceNorm, or an Identity of a merged initializer, is no parameter the export could write)."""
     graph = model.graph
     statistics = {n.inputs[i].name for n in graph if is_standard(n, "BatchNormalization") for i in (3, 4)}
     initializers = {v.name: v for v in graph.initializers.values()
-                    if const_array(v) is not None and v.name not in statistics and v.dtype == ir.DataType.FLOAT}
-    weights = [found for node in graph if (found := _weight_of(node))]
+                    if const_array(v) is not None and v.name not in statistics and v.dtype == ir.DataType.FLOAT
+                    and (sources is None or v.name in sources)}
+    weights = [found for node in graph if (found := _weight_of(node)) and found[0].name in initializers]
     selected: dict[str, ParamUpdate] = {}
     for entry in entries:
         if not isinstance(entry, str) or not entry.strip():
@@ -211,7 +214,7 @@ def resolve_updates(model: ir.Model, entries) -> list[ParamUpdate]:
             raise InputError(f"update '{entry}' is not of the form [weight|bias:]SELECTOR[:channels=R]")
         kind, selector = (parts[0], parts[1]) if len(parts) == 2 else ("", parts[0])
         if kind == "bias":
-            pool = _bias_values(graph)
+            pool = [v for v in _bias_values(graph) if v.name in initializers]
         elif kind == "weight":
             pool = [w for w, _ in weights]
         elif kind == "":  # scalars are constants of the graph (Clip bounds, scales), not parameters
