@@ -1,6 +1,9 @@
 // Portable depthwise convolution: the ring of common/dwconv2d_ring.h with rows the compiler
-// vectorises along OW; bias and activation fused.
+// vectorises along OW; bias and activation fused. x86 hosts run small planes flat
+// (common/dwconv2d_flat.h).
+#include "../common/dwconv2d_flat.h"
 #include "../common/dwconv2d_ring.h"
+#include "f32_vec.h"
 
 namespace sparsec {
 namespace {
@@ -9,7 +12,17 @@ using dwconv2d::PlaneFn;
 
 // Square 3, 5 and 7 kernels (MobileNet, EfficientNet, ConvNeXt) get the unrolled ring path.
 PlaneFn select_plane(const Conv2dShape& s) {
-  if (s.KH != s.KW || !dwconv2d::ring_fits(s)) return dwconv2d::clipped_plane;
+  if (s.KH != s.KW) return dwconv2d::clipped_plane;
+#if defined(__AVX2__)  // measured on x86 only; the 128-bit targets have their own 3x3 kernels
+  if (dwconv2d::flat_fits<portable::kLanes>(s)) {
+    switch (s.KH) {
+      case 3: return dwconv2d::flat_plane<3, portable::F32Vec>;
+      case 5: return dwconv2d::flat_plane<5, portable::F32Vec>;
+      case 7: return dwconv2d::flat_plane<7, portable::F32Vec>;
+    }
+  }
+#endif
+  if (!dwconv2d::ring_fits(s)) return dwconv2d::clipped_plane;
   switch (s.KH) {
     case 3: return dwconv2d::ring_plane<3>;
     case 5: return dwconv2d::ring_plane<5>;

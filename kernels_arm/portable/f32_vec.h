@@ -47,6 +47,7 @@ struct F32Vec {
   static T sub(T a, T b) { return a - b; }
   static T mul(T a, T b) { return a * b; }
   static T div(T a, T b) { return a / b; }
+  static T mul_add(T acc, T a, T b) { return acc + a * b; }  // fused where the build has FMA
   static T max_ignoring_nan(T acc, T v) { return acc < v ? v : acc; }
   static T clamp(T x, T lo, T hi) {
     const T low = x < lo ? lo : x;
