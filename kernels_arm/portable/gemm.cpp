@@ -27,7 +27,10 @@ using portable::store;
 using portable::Vec;
 constexpr size_t kNR = kNV * kLanes;
 
-constexpr size_t kKC = 256;  // K block: the packed KC x NR panel of B stays in L1
+constexpr size_t kKC = 256;  // K block: a packed KC x NR panel of B stays in L1
+// Packed B block: one KC x NR panel, or more (NC columns) when K is shorter; stays in L1.
+constexpr size_t kPackFloats = kKC * kNR;
+constexpr size_t kPrefetchFloats = 256;  // 1 KB ahead in each row of B
 constexpr size_t kMC = 128;  // M block: the MC x KC block of A stays in L2 across panels
 // Up to this many columns, dot products along K beat tiles padded to NR columns (measured
 // crossover with AVX2: 5 of 16).
@@ -92,14 +95,6 @@ constexpr std::array<MicroTile, sizeof...(I)> micro_tiles(std::index_sequence<I.
 // kMicroTiles[mr - 1] handles mr rows, so edge rows cost no wasted work.
 constexpr std::array<MicroTile, kMR> kMicroTiles = micro_tiles(std::make_index_sequence<kMR>());
 
-// Contiguous copy of a kc x NR slice of B; whole vectors (a variable-length memcpy per row would
-// cost as much as the FMAs).
-void pack_panel(const float* b, size_t ldb, size_t kc, float* panel) {
-  for (size_t k = 0; k < kc; ++k)
-    for (size_t v = 0; v < kNV; ++v)
-      store(panel + k * kNR + v * kLanes, load(b + k * ldb + v * kLanes));
-}
-
 // Calls f(image, col, offset, len) for the runs of columns jr .. jr + nr - 1 (of all images in a
 // row) that lie in one image.
 template <class F>
@@ -111,13 +106,32 @@ void for_each_run(const GemmArgs& g, size_t jr, size_t nr, F f) {
   }
 }
 
-// The kc x nr slice of B at columns jr.. (possibly across images), zero-padded to NR columns.
-void pack_columns(const GemmArgs& g, size_t pc, size_t kc, size_t jr, size_t nr, float* panel) {
-  for_each_run(g, jr, nr, [&](size_t image, size_t col, size_t offset, size_t len) {
-    const float* b = g.B + image * g.batch_stride_b + pc * g.ldb + col;
-    for (size_t k = 0; k < kc; ++k) std::memcpy(panel + k * kNR + offset, b + k * g.ldb, len * sizeof(float));
-  });
-  for (size_t k = 0; k < kc; ++k) std::fill(panel + k * kNR + nr, panel + (k + 1) * kNR, 0.0f);
+// B[pc : pc + kc, columns jc : jc + nc] (possibly across images) as NR-wide panels, each kc x NR
+// and contiguous, the last zero-padded. Reads B row by row, so the hardware prefetcher sees a
+// few long streams rather than kc short ones.
+void pack_block(const GemmArgs& g, size_t pc, size_t kc, size_t jc, size_t nc, float* packed) {
+  for (size_t k = 0; k < kc; ++k) {
+    for_each_run(g, jc, nc, [&](size_t image, size_t col, size_t offset, size_t len) {
+      const float* b = g.B + image * g.batch_stride_b + (pc + k) * g.ldb + col;
+      // The next blocks of this row: kc rows at once are more streams than the prefetcher follows.
+      for (size_t at = 0; at < len && col + at + kPrefetchFloats < g.N; at += 16)
+        __builtin_prefetch(b + at + kPrefetchFloats);
+      for (size_t done = 0; done < len;) {
+        const size_t j = offset + done, lane = j % kNR, take = std::min(len - done, kNR - lane);
+        float* out = packed + (j / kNR * kc + k) * kNR + lane;
+        if (take == kNR) {  // whole vectors: a variable-length memcpy would cost as much as the FMAs
+          for (size_t v = 0; v < kNV; ++v) store(out + v * kLanes, load(b + done + v * kLanes));
+        } else {
+          std::memcpy(out, b + done, take * sizeof(float));
+        }
+        done += take;
+      }
+    });
+    if (nc % kNR) {
+      float* tail = packed + (nc / kNR * kc + k) * kNR;
+      std::fill(tail + nc % kNR, tail + kNR, 0.0f);
+    }
+  }
 }
 
 // Rows ic .. ic + mr - 1 of C at columns jr .. jr + nr - 1 to (or from) an mr x NR tile.
@@ -191,46 +205,55 @@ void f32_gemm__portable(const GemmArgs& g) {
   const bool pack_all = g.M > kMR;
   // Columns j of all images in a row, image j / N: a panel is direct when it lies in one image.
   const size_t columns = g.N * g.batch;
-  float panel[kKC * kNR];
+  float packed[kPackFloats];
   // K == 0 still runs one (empty) block so C receives bias and activation.
   for (size_t pc = 0; pc < std::max<size_t>(g.K, 1); pc += kKC) {
     const size_t kc = std::min(kKC, g.K - pc);
     const bool first = pc == 0, last = pc + kc >= g.K;
-    for (size_t icb = 0; icb < g.M; icb += kMC) {
-      const size_t mc = std::min(kMC, g.M - icb);
-      for (size_t jr = 0; jr < columns; jr += kNR) {
-        const size_t nr = std::min(kNR, columns - jr);
-        const size_t image = jr / g.N, col = jr % g.N;
-        const bool scattered = nr < kNR || col + nr > g.N;  // padded or crossing an image
-        const float* b = g.B + image * g.batch_stride_b + pc * g.ldb + col;
-        if (scattered) pack_columns(g, pc, kc, jr, nr, panel);
-        else if (pack_all) pack_panel(b, g.ldb, kc, panel);
-        const float* b_panel = pack_all || scattered ? panel : b;
-        const size_t ld_panel = pack_all || scattered ? kNR : g.ldb;
-        float scattered_col_bias[kNR] = {};
-        if (scattered && per_column)
-          for (size_t j = 0; j < nr; ++j) scattered_col_bias[j] = g.bias[(jr + j) % g.N];
-        const float* col_bias = !per_column ? kZeros : scattered ? scattered_col_bias : g.bias + col;
-        for (size_t ic = icb; ic < icb + mc; ic += kMR) {
-          const size_t mr = std::min(kMR, icb + mc - ic);
-          const float* a = g.A + ic * g.lda + pc;
-          const float* row_bias = per_row ? g.bias + ic : kZeros;
-          const MicroTile tile_fn = kMicroTiles[mr - 1];
-          const float* tile_clamp = last ? clamp : nullptr;
-          if (!scattered) {
-            float* c = g.C + image * g.batch_stride_c + ic * g.ldc + col;
-            tile_fn(a, g.lda, kc, b_panel, ld_panel, c, g.ldc, first, row_bias, col_bias, tile_clamp);
-            if (last && act_pass)
-              for (size_t i = 0; i < mr; ++i) f32_activation__portable(g.act, c + i * g.ldc, nr);
-            continue;
+    // Column blocks as wide as the packing buffer holds: few K rows, long row streams.
+    const size_t nc_max = pack_all ? std::max(kNR, kPackFloats / std::max<size_t>(kc, 1) / kNR * kNR) : kNR;
+    for (size_t jc = 0; jc < columns; jc += nc_max) {
+      const size_t nc = std::min(nc_max, columns - jc);
+      if (pack_all) pack_block(g, pc, kc, jc, nc, packed);
+      for (size_t icb = 0; icb < g.M; icb += kMC) {
+        const size_t mc = std::min(kMC, g.M - icb);
+        for (size_t jr = jc; jr < jc + nc; jr += kNR) {
+          const size_t nr = std::min(kNR, jc + nc - jr);
+          const size_t image = jr / g.N, col = jr % g.N;
+          const bool scattered = nr < kNR || col + nr > g.N;  // padded or crossing an image
+          const float* b_panel = packed + (jr - jc) / kNR * kc * kNR;
+          size_t ld_panel = kNR;
+          if (!pack_all && scattered) {
+            pack_block(g, pc, kc, jr, nr, packed);
+          } else if (!pack_all) {
+            b_panel = g.B + image * g.batch_stride_b + pc * g.ldb + col;
+            ld_panel = g.ldb;
           }
-          // A full-width tile on a scratch copy; the valid columns go back image by image.
-          float tile[kMR * kNR] = {};
-          if (!first) copy_tile_columns(g, ic, mr, jr, nr, tile, /*to_tile=*/true);
-          tile_fn(a, g.lda, kc, b_panel, ld_panel, tile, kNR, first, row_bias, col_bias, tile_clamp);
-          if (last && act_pass)
-            for (size_t i = 0; i < mr; ++i) f32_activation__portable(g.act, tile + i * kNR, nr);
-          copy_tile_columns(g, ic, mr, jr, nr, tile, /*to_tile=*/false);
+          float scattered_col_bias[kNR] = {};
+          if (scattered && per_column)
+            for (size_t j = 0; j < nr; ++j) scattered_col_bias[j] = g.bias[(jr + j) % g.N];
+          const float* col_bias = !per_column ? kZeros : scattered ? scattered_col_bias : g.bias + col;
+          for (size_t ic = icb; ic < icb + mc; ic += kMR) {
+            const size_t mr = std::min(kMR, icb + mc - ic);
+            const float* a = g.A + ic * g.lda + pc;
+            const float* row_bias = per_row ? g.bias + ic : kZeros;
+            const MicroTile tile_fn = kMicroTiles[mr - 1];
+            const float* tile_clamp = last ? clamp : nullptr;
+            if (!scattered) {
+              float* c = g.C + image * g.batch_stride_c + ic * g.ldc + col;
+              tile_fn(a, g.lda, kc, b_panel, ld_panel, c, g.ldc, first, row_bias, col_bias, tile_clamp);
+              if (last && act_pass)
+                for (size_t i = 0; i < mr; ++i) f32_activation__portable(g.act, c + i * g.ldc, nr);
+              continue;
+            }
+            // A full-width tile on a scratch copy; the valid columns go back image by image.
+            float tile[kMR * kNR] = {};
+            if (!first) copy_tile_columns(g, ic, mr, jr, nr, tile, /*to_tile=*/true);
+            tile_fn(a, g.lda, kc, b_panel, ld_panel, tile, kNR, first, row_bias, col_bias, tile_clamp);
+            if (last && act_pass)
+              for (size_t i = 0; i < mr; ++i) f32_activation__portable(g.act, tile + i * kNR, nr);
+            copy_tile_columns(g, ic, mr, jr, nr, tile, /*to_tile=*/false);
+          }
         }
       }
     }
