@@ -2,6 +2,7 @@
 // vectorises along OW; bias and activation fused. x86 hosts run small planes flat
 // (common/dwconv2d_flat.h).
 #include "../common/dwconv2d_flat.h"
+#include "../common/dwconv2d_interleaved.h"
 #include "../common/dwconv2d_ring.h"
 #include "f32_vec.h"
 
@@ -35,6 +36,15 @@ PlaneFn select_plane(const Conv2dShape& s) {
 
 void f32_dwconv2d__portable(const Conv2dShape& s, const float* x, const float* w,
                             const float* bias, const ActParams& act, float* y) {
+#if defined(__AVX2__)
+  if (s.KH == s.KW && dwconv2d::interleaved_fits<portable::kLanes>(s) && s.OH > 0 && s.OW > 0) {
+    switch (s.KH) {
+      case 3: return dwconv2d::interleaved<3, portable::F32Vec>(s, x, w, bias, act, y);
+      case 5: return dwconv2d::interleaved<5, portable::F32Vec>(s, x, w, bias, act, y);
+      case 7: return dwconv2d::interleaved<7, portable::F32Vec>(s, x, w, bias, act, y);
+    }
+  }
+#endif
   dwconv2d::planes(select_plane(s), s, x, w, bias, act, y);
 }
 

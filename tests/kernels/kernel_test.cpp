@@ -389,6 +389,20 @@ void check_conv_all() {
         const Conv2dShape s{3, 9, W, 3, OH, OW, k, k, stride, stride, pad, pad, 1, 1, 3};
         check_dwconv(s, true, 1);
       }
+  // Many channels: whole and partial groups of channels per vector (x86 interleaves them), planes
+  // around the sizes where the kernels change strategy.
+  int act_kind_many = 0;
+  for (size_t C : {8, 11, 17})
+    for (size_t stride : {1, 2})
+      for (size_t k : {3, 5})
+        for (size_t HW : {7, 14, 28, 30, 56})
+          for (size_t dilation : {1, 2}) {
+            const size_t pad = k / 2, OH = output_extent(HW, pad, pad, k, stride, dilation);
+            if (OH == 0) continue;
+            const Conv2dShape s{C, HW, HW, C, OH, OH, k, k, stride, stride, pad, pad, dilation, dilation, C};
+            check_dwconv(s, act_kind_many % 2 == 0, act_kind_many);
+            act_kind_many = (act_kind_many + 1) % kActivationCount;
+          }
 }
 
 // ---------------------------------------------------------------------------------------------
