@@ -38,30 +38,6 @@ void gather(const float* in, size_t step, size_t n, float* out) {
   for (size_t i = 0; i < n; ++i) out[i] = in[i * stride];
 }
 
-// Padded input row `src` (null: a padding row) as SW phases of n floats, phase p at
-// out + p * phase_stride holding padded columns p, p + SW, ...
-inline void copy_padded_row(const Conv2dShape& s, const float* src, size_t n, size_t phase_stride,
-                            float* out) {
-  const size_t stride = s.SW, pad = s.PL;
-  for (size_t phase = 0; phase < stride; ++phase, out += phase_stride) {
-    if (!src) {
-      std::fill(out, out + n, 0.0f);
-      continue;
-    }
-    // Entries i whose padded column i * stride + phase holds an input column.
-    const size_t lo = phase >= pad ? 0 : std::min(n, (pad - phase + stride - 1) / stride);
-    const size_t end = pad + s.W > phase ? (pad + s.W - phase - 1) / stride + 1 : 0;
-    const size_t hi = std::max(lo, std::min(n, end));
-    std::fill(out, out + lo, 0.0f);
-    std::fill(out + hi, out + n, 0.0f);
-    if (hi == lo) continue;
-    const float* in = src + (lo * stride + phase - pad);
-    if (stride == 1) gather<1>(in, 1, hi - lo, out + lo);
-    else if (stride == 2) gather<2>(in, 2, hi - lo, out + lo);
-    else gather<0>(in, stride, hi - lo, out + lo);
-  }
-}
-
 // Phase-split padded copies of the input rows the current output row reads; row ih lives in
 // slot ih % slots, and rows only move forward, so a held row is never overwritten while needed.
 class RowRing {
@@ -89,7 +65,22 @@ class RowRing {
   float* slot(ptrdiff_t ih) { return storage_ + static_cast<size_t>(ih) % slots_ * row_floats_; }
 
   void copy_row(ptrdiff_t ih) {
-    copy_padded_row(s_, x_ + ih * s_.W, phase_length_, phase_length_, slot(ih));
+    const float* src = x_ + ih * s_.W;
+    const size_t stride = s_.SW, pad = s_.PL, n = phase_length_;
+    for (size_t phase = 0; phase < stride; ++phase) {
+      float* out = slot(ih) + phase * n;
+      // Entries i whose padded column i * stride + phase holds an input column.
+      const size_t lo = phase >= pad ? 0 : std::min(n, (pad - phase + stride - 1) / stride);
+      const size_t end = pad + s_.W > phase ? (pad + s_.W - phase - 1) / stride + 1 : 0;
+      const size_t hi = std::max(lo, std::min(n, end));
+      std::fill(out, out + lo, 0.0f);
+      std::fill(out + hi, out + n, 0.0f);
+      if (hi == lo) continue;
+      const float* in = src + (lo * stride + phase - pad);
+      if (stride == 1) gather<1>(in, 1, hi - lo, out + lo);
+      else if (stride == 2) gather<2>(in, 2, hi - lo, out + lo);
+      else gather<0>(in, stride, hi - lo, out + lo);
+    }
   }
 
   const Conv2dShape& s_;

@@ -1,7 +1,6 @@
 // Portable depthwise convolution: the ring of common/dwconv2d_ring.h with rows the compiler
-// vectorises along OW; bias and activation fused. x86 hosts run small planes flat
-// (common/dwconv2d_flat.h).
-#include "../common/dwconv2d_flat.h"
+// vectorises along OW; bias and activation fused. x86 hosts run small planes 8 channels at a
+// time (common/dwconv2d_interleaved.h).
 #include "../common/dwconv2d_interleaved.h"
 #include "../common/dwconv2d_ring.h"
 #include "f32_vec.h"
@@ -13,17 +12,7 @@ using dwconv2d::PlaneFn;
 
 // Square 3, 5 and 7 kernels (MobileNet, EfficientNet, ConvNeXt) get the unrolled ring path.
 PlaneFn select_plane(const Conv2dShape& s) {
-  if (s.KH != s.KW) return dwconv2d::clipped_plane;
-#if defined(__AVX2__)  // measured on x86 only; the 128-bit targets have their own 3x3 kernels
-  if (dwconv2d::flat_fits<portable::kLanes>(s)) {
-    switch (s.KH) {
-      case 3: return dwconv2d::flat_plane<3, portable::F32Vec>;
-      case 5: return dwconv2d::flat_plane<5, portable::F32Vec>;
-      case 7: return dwconv2d::flat_plane<7, portable::F32Vec>;
-    }
-  }
-#endif
-  if (!dwconv2d::ring_fits(s)) return dwconv2d::clipped_plane;
+  if (s.KH != s.KW || !dwconv2d::ring_fits(s)) return dwconv2d::clipped_plane;
   switch (s.KH) {
     case 3: return dwconv2d::ring_plane<3>;
     case 5: return dwconv2d::ring_plane<5>;
@@ -36,7 +25,7 @@ PlaneFn select_plane(const Conv2dShape& s) {
 
 void f32_dwconv2d__portable(const Conv2dShape& s, const float* x, const float* w,
                             const float* bias, const ActParams& act, float* y) {
-#if defined(__AVX2__)
+#if defined(__AVX2__)  // 8 lanes for the 8 x 8 transposes; measured on x86 only
   if (s.KH == s.KW && dwconv2d::interleaved_fits<portable::kLanes>(s) && s.OH > 0 && s.OW > 0) {
     switch (s.KH) {
       case 3: return dwconv2d::interleaved<3, portable::F32Vec>(s, x, w, bias, act, y);
