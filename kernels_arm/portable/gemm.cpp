@@ -31,7 +31,7 @@ constexpr size_t kKC = 256;  // K block: a packed KC x NR panel of B stays in L1
 // Packed B block: one KC x NR panel, or more (NC columns) when K is shorter; stays in L1.
 constexpr size_t kPackFloats = kKC * kNR;
 constexpr size_t kPrefetchFloats = 256;  // 1 KB ahead in each row of B
-constexpr size_t kMC = 128;  // M block: the MC x KC block of A stays in L2 across panels
+constexpr size_t kMC = 128;  // M block: the MC x KC block of A stays in L2 across the blocks of B
 // Up to this many columns, dot products along K beat tiles padded to NR columns (measured
 // crossover with AVX2: 5 of 16).
 constexpr size_t kDotMaxN = kNR / 3;
@@ -212,33 +212,35 @@ void f32_gemm__portable(const GemmArgs& g) {
     const bool first = pc == 0, last = pc + kc >= g.K;
     // Column blocks as wide as the packing buffer holds: few K rows, long row streams.
     const size_t nc_max = pack_all ? std::max(kNR, kPackFloats / std::max<size_t>(kc, 1) / kNR * kNR) : kNR;
-    for (size_t jc = 0; jc < columns; jc += nc_max) {
-      const size_t nc = std::min(nc_max, columns - jc);
-      if (pack_all) pack_block(g, pc, kc, jc, nc, packed);
-      for (size_t icb = 0; icb < g.M; icb += kMC) {
-        const size_t mc = std::min(kMC, g.M - icb);
-        for (size_t jr = jc; jr < jc + nc; jr += kNR) {
-          const size_t nr = std::min(kNR, jc + nc - jr);
-          const size_t image = jr / g.N, col = jr % g.N;
-          const bool scattered = nr < kNR || col + nr > g.N;  // padded or crossing an image
-          const float* b_panel = packed + (jr - jc) / kNR * kc * kNR;
-          size_t ld_panel = kNR;
-          if (!pack_all && scattered) {
-            pack_block(g, pc, kc, jr, nr, packed);
-          } else if (!pack_all) {
-            b_panel = g.B + image * g.batch_stride_b + pc * g.ldb + col;
-            ld_panel = g.ldb;
-          }
-          float scattered_col_bias[kNR] = {};
-          if (scattered && per_column)
-            for (size_t j = 0; j < nr; ++j) scattered_col_bias[j] = g.bias[(jr + j) % g.N];
-          const float* col_bias = !per_column ? kZeros : scattered ? scattered_col_bias : g.bias + col;
-          for (size_t ic = icb; ic < icb + mc; ic += kMR) {
-            const size_t mr = std::min(kMR, icb + mc - ic);
-            const float* a = g.A + ic * g.lda + pc;
-            const float* row_bias = per_row ? g.bias + ic : kZeros;
-            const MicroTile tile_fn = kMicroTiles[mr - 1];
-            const float* tile_clamp = last ? clamp : nullptr;
+    for (size_t icb = 0; icb < g.M; icb += kMC) {
+      const size_t mc = std::min(kMC, g.M - icb);
+      for (size_t jc = 0; jc < columns; jc += nc_max) {
+        const size_t nc = std::min(nc_max, columns - jc);
+        if (pack_all) pack_block(g, pc, kc, jc, nc, packed);
+        // Tiles of rows outside the panels: each C row is written along the whole block, a few
+        // long store streams rather than a 64-byte piece in each of mc rows per panel.
+        for (size_t ic = icb; ic < icb + mc; ic += kMR) {
+          const size_t mr = std::min(kMR, icb + mc - ic);
+          const float* a = g.A + ic * g.lda + pc;
+          const float* row_bias = per_row ? g.bias + ic : kZeros;
+          const MicroTile tile_fn = kMicroTiles[mr - 1];
+          const float* tile_clamp = last ? clamp : nullptr;
+          for (size_t jr = jc; jr < jc + nc; jr += kNR) {
+            const size_t nr = std::min(kNR, jc + nc - jr);
+            const size_t image = jr / g.N, col = jr % g.N;
+            const bool scattered = nr < kNR || col + nr > g.N;  // padded or crossing an image
+            const float* b_panel = packed + (jr - jc) / kNR * kc * kNR;
+            size_t ld_panel = kNR;
+            if (!pack_all && scattered) {
+              pack_block(g, pc, kc, jr, nr, packed);
+            } else if (!pack_all) {
+              b_panel = g.B + image * g.batch_stride_b + pc * g.ldb + col;
+              ld_panel = g.ldb;
+            }
+            float scattered_col_bias[kNR] = {};
+            if (scattered && per_column)
+              for (size_t j = 0; j < nr; ++j) scattered_col_bias[j] = g.bias[(jr + j) % g.N];
+            const float* col_bias = !per_column ? kZeros : scattered ? scattered_col_bias : g.bias + col;
             if (!scattered) {
               float* c = g.C + image * g.batch_stride_c + ic * g.ldc + col;
               tile_fn(a, g.lda, kc, b_panel, ld_panel, c, g.ldc, first, row_bias, col_bias, tile_clamp);
