@@ -26,6 +26,13 @@ using portable::load;
 using portable::store;
 using portable::Vec;
 constexpr size_t kNR = kNV * kLanes;
+// ReLU and Clip in the tile's registers on x86; elsewhere the activation pass over C does them, as
+// the six tile sizes' copies would cost wasm32 0.8 KB.
+#if defined(__AVX__)
+constexpr bool kClampInTile = true;
+#else
+constexpr bool kClampInTile = false;
+#endif
 
 constexpr size_t kKC = 256;  // K block: a packed KC x NR panel of B stays in L1
 // Packed B block: one KC x NR panel, or more (NC columns) when K is shorter; stays in L1.
@@ -74,7 +81,7 @@ void micro_tile(const float* a, size_t lda, size_t kc, const float* b, size_t ld
   for (size_t chain = 1; chain < kChains; ++chain)
     for (size_t i = 0; i < MR; ++i)
       for (size_t v = 0; v < kNV; ++v) acc[0][i][v] += acc[chain][i][v];
-  if (clamp) {
+  if (kClampInTile && clamp) {
     const Vec lo = Vec{} + clamp[0], hi = Vec{} + clamp[1];
     for (size_t i = 0; i < MR; ++i)
       for (size_t v = 0; v < kNV; ++v) {
@@ -194,10 +201,11 @@ void f32_gemm__portable(const GemmArgs& g) {
   static const float kZeros[std::max(kMR, kNR)] = {};
   const bool per_row = g.bias_mode == BiasMode::kPerRow;
   const bool per_column = g.bias_mode == BiasMode::kPerColumn;
-  // ReLU and Clip are applied in registers by the tile; other activations by a pass over C.
+  // ReLU and Clip are applied in registers by the tile (kClampInTile); the rest by a pass over C.
   const float relu_clamp[2] = {0.0f, std::numeric_limits<float>::infinity()};
   const float clip_clamp[2] = {g.act.a, g.act.b};
-  const float* clamp = g.act.kind == Activation::kRelu ? relu_clamp
+  const float* clamp = !kClampInTile                      ? nullptr
+                       : g.act.kind == Activation::kRelu ? relu_clamp
                        : g.act.kind == Activation::kClip ? clip_clamp
                                                           : nullptr;
   const bool act_pass = !clamp && g.act.kind != Activation::kNone;
@@ -241,20 +249,19 @@ void f32_gemm__portable(const GemmArgs& g) {
             if (scattered && per_column)
               for (size_t j = 0; j < nr; ++j) scattered_col_bias[j] = g.bias[(jr + j) % g.N];
             const float* col_bias = !per_column ? kZeros : scattered ? scattered_col_bias : g.bias + col;
-            if (!scattered) {
-              float* c = g.C + image * g.batch_stride_c + ic * g.ldc + col;
-              tile_fn(a, g.lda, kc, b_panel, ld_panel, c, g.ldc, first, row_bias, col_bias, tile_clamp);
-              if (last && act_pass)
-                for (size_t i = 0; i < mr; ++i) f32_activation__portable(g.act, c + i * g.ldc, nr);
-              continue;
+            // A scattered panel runs a full-width tile on a scratch copy; the valid columns go back
+            // image by image.
+            float tile[kMR * kNR];
+            float* c = scattered ? tile : g.C + image * g.batch_stride_c + ic * g.ldc + col;
+            const size_t ldc = scattered ? kNR : g.ldc;
+            if (scattered) {
+              std::fill(tile, tile + kMR * kNR, 0.0f);
+              if (!first) copy_tile_columns(g, ic, mr, jr, nr, tile, /*to_tile=*/true);
             }
-            // A full-width tile on a scratch copy; the valid columns go back image by image.
-            float tile[kMR * kNR] = {};
-            if (!first) copy_tile_columns(g, ic, mr, jr, nr, tile, /*to_tile=*/true);
-            tile_fn(a, g.lda, kc, b_panel, ld_panel, tile, kNR, first, row_bias, col_bias, tile_clamp);
+            tile_fn(a, g.lda, kc, b_panel, ld_panel, c, ldc, first, row_bias, col_bias, tile_clamp);
             if (last && act_pass)
-              for (size_t i = 0; i < mr; ++i) f32_activation__portable(g.act, tile + i * kNR, nr);
-            copy_tile_columns(g, ic, mr, jr, nr, tile, /*to_tile=*/false);
+              for (size_t i = 0; i < mr; ++i) f32_activation__portable(g.act, c + i * ldc, nr);
+            if (scattered) copy_tile_columns(g, ic, mr, jr, nr, tile, /*to_tile=*/false);
           }
         }
       }
