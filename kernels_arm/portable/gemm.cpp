@@ -114,31 +114,32 @@ void for_each_run(const GemmArgs& g, size_t jr, size_t nr, F f) {
 }
 
 // B[pc : pc + kc, columns jc : jc + nc] (possibly across images) as NR-wide panels, each kc x NR
-// and contiguous, the last zero-padded. Reads B row by row, so the hardware prefetcher sees a
-// few long streams rather than kc short ones.
+// and contiguous, the last zero-padded.
 void pack_block(const GemmArgs& g, size_t pc, size_t kc, size_t jc, size_t nc, float* packed) {
-  for (size_t k = 0; k < kc; ++k) {
-    for_each_run(g, jc, nc, [&](size_t image, size_t col, size_t offset, size_t len) {
-      const float* b = g.B + image * g.batch_stride_b + (pc + k) * g.ldb + col;
-      // The next blocks of this row: kc rows at once are more streams than the prefetcher follows.
-      for (size_t at = 0; at < len && col + at + kPrefetchFloats < g.N; at += 16)
-        __builtin_prefetch(b + at + kPrefetchFloats);
-      for (size_t done = 0; done < len;) {
-        const size_t j = offset + done, lane = j % kNR, take = std::min(len - done, kNR - lane);
-        float* out = packed + (j / kNR * kc + k) * kNR + lane;
-        if (take == kNR) {  // whole vectors: a variable-length memcpy would cost as much as the FMAs
-          for (size_t v = 0; v < kNV; ++v) store(out + v * kLanes, load(b + done + v * kLanes));
-        } else {
-          std::memcpy(out, b + done, take * sizeof(float));
+  for_each_run(g, jc, nc, [&](size_t image, size_t col, size_t offset, size_t len) {
+    const float* b = g.B + image * g.batch_stride_b + pc * g.ldb + col;
+    for (size_t done = 0; done < len;) {  // the run's pieces of panels
+      const size_t j = offset + done, lane = j % kNR, take = std::min(len - done, kNR - lane);
+      float* out = packed + j / kNR * kc * kNR + lane;
+      const float* in = b + done;
+      if (take == kNR) {  // whole vectors: a variable-length memcpy would cost as much as the FMAs
+        // Prefetched ahead in each row: kc rows are more streams than the hardware follows.
+        const bool prefetch = col + done + kPrefetchFloats < g.N;
+        for (size_t k = 0; k < kc; ++k, in += g.ldb, out += kNR) {
+          if (prefetch) __builtin_prefetch(in + kPrefetchFloats);
+          for (size_t v = 0; v < kNV; ++v) store(out + v * kLanes, load(in + v * kLanes));
         }
-        done += take;
+      } else {
+        for (size_t k = 0; k < kc; ++k) std::memcpy(out + k * kNR, in + k * g.ldb, take * sizeof(float));
       }
-    });
-    if (nc % kNR) {
+      done += take;
+    }
+  });
+  if (nc % kNR)
+    for (size_t k = 0; k < kc; ++k) {
       float* tail = packed + (nc / kNR * kc + k) * kNR;
       std::fill(tail + nc % kNR, tail + kNR, 0.0f);
     }
-  }
 }
 
 // Rows ic .. ic + mr - 1 of C at columns jr .. jr + nr - 1 to (or from) an mr x NR tile.
@@ -233,9 +234,11 @@ void f32_gemm__portable(const GemmArgs& g) {
           const float* row_bias = per_row ? g.bias + ic : kZeros;
           const MicroTile tile_fn = kMicroTiles[mr - 1];
           const float* tile_clamp = last ? clamp : nullptr;
-          for (size_t jr = jc; jr < jc + nc; jr += kNR) {
+          // Panel jr starts at column col of image; stepped, not divided, per panel (small K).
+          size_t image = jc / g.N, col = jc % g.N;
+          for (size_t jr = jc; jr < jc + nc; jr += kNR, col += kNR) {
+            for (; col >= g.N; col -= g.N) ++image;
             const size_t nr = std::min(kNR, jc + nc - jr);
-            const size_t image = jr / g.N, col = jr % g.N;
             const bool scattered = nr < kNR || col + nr > g.N;  // padded or crossing an image
             const float* b_panel = packed + (jr - jc) / kNR * kc * kNR;
             size_t ld_panel = kNR;
