@@ -43,10 +43,10 @@ void transpose8(T (&r)[8]) {
   }
 }
 
-// Channels c0 .. c0 + nc - 1 (nc <= kLanes) of one image; y gets bias but no activation.
+// Channels c0 .. c0 + nc - 1 (nc <= kLanes) of one image, clamped to clamp[0], clamp[1] if given.
 template <size_t K, class V>
 void interleaved_group(const Conv2dShape& s, size_t c0, size_t nc, const float* x, const float* w,
-                       const float* bias, float* y) {
+                       const float* bias, const float* clamp, float* y) {
   using T = typename V::T;
   constexpr size_t L = V::kLanes;
   const size_t Hp = padded_extent(s.OH, K, s.SH, s.DH), Wp = padded_extent(s.OW, K, s.SW, s.DW);
@@ -71,6 +71,7 @@ void interleaved_group(const Conv2dShape& s, size_t c0, size_t nc, const float* 
       for (size_t c = 0; c < L; ++c) row[iw * L + c] = planes[c][ih * s.W + iw];
   }
   T weights[K][K], b;
+  const T lo = V::splat(clamp ? clamp[0] : 0.0f), hi = V::splat(clamp ? clamp[1] : 0.0f);
   for (size_t lane = 0; lane < L; ++lane) {
     const bool used = lane < nc;
     b[lane] = used && bias ? bias[c0 + lane] : 0.0f;
@@ -84,7 +85,7 @@ void interleaved_group(const Conv2dShape& s, size_t c0, size_t nc, const float* 
       for (size_t kh = 0; kh < K; ++kh)
         for (size_t kw = 0; kw < K; ++kw)
           acc = V::mul_add(acc, V::load(window + (kh * s.DH * Wp + kw * s.DW) * L), weights[kh][kw]);
-      V::store(out + (oh * s.OW + ow) * L, acc);
+      V::store(out + (oh * s.OW + ow) * L, clamp ? V::clamp(acc, lo, hi) : acc);
     }
   }
   const size_t pixels = s.OH * s.OW;
@@ -99,13 +100,14 @@ void interleaved_group(const Conv2dShape& s, size_t c0, size_t nc, const float* 
     for (size_t c = 0; c < nc; ++c) y[(c0 + c) * pixels + p] = out[p * L + c];
 }
 
-// Every channel, kLanes at a time, then the activation over the planes.
+// Every channel, kLanes at a time; clamped in registers when clamp is given (ReLU, Clip), else
+// act over the planes.
 template <size_t K, class V>
 void interleaved(const Conv2dShape& s, const float* x, const float* w, const float* bias,
-                 const ActParams& act, float* y) {
+                 const ActParams& act, const float* clamp, float* y) {
   for (size_t c0 = 0; c0 < s.C; c0 += V::kLanes)
-    interleaved_group<K, V>(s, c0, std::min(V::kLanes, s.C - c0), x, w, bias, y);
-  f32_activation__portable(act, y, s.C * s.OH * s.OW);
+    interleaved_group<K, V>(s, c0, std::min(V::kLanes, s.C - c0), x, w, bias, clamp, y);
+  if (!clamp) f32_activation__portable(act, y, s.C * s.OH * s.OW);
 }
 
 }  // namespace dwconv2d

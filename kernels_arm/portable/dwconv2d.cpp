@@ -27,10 +27,12 @@ void f32_dwconv2d__portable(const Conv2dShape& s, const float* x, const float* w
                             const float* bias, const ActParams& act, float* y) {
 #if defined(__AVX2__)  // 8 lanes for the 8 x 8 transposes; measured on x86 only
   if (s.KH == s.KW && s.OH > 0 && s.OW > 0 && dwconv2d::interleaved_fits<portable::kLanes>(s)) {
+    float bounds[2];
+    const float* clamp = portable::clamp_bounds(act, bounds);
     switch (s.KH) {
-      case 3: return dwconv2d::interleaved<3, portable::F32Vec>(s, x, w, bias, act, y);
-      case 5: return dwconv2d::interleaved<5, portable::F32Vec>(s, x, w, bias, act, y);
-      case 7: return dwconv2d::interleaved<7, portable::F32Vec>(s, x, w, bias, act, y);
+      case 3: return dwconv2d::interleaved<3, portable::F32Vec>(s, x, w, bias, act, clamp, y);
+      case 5: return dwconv2d::interleaved<5, portable::F32Vec>(s, x, w, bias, act, clamp, y);
+      case 7: return dwconv2d::interleaved<7, portable::F32Vec>(s, x, w, bias, act, clamp, y);
     }
   }
 #endif

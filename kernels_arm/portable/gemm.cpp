@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <limits>
 #include <utility>
 
 #include "f32_vec.h"
@@ -46,7 +45,7 @@ constexpr size_t kDotLanes = 32;  // partial sums; > 16 so GCC vectorises across
 constexpr size_t kDotKC = 1024;   // K block of the copied B column: few lane reductions per row
 
 // acc = first ? row_bias[i] + col_bias[j] : C;  acc += A[0:MR, 0:kc] * B[0:kc, 0:NR];
-// C = clamp ? min(max(acc, clamp[0]), clamp[1]) : acc  (NaN kept, as in the activation kernels).
+// C = clamp ? min(max(acc, clamp[0]), clamp[1]) : acc  (NaN kept, as by the activation kernels).
 template <size_t MR>
 void micro_tile(const float* a, size_t lda, size_t kc, const float* b, size_t ldb, float* c,
                 size_t ldc, bool first, const float* row_bias, const float* col_bias,
@@ -84,10 +83,7 @@ void micro_tile(const float* a, size_t lda, size_t kc, const float* b, size_t ld
   if (kClampInTile && clamp) {
     const Vec lo = Vec{} + clamp[0], hi = Vec{} + clamp[1];
     for (size_t i = 0; i < MR; ++i)
-      for (size_t v = 0; v < kNV; ++v) {
-        const Vec low = acc[0][i][v] < lo ? lo : acc[0][i][v];
-        acc[0][i][v] = hi < low ? hi : low;
-      }
+      for (size_t v = 0; v < kNV; ++v) acc[0][i][v] = portable::F32Vec::clamp(acc[0][i][v], lo, hi);
   }
   for (size_t i = 0; i < MR; ++i)
     for (size_t v = 0; v < kNV; ++v) store(c + i * ldc + v * kLanes, acc[0][i][v]);
@@ -203,12 +199,8 @@ void f32_gemm__portable(const GemmArgs& g) {
   const bool per_row = g.bias_mode == BiasMode::kPerRow;
   const bool per_column = g.bias_mode == BiasMode::kPerColumn;
   // ReLU and Clip are applied in registers by the tile (kClampInTile); the rest by a pass over C.
-  const float relu_clamp[2] = {0.0f, std::numeric_limits<float>::infinity()};
-  const float clip_clamp[2] = {g.act.a, g.act.b};
-  const float* clamp = !kClampInTile                      ? nullptr
-                       : g.act.kind == Activation::kRelu ? relu_clamp
-                       : g.act.kind == Activation::kClip ? clip_clamp
-                                                          : nullptr;
+  float bounds[2];
+  const float* clamp = kClampInTile ? portable::clamp_bounds(g.act, bounds) : nullptr;
   const bool act_pass = !clamp && g.act.kind != Activation::kNone;
   // A single row block reads each panel once, so copying it only pays at the padded N edge.
   const bool pack_all = g.M > kMR;
