@@ -18,15 +18,21 @@ inline size_t padded_extent(size_t out, size_t k, size_t stride, size_t dilation
   return (out - 1) * stride + (k - 1) * dilation + 1;
 }
 
+// Output rows per band whose padded input and output pixels fit the buffer; 0 if not even one.
 template <size_t kLanes>
-bool interleaved_fits(const Conv2dShape& s) {
-  const size_t padded = padded_extent(s.OH, s.KH, s.SH, s.DH) * padded_extent(s.OW, s.KW, s.SW, s.DW);
-  return (padded + s.OH * s.OW) * kLanes <= kInterleavedFloats;
+size_t band_rows(const Conv2dShape& s) {
+  const size_t Wp = padded_extent(s.OW, s.KW, s.SW, s.DW);
+  auto fits = [&](size_t rows) {
+    return (padded_extent(rows, s.KH, s.SH, s.DH) * Wp + rows * s.OW) * kLanes <= kInterleavedFloats;
+  };
+  size_t rows = s.OH;
+  while (rows > 0 && !fits(rows)) --rows;
+  return rows;
 }
 
 // r[i][j] -> r[j][i] for 8 x 8 floats in 8 vectors (unpack, 2 x 2 blocks, then 128-bit halves).
 template <class T>
-void transpose8(T (&r)[8]) {
+inline __attribute__((always_inline)) void transpose8(T (&r)[8]) {  // inlined: r stays in registers
   T t[8], u[8];
   for (size_t i = 0; i < 8; i += 2) {
     t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
@@ -43,23 +49,26 @@ void transpose8(T (&r)[8]) {
   }
 }
 
-// Channels c0 .. c0 + nc - 1 (nc <= kLanes) of one image, clamped to clamp[0], clamp[1] if given.
+// Output rows oh0 .. oh1 - 1 of channels c0 .. c0 + nc - 1 (nc <= kLanes) of one image, clamped
+// to clamp[0], clamp[1] if given.
 template <size_t K, class V>
-void interleaved_group(const Conv2dShape& s, size_t c0, size_t nc, const float* x, const float* w,
-                       const float* bias, const float* clamp, float* y) {
+void interleaved_band(const Conv2dShape& s, size_t c0, size_t nc, size_t oh0, size_t oh1, const float* x,
+                      const float* w, const float* bias, const float* clamp, float* y) {
   using T = typename V::T;
   constexpr size_t L = V::kLanes;
-  const size_t Hp = padded_extent(s.OH, K, s.SH, s.DH), Wp = padded_extent(s.OW, K, s.SW, s.DW);
+  const size_t Hp = padded_extent(oh1 - oh0, K, s.SH, s.DH), Wp = padded_extent(s.OW, K, s.SW, s.DW);
   float storage[kInterleavedFloats];
   float* padded = storage;
   float* out = storage + Hp * Wp * L;
   std::fill(padded, padded + Hp * Wp * L, 0.0f);
-  const size_t rows = std::min(s.H, Hp > s.PT ? Hp - s.PT : 0), cols = std::min(s.W, Wp > s.PL ? Wp - s.PL : 0);
+  const size_t cols = std::min(s.W, Wp > s.PL ? Wp - s.PL : 0);
   static_assert(L == 8, "the transposes are 8 x 8");
   const float* planes[L];
   for (size_t c = 0; c < L; ++c) planes[c] = x + (c0 + std::min(c, nc - 1)) * s.H * s.W;  // spare lanes: any channel
-  for (size_t ih = 0; ih < rows; ++ih) {
-    float* row = padded + ((ih + s.PT) * Wp + s.PL) * L;
+  for (size_t r = 0; r < Hp; ++r) {  // padded row oh0 * SH + r
+    const ptrdiff_t ih = static_cast<ptrdiff_t>(oh0 * s.SH + r) - static_cast<ptrdiff_t>(s.PT);
+    if (ih < 0 || ih >= static_cast<ptrdiff_t>(s.H)) continue;
+    float* row = padded + (r * Wp + s.PL) * L;
     size_t iw = 0;
     for (; iw + L <= cols; iw += L) {
       T block[L];
@@ -78,7 +87,7 @@ void interleaved_group(const Conv2dShape& s, size_t c0, size_t nc, const float* 
     for (size_t kh = 0; kh < K; ++kh)
       for (size_t kw = 0; kw < K; ++kw) weights[kh][kw][lane] = used ? w[(c0 + lane) * K * K + kh * K + kw] : 0.0f;
   }
-  for (size_t oh = 0; oh < s.OH; ++oh) {
+  for (size_t oh = 0; oh < oh1 - oh0; ++oh) {
     for (size_t ow = 0; ow < s.OW; ++ow) {
       const float* window = padded + (oh * s.SH * Wp + ow * s.SW) * L;
       T acc = b;
@@ -88,25 +97,30 @@ void interleaved_group(const Conv2dShape& s, size_t c0, size_t nc, const float* 
       V::store(out + (oh * s.OW + ow) * L, clamp ? V::clamp(acc, lo, hi) : acc);
     }
   }
-  const size_t pixels = s.OH * s.OW;
+  const size_t pixels = (oh1 - oh0) * s.OW, plane = s.OH * s.OW;
+  float* y_band = y + c0 * plane + oh0 * s.OW;
   size_t p = 0;
   for (; p + L <= pixels; p += L) {
     T block[L];
     for (size_t j = 0; j < L; ++j) block[j] = V::load(out + (p + j) * L);
     transpose8(block);
-    for (size_t c = 0; c < nc; ++c) V::store(y + (c0 + c) * pixels + p, block[c]);
+    for (size_t c = 0; c < nc; ++c) V::store(y_band + c * plane + p, block[c]);
   }
   for (; p < pixels; ++p)
-    for (size_t c = 0; c < nc; ++c) y[(c0 + c) * pixels + p] = out[p * L + c];
+    for (size_t c = 0; c < nc; ++c) y_band[c * plane + p] = out[p * L + c];
 }
 
 // Every channel, kLanes at a time; clamped in registers when clamp is given (ReLU, Clip), else
 // act over the planes.
+// Needs band_rows(s) > 0.
 template <size_t K, class V>
 void interleaved(const Conv2dShape& s, const float* x, const float* w, const float* bias,
                  const ActParams& act, const float* clamp, float* y) {
+  const size_t band = band_rows<V::kLanes>(s);
   for (size_t c0 = 0; c0 < s.C; c0 += V::kLanes)
-    interleaved_group<K, V>(s, c0, std::min(V::kLanes, s.C - c0), x, w, bias, clamp, y);
+    for (size_t oh0 = 0; oh0 < s.OH; oh0 += band)
+      interleaved_band<K, V>(s, c0, std::min(V::kLanes, s.C - c0), oh0, std::min(s.OH, oh0 + band), x, w, bias,
+                             clamp, y);
   if (!clamp) f32_activation__portable(act, y, s.C * s.OH * s.OW);
 }
 

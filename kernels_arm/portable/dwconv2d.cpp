@@ -1,8 +1,6 @@
 // Portable depthwise convolution: the ring of common/dwconv2d_ring.h with rows the compiler
-// vectorises along OW; bias and activation fused. x86 hosts run small planes 8 channels at a
-// time (common/dwconv2d_interleaved.h) and larger 3x3 ones with the explicit rows of
-// common/dwconv2d_3x3.h.
-#include "../common/dwconv2d_3x3.h"
+// vectorises along OW; bias and activation fused. x86 hosts run 8 channels at a time instead
+// (common/dwconv2d_interleaved.h), in bands of output rows.
 #include "../common/dwconv2d_interleaved.h"
 #include "../common/dwconv2d_ring.h"
 #include "f32_vec.h"
@@ -27,8 +25,8 @@ PlaneFn select_plane(const Conv2dShape& s) {
 
 void f32_dwconv2d__portable(const Conv2dShape& s, const float* x, const float* w,
                             const float* bias, const ActParams& act, float* y) {
-#if defined(__AVX2__)  // 8 lanes for the 8 x 8 transposes; both paths measured on x86 only
-  if (s.KH == s.KW && s.OH > 0 && s.OW > 0 && dwconv2d::interleaved_fits<portable::kLanes>(s)) {
+#if defined(__AVX2__)  // 8 lanes for the 8 x 8 transposes; measured on x86 only
+  if (s.KH == s.KW && s.OH > 0 && s.OW > 0 && dwconv2d::band_rows<portable::kLanes>(s) > 0) {
     float bounds[2];
     const float* clamp = portable::clamp_bounds(act, bounds);
     switch (s.KH) {
@@ -37,7 +35,6 @@ void f32_dwconv2d__portable(const Conv2dShape& s, const float* x, const float* w
       case 7: return dwconv2d::interleaved<7, portable::F32Vec>(s, x, w, bias, act, clamp, y);
     }
   }
-  if (s.KH == 3 && s.KW == 3) return dwconv2d::dwconv2d_3x3<portable::F32Vec>(s, x, w, bias, act, y);
 #endif
   dwconv2d::planes(select_plane(s), s, x, w, bias, act, y);
 }
