@@ -40,8 +40,6 @@ void f32_im2col__portable(const Conv2dShape& s, const float* x, size_t c0, size_
           const float* in = x_c + ih * ptrdiff_t(s.W) + iw0;
           if (s.SW == 1) {
             std::memcpy(row + begin, in, (end - begin) * sizeof(float));
-          } else if (s.SW == 2) {  // a constant stride vectorises (even lanes of two loads)
-            for (size_t ow = begin; ow < end; ++ow) row[ow] = in[(ow - begin) * 2];
           } else {
             for (size_t ow = begin; ow < end; ++ow) row[ow] = in[(ow - begin) * s.SW];
           }
