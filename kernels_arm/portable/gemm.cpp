@@ -33,9 +33,9 @@ constexpr bool kClampInTile = true;
 constexpr bool kClampInTile = false;
 #endif
 
-constexpr size_t kKC = 256;  // K block: a packed KC x NR panel of B stays in L1
-// Packed B block: one KC x NR panel, or more (NC columns) when K is shorter; stays in L1.
-constexpr size_t kPackFloats = kKC * kNR;
+constexpr size_t kKC = 384;  // K block: a packed KC x NR panel of B (24 KB on AVX) stays in L1
+// Packed B block: one KC x NR panel, or more (NC columns) when K is short, up to 256 x NR floats.
+constexpr size_t kPackFloats = kKC * kNR, kBlockFloats = 256 * kNR;
 constexpr size_t kPrefetchFloats = 256;  // 1 KB ahead in each row of B
 constexpr size_t kMC = 128;  // M block: the MC x KC block of A stays in L2 across the blocks of B
 // Up to this many columns, dot products along K beat tiles padded to NR columns (measured
@@ -208,11 +208,13 @@ void f32_gemm__portable(const GemmArgs& g) {
   const size_t columns = g.N * g.batch;
   float packed[kPackFloats];
   // K == 0 still runs one (empty) block so C receives bias and activation.
-  for (size_t pc = 0; pc < std::max<size_t>(g.K, 1); pc += kKC) {
-    const size_t kc = std::min(kKC, g.K - pc);
+  // Equal K blocks of at most KC: K = 320 as one block, not 256 + 64 (C stored and reloaded).
+  const size_t k_blocks = std::max<size_t>((g.K + kKC - 1) / kKC, 1), k_step = (g.K + k_blocks - 1) / k_blocks;
+  for (size_t pc = 0; pc < std::max<size_t>(g.K, 1); pc += std::max<size_t>(k_step, 1)) {
+    const size_t kc = std::min(k_step, g.K - pc);
     const bool first = pc == 0, last = pc + kc >= g.K;
     // Column blocks as wide as the packing buffer holds: few K rows, long row streams.
-    const size_t nc_max = pack_all ? std::max(kNR, kPackFloats / std::max<size_t>(kc, 1) / kNR * kNR) : kNR;
+    const size_t nc_max = pack_all ? std::max(kNR, kBlockFloats / std::max<size_t>(kc, 1) / kNR * kNR) : kNR;
     for (size_t icb = 0; icb < g.M; icb += kMC) {
       const size_t mc = std::min(kMC, g.M - icb);
       for (size_t jc = 0; jc < columns; jc += nc_max) {
