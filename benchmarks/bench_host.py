@@ -1,9 +1,10 @@
-"""sparsec vs onnxruntime on this machine: 1 thread, batch 1, latency, memory and artifact size.
+"""sparsec vs onnxruntime on this machine: 1 thread, batch 1 (or 8), latency, memory and artifact size.
 
     python benchmarks/bench_host.py                          # mobilenet_v2, resnet18
     python benchmarks/bench_host.py --all --repeats 10       # every model in tests/zoo.py
     python benchmarks/bench_host.py --models squeezenet1_1,bert_encoder --json out.json --plot out.png
     python benchmarks/bench_host.py --baseline ../old/.venv/bin/python   # + another sparsec build, same run
+    python benchmarks/bench_host.py --models mobilenet_v2 --batch 8 --layers 10   # + the 10 convs furthest behind
 
 Models come from the test zoo (exported with torch on first use, then cached). Latency is timed
 interleaved, sparsec and onnxruntime alternating in one loop, so machine noise hits both alike.
@@ -28,12 +29,15 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 import sparsec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import zoo  # noqa: E402
+from bench_train import BATCH, batch_model  # noqa: E402
 
 DEFAULT_MODELS = ["mobilenet_v2", "resnet18"]
 WARMUP_RUNS = 3
@@ -68,9 +72,9 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS
 
 
-def peak_rss_growth(engine: str, model_name: str, path: str) -> float:
+def peak_rss_growth(engine: str, model_name: str, path: str, batch: int) -> float:
     """Runs in a spawned child: MB of peak RSS added by creating one session and running it."""
-    feed = zoo.example_inputs(model_name)
+    feed = model_and_feed(model_name, batch, Path(path).parent)[1]
     before = peak_rss_bytes()
     session = sparsec.load(path) if engine == "sparsec" else ort_session(Path(path))
     for _ in range(RSS_RUNS):
@@ -78,9 +82,9 @@ def peak_rss_growth(engine: str, model_name: str, path: str) -> float:
     return (peak_rss_bytes() - before) / MB
 
 
-def measure_in_fresh_process(engine: str, model_name: str, path: Path) -> float:
+def measure_in_fresh_process(engine: str, model_name: str, path: Path, batch: int) -> float:
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(peak_rss_growth, engine, model_name, str(path)).result()
+        return pool.submit(peak_rss_growth, engine, model_name, str(path), batch).result()
 
 
 # Runs in the baseline's interpreter (another sparsec build): compiles with that sparsec, then times one run per
@@ -138,13 +142,54 @@ def time_interleaved(ours: sparsec.Session, theirs: ort.InferenceSession, feed: 
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def bench_model(name: str, workdir: Path, repeats: int, baseline_python: str | None = None) -> dict:
+def model_and_feed(name: str, batch: int, workdir: Path) -> tuple[Path, dict]:
+    """The zoo model and its inputs at batch 1 or BATCH (images of different seeds)."""
+    if batch == 1:
+        return zoo.cached(name), zoo.example_inputs(name)
+    feeds = [zoo.example_inputs(name, seed) for seed in range(batch)]
+    return batch_model(name, workdir), {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
+
+
+def conv_layers(ours: sparsec.Session, onnx_path: Path, feed: dict, repeats: int) -> list[dict]:
+    """Per-Conv fastest ms of each engine, paired in graph order (onnxruntime fuses the activations
+    and batch norms into its Convs and renames them), sorted by how far sparsec is behind."""
+    runs = [ours.profile(feed, repeats=1) for _ in range(repeats)]
+    ours_ms = [(name, min(run[i][2] for run in runs) * 1e3)
+               for i, (name, kind, _) in enumerate(runs[0]) if kind == "Conv"]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(onnx_path.parent / "ort-profile")
+    theirs = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    for _ in range(repeats + 1):
+        theirs.run(None, feed)
+    events = json.loads(Path(theirs.end_profiling()).read_text())
+    theirs_ms: dict[str, list[float]] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["args"].get("op_name") == "Conv":
+            theirs_ms.setdefault(e["name"], []).append(e["dur"] / 1e3)
+    theirs_min = [min(times[1:]) for times in theirs_ms.values()]  # the first run warms up
+    if len(theirs_min) != len(ours_ms):
+        progress(f"Conv counts differ (sparsec {len(ours_ms)}, onnxruntime {len(theirs_min)}): no per-layer table")
+        return []
+    graph = onnx.load(onnx_path)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in (*graph.graph.value_info, *graph.graph.input)}
+    weights = {t.name: list(t.dims) for t in graph.graph.initializer}
+    described = {n.name: f"x{shapes.get(n.input[0])} w{weights.get(n.input[1])}" for n in graph.graph.node
+                 if n.op_type == "Conv"}
+    rows = [{"node": name, "shape": described.get(name, "?"), "sparsec_ms": ms, "ort_ms": theirs}
+            for (name, ms), theirs in zip(ours_ms, theirs_min)]
+    return sorted(rows, key=lambda r: r["ort_ms"] - r["sparsec_ms"])
+
+
+def bench_model(name: str, workdir: Path, repeats: int, baseline_python: str | None = None, batch: int = 1,
+                layers: int = 0) -> dict:
     progress(f"{name}: preparing ONNX (exported with torch on first use)")
-    onnx_path = zoo.cached(name)
+    onnx_path, feed = model_and_feed(name, batch, workdir)
     progress(f"{name}: compiling")
     result = sparsec.compile(onnx_path, output=workdir)
     ours, theirs = sparsec.load(result.path), ort_session(onnx_path)
-    feed = zoo.example_inputs(name)
 
     progress(f"{name}: timing ({WARMUP_RUNS} warm-up + {repeats} interleaved runs each)")
     error = max(max_rel_error(a, b) for a, b in zip(ours.run(None, feed), theirs.run(None, feed)))
@@ -159,9 +204,15 @@ def bench_model(name: str, workdir: Path, repeats: int, baseline_python: str | N
         baseline.close()
     sparsec_ms, ort_ms = medians["sparsec"], medians["ort"]
 
+    conv_rows = []
+    if layers:
+        progress(f"{name}: per-layer profiles ({repeats} runs each, fastest kept)")
+        conv_rows = conv_layers(ours, onnx_path, feed, repeats)
     progress(f"{name}: peak RSS, one fresh process per engine")
     return {
         "model": name,
+        "batch": batch,
+        **({"conv_layers": conv_rows} if layers else {}),
         "sparsec_ms": sparsec_ms,
         "ort_ms": ort_ms,
         "ratio": sparsec_ms / ort_ms,
@@ -170,8 +221,8 @@ def bench_model(name: str, workdir: Path, repeats: int, baseline_python: str | N
         "arena_bytes": ours.arena_bytes,
         "planned_activation_bytes": result.report["peak_activation_bytes"],
         "naive_activation_bytes": result.report["naive_activation_bytes"],
-        "sparsec_rss_mb": measure_in_fresh_process("sparsec", name, result.path),
-        "ort_rss_mb": measure_in_fresh_process("ort", name, onnx_path),
+        "sparsec_rss_mb": measure_in_fresh_process("sparsec", name, result.path, batch),
+        "ort_rss_mb": measure_in_fresh_process("ort", name, onnx_path, batch),
         "artifact_bytes": result.path.stat().st_size,
         "onnx_bytes": onnx_path.stat().st_size,
     }
@@ -274,6 +325,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="timed runs per engine (default 30)")
     parser.add_argument("--json", help="write rows and machine info to this file")
     parser.add_argument("--plot", help="write a bar chart of latency ratios to this PNG")
+    parser.add_argument("--batch", type=int, choices=(1, BATCH), default=1, help="images per run (default 1)")
+    parser.add_argument("--layers", type=int, default=0, metavar="N",
+                        help="also profile both engines per Conv and print the N furthest behind")
     parser.add_argument("--baseline", metavar="PYTHON",
                         help="an interpreter with another sparsec installed (e.g. the previous commit's): timed in "
                              "the same interleaved loop, reported as base ms and our/base ratio")
@@ -288,19 +342,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sparsec-bench-") as workdir:
         for name in names:
             try:
-                rows.append(bench_model(name, Path(workdir), args.repeats, args.baseline))
+                rows.append(bench_model(name, Path(workdir), args.repeats, args.baseline, args.batch, args.layers))
             except sparsec.SparsecError as e:  # one unsupported model should not sink an --all run
                 progress(f"{name}: FAILED: {e}")
                 failures[name] = str(e)
 
     info = machine_info()
     print(f"{info['cpu_model']} ({', '.join(info['simd_flags'])}), {info['date']}, commit {info['commit']}, "
-          f"{args.repeats} repeats")
+          f"{args.repeats} repeats, batch {args.batch}, load average {os.getloadavg()[0]:.2f}")
     print(format_table(rows))
+    for row in rows:
+        for layer in row.get("conv_layers", [])[:args.layers]:
+            print(f"  {row['model']:<14} {layer['sparsec_ms']:7.3f} ms vs {layer['ort_ms']:7.3f} ms  "
+                  f"{layer['shape']:<36} {layer['node']}")
     for name, message in failures.items():
         print(f"{name}: failed: {message}")
     if args.json:
-        report = {"machine": info, "repeats": args.repeats, "rows": rows, "failures": failures}
+        report = {"machine": info, "repeats": args.repeats, "batch": args.batch, "load_average": os.getloadavg(),
+                  "rows": rows, "failures": failures}
         Path(args.json).write_text(json.dumps(report, indent=2))
         progress(f"wrote {args.json}")
     if args.plot:

@@ -3,6 +3,9 @@
 #pragma once
 #include <cstddef>
 #include <cstring>
+#include <limits>
+
+#include "sparsec/kernels.h"
 
 namespace sparsec {
 namespace portable {
@@ -47,6 +50,7 @@ struct F32Vec {
   static T sub(T a, T b) { return a - b; }
   static T mul(T a, T b) { return a * b; }
   static T div(T a, T b) { return a / b; }
+  static T mul_add(T acc, T a, T b) { return acc + a * b; }  // fused where the build has FMA
   static T max_ignoring_nan(T acc, T v) { return acc < v ? v : acc; }
   static T clamp(T x, T lo, T hi) {
     const T low = x < lo ? lo : x;
@@ -58,6 +62,14 @@ struct F32Vec {
     return s;
   }
 };
+
+// ReLU and Clip as the bounds of a clamp a kernel can apply in registers; null for the others.
+inline const float* clamp_bounds(const ActParams& act, float (&bounds)[2]) {
+  if (act.kind == Activation::kRelu) bounds[0] = 0.0f, bounds[1] = std::numeric_limits<float>::infinity();
+  else if (act.kind == Activation::kClip) bounds[0] = act.a, bounds[1] = act.b;
+  else return nullptr;
+  return bounds;
+}
 
 }  // namespace portable
 }  // namespace sparsec

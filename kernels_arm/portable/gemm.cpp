@@ -25,19 +25,31 @@ using portable::load;
 using portable::store;
 using portable::Vec;
 constexpr size_t kNR = kNV * kLanes;
+// ReLU and Clip in the tile's registers on x86; elsewhere the activation pass over C does them, as
+// the six tile sizes' copies would cost wasm32 0.8 KB.
+#if defined(__AVX__)
+constexpr bool kClampInTile = true;
+#else
+constexpr bool kClampInTile = false;
+#endif
 
-constexpr size_t kKC = 256;  // K block: the packed KC x NR panel of B stays in L1
-constexpr size_t kMC = 128;  // M block: the MC x KC block of A stays in L2 across panels
+constexpr size_t kKC = 384;  // K block: a packed KC x NR panel of B (24 KB on AVX) stays in L1
+// Packed B block: one KC x NR panel, or more (NC columns) when K is short, up to 256 x NR floats.
+constexpr size_t kPackFloats = kKC * kNR, kBlockFloats = 256 * kNR;
+constexpr size_t kPrefetchFloats = 256;  // 1 KB ahead in each row of B
+constexpr size_t kMC = 128;  // M block: the MC x KC block of A stays in L2 across the blocks of B
 // Up to this many columns, dot products along K beat tiles padded to NR columns (measured
 // crossover with AVX2: 5 of 16).
 constexpr size_t kDotMaxN = kNR / 3;
 constexpr size_t kDotLanes = 32;  // partial sums; > 16 so GCC vectorises across lanes, not K
 constexpr size_t kDotKC = 1024;   // K block of the copied B column: few lane reductions per row
 
-// acc = first ? row_bias[i] + col_bias[j] : C;  acc += A[0:MR, 0:kc] * B[0:kc, 0:NR];  C = acc.
+// acc = first ? row_bias[i] + col_bias[j] : C;  acc += A[0:MR, 0:kc] * B[0:kc, 0:NR];
+// C = clamp ? min(max(acc, clamp[0]), clamp[1]) : acc  (NaN kept, as by the activation kernels).
 template <size_t MR>
 void micro_tile(const float* a, size_t lda, size_t kc, const float* b, size_t ldb, float* c,
-                size_t ldc, bool first, const float* row_bias, const float* col_bias) {
+                size_t ldc, bool first, const float* row_bias, const float* col_bias,
+                const float* clamp) {
   // Short tiles have too few accumulators to hide FMA latency: they take turns over K between
   // independent copies, summed at the end.
   constexpr size_t kChains = MR * kNV >= 8 ? 1 : MR * kNV >= 4 ? 2 : 4;
@@ -68,12 +80,17 @@ void micro_tile(const float* a, size_t lda, size_t kc, const float* b, size_t ld
   for (size_t chain = 1; chain < kChains; ++chain)
     for (size_t i = 0; i < MR; ++i)
       for (size_t v = 0; v < kNV; ++v) acc[0][i][v] += acc[chain][i][v];
+  if (kClampInTile && clamp) {
+    const Vec lo = Vec{} + clamp[0], hi = Vec{} + clamp[1];
+    for (size_t i = 0; i < MR; ++i)
+      for (size_t v = 0; v < kNV; ++v) acc[0][i][v] = portable::F32Vec::clamp(acc[0][i][v], lo, hi);
+  }
   for (size_t i = 0; i < MR; ++i)
     for (size_t v = 0; v < kNV; ++v) store(c + i * ldc + v * kLanes, acc[0][i][v]);
 }
 
 using MicroTile = void (*)(const float*, size_t, size_t, const float*, size_t, float*, size_t,
-                           bool, const float*, const float*);
+                           bool, const float*, const float*, const float*);
 template <size_t... I>
 constexpr std::array<MicroTile, sizeof...(I)> micro_tiles(std::index_sequence<I...>) {
   return {&micro_tile<I + 1>...};
@@ -81,19 +98,57 @@ constexpr std::array<MicroTile, sizeof...(I)> micro_tiles(std::index_sequence<I.
 // kMicroTiles[mr - 1] handles mr rows, so edge rows cost no wasted work.
 constexpr std::array<MicroTile, kMR> kMicroTiles = micro_tiles(std::make_index_sequence<kMR>());
 
-// Contiguous copy of a kc x nr slice of B, zero-padded to NR columns.
-void pack_panel(const float* b, size_t ldb, size_t kc, size_t nr, float* panel) {
-  // Whole vectors when full: a variable-length memcpy per row would cost as much as the FMAs.
-  if (nr == kNR) {
-    for (size_t k = 0; k < kc; ++k)
-      for (size_t v = 0; v < kNV; ++v)
-        store(panel + k * kNR + v * kLanes, load(b + k * ldb + v * kLanes));
-    return;
+// Calls f(image, col, offset, len) for the runs of columns jr .. jr + nr - 1 (of all images in a
+// row) that lie in one image.
+template <class F>
+void for_each_run(const GemmArgs& g, size_t jr, size_t nr, F f) {
+  for (size_t j = jr; j < jr + nr;) {
+    const size_t image = j / g.N, col = j % g.N, len = std::min(g.N - col, jr + nr - j);
+    f(image, col, j - jr, len);
+    j += len;
   }
-  for (size_t k = 0; k < kc; ++k) {
-    std::memcpy(panel + k * kNR, b + k * ldb, nr * sizeof(float));
-    std::fill(panel + k * kNR + nr, panel + (k + 1) * kNR, 0.0f);
-  }
+}
+
+// B[pc : pc + kc, columns jc : jc + nc] (possibly across images) as NR-wide panels, each kc x NR
+// and contiguous, the last zero-padded.
+void pack_block(const GemmArgs& g, size_t pc, size_t kc, size_t jc, size_t nc, float* packed) {
+  for_each_run(g, jc, nc, [&](size_t image, size_t col, size_t offset, size_t len) {
+    const float* b = g.B + image * g.batch_stride_b + pc * g.ldb + col;
+    for (size_t done = 0; done < len;) {  // the run's pieces of panels
+      const size_t j = offset + done, lane = j % kNR, take = std::min(len - done, kNR - lane);
+      float* out = packed + j / kNR * kc * kNR + lane;
+      const float* in = b + done;
+      if (take == kNR) {  // whole vectors: a variable-length memcpy would cost as much as the FMAs
+        // Prefetched ahead in each row: kc rows are more streams than the hardware follows.
+        const bool prefetch = col + done + kPrefetchFloats < g.N;
+        for (size_t k = 0; k < kc; ++k, in += g.ldb, out += kNR) {
+          if (prefetch) __builtin_prefetch(in + kPrefetchFloats);
+          for (size_t v = 0; v < kNV; ++v) store(out + v * kLanes, load(in + v * kLanes));
+        }
+      } else {
+        for (size_t k = 0; k < kc; ++k) std::memcpy(out + k * kNR, in + k * g.ldb, take * sizeof(float));
+      }
+      done += take;
+    }
+  });
+  if (nc % kNR)
+    for (size_t k = 0; k < kc; ++k) {
+      float* tail = packed + (nc / kNR * kc + k) * kNR;
+      std::fill(tail + nc % kNR, tail + kNR, 0.0f);
+    }
+}
+
+// Rows ic .. ic + mr - 1 of C at columns jr .. jr + nr - 1 to (or from) an mr x NR tile.
+void copy_tile_columns(const GemmArgs& g, size_t ic, size_t mr, size_t jr, size_t nr, float* tile,
+                       bool to_tile) {
+  for_each_run(g, jr, nr, [&](size_t image, size_t col, size_t offset, size_t len) {
+    float* c = g.C + image * g.batch_stride_c + ic * g.ldc + col;
+    for (size_t i = 0; i < mr; ++i) {
+      float* t = tile + i * kNR + offset;
+      if (to_tile) std::memcpy(t, c + i * g.ldc, len * sizeof(float));
+      else std::memcpy(c + i * g.ldc, t, len * sizeof(float));
+    }
+  });
 }
 
 float dot(const float* a, const float* b, size_t n) {
@@ -131,48 +186,80 @@ void gemm_narrow(const GemmArgs& g) {
 
 void f32_gemm__portable(const GemmArgs& g) {
   if (g.M == 0 || g.N == 0) return;
-  if (g.N <= kDotMaxN) return gemm_narrow(g);
+  if (g.N <= kDotMaxN) {
+    for (size_t n = 0; n < g.batch; ++n) {
+      GemmArgs image = g;
+      image.B += n * g.batch_stride_b;
+      image.C += n * g.batch_stride_c;
+      gemm_narrow(image);
+    }
+    return;
+  }
   static const float kZeros[std::max(kMR, kNR)] = {};
   const bool per_row = g.bias_mode == BiasMode::kPerRow;
   const bool per_column = g.bias_mode == BiasMode::kPerColumn;
+  // ReLU and Clip are applied in registers by the tile (kClampInTile); the rest by a pass over C.
+  float bounds[2];
+  const float* clamp = kClampInTile ? portable::clamp_bounds(g.act, bounds) : nullptr;
+  const bool act_pass = !clamp && g.act.kind != Activation::kNone;
   // A single row block reads each panel once, so copying it only pays at the padded N edge.
   const bool pack_all = g.M > kMR;
-  float panel[kKC * kNR];
+  // Columns j of all images in a row, image j / N: a panel is direct when it lies in one image.
+  const size_t columns = g.N * g.batch;
+  float packed[kPackFloats];
   // K == 0 still runs one (empty) block so C receives bias and activation.
-  for (size_t pc = 0; pc < std::max<size_t>(g.K, 1); pc += kKC) {
-    const size_t kc = std::min(kKC, g.K - pc);
+  // Equal K blocks of at most KC: K = 320 as one block, not 256 + 64 (C stored and reloaded).
+  const size_t k_blocks = std::max<size_t>((g.K + kKC - 1) / kKC, 1), k_step = (g.K + k_blocks - 1) / k_blocks;
+  for (size_t pc = 0; pc < std::max<size_t>(g.K, 1); pc += std::max<size_t>(k_step, 1)) {
+    const size_t kc = std::min(k_step, g.K - pc);
     const bool first = pc == 0, last = pc + kc >= g.K;
+    // Column blocks as wide as the packing buffer holds: few K rows, long row streams.
+    const size_t nc_max = pack_all ? std::max(kNR, kBlockFloats / std::max<size_t>(kc, 1) / kNR * kNR) : kNR;
     for (size_t icb = 0; icb < g.M; icb += kMC) {
       const size_t mc = std::min(kMC, g.M - icb);
-      for (size_t jr = 0; jr < g.N; jr += kNR) {
-        const size_t nr = std::min(kNR, g.N - jr);
-        const bool edge = nr < kNR;
-        const float* b = g.B + pc * g.ldb + jr;
-        if (pack_all || edge) pack_panel(b, g.ldb, kc, nr, panel);
-        const float* b_panel = pack_all || edge ? panel : b;
-        const size_t ld_panel = pack_all || edge ? kNR : g.ldb;
-        float edge_col_bias[kNR] = {};
-        if (edge && per_column) std::memcpy(edge_col_bias, g.bias + jr, nr * sizeof(float));
-        const float* col_bias = !per_column ? kZeros : edge ? edge_col_bias : g.bias + jr;
+      for (size_t jc = 0; jc < columns; jc += nc_max) {
+        const size_t nc = std::min(nc_max, columns - jc);
+        if (pack_all) pack_block(g, pc, kc, jc, nc, packed);
+        // Tiles of rows outside the panels: each C row is written along the whole block, a few
+        // long store streams rather than a 64-byte piece in each of mc rows per panel.
         for (size_t ic = icb; ic < icb + mc; ic += kMR) {
           const size_t mr = std::min(kMR, icb + mc - ic);
           const float* a = g.A + ic * g.lda + pc;
           const float* row_bias = per_row ? g.bias + ic : kZeros;
           const MicroTile tile_fn = kMicroTiles[mr - 1];
-          float* c = g.C + ic * g.ldc + jr;
-          if (!edge) {
-            tile_fn(a, g.lda, kc, b_panel, ld_panel, c, g.ldc, first, row_bias, col_bias);
-          } else {  // run a full-width tile on a scratch copy, keep the valid nr columns
-            float tile[kMR * kNR] = {};
-            if (!first)
-              for (size_t i = 0; i < mr; ++i)
-                std::memcpy(tile + i * kNR, c + i * g.ldc, nr * sizeof(float));
-            tile_fn(a, g.lda, kc, b_panel, ld_panel, tile, kNR, first, row_bias, col_bias);
-            for (size_t i = 0; i < mr; ++i)
-              std::memcpy(c + i * g.ldc, tile + i * kNR, nr * sizeof(float));
+          const float* tile_clamp = last ? clamp : nullptr;
+          // Panel jr starts at column col of image; stepped, not divided, per panel (small K).
+          size_t image = jc / g.N, col = jc % g.N;
+          for (size_t jr = jc; jr < jc + nc; jr += kNR, col += kNR) {
+            for (; col >= g.N; col -= g.N) ++image;
+            const size_t nr = std::min(kNR, jc + nc - jr);
+            const bool scattered = nr < kNR || col + nr > g.N;  // padded or crossing an image
+            const float* b_panel = packed + (jr - jc) / kNR * kc * kNR;
+            size_t ld_panel = kNR;
+            if (!pack_all && scattered) {
+              pack_block(g, pc, kc, jr, nr, packed);
+            } else if (!pack_all) {
+              b_panel = g.B + image * g.batch_stride_b + pc * g.ldb + col;
+              ld_panel = g.ldb;
+            }
+            float scattered_col_bias[kNR] = {};
+            if (scattered && per_column)
+              for (size_t j = 0; j < nr; ++j) scattered_col_bias[j] = g.bias[(jr + j) % g.N];
+            const float* col_bias = !per_column ? kZeros : scattered ? scattered_col_bias : g.bias + col;
+            // A scattered panel runs a full-width tile on a scratch copy; the valid columns go back
+            // image by image.
+            float tile[kMR * kNR];
+            float* c = scattered ? tile : g.C + image * g.batch_stride_c + ic * g.ldc + col;
+            const size_t ldc = scattered ? kNR : g.ldc;
+            if (scattered) {
+              std::fill(tile, tile + kMR * kNR, 0.0f);
+              if (!first) copy_tile_columns(g, ic, mr, jr, nr, tile, /*to_tile=*/true);
+            }
+            tile_fn(a, g.lda, kc, b_panel, ld_panel, c, ldc, first, row_bias, col_bias, tile_clamp);
+            if (last && act_pass)
+              for (size_t i = 0; i < mr; ++i) f32_activation__portable(g.act, c + i * ldc, nr);
+            if (scattered) copy_tile_columns(g, ic, mr, jr, nr, tile, /*to_tile=*/false);
           }
-          if (last)
-            for (size_t i = 0; i < mr; ++i) f32_activation__portable(g.act, c + i * g.ldc, nr);
         }
       }
     }

@@ -81,18 +81,25 @@ bool run_conv(const Op& op, uint8_t* scratch, Message*) {
   const ActParams act = act_params(a);
   const size_t in_size = s.C * s.H * s.W, out_plane = s.OH * s.OW;
   const size_t Cg = s.C / s.G, Mg = s.M / s.G, Kg = Cg * s.KH * s.KW;
-  for (int64_t n = 0; n < op.in[0]->dims[0]; ++n) {
+  const size_t images = size_t(op.in[0]->dims[0]);
+  if (a.algorithm == ConvAlgo::kGemm1x1) {  // the input already is the column matrix; one GEMM per group
+    for (size_t g = 0; g < s.G; ++g) {
+      GemmArgs gemm{Mg, out_plane, Kg, w + g * Mg * Kg, Kg, op.in[0]->f32() + g * Cg * s.H * s.W, out_plane,
+                    op.out[0]->f32() + g * Mg * out_plane, out_plane, bias ? bias + g * Mg : nullptr,
+                    bias ? BiasMode::kPerRow : BiasMode::kNone, act};
+      gemm.batch = images, gemm.batch_stride_b = in_size, gemm.batch_stride_c = s.M * out_plane;
+      f32_gemm(gemm);
+    }
+    return true;
+  }
+  for (size_t n = 0; n < images; ++n) {
     const float* x = op.in[0]->f32() + n * in_size;
     float* y = op.out[0]->f32() + n * s.M * out_plane;
     switch (a.algorithm) {
       case ConvAlgo::kDepthwise3x3: f32_dwconv2d_3x3(s, x, w, bias, act, y); break;
       case ConvAlgo::kDepthwise: f32_dwconv2d(s, x, w, bias, act, y); break;
       case ConvAlgo::kIm2col: f32_conv2d_im2col(s, x, w, bias, act, y, reinterpret_cast<float*>(scratch)); break;
-      case ConvAlgo::kGemm1x1:  // the input already is the column matrix
-        for (size_t g = 0; g < s.G; ++g)
-          f32_gemm({Mg, out_plane, Kg, w + g * Mg * Kg, Kg, x + g * Cg * s.H * s.W, out_plane, y + g * Mg * out_plane,
-                    out_plane, bias ? bias + g * Mg : nullptr, bias ? BiasMode::kPerRow : BiasMode::kNone, act});
-        break;
+      case ConvAlgo::kGemm1x1: break;  // above
     }
   }
   return true;

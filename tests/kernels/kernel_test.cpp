@@ -1,6 +1,7 @@
 // Checks every fast kernel variant against its scalar reference on many small and odd shapes.
 // Standard library only, so it also builds with the aarch64 and wasm32 cross compilers.
 #include <algorithm>
+#include <array>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -223,34 +224,44 @@ void check_softmax() {
 // ---------------------------------------------------------------------------------------------
 // GEMM
 
-void check_gemm(size_t M, size_t N, size_t K, size_t pad, BiasMode bias_mode, int act_kind) {
+// batch > 1: the images' B and C blocks lie one NaN row apart (a read or write there shows).
+void check_gemm(size_t M, size_t N, size_t K, size_t pad, BiasMode bias_mode, int act_kind,
+                size_t batch = 1) {
   const size_t lda = K + pad, ldb = N + pad, ldc = N + pad;
-  const std::vector<float> a = random_strided(M, K, lda), b = random_strided(K, N, ldb);
+  const size_t stride_b = (K + 1) * ldb, stride_c = (M + 1) * ldc;
+  const std::vector<float> a = random_strided(M, K, lda);
+  std::vector<float> b = random_strided(batch * (K + 1), N, ldb);
+  for (size_t n = 0; n < batch; ++n) std::fill_n(b.begin() + n * stride_b + K * ldb, ldb, kNaN);
   const std::vector<float> bias = random_vector(bias_mode == BiasMode::kPerRow ? M : N);
   const ActParams act = activation(act_kind);
+  auto args = [&](const float* a_data, const float* b_data, float* c, size_t ldc_, size_t stride_c_,
+                  const float* bias_data, const ActParams& act_) {
+    GemmArgs g{M, N, K, a_data, lda, b_data, ldb, c, ldc_, bias_data, bias_mode, act_};
+    g.batch = batch, g.batch_stride_b = stride_b, g.batch_stride_c = stride_c_;
+    return g;
+  };
 
-  std::vector<float> want(M * N), magnitude(M * N);
-  f32_gemm__scalar(
-      {M, N, K, a.data(), lda, b.data(), ldb, want.data(), N, bias.data(), bias_mode, act});
+  std::vector<float> want(batch * M * N), magnitude(batch * M * N);
+  f32_gemm__scalar(args(a.data(), b.data(), want.data(), N, M * N, bias.data(), act));
   const std::vector<float> abs_a = absolute(a), abs_b = absolute(b), abs_bias = absolute(bias);
-  f32_gemm__scalar({M, N, K, abs_a.data(), lda, abs_b.data(), ldb, magnitude.data(), N,
-                    abs_bias.data(), bias_mode, ActParams{}});
+  f32_gemm__scalar(args(abs_a.data(), abs_b.data(), magnitude.data(), N, M * N, abs_bias.data(), ActParams{}));
 
-  std::vector<float> c(M * ldc, kNaN);  // NaN also shows a read of C before its first write
-  f32_gemm({M, N, K, a.data(), lda, b.data(), ldb, c.data(), ldc, bias.data(), bias_mode, act});  // dispatch
-  std::vector<float> got(M * N);
+  std::vector<float> c(batch * stride_c, kNaN);  // NaN also shows a read of C before its first write
+  f32_gemm(args(a.data(), b.data(), c.data(), ldc, stride_c, bias.data(), act));  // dispatch
+  std::vector<float> got(batch * M * N);
   bool padding_kept = true;
-  for (size_t i = 0; i < M; ++i) {
-    for (size_t j = 0; j < ldc; ++j) {
-      if (j < N) got[i * N + j] = c[i * ldc + j];
-      else padding_kept &= std::isnan(c[i * ldc + j]);
-    }
-  }
+  for (size_t n = 0; n < batch; ++n)
+    for (size_t i = 0; i <= M; ++i)
+      for (size_t j = 0; j < ldc; ++j) {
+        const float v = c[n * stride_c + i * ldc + j];
+        if (i < M && j < N) got[(n * M + i) * N + j] = v;
+        else padding_kept &= std::isnan(v);
+      }
   std::string problem = compare(got, want, magnitude, max_slope(act));
-  if (!padding_kept) problem = "wrote past N into the ldc padding";
+  if (!padding_kept) problem = "wrote past N into the ldc padding or between the images";
   record(problem.empty(),
-         fmt("f32_gemm (dispatch) M=%zu N=%zu K=%zu pad=%zu bias=%s act=%s", M, N, K, pad,
-             kBiasNames[static_cast<int>(bias_mode)], kActivationNames[act_kind]),
+         fmt("f32_gemm (dispatch) M=%zu N=%zu K=%zu pad=%zu bias=%s act=%s batch=%zu", M, N, K, pad,
+             kBiasNames[static_cast<int>(bias_mode)], kActivationNames[act_kind], batch),
          problem);
 }
 
@@ -278,6 +289,12 @@ void check_gemm_all() {
   for (const auto& s : big)
     for (int bias = 0; bias < 3; ++bias)
       check_gemm(s[0], s[1], s[2], 5, static_cast<BiasMode>(bias), act_kind++ % kActivationCount);
+  // Batched: panels crossing images (N not a multiple of the tile), narrow N, K blocks.
+  for (size_t batch : {2, 3, 8})
+    for (const size_t N : {1, 5, 7, 17, 49, 64})
+      for (const auto& mk : {std::array<size_t, 2>{7, 19}, {16, 300}, {1, 3}, {13, 0}})
+        for (int bias = 0; bias < 3; ++bias)
+          check_gemm(mk[0], N, mk[1], N % 3, static_cast<BiasMode>(bias), act_kind++ % kActivationCount, batch);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,6 +441,20 @@ void check_conv_all() {
         const Conv2dShape s{3, 9, W, 3, OH, OW, k, k, stride, stride, pad, pad, 1, 1, 3};
         check_dwconv(s, true, 1);
       }
+  // Many channels: whole and partial groups of channels per vector (x86 interleaves them), planes
+  // around the sizes where the kernels change strategy.
+  int act_kind_many = 0;
+  for (size_t C : {8, 11, 17})
+    for (size_t stride : {1, 2})
+      for (size_t k : {3, 5})
+        for (size_t HW : {7, 14, 28, 30, 56})
+          for (size_t dilation : {1, 2}) {
+            const size_t pad = k / 2, OH = output_extent(HW, pad, pad, k, stride, dilation);
+            if (OH == 0) continue;
+            const Conv2dShape s{C, HW, HW, C, OH, OH, k, k, stride, stride, pad, pad, dilation, dilation, C};
+            check_dwconv(s, act_kind_many % 2 == 0, act_kind_many);
+            act_kind_many = (act_kind_many + 1) % kActivationCount;
+          }
 }
 
 // ---------------------------------------------------------------------------------------------
