@@ -1,6 +1,6 @@
 """Training-step benchmark: time per step and peak memory of one step, on mobilenet_v2 and the BERT-style encoder.
 
-    python benchmarks/bench_train.py [--models mobilenet_v2 bert_encoder] [--update weight:last=2 ...]
+    python benchmarks/bench_train.py [--models mobilenet_v2 bert_encoder] [--update weight:last=2 ...] [--rounds 3]
                                      [--ort-python /path/to/python-with-onnxruntime-training] [--json out.json]
 
 Contenders, each in a fresh process with one thread, batch 8, the same ONNX model and the same update spec:
@@ -12,7 +12,9 @@ Contenders, each in a fresh process with one thread, batch 8, the same ONNX mode
   sparsec       the compiled training step (sparsec compile --train), host runtime
 PyTorch runs the ONNX graph with torch ops (tests/torch_onnx.py), so every contender trains exactly the same model.
 Peak memory = peak RSS growth of the process from just before loading the model to the end of the first step
-(weights count on every side). Time per step = median of the steps after the first.
+(weights count on every side). Time per step = median of the steps after the first. Each round runs every contender
+once, in turn; the table gives medians over the rounds and the ratios taken within each round (their median).
+onnxruntime-training's venv: benchmarks/ort-training-requirements.txt.
 """
 
 from __future__ import annotations
@@ -186,6 +188,26 @@ def run_worker(contender: str, model: str, model_path: Path, artifact: Path | No
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _median_ratio(numerators: list[dict], denominators: list[dict], key: str) -> float:
+    """Median over the rounds both ran of numerator[key] / denominator[key]."""
+    ratios = [n[key] / max(d[key], 1e-12) for n, d in zip(numerators, denominators) if "error" not in n and "error" not in d]
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
+def summary(model: str, contender: str, runs: dict[str, list[dict]]) -> dict:
+    """contender's row: medians over the rounds it ran, and its ratios to PyTorch taken within each round."""
+    mine = runs[contender]
+    good = [r for r in mine if "error" not in r]
+    if not good:
+        return {"model": model, "contender": contender, "error": mine[0]["error"]}
+    return {"model": model, "contender": contender,
+            "step_seconds": float(np.median([r["step_seconds"] for r in good])),
+            "peak_rss_growth_bytes": int(np.median([r["peak_rss_growth_bytes"] for r in good])),
+            "memory_vs_torch_full": _median_ratio(runs.get("torch_full", []), mine, "peak_rss_growth_bytes"),
+            "speedup_vs_torch_sparse": _median_ratio(runs.get("torch_sparse", []), mine, "step_seconds"),
+            "rounds": mine}
+
+
 def _version(python: str, module: str) -> str:
     """module's version in another interpreter's environment."""
     proc = subprocess.run([python, "-c", f"import {module}; print({module}.__version__)"], capture_output=True, text=True)
@@ -197,6 +219,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["mobilenet_v2", "bert_encoder"])
     parser.add_argument("--update", action="append", help="update spec entries (default: weight:last=2)")
     parser.add_argument("--steps", type=int, default=4, help="steps per contender (the first is not timed)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each running every contender once")
     parser.add_argument("--ort-python", help="a python with onnxruntime-training 1.19.2 (it needs its own venv)")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" /
                                               f"train-{time.strftime('%Y-%m-%d')}.json"))
@@ -221,39 +244,40 @@ def main() -> None:
         compiled = sparsec.compile(path, output=work / model, progress=False,
                                    train=TrainOptions(LOSS[model], "sgd:lr=0.01,momentum=0.9", update))
         params = sparsec.load_trainer(compiled.path).meta["params"]
-        for contender in CONTENDERS:
-            if contender == "ort" and not args.ort_python:
-                rows.append({"model": model, "contender": contender, "error": "not run (no --ort-python)"})
-                continue
-            python = args.ort_python if contender == "ort" else sys.executable
-            result = run_worker(contender, model, path, compiled.path if contender == "sparsec" else None, params,
-                                args.steps, python)
-            rows.append({"model": model, "contender": contender, **result})
-            print(f"{model:<14} {contender:<13} " + (f"{result['step_seconds'] * 1e3:9.1f} ms/step "
-                  f"{result['peak_rss_growth_bytes'] / 2**20:9.1f} MiB" if "error" not in result else result["error"]),
-                  flush=True)
+        contenders = [c for c in CONTENDERS if c != "ort" or args.ort_python]
+        runs = {c: [] for c in contenders}
+        for r in range(args.rounds):  # every contender once per round, in turn: the machine's noise hits all alike
+            for contender in contenders:
+                python = args.ort_python if contender == "ort" else sys.executable
+                result = run_worker(contender, model, path, compiled.path if contender == "sparsec" else None,
+                                    params, args.steps, python)
+                runs[contender].append(result)
+                print(f"{model:<14} round {r + 1}/{args.rounds} {contender:<13} " +
+                      (f"{result['step_seconds'] * 1e3:9.1f} ms/step {result['peak_rss_growth_bytes'] / 2**20:9.1f} MiB"
+                       if "error" not in result else result["error"]), flush=True)
+        rows += [summary(model, c, runs) for c in contenders]
+        if not args.ort_python:
+            rows.append({"model": model, "contender": "ort", "error": "not run (no --ort-python)"})
     from bench_host import machine_info
 
     info = {**machine_info(), "load_average": os.getloadavg()[0], "torch": _version(sys.executable, "torch"),
             "onnxruntime_training": _version(args.ort_python, "onnxruntime") if args.ort_python else None}
-    print(f"\nbatch {BATCH}, 1 thread, update {list(update)}, median of {args.steps - 1} steps after the first; "
-          f"{info['cpu_model']} ({', '.join(info['simd_flags'])}), commit {info['commit']}, "
-          f"load average {info['load_average']:.1f}")
-    print(f"{'model':<14} {'contender':<13} {'ms/step':>9} {'peak MiB':>9} {'vs torch_full mem':>18} "
-          f"{'vs torch_sparse time':>21}")
+    print(f"\nbatch {BATCH}, 1 thread, update {list(update)}; per round the median of {args.steps - 1} steps after "
+          f"the first; medians of {args.rounds} rounds; {info['cpu_model']} ({', '.join(info['simd_flags'])}), "
+          f"commit {info['commit']}, load average {info['load_average']:.1f}")
+    print(f"{'model':<14} {'contender':<13} {'ms/step':>9} {'peak MiB':>9} {'less memory than torch_full':>28} "
+          f"{'faster than torch_sparse':>25}")
     for row in rows:
         if "error" in row:
             print(f"{row['model']:<14} {row['contender']:<13} {row['error']}")
             continue
-        ref = {r["contender"]: r for r in rows if r["model"] == row["model"] and "error" not in r}
-        mem = ref["torch_full"]["peak_rss_growth_bytes"] / max(row["peak_rss_growth_bytes"], 1) if "torch_full" in ref else float("nan")
-        speed = ref["torch_sparse"]["step_seconds"] / row["step_seconds"] if "torch_sparse" in ref else float("nan")
         print(f"{row['model']:<14} {row['contender']:<13} {row['step_seconds'] * 1e3:9.1f} "
-              f"{row['peak_rss_growth_bytes'] / 2**20:9.1f} {mem:17.2f}x {speed:20.2f}x")
+              f"{row['peak_rss_growth_bytes'] / 2**20:9.1f} {row['memory_vs_torch_full']:27.2f}x "
+              f"{row['speedup_vs_torch_sparse']:24.2f}x")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": info, "batch": BATCH, "threads": 1, "update": list(update),
-                               "timed_steps": args.steps - 1, "rows": rows}, indent=2))
+                               "timed_steps": args.steps - 1, "rounds": args.rounds, "rows": rows}, indent=2))
     print(f"wrote {out}")
 
 
