@@ -192,6 +192,9 @@ def main() -> None:
                         f"spmm-{time.strftime('%Y-%m-%d', time.gmtime())}.json")
     args = parser.parse_args()
     targets = args.targets.split(",")
+    unknown = set(targets) - {"host", "wasm32", "arm64"}
+    if unknown:
+        parser.error(f"unknown target(s) {sorted(unknown)}: choose from host, wasm32, arm64")
     from bench_host import machine_info  # onnxruntime and sparsec: only for the record
 
     load = open("/proc/loadavg").read().split()[:3]

@@ -233,7 +233,7 @@ def test_synthetic_models_match_onnxruntime_on_host(name, sparsity, pattern, tmp
     assert error < TOLERANCE, error
     if sparsity >= 0.8:  # below the host break-even: every layer but the depthwise one runs sparse
         assert all(row["decision"] == "sparse" or row["reason"] == "depthwise" for row in report["layers"])
-    if pattern == "2:4" and name == "small_mlp":  # 2:4 measured 0.90x of dense on the host: it stays dense
+    if pattern == "2:4" and name == "small_mlp":  # 2:4 measured 0.84x of dense on the host: it stays dense
         assert spmm_formats(report) == set()
     if pattern in ("4x1", "8x1"):
         assert "4x1" in spmm_formats(report)

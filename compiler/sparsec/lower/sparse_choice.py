@@ -5,17 +5,18 @@ multiplies, `t(d) = overhead + per_weight * d` (a fixed cost per output pixel an
 `overhead` and `per_weight` are fitted per target and format by least squares to measured speed-ups s_i at
 densities d_i (t_i = 1 / s_i; `measured_points` turns benchmarks/bench_spmm.py's JSON into MEASURED). The expected speed-up is 1 / t(d); the layer goes sparse with the format of the largest
 expected speed-up if that is at least MIN_SPEEDUP (1.1: below it the fit's error is as large as the gain;
-with it the fitted 1x1 break-evens are host 64 %, arm64 45 %, wasm32 29 % zeros; wider blocks pay earlier), so its
+with it the fitted 1x1 break-evens are host 65 %, arm64 45 %, wasm32 29 % zeros; wider blocks pay earlier), so its
 break-even density is (1 / MIN_SPEEDUP - overhead) / per_weight. The stored
 density is the format's: 1x1 keeps the nonzeros, 2x1 / 4x1 every output block with a nonzero at an input channel,
 2:4 half of each row. A format without measurements uses the 1x1 line, and on a tie the
 format with less index data wins (2:4, then wider blocks). The same function explains a dense layer in the compile
 report and in `sparsec inspect`: its density against the target's break-even.
 
-Measurements: `measured_points(benchmarks/results/spmm-2026-12-07.json)` (bench_spmm.py: each format's SpMM vs
+Measurements: `measured_points(benchmarks/results/spmm-2026-12-07.json)`, x86_64 refitted to
+spmm-host-wasm-2026-12-07-gemm2.json after the dense GEMM got faster (bench_spmm.py: each format's SpMM vs
 sparsec's dense GEMM on the MobileNetV1/V2 1x1 shapes, 1 thread; host x86_64 and wasm32 (Node) timed, arm64 as
 executed instructions under qemu), geometric means over the shapes at 0/50/70/80/90/95 % zeros. 2:4 measured
-0.90x of dense on the host (it never pays there), 1.70x in wasm32, 1.23x on arm64.
+0.84x of dense on the host (it never pays there), 1.70x in wasm32, 1.23x on arm64.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from sparsec.lower.sparse_pack import block_rows, two_of_four_fits
 
 # target -> format -> [(density, measured speed-up over dense)]
 MEASURED = {
-    "x86_64": {
-        "1x1": [(1.00, 0.38), (0.50, 0.85), (0.30, 1.43), (0.20, 2.10), (0.10, 3.88), (0.05, 6.71)],
-        "2x1": [(1.00, 0.69), (0.50, 1.38), (0.30, 2.23), (0.20, 3.23), (0.10, 5.90), (0.05, 10.04)],
-        "4x1": [(1.00, 0.96), (0.50, 1.88), (0.30, 3.01), (0.20, 4.30), (0.10, 7.67), (0.05, 13.01)],
-        "2:4": [(0.50, 0.90)],
+    "x86_64": {  # spmm-host-wasm-2026-12-07-gemm2.json: against the faster dense GEMM of the hostconv work
+        "1x1": [(1.00, 0.38), (0.50, 0.79), (0.30, 1.33), (0.20, 1.96), (0.10, 3.62), (0.05, 6.26)],
+        "2x1": [(1.00, 0.66), (0.50, 1.29), (0.30, 2.11), (0.20, 3.04), (0.10, 5.48), (0.05, 9.38)],
+        "4x1": [(1.00, 0.90), (0.50, 1.75), (0.30, 2.80), (0.20, 4.01), (0.10, 7.17), (0.05, 12.19)],
+        "2:4": [(0.50, 0.84)],
     },
     "wasm32": {
         "1x1": [(1.00, 0.76), (0.50, 1.76), (0.30, 2.90), (0.20, 4.25), (0.10, 8.13), (0.05, 14.35)],
