@@ -202,6 +202,9 @@ void f32_gemm__portable(const GemmArgs& g) {
   float bounds[2];
   const float* clamp = kClampInTile ? portable::clamp_bounds(g.act, bounds) : nullptr;
   const bool act_pass = !clamp && g.act.kind != Activation::kNone;
+  // One activation call per C row of a row tile and column block (long vector loops); per tile when the block's
+  // columns cross images (their C rows are not contiguous).
+  const bool act_rows = act_pass && g.batch == 1;
   // A single row block reads each panel once, so copying it only pays at the padded N edge.
   const bool pack_all = g.M > kMR;
   // Columns j of all images in a row, image j / N: a panel is direct when it lies in one image.
@@ -256,10 +259,12 @@ void f32_gemm__portable(const GemmArgs& g) {
               if (!first) copy_tile_columns(g, ic, mr, jr, nr, tile, /*to_tile=*/true);
             }
             tile_fn(a, g.lda, kc, b_panel, ld_panel, c, ldc, first, row_bias, col_bias, tile_clamp);
-            if (last && act_pass)
+            if (last && act_pass && !act_rows)
               for (size_t i = 0; i < mr; ++i) f32_activation__portable(g.act, c + i * ldc, nr);
             if (scattered) copy_tile_columns(g, ic, mr, jr, nr, tile, /*to_tile=*/false);
           }
+          if (last && act_rows)
+            for (size_t i = ic; i < ic + mr; ++i) f32_activation__portable(g.act, g.C + i * g.ldc + jc, nc);
         }
       }
     }
