@@ -1,6 +1,8 @@
 // Shape checks, broadcasting plans and activation parameters shared by all ops.
 #include "op_util.h"
 
+#include <algorithm>
+
 
 namespace sparsec {
 
@@ -26,6 +28,24 @@ bool same_numel(const Op& op, Message* err) {
 }
 
 const Tensor* optional_input(const Op& op, size_t i) { return i < op.in.size() ? op.in[i] : nullptr; }
+
+bool same_shape(const Tensor& a, const Tensor& b) {
+  if (a.ndim != b.ndim) return false;
+  for (uint32_t d = 0; d < a.ndim; ++d)
+    if (a.dims[d] != b.dims[d]) return false;
+  return true;
+}
+
+void transpose_matrices_f32(const float* x, float* y, size_t batch, size_t rows, size_t cols) {
+  constexpr size_t kTile = 16;
+  for (size_t b = 0; b < batch; ++b, x += rows * cols, y += rows * cols)
+    for (size_t r0 = 0; r0 < rows; r0 += kTile)
+      for (size_t c0 = 0; c0 < cols; c0 += kTile) {
+        const size_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
+        for (size_t c = c0; c < c1; ++c)
+          for (size_t r = r0; r < r1; ++r) y[c * rows + r] = x[r * cols + c];
+      }
+}
 
 int64_t load_integer(const uint8_t* data, uint8_t dtype, size_t i) {
   switch (dtype) {

@@ -30,6 +30,7 @@ ActParams act_params(const A& a) {
   return ActParams{a.activation, a.act_alpha, a.act_beta};
 }
 bool same_numel(const Op& op, Message* err);  // output 0 has input 0's element count
+bool same_shape(const Tensor& a, const Tensor& b);
 const Tensor* optional_input(const Op& op, size_t i);  // null when absent
 size_t product(const int64_t* dims, size_t begin, size_t end);
 
@@ -75,6 +76,10 @@ inline int64_t index_value(const Tensor& t, size_t i) {
 // one loop serves every integer dtype, which keeps the wasm runtime small.
 int64_t load_integer(const uint8_t* data, uint8_t dtype, size_t i);
 void store_integer(uint8_t* data, uint8_t dtype, size_t i, int64_t v);
+
+// y[b][cols, rows] = x[b][rows, cols] for batch matrices, in square tiles (reads and writes stay within a few cache
+// lines per row).
+void transpose_matrices_f32(const float* x, float* y, size_t batch, size_t rows, size_t cols);
 
 // Row-major element strides of a tensor's dims.
 void contiguous_strides(const Tensor& t, int64_t* strides);

@@ -96,14 +96,6 @@ void scatter_one(const Tensor& y, const Tensor& updates, size_t dst, size_t src,
   }
 }
 
-// The data operand's shape equals the output's (Scatter*).
-bool same_shape(const Tensor& a, const Tensor& b) {
-  if (a.ndim != b.ndim) return false;
-  for (uint32_t d = 0; d < a.ndim; ++d)
-    if (a.dims[d] != b.dims[d]) return false;
-  return true;
-}
-
 bool check_elements(const Tensor& data, const Tensor& indices, int64_t axis, Message* err) {
   SPX_REQUIRE(indices.ndim == data.ndim && axis < int64_t(data.ndim), "indices %s and data %s differ in rank",
               shape_str(indices).text, shape_str(data).text);

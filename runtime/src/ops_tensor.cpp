@@ -359,15 +359,6 @@ void reduce_float(const Tensor& x, const ReducePlan& p, ReduceKind kind, float* 
   });
 }
 
-int64_t load_integer(const Tensor& t, size_t i) {
-  switch (t.dtype) {
-    case SPARSEC_INT64: return t.as<int64_t>()[i];
-    case SPARSEC_INT32: return t.as<int32_t>()[i];
-    case SPARSEC_INT8: return t.as<int8_t>()[i];
-    default: return t.as<uint8_t>()[i];  // uint8, bool
-  }
-}
-
 // The dtype's lowest (highest) value: what an empty max (min) gives.
 int64_t integer_limit(uint8_t dtype, bool highest) {
   switch (dtype) {
@@ -387,7 +378,7 @@ void reduce_integer(const Tensor& x, const ReducePlan& p, ReduceKind kind, Tenso
     int64_t best = integer_limit(y.dtype, min);
     uint64_t acc = kind == ReduceKind::kProd ? 1 : 0;
     visit([&](size_t off) {
-      const int64_t v = load_integer(x, off);
+      const int64_t v = load_integer(x.data, x.dtype, off);
       const uint64_t u = uint64_t(v);
       if (max || min) best = max ? std::max(best, v) : std::min(best, v);
       else if (kind == ReduceKind::kProd) acc *= u;
@@ -449,18 +440,6 @@ bool swaps_last_two(const int64_t* perm, uint32_t ndim) {
   for (int64_t d = 0; d + 2 < n; ++d)
     if (perm[d] != d) return false;
   return true;
-}
-
-// In square tiles, so both the reads and the writes stay within a few cache lines per row.
-void transpose_matrices_f32(const float* x, float* y, size_t batch, size_t rows, size_t cols) {
-  constexpr size_t kTile = 16;
-  for (size_t b = 0; b < batch; ++b, x += rows * cols, y += rows * cols)
-    for (size_t r0 = 0; r0 < rows; r0 += kTile)
-      for (size_t c0 = 0; c0 < cols; c0 += kTile) {
-        const size_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
-        for (size_t c = c0; c < c1; ++c)
-          for (size_t r = r0; r < r1; ++r) y[c * rows + r] = x[r * cols + c];
-      }
 }
 
 }  // namespace

@@ -3,20 +3,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "../../kernels_arm/ref/activation_math.h"
 #include "../../kernels_arm/ref/pool2d_window.h"
 #include "op_util.h"
 
 namespace sparsec {
 namespace {
-
-bool same_shape(const Tensor& a, const Tensor& b) {
-  if (a.ndim != b.ndim) return false;
-  for (uint32_t d = 0; d < a.ndim; ++d)
-    if (a.dims[d] != b.dims[d]) return false;
-  return true;
-}
-
-float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 struct ConvGeom {
   size_t N, C, H, W, M, OH, OW, KH, KW, G, SH, SW, PT, PL, DH, DW;
@@ -80,12 +72,6 @@ Conv2dShape image_shape(const ConvGeom& s) {
   c.C = s.C; c.H = s.H; c.W = s.W; c.M = s.M; c.OH = s.OH; c.OW = s.OW; c.KH = s.KH; c.KW = s.KW;
   c.SH = s.SH; c.SW = s.SW; c.PT = s.PT; c.PL = s.PL; c.DH = s.DH; c.DW = s.DW; c.G = s.G;
   return c;
-}
-
-// y[cols, rows] = x[rows, cols]
-void transpose(const float* x, size_t rows, size_t cols, float* y) {
-  for (size_t r = 0; r < rows; ++r)
-    for (size_t c = 0; c < cols; ++c) y[c * rows + r] = x[r * cols + c];
 }
 
 void gemm(size_t M, size_t N, size_t K, const float* a, const float* b, float* c) {
@@ -204,7 +190,7 @@ bool run_loss(const Op& op, uint8_t*, Message* err) {
       case LossKind::kL1: total += std::fabs(double(diff)); d[i] = float((diff > 0) - (diff < 0)) * scale; break;
       default:  // BCE with logits, in torch's stable form
         total += double(std::max(x, 0.0f) - x * t[i] + std::log1p(std::exp(-std::fabs(x))));
-        d[i] = (sigmoid(x) - t[i]) * scale;
+        d[i] = (act_math::sigmoid(x) - t[i]) * scale;
     }
   }
   op.out[0]->f32()[0] = float(total / double(n));
@@ -239,10 +225,10 @@ bool run_activation_mask(const Op& op, uint8_t*, Message*) {
   const ActParams act = act_params(activation_mask_attrs(op));
   const float* x = op.in[0]->f32();
   uint8_t* mask = op.out[0]->as<uint8_t>();
-  // RELU, CLIP (check_activation_mask): the derivative is 1 on (low, high), else 0; inline, not per value a call.
+  // RELU: x > 0; CLIP: a < x < b (check_activation_mask). Inline, not a call per value.
   const bool relu = act.kind == Activation::kRelu;
-  const float low = relu ? 0.0f : act.a, high = relu ? INFINITY : act.b;
-  for (size_t i = 0; i < op.in[0]->numel; ++i) mask[i] = x[i] > low && (x[i] < high || (relu && x[i] == high));
+  const float low = relu ? 0.0f : act.a;
+  for (size_t i = 0; i < op.in[0]->numel; ++i) mask[i] = x[i] > low && (relu || x[i] < act.b);
   return true;
 }
 
@@ -266,7 +252,7 @@ bool run_conv_grad_input(const Op& op, uint8_t* scratch, Message*) {
   const size_t cg = s.C / s.G, mg = s.M / s.G, rows = cg * s.KH * s.KW, plane = s.OH * s.OW;
   float* wt = reinterpret_cast<float*>(scratch);  // per group: W_g^T [rows, mg]
   float* cols = wt + rows * s.M;
-  for (size_t g = 0; g < s.G; ++g) transpose(w + g * mg * rows, mg, rows, wt + g * rows * mg);
+  transpose_matrices_f32(w, wt, s.G, mg, rows);  // per group: W_g^T
   const Conv2dShape shape = image_shape(s);
   for (size_t n = 0; n < s.N; ++n)
     for (size_t g = 0; g < s.G; ++g) {
@@ -324,7 +310,7 @@ bool run_conv_grad_weight(const Op& op, uint8_t* scratch, Message*) {
         f32_im2col(shape, x_n, g * cg, cg, 0, s.OH, cols);
         source = cols;
       }
-      transpose(source, rows, plane, rows_t);
+      transpose_matrices_f32(source, rows_t, 1, rows, plane);
       gemm(mg, rows, plane, dy + (n * s.M + g * mg) * plane, rows_t, partial);
       float* dw_g = dw + g * mg * rows;
       for (size_t i = 0; i < mg * rows; ++i) dw_g[i] += partial[i];
