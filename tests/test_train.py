@@ -12,8 +12,9 @@ import pytest
 from onnx import numpy_helper
 
 import sparsec
+from sparsec.artifact import format as spx
 from sparsec.artifact.format import op_spec, parse
-from sparsec.contract.schema import Storage
+from sparsec.contract.schema import Activation, Storage
 from sparsec.errors import InputError, UnsupportedOpError
 from sparsec.train.spec import TrainOptions, parse_optimizer
 from sparsec.train.trainer import StateError
@@ -574,6 +575,15 @@ def test_relu_backward_keeps_a_byte_mask_unless_the_activation_is_needed(cnn, tm
     # the pre-activations of ReLU/ReLU6 die at their activation: no backward op reads them
     pre_activations = {op.inputs[0] for k, op in ops if k == "Activation" and op.iattr[0] in (1, 2)}
     assert not any(t in pre_activations for i, (_, op) in enumerate(ops) if i > loss for t in op.inputs)
+
+
+def test_activation_gradient_of_a_kind_without_derivative_is_refused(cnn, tmp_path):
+    art, ops, _ = compiled_ops(cnn, tmp_path, ["c3.weight"])
+    grad = next(op for k, op in ops if k == "ActivationGrad" and op.iattr[0] == int(Activation.HARD_SWISH))
+    grad.iattr[0] = int(Activation.SELU)
+    data = spx.serialize(art.target, art.tensors, art.ops, art.inputs, art.outputs, art.arena_size)
+    with pytest.raises(sparsec.SparsecError, match="activation kind 13 has no derivative"):
+        sparsec.load(data)
 
 
 def test_partial_channels_compute_only_the_slice(cnn, tmp_path):

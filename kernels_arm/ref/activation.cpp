@@ -35,7 +35,18 @@ void f32_activation__scalar(const ActParams& act, float* data, size_t n) {
   for (size_t i = 0; i < n; ++i) data[i] = activate(act, data[i]);
 }
 
-// The kinds the compiler's gradient rules emit (compiler/sparsec/train/gradients.py).
+// The kinds the compiler's gradient rules emit (compiler/sparsec/train/gradients.py DIFFERENTIABLE).
+bool activation_differentiable(Activation kind) {
+  switch (kind) {
+    case Activation::kNone: case Activation::kRelu: case Activation::kClip: case Activation::kHardSwish:
+    case Activation::kHardSigmoid: case Activation::kSigmoid: case Activation::kSilu: case Activation::kGelu:
+    case Activation::kGeluTanh: case Activation::kTanh: case Activation::kLeakyRelu: case Activation::kElu:
+    case Activation::kSoftplus:
+      return true;
+    default: return false;
+  }
+}
+
 float activation_derivative(const ActParams& act, float x) {
   using namespace act_math;
   switch (act.kind) {
@@ -68,7 +79,7 @@ float activation_derivative(const ActParams& act, float x) {
     case Activation::kLeakyRelu: return x > 0.0f ? 1.0f : act.a;
     case Activation::kElu: return x > 0.0f ? 1.0f : act.a * std::exp(x);
     case Activation::kSoftplus: return sigmoid(x);
-    default: return 1.0f;  // kNone
+    default: return 1.0f;  // kNone (activation_differentiable refuses the rest)
   }
 }
 

@@ -199,6 +199,8 @@ bool run_loss(const Op& op, uint8_t*, Message* err) {
 
 bool check_activation_grad(const Op& op, Message* err) {
   SPX_REQUIRE(same_shape(*op.in[0], *op.in[1]) && same_shape(*op.in[0], *op.out[0]), "dy, x and dx must share a shape");
+  const Activation kind = activation_grad_attrs(op).activation;
+  SPX_REQUIRE(activation_differentiable(kind), "activation kind %d has no derivative in this runtime", int(kind));
   return true;
 }
 

@@ -297,6 +297,8 @@ def activation(ctx: Autodiff, node: ir.Node, dys):
     if act is None:
         raise Unsupported("Clip bounds must be constant")
     kind, alpha, beta = act
+    if kind not in DIFFERENTIABLE:  # a sparsec Activation of another kind
+        raise Unsupported(f"no gradient rule for activation {kind.name}")
     attrs = {"activation": int(kind), "act_alpha": float(alpha), "act_beta": float(beta)}
     source = node.inputs[0]
     if kind in (Activation.RELU, Activation.CLIP):
@@ -574,6 +576,10 @@ def expand(ctx: Autodiff, node: ir.Node, dys):
 
 
 ACTIVATIONS = ("Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "Tanh", "Gelu", "LeakyRelu", "Elu", "Softplus")
+# The kinds ActivationGrad differentiates (runtime: activation_differentiable).
+DIFFERENTIABLE = {Activation.RELU, Activation.CLIP, Activation.HARD_SWISH, Activation.HARD_SIGMOID, Activation.SIGMOID,
+                  Activation.SILU, Activation.GELU, Activation.GELU_TANH, Activation.TANH, Activation.LEAKY_RELU,
+                  Activation.ELU, Activation.SOFTPLUS}
 GRADIENTS = {
     "Conv": conv, "MatMul": matmul, "Add": binary, "Sub": binary, "Mul": binary, "Div": binary,
     **{op: activation for op in ACTIVATIONS}, "Erf": erf, "Sqrt": sqrt, "Pow": power,

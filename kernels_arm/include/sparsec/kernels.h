@@ -21,7 +21,9 @@ void f32_activation__scalar(const ActParams& act, float* data, size_t n);
 void f32_activation__portable(const ActParams& act, float* data, size_t n);  // kind hoisted, vectorisable
 void f32_activation(const ActParams& act, float* data, size_t n);
 
-// act'(x) at the activation's input x (RELU, CLIP: its output works as well).
+// act'(x) at the activation's input x (RELU, CLIP: its output works as well), for the kinds activation_differentiable
+// accepts (the ones the compiler's gradient rules emit).
+bool activation_differentiable(Activation kind);
 float activation_derivative(const ActParams& act, float x);
 // dx = dy * act'(x) over n contiguous values (training: an activation's input gradient).
 void f32_activation_grad__scalar(const ActParams& act, const float* dy, const float* x, float* dx, size_t n);
