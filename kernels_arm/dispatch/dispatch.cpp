@@ -54,6 +54,12 @@ void f32_activation(const ActParams& act, float* data, size_t n) { SPARSEC_DISPA
 
 void f32_softmax(const float* x, float* y, size_t rows, size_t len) { SPARSEC_DISPATCH_F32_SOFTMAX(x, y, rows, len); }
 
+void f32_layer_norm(const LayerNormArgs& a) { SPARSEC_DISPATCH_F32_LAYER_NORM(a); }
+
+void f32_layer_norm_grad(const LayerNormArgs& a, const float* dy, float* dx) {
+  SPARSEC_DISPATCH_F32_LAYER_NORM_GRAD(a, dy, dx);
+}
+
 void f32_activation_grad(const ActParams& act, const float* dy, const float* x, float* dx, size_t n) {
   SPARSEC_DISPATCH_F32_ACTIVATION_GRAD(act, dy, x, dx, n);
 }

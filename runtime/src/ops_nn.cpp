@@ -142,9 +142,14 @@ bool run_mat_mul(const Op& op, uint8_t*, Message*) {
     acc_a *= ae;
     acc_b *= be;
   }
+  const size_t batches = product(y.dims, 0, nb);
+  if (acc_b == 1 && size_t(acc_a) == batches) {  // one B for all of A's rows (a Linear over a sequence): one GEMM
+    f32_gemm({batches * M, N, K, a.f32(), K, b.f32(), N, y.f32(), N, bias,
+              bias ? BiasMode::kPerColumn : BiasMode::kNone, act});
+    return true;
+  }
   int64_t idx[kMaxDims] = {};
   size_t off_a = 0, off_b = 0;
-  const size_t batches = product(y.dims, 0, nb);
   for (size_t i = 0; i < batches; ++i) {
     GemmArgs g{M, N, K, a.f32() + off_a * M * K, K, b.f32() + off_b * K * N, N, y.f32() + i * M * N, N,
                bias, bias ? BiasMode::kPerColumn : BiasMode::kNone, act};
@@ -270,18 +275,9 @@ void moments(const float* x, size_t n, float eps, float* mean, float* inv_std) {
 bool run_layer_norm(const Op& op, uint8_t*, Message*) {
   const Tensor& x = *op.in[0];
   const LayerNormAttrs a = layer_norm_attrs(op);
-  const size_t axis = size_t(a.axis);
-  const size_t norm = product(x.dims, axis, x.ndim), rows = x.numel / std::max<size_t>(norm, 1);
+  const size_t norm = product(x.dims, size_t(a.axis), x.ndim), rows = x.numel / std::max<size_t>(norm, 1);
   const Tensor* bias = optional_input(op, 2);
-  const float* shift = bias ? bias->f32() : nullptr;
-  const float* scale = op.in[1]->f32();
-  for (size_t r = 0; r < rows; ++r) {
-    const float* in = x.f32() + r * norm;
-    float* out = op.out[0]->f32() + r * norm;
-    float mean, inv_std;
-    moments(in, norm, a.epsilon, &mean, &inv_std);
-    for (size_t i = 0; i < norm; ++i) out[i] = (in[i] - mean) * inv_std * scale[i] + (shift ? shift[i] : 0.0f);
-  }
+  f32_layer_norm({x.f32(), op.in[1]->f32(), bias ? bias->f32() : nullptr, a.epsilon, op.out[0]->f32(), rows, norm});
   return true;
 }
 

@@ -466,7 +466,9 @@ bool run_transpose(const Op& op, uint8_t*, Message*) {
   }
   const int64_t s = plan.stride[0][plan.ndim - 1];
   for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
-    if (es == 4) {
+    if (s == 1) {  // the last axis stays last, e.g. attention's head split: whole runs
+      std::memcpy(y.data + out_off * es, x.data + size_t(off[0]) * es, size_t(n) * es);
+    } else if (es == 4) {
       const float* src = x.f32() + off[0];
       float* dst = y.f32() + out_off;
       for (int64_t i = 0; i < n; ++i) dst[i] = src[i * s];

@@ -379,28 +379,9 @@ bool check_layer_norm_grad(const Op& op, Message* err) {
 bool run_layer_norm_grad(const Op& op, uint8_t*, Message*) {
   const Tensor& x = *op.in[0];
   const LayerNormGradAttrs a = layer_norm_grad_attrs(op);
-  const size_t d = product(x.dims, size_t(a.axis), x.ndim), rows = x.numel / d;
-  const float* scale = op.in[1]->f32();
-  for (size_t r = 0; r < rows; ++r) {
-    const float* xr = x.f32() + r * d;
-    const float* dy = op.in[2]->f32() + r * d;
-    float* dx = op.out[0]->f32() + r * d;
-    double mean = 0.0, var = 0.0;
-    for (size_t i = 0; i < d; ++i) mean += xr[i];
-    mean /= double(d);
-    for (size_t i = 0; i < d; ++i) var += (xr[i] - mean) * (xr[i] - mean);
-    const double rstd = 1.0 / std::sqrt(var / double(d) + double(a.epsilon));
-    double mean_g = 0.0, mean_gx = 0.0;
-    for (size_t i = 0; i < d; ++i) {
-      const double g = double(dy[i]) * scale[i];
-      mean_g += g;
-      mean_gx += g * (xr[i] - mean) * rstd;
-    }
-    mean_g /= double(d);
-    mean_gx /= double(d);
-    for (size_t i = 0; i < d; ++i)
-      dx[i] = float(rstd * (double(dy[i]) * scale[i] - mean_g - (xr[i] - mean) * rstd * mean_gx));
-  }
+  const size_t d = product(x.dims, size_t(a.axis), x.ndim), rows = x.numel / std::max<size_t>(d, 1);
+  f32_layer_norm_grad({x.f32(), op.in[1]->f32(), nullptr, a.epsilon, nullptr, rows, d}, op.in[2]->f32(),
+                      op.out[0]->f32());
   return true;
 }
 
@@ -434,6 +415,31 @@ bool check_sgd_update(const Op& op, Message* err) {
   return check_update(op, a.axis, a.momentum != 0.0f ? 1 : 0, err);
 }
 
+namespace {
+
+enum class Momentum { kNone, kFirst, kLater };
+
+// One contiguous run of torch.optim.SGD; the choices are template arguments so that the loop vectorises.
+template <bool kDecay, Momentum kMomentum>
+void sgd_run(const SgdUpdateAttrs& a, const float* __restrict grad, float* __restrict w, float* __restrict buf,
+             size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    float g = kDecay ? grad[i] + a.weight_decay * w[i] : grad[i];
+    if (kMomentum == Momentum::kFirst) buf[i] = g;
+    if (kMomentum == Momentum::kLater) g = buf[i] = a.momentum * buf[i] + g;
+    w[i] = w[i] + -a.lr * g;
+  }
+}
+
+template <bool kDecay>
+void sgd_run(const SgdUpdateAttrs& a, Momentum momentum, const float* grad, float* w, float* buf, size_t n) {
+  if (momentum == Momentum::kNone) sgd_run<kDecay, Momentum::kNone>(a, grad, w, buf, n);
+  else if (momentum == Momentum::kFirst) sgd_run<kDecay, Momentum::kFirst>(a, grad, w, buf, n);
+  else sgd_run<kDecay, Momentum::kLater>(a, grad, w, buf, n);
+}
+
+}  // namespace
+
 // torch.optim.SGD (dampening 0, not nesterov): g += wd * p; buf = g on the first step, else momentum * buf + g.
 bool run_sgd_update(const Op& op, uint8_t*, Message* err) {
   const SgdUpdateAttrs a = sgd_update_attrs(op);
@@ -442,16 +448,11 @@ bool run_sgd_update(const Op& op, uint8_t*, Message* err) {
   const float* grad = op.in[0]->f32();
   float* p = op.out[0]->f32();
   float* state = op.out[1]->f32();
-  const bool first = state[0] == 0.0f;
+  const Momentum momentum = a.momentum == 0.0f ? Momentum::kNone : state[0] == 0.0f ? Momentum::kFirst : Momentum::kLater;
   float* const buf = state + 1;
   s.for_each_run([&](size_t j0, size_t p0, size_t length) {
-    for (size_t i = 0; i < length; ++i) {
-      const size_t j = j0 + i;
-      float& w = p[p0 + i];
-      float g = a.weight_decay != 0.0f ? grad[j] + a.weight_decay * w : grad[j];
-      if (a.momentum != 0.0f) g = buf[j] = first ? g : a.momentum * buf[j] + g;
-      w = w + -a.lr * g;
-    }
+    if (a.weight_decay != 0.0f) sgd_run<true>(a, momentum, grad + j0, p + p0, buf + j0, length);
+    else sgd_run<false>(a, momentum, grad + j0, p + p0, buf + j0, length);
   });
   state[0] += 1.0f;
   return true;

@@ -221,6 +221,33 @@ void check_softmax() {
     }
 }
 
+// Layer norm and its gradient: every length around the 8-lane blocks, rows offset far from 0 (the variance is of
+// the centred values), a constant row, with and without shift.
+void check_layer_norm() {
+  for (size_t len : {1, 2, 7, 8, 9, 16, 31, 100, 128})
+    for (bool shift : {false, true}) {
+      const size_t rows = 3;
+      std::vector<float> x = random_vector(rows * len), dy = random_vector(rows * len), scale = random_vector(len),
+                         bias = random_vector(len);
+      for (size_t i = 0; i < len; ++i) x[len + i] += 1000.0f, x[2 * len + i] = 0.5f;
+      LayerNormArgs a{x.data(), scale.data(), shift ? bias.data() : nullptr, 1e-5f, nullptr, rows, len};
+      std::vector<float> want(rows * len), got(rows * len, kNaN), want_dx(rows * len), got_dx(rows * len, kNaN);
+      a.y = want.data();
+      f32_layer_norm__scalar(a);
+      a.y = got.data();
+      f32_layer_norm(a);  // dispatch
+      f32_layer_norm_grad__scalar(a, dy.data(), want_dx.data());
+      f32_layer_norm_grad(a, dy.data(), got_dx.data());
+      bool ok = true, ok_dx = true;
+      for (size_t i = 0; i < want.size(); ++i) {
+        ok &= std::fabs(got[i] - want[i]) <= 1e-5f * (std::fabs(want[i]) + 1.0f);
+        ok_dx &= std::fabs(got_dx[i] - want_dx[i]) <= 1e-5f * (std::fabs(want_dx[i]) + 1.0f);
+      }
+      record(ok, fmt("f32_layer_norm (dispatch) len=%zu shift=%d", len, int(shift)), "differs from scalar");
+      if (!shift) record(ok_dx, fmt("f32_layer_norm_grad (dispatch) len=%zu", len), "differs from scalar");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // GEMM
 
@@ -817,6 +844,7 @@ int main() {
   check_activation_variants();
   check_activation_grad();
   check_softmax();
+  check_layer_norm();
   check_gemm_all();
   check_conv_all();
   check_dwconv_3x3_small();

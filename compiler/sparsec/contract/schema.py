@@ -500,6 +500,8 @@ KERNELS = (
     Kernel("f32_activation", "f32_activation__scalar", "f32_activation__portable"),
     Kernel("f32_activation_grad", "f32_activation_grad__scalar", "f32_activation_grad__portable"),
     Kernel("f32_softmax", "f32_softmax__scalar", "f32_softmax__portable"),
+    Kernel("f32_layer_norm", "f32_layer_norm__scalar", "f32_layer_norm__portable"),
+    Kernel("f32_layer_norm_grad", "f32_layer_norm_grad__scalar", "f32_layer_norm_grad__portable"),
     # SpMM (kernels_arm/include/sparsec/spmm.h): one job per output block MB of format BLOCKED, and 2:4.
     Kernel("f32_spmm_mb1", "f32_spmm__scalar", "f32_spmm_32x1__portable", "f32_spmm_32x1__neon",
            "f32_spmm_16x1__wasmsimd"),

@@ -35,6 +35,23 @@ void f32_softmax__scalar(const float* x, float* y, size_t rows, size_t len);
 void f32_softmax__portable(const float* x, float* y, size_t rows, size_t len);
 void f32_softmax(const float* x, float* y, size_t rows, size_t len);
 
+// Layer normalisation over rows of len contiguous values: y = (x - mean) / sqrt(var + eps) * scale + shift
+// (shift may be null); the moments in double. The gradient: dx of y's gradient dy (scale is a constant there).
+struct LayerNormArgs {
+  const float* x;
+  const float* scale;  // [len]
+  const float* shift;  // [len] or null
+  float epsilon;
+  float* y;
+  size_t rows, len;
+};
+void f32_layer_norm__scalar(const LayerNormArgs& a);
+void f32_layer_norm__portable(const LayerNormArgs& a);
+void f32_layer_norm(const LayerNormArgs& a);
+void f32_layer_norm_grad__scalar(const LayerNormArgs& a, const float* dy, float* dx);
+void f32_layer_norm_grad__portable(const LayerNormArgs& a, const float* dy, float* dx);
+void f32_layer_norm_grad(const LayerNormArgs& a, const float* dy, float* dx);
+
 enum class BiasMode : int32_t { kNone = 0, kPerRow = 1, kPerColumn = 2 };
 
 // C[M,N] = A[M,K] * B[K,N] (+ bias[M] per row or bias[N] per column), then act.
