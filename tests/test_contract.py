@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 import sparsec
 from conftest import compile_and_compare, run_onnxruntime, single_op_model
@@ -172,6 +172,28 @@ def test_overlapping_live_buffers_are_rejected(rng):
     g.tensors[exp_out].offset = g.tensors[g.inputs[0]].offset  # Exp's output over x, which Concat still reads
     with pytest.raises(sparsec.ArtifactError, match="overlap in the arena while both are live"):
         sparsec.load(spx.serialize("x86_64", g.tensors, g.ops, g.inputs, g.outputs, arena))
+
+
+def test_in_place_ops_share_their_dying_input(rng):
+    """Reshape's Copy and an element-wise op write over their input when they are its last reader: one buffer."""
+    from sparsec.frontend import load_model
+    from sparsec.lower import lower_model, plan_memory
+
+    w = rng.standard_normal((6, 8)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Reshape", ["m", "shape"], ["r"]),
+             helper.make_node("Exp", ["r"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 16])],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([2, 16]), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    g = lower_model(load_model(model))
+    memory = plan_memory(g)
+    m, r, y = (next(t for t in g.tensors if t.name == name) for name in "mry")
+    assert m.offset == r.offset == y.offset
+    assert memory["naive_bytes"] > memory["arena_bytes"]
+    session = sparsec.load(spx.serialize("x86_64", g.tensors, g.ops, g.inputs, g.outputs, memory["arena_bytes"]))
+    x = {"x": rng.standard_normal((4, 6)).astype(np.float32)}
+    np.testing.assert_allclose(session.run(None, x)[0], run_onnxruntime(model, x)[0], rtol=1e-5)
 
 
 def test_scratch_far_beyond_an_ops_tensors_is_refused(rng):

@@ -114,6 +114,15 @@ def test_fuse_matmul_bias(rng):
     assert dict(op_counts(fused)) == {"sparsec.FusedMatMul": 1}
 
 
+def test_fuse_matmul_bias_with_a_run_time_weight(rng):
+    # A training step's trainable weight is a graph input: its bias still goes into the MatMul.
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["b", "m"], ["y"])]
+    model = make(nodes, [vi("x", [2, 7, 8]), vi("w", [8, 5])], [vi("y", [2, 7, 5])], [("b", rand(rng, 5))])
+    fused, err = apply("fuse_matmul_bias", model, {"x": rand(rng, 2, 7, 8), "w": rand(rng, 8, 5)})
+    assert err <= 1e-5
+    assert dict(op_counts(fused)) == {"sparsec.FusedMatMul": 1}
+
+
 @pytest.mark.parametrize("act", ["Relu", "Clip", "HardSwish", "Sigmoid", "LeakyRelu", "SiLU"])
 def test_fuse_activations(act, rng):
     conv = helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1])

@@ -82,6 +82,19 @@ class Session:
 
     def run(self, output_names: list[str] | str | None, input_feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Like onnxruntime: outputs in artifact order (None) or of the given names (one name may be a str)."""
+        results = self._execute(input_feed)
+        if output_names is None:
+            return results
+        if isinstance(output_names, str):
+            output_names = [output_names]
+        index = {o.name: i for i, o in enumerate(self._outputs)}
+        bad = [n for n in output_names if n not in index]
+        if bad:
+            raise InputError(f"unknown output name(s) {bad}; the artifact has {list(index)}")
+        return [results[index[n]] for n in output_names]
+
+    def _execute(self, input_feed: dict[str, np.ndarray], into: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """All outputs in artifact order, in new arrays or written into `into` (arrays of the outputs' dtypes/shapes)."""
         expected = {i.name for i in self._inputs}
         got = _not_a_feed(input_feed)
         if got:
@@ -102,18 +115,9 @@ class Session:
                 raise InputError(f"input '{info.name}' must have shape {list(info.shape)}, got {list(value.shape)}")
             arrays.append(np.ascontiguousarray(value))
         try:
-            results = self._session.run(arrays)
+            return self._session.run(arrays, into)
         except _rt.StatusError as e:
             raise _translate(e) from None
-        if output_names is None:
-            return results
-        if isinstance(output_names, str):
-            output_names = [output_names]
-        index = {o.name: i for i, o in enumerate(self._outputs)}
-        bad = [n for n in output_names if n not in index]
-        if bad:
-            raise InputError(f"unknown output name(s) {bad}; the artifact has {list(index)}")
-        return [results[index[n]] for n in output_names]
 
 
 def load(path: str | os.PathLike | bytes) -> Session:

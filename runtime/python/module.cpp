@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,8 +61,9 @@ class Session {
   }
 
   // Inputs in artifact order, already of the right dtype and shape (checked in Python). One sparsec_run_io call:
-  // several Python threads may run one session (the C API serialises them).
-  py::list run(const std::vector<py::array>& inputs) {
+  // several Python threads may run one session (the C API serialises them). The outputs go to new arrays, or to
+  // `into` (arrays of the outputs' dtypes and shapes, reused across runs: a training step allocates nothing).
+  py::list run(const std::vector<py::array>& inputs, std::optional<py::list> into) {
     std::vector<py::array> contiguous;
     std::vector<const void*> in_data;
     std::vector<size_t> in_sizes;
@@ -73,10 +75,20 @@ class Session {
     py::list out;
     std::vector<void*> out_data;
     std::vector<size_t> out_sizes;
-    for (int32_t i = 0; i < sparsec_num_outputs(session_); ++i) {
+    const int32_t outputs = sparsec_num_outputs(session_);
+    if (into && py::len(*into) != size_t(outputs))
+      throw py::value_error("run: `into` must hold one array per output");
+    for (int32_t i = 0; i < outputs; ++i) {
       sparsec_tensor_info info;
       check(sparsec_output_info(session_, i, &info));
-      py::array array(numpy_dtype(info.dtype), std::vector<int64_t>(info.dims, info.dims + info.ndim));
+      const py::dtype dtype = numpy_dtype(info.dtype);
+      const std::vector<int64_t> shape(info.dims, info.dims + info.ndim);
+      py::array array = into ? py::array((*into)[size_t(i)]) : py::array(dtype, shape);
+      if (into && (array.dtype().kind() != dtype.kind() || array.dtype().itemsize() != dtype.itemsize()))
+        throw py::value_error("run: `into` array " + std::to_string(i) + " has another dtype than the output");
+      if (into && (!array.writeable() || !(array.flags() & py::array::c_style) || size_t(array.nbytes()) != info.nbytes))
+        throw py::value_error("run: `into` array " + std::to_string(i) + " is not a writeable C-contiguous array of " +
+                              std::to_string(info.nbytes) + " bytes");
       out_data.push_back(array.mutable_data());
       out_sizes.push_back(info.nbytes);
       out.append(array);
@@ -146,7 +158,7 @@ class StatusError(Exception):
       .def_static("from_file", [](const std::string& path) { return std::make_unique<Session>(path); }, py::arg("path"))
       .def("inputs", [](const Session& s) { return s.infos(true); })
       .def("outputs", [](const Session& s) { return s.infos(false); })
-      .def("run", &Session::run, py::arg("inputs"))
+      .def("run", &Session::run, py::arg("inputs"), py::arg("into") = py::none())
       .def("set_profiling", &Session::set_profiling, py::arg("enabled"))
       .def("read_params", &Session::read_params)
       .def("write_params", &Session::write_params, py::arg("data"))

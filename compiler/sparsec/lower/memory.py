@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sparsec.contract.schema import ALIGNMENT, Storage
+from sparsec.contract.schema import ALIGNMENT, OP_BY_CODE, Storage
 from sparsec.lower.builder import LoweredGraph
 
 
@@ -32,7 +32,10 @@ def plan_memory(g: LoweredGraph) -> dict:
         last[t] = end
     for t in g.inputs:
         last.setdefault(t, -1)
-    activations = sorted(first, key=lambda t: (-g.tensors[t].nbytes, first[t]))
+    shares = _in_place_outputs(g, first, last)
+    for t, root in shares.items():
+        last[root] = max(last[root], last[t])
+    activations = sorted((t for t in first if t not in shares), key=lambda t: (-g.tensors[t].nbytes, first[t]))
     placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
     arena = 0
     for t in activations:
@@ -46,6 +49,22 @@ def plan_memory(g: LoweredGraph) -> dict:
         g.tensors[t].offset = offset
         placed.append((offset, size, first[t], last[t]))
         arena = max(arena, offset + size)
-    naive = sum(_aligned(max(g.tensors[t].nbytes, 1)) for t in activations)
+    for t, root in shares.items():
+        g.tensors[t].offset = g.tensors[root].offset
+    naive = sum(_aligned(max(g.tensors[t].nbytes, 1)) for t in first)
     scratch = max((op.scratch_bytes for op in g.ops), default=0)
     return {"arena_bytes": arena, "naive_bytes": naive, "scratch_bytes": scratch}
+
+
+def _in_place_outputs(g: LoweredGraph, first: dict[int, int], last: dict[int, int]) -> dict[int, int]:
+    """Outputs that share their first input's buffer (Reshape's Copy, an activation): the op is in_place in the
+    contract and the input's last reader, and both have one size. Maps each to the tensor that owns the buffer."""
+    shares: dict[int, int] = {}
+    for i, op in enumerate(g.ops):
+        if not OP_BY_CODE[op.opcode].in_place or len(op.outputs) != 1 or not op.inputs or op.inputs[0] is None:
+            continue
+        src, dst = op.inputs[0], op.outputs[0]
+        if (src in first and dst in first and last[src] == i and first[dst] == i and op.inputs.count(src) == 1
+                and g.tensors[src].nbytes == g.tensors[dst].nbytes > 0):
+            shares[dst] = shares.get(src, src)
+    return shares

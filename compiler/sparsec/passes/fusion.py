@@ -28,17 +28,18 @@ def _ensure_domain(model: ir.Model) -> None:
 
 
 def fuse_matmul_bias(model: ir.Model) -> ir.Model:
-    """MatMul by a constant 2-D weight followed by Add of a constant [N] bias -> sparsec.FusedMatMul."""
+    """MatMul by a 2-D weight (a constant, or a training step's parameter) then Add of a constant [N] bias ->
+    sparsec.FusedMatMul."""
     for add in list(model.graph):
         if not is_standard(add, "Add"):
             continue
         for i in (0, 1):
             matmul, bias = add.inputs[i].producer(), add.inputs[1 - i]
             bias_data = const_array(bias)
-            weight = const_array(matmul.inputs[1]) if is_standard(matmul, "MatMul") else None
-            if weight is None or bias_data is None or weight.ndim != 2 or only_consumer(add.inputs[i]) is not add:
+            weight = matmul.inputs[1].shape if is_standard(matmul, "MatMul") else None
+            if weight is None or bias_data is None or len(weight) != 2 or only_consumer(add.inputs[i]) is not add:
                 continue
-            if bias_data.size != weight.shape[1] or bias_data.ndim > 1 and bias_data.shape[-1] != bias_data.size:
+            if bias_data.size != weight[1] or bias_data.ndim > 1 and bias_data.shape[-1] != bias_data.size:
                 continue
             if tuple(add.outputs[0].shape or ()) != tuple(matmul.outputs[0].shape or (None,)):
                 continue  # the bias must not broadcast the result to a larger shape

@@ -42,7 +42,9 @@ class Trainer:
         self._session = Session(self.path)
         self._layout = {t.name: (t.offset, t.dtype, t.shape)
                         for t in parse(data).tensors if t.storage == Storage.PARAM}
-        self._gradients: dict[str, np.ndarray] = {}
+        # The step's outputs (loss, gradients) land in these arrays every step: no allocation, no page faults.
+        self._outputs = [np.empty(o.shape, o.dtype) for o in self._session.get_outputs()]
+        self._stepped = False
         self.labels = self.meta["labels"]
         self.feed_names = [i.name for i in self._session.get_inputs() if i.name != self.labels["name"]]
 
@@ -55,13 +57,15 @@ class Trainer:
         labels = np.asarray(labels)
         if self.labels["dtype"] == "int64" and labels.dtype.kind in "iu":
             labels = labels.astype(np.int64)
-        outputs = self._session.run(None, {**feeds, self.labels["name"]: labels})
-        self._gradients = {name: g.copy() for name, g in zip(self.meta["gradients"], outputs[1:])}
-        return float(outputs[0].reshape(-1)[0])
+        self._session._execute({**feeds, self.labels["name"]: labels}, self._outputs)
+        self._stepped = True
+        return float(self._outputs[0].reshape(-1)[0])
 
     def gradients(self) -> dict[str, np.ndarray]:
         """The last step's gradients of the updated slices, by parameter name (partial channels: [.., k, ..])."""
-        return dict(self._gradients)
+        if not self._stepped:
+            return {}
+        return {name: g.copy() for name, g in zip(self.meta["gradients"], self._outputs[1:])}
 
     def _region(self) -> bytes:
         return self._session._session.read_params()
