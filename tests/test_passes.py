@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import zoo
-from conftest import max_rel_error, run_onnxruntime
+from conftest import compile_and_compare, max_rel_error, run_onnxruntime
 from sparsec.frontend import load_model
 from sparsec.passes import CLEANUP, PASSES, op_counts
 from sparsec.passes.fusion import to_standard_onnx
@@ -121,6 +121,25 @@ def test_fuse_matmul_bias_with_a_run_time_weight(rng):
     fused, err = apply("fuse_matmul_bias", model, {"x": rand(rng, 2, 7, 8), "w": rand(rng, 8, 5)})
     assert err <= 1e-5
     assert dict(op_counts(fused)) == {"sparsec.FusedMatMul": 1}
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_fold_transpose_into_matmul(rank, rng, tmp_path):
+    # X^T dY of a weight gradient: the kernel reads X transposed; a Transpose with another reader stays.
+    shape, perm = ([6, 4], [1, 0]) if rank == 2 else ([2, 6, 4], [0, 2, 1])
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=perm), helper.make_node("MatMul", ["xt", "d"], ["y"])]
+    d_shape = [6, 5] if rank == 2 else [2, 6, 5]
+    y_shape = [4, 5] if rank == 2 else [2, 4, 5]
+    model = make(nodes, [vi("x", shape), vi("d", d_shape)], [vi("y", y_shape)])
+    folded, err = apply("fold_transpose_into_matmul", model, {"x": rand(rng, *shape), "d": rand(rng, *d_shape)})
+    assert err <= 1e-6
+    assert dict(op_counts(folded)) == {"sparsec.FusedMatMul": 1}
+    feed = {"x": rand(rng, *shape), "d": rand(rng, *d_shape)}
+    assert compile_and_compare(ir.serde.serialize_model(model), feed, tmp_path) <= 1e-5
+    shared = make([*nodes, helper.make_node("Relu", ["xt"], ["r"])], [vi("x", shape), vi("d", d_shape)],
+                  [vi("y", y_shape), vi("r", shape[:-2] + shape[:-3:-1])])
+    kept, _ = apply("fold_transpose_into_matmul", shared, {"x": rand(rng, *shape), "d": rand(rng, *d_shape)})
+    assert op_counts(kept)["Transpose"] == 1
 
 
 @pytest.mark.parametrize("act", ["Relu", "Clip", "HardSwish", "Sigmoid", "LeakyRelu", "SiLU"])

@@ -28,8 +28,9 @@ def node_macs(node: ir.Node) -> int:
         return math.prod(out) * math.prod(w[1:]) if w else 0
     if node.op_type in ("Gemm", "FusedGemm", "MatMul", "FusedMatMul"):
         a = static_shape(node.inputs[0])
-        trans_a = node.op_type.endswith("Gemm") and node.attributes.get_int("transA", 0)
-        return math.prod(out) * (a[0] if trans_a else a[-1]) if a else 0
+        gemm = node.op_type.endswith("Gemm")
+        trans_a = node.attributes.get_int("transA" if gemm else "trans_a", 0)  # K is then A's first / 2nd-last axis
+        return math.prod(out) * ((a[0] if gemm else a[-2]) if trans_a else a[-1]) if a else 0
     return 0
 
 

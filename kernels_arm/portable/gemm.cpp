@@ -46,8 +46,9 @@ constexpr size_t kDotKC = 1024;   // K block of the copied B column: few lane re
 
 // acc = first ? row_bias[i] + col_bias[j] : C;  acc += A[0:MR, 0:kc] * B[0:kc, 0:NR];
 // C = clamp ? min(max(acc, clamp[0]), clamp[1]) : acc  (NaN kept, as by the activation kernels).
+// A[i, k] is at a[i * a_row + k * a_k]: row-major (a_row = lda, a_k = 1) or transposed (1, lda).
 template <size_t MR>
-void micro_tile(const float* a, size_t lda, size_t kc, const float* b, size_t ldb, float* c,
+void micro_tile(const float* a, size_t a_row, size_t a_k, size_t kc, const float* b, size_t ldb, float* c,
                 size_t ldc, bool first, const float* row_bias, const float* col_bias,
                 const float* clamp) {
   // Short tiles have too few accumulators to hide FMA latency: they take turns over K between
@@ -67,7 +68,7 @@ void micro_tile(const float* a, size_t lda, size_t kc, const float* b, size_t ld
     Vec b_row[kNV];
     for (size_t v = 0; v < kNV; ++v) b_row[v] = load(b + k * ldb + v * kLanes);
     for (size_t i = 0; i < MR; ++i) {
-      const float a_ik = a[i * lda + k];
+      const float a_ik = a[i * a_row + k * a_k];
       for (size_t v = 0; v < kNV; ++v) sum[i][v] += a_ik * b_row[v];
     }
   };
@@ -89,7 +90,7 @@ void micro_tile(const float* a, size_t lda, size_t kc, const float* b, size_t ld
     for (size_t v = 0; v < kNV; ++v) store(c + i * ldc + v * kLanes, acc[0][i][v]);
 }
 
-using MicroTile = void (*)(const float*, size_t, size_t, const float*, size_t, float*, size_t,
+using MicroTile = void (*)(const float*, size_t, size_t, size_t, const float*, size_t, float*, size_t,
                            bool, const float*, const float*, const float*);
 template <size_t... I>
 constexpr std::array<MicroTile, sizeof...(I)> micro_tiles(std::index_sequence<I...>) {
@@ -186,7 +187,7 @@ void gemm_narrow(const GemmArgs& g) {
 
 void f32_gemm__portable(const GemmArgs& g) {
   if (g.M == 0 || g.N == 0) return;
-  if (g.N <= kDotMaxN) {
+  if (g.N <= kDotMaxN && !g.trans_a) {
     for (size_t n = 0; n < g.batch; ++n) {
       GemmArgs image = g;
       image.B += n * g.batch_stride_b;
@@ -209,6 +210,7 @@ void f32_gemm__portable(const GemmArgs& g) {
   const bool pack_all = g.M > kMR;
   // Columns j of all images in a row, image j / N: a panel is direct when it lies in one image.
   const size_t columns = g.N * g.batch;
+  const size_t a_row = g.trans_a ? 1 : g.lda, a_k = g.trans_a ? g.lda : 1;
   float packed[kPackFloats];
   // K == 0 still runs one (empty) block so C receives bias and activation.
   // Equal K blocks of at most KC: K = 320 as one block, not 256 + 64 (C stored and reloaded).
@@ -227,7 +229,7 @@ void f32_gemm__portable(const GemmArgs& g) {
         // long store streams rather than a 64-byte piece in each of mc rows per panel.
         for (size_t ic = icb; ic < icb + mc; ic += kMR) {
           const size_t mr = std::min(kMR, icb + mc - ic);
-          const float* a = g.A + ic * g.lda + pc;
+          const float* a = g.trans_a ? g.A + pc * g.lda + ic : g.A + ic * g.lda + pc;
           const float* row_bias = per_row ? g.bias + ic : kZeros;
           const MicroTile tile_fn = kMicroTiles[mr - 1];
           const float* tile_clamp = last ? clamp : nullptr;
@@ -258,7 +260,7 @@ void f32_gemm__portable(const GemmArgs& g) {
               std::fill(tile, tile + kMR * kNR, 0.0f);
               if (!first) copy_tile_columns(g, ic, mr, jr, nr, tile, /*to_tile=*/true);
             }
-            tile_fn(a, g.lda, kc, b_panel, ld_panel, c, ldc, first, row_bias, col_bias, tile_clamp);
+            tile_fn(a, a_row, a_k, kc, b_panel, ld_panel, c, ldc, first, row_bias, col_bias, tile_clamp);
             if (last && act_pass && !act_rows)
               for (size_t i = 0; i < mr; ++i) f32_activation__portable(g.act, c + i * ldc, nr);
             if (scattered) copy_tile_columns(g, ic, mr, jr, nr, tile, /*to_tile=*/false);

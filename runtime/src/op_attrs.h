@@ -36,6 +36,7 @@ inline ConvAttrs conv_attrs(const Op& op) {
 
 struct MatMulAttrs {
   Activation activation;
+  int64_t trans_a;
   float act_alpha;
   float act_beta;
 };
@@ -43,6 +44,8 @@ inline MatMulAttrs mat_mul_attrs(const Op& op) {
   MatMulAttrs a;
   const int64_t* v = op.iattr.data();
   a.activation = Activation(*v);
+  v += 1;
+  a.trans_a = int64_t(*v);
   v += 1;
   a.act_alpha = op.fattr[0];
   a.act_beta = op.fattr[1];

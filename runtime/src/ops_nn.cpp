@@ -110,7 +110,8 @@ bool check_mat_mul(const Op& op, Message* err) {
   const Tensor& b = *op.in[1];
   const Tensor& y = *op.out[0];
   SPX_REQUIRE(a.ndim >= 2 && b.ndim >= 2 && y.ndim == std::max(a.ndim, b.ndim), "expects operands of rank >= 2");
-  const int64_t M = a.dims[a.ndim - 2], K = a.dims[a.ndim - 1], N = b.dims[b.ndim - 1];
+  const bool trans_a = mat_mul_attrs(op).trans_a;
+  const int64_t M = a.dims[a.ndim - (trans_a ? 1 : 2)], K = a.dims[a.ndim - (trans_a ? 2 : 1)], N = b.dims[b.ndim - 1];
   SPX_REQUIRE(b.dims[b.ndim - 2] == K && y.dims[y.ndim - 2] == M && y.dims[y.ndim - 1] == N,
               "shapes %s x %s -> %s do not multiply", shape_str(a).text, shape_str(b).text, shape_str(y).text);
   for (uint32_t d = 0; d + 2 < y.ndim; ++d) {
@@ -126,10 +127,12 @@ bool run_mat_mul(const Op& op, uint8_t*, Message*) {
   const Tensor& a = *op.in[0];
   const Tensor& b = *op.in[1];
   const Tensor& y = *op.out[0];
-  const size_t M = size_t(y.dims[y.ndim - 2]), N = size_t(y.dims[y.ndim - 1]), K = size_t(a.dims[a.ndim - 1]);
+  const MatMulAttrs attrs = mat_mul_attrs(op);
+  const bool trans_a = attrs.trans_a;  // a holds A^T: [..., K, M]
+  const size_t M = size_t(y.dims[y.ndim - 2]), N = size_t(y.dims[y.ndim - 1]), K = size_t(b.dims[b.ndim - 2]);
   const Tensor* bias_tensor = optional_input(op, 2);
   const float* bias = bias_tensor ? bias_tensor->f32() : nullptr;
-  const ActParams act = act_params(mat_mul_attrs(op));
+  const ActParams act = act_params(attrs);
   // Batch strides in matrices, 0 where an operand's batch dim is broadcast.
   const size_t nb = y.ndim - 2;
   int64_t sa[kMaxDims], sb[kMaxDims];
@@ -143,7 +146,8 @@ bool run_mat_mul(const Op& op, uint8_t*, Message*) {
     acc_b *= be;
   }
   const size_t batches = product(y.dims, 0, nb);
-  if (acc_b == 1 && size_t(acc_a) == batches) {  // one B for all of A's rows (a Linear over a sequence): one GEMM
+  // One B for all of A's rows (a Linear over a sequence): one GEMM, B packed once.
+  if (acc_b == 1 && size_t(acc_a) == batches && !trans_a) {
     f32_gemm({batches * M, N, K, a.f32(), K, b.f32(), N, y.f32(), N, bias,
               bias ? BiasMode::kPerColumn : BiasMode::kNone, act});
     return true;
@@ -151,8 +155,9 @@ bool run_mat_mul(const Op& op, uint8_t*, Message*) {
   int64_t idx[kMaxDims] = {};
   size_t off_a = 0, off_b = 0;
   for (size_t i = 0; i < batches; ++i) {
-    GemmArgs g{M, N, K, a.f32() + off_a * M * K, K, b.f32() + off_b * K * N, N, y.f32() + i * M * N, N,
+    GemmArgs g{M, N, K, a.f32() + off_a * M * K, trans_a ? M : K, b.f32() + off_b * K * N, N, y.f32() + i * M * N, N,
                bias, bias ? BiasMode::kPerColumn : BiasMode::kNone, act};
+    g.trans_a = trans_a;
     f32_gemm(g);
     for (int d = int(nb) - 1; d >= 0; --d) {
       off_a += sa[d];

@@ -252,11 +252,12 @@ void check_layer_norm() {
 // GEMM
 
 // batch > 1: the images' B and C blocks lie one NaN row apart (a read or write there shows).
+// trans_a: A stored as [K, M].
 void check_gemm(size_t M, size_t N, size_t K, size_t pad, BiasMode bias_mode, int act_kind,
-                size_t batch = 1) {
-  const size_t lda = K + pad, ldb = N + pad, ldc = N + pad;
+                size_t batch = 1, bool trans_a = false) {
+  const size_t lda = (trans_a ? M : K) + pad, ldb = N + pad, ldc = N + pad;
   const size_t stride_b = (K + 1) * ldb, stride_c = (M + 1) * ldc;
-  const std::vector<float> a = random_strided(M, K, lda);
+  const std::vector<float> a = trans_a ? random_strided(K, M, lda) : random_strided(M, K, lda);
   std::vector<float> b = random_strided(batch * (K + 1), N, ldb);
   for (size_t n = 0; n < batch; ++n) std::fill_n(b.begin() + n * stride_b + K * ldb, ldb, kNaN);
   const std::vector<float> bias = random_vector(bias_mode == BiasMode::kPerRow ? M : N);
@@ -264,7 +265,7 @@ void check_gemm(size_t M, size_t N, size_t K, size_t pad, BiasMode bias_mode, in
   auto args = [&](const float* a_data, const float* b_data, float* c, size_t ldc_, size_t stride_c_,
                   const float* bias_data, const ActParams& act_) {
     GemmArgs g{M, N, K, a_data, lda, b_data, ldb, c, ldc_, bias_data, bias_mode, act_};
-    g.batch = batch, g.batch_stride_b = stride_b, g.batch_stride_c = stride_c_;
+    g.batch = batch, g.batch_stride_b = stride_b, g.batch_stride_c = stride_c_, g.trans_a = trans_a;
     return g;
   };
 
@@ -287,8 +288,8 @@ void check_gemm(size_t M, size_t N, size_t K, size_t pad, BiasMode bias_mode, in
   std::string problem = compare(got, want, magnitude, max_slope(act));
   if (!padding_kept) problem = "wrote past N into the ldc padding or between the images";
   record(problem.empty(),
-         fmt("f32_gemm (dispatch) M=%zu N=%zu K=%zu pad=%zu bias=%s act=%s batch=%zu", M, N, K, pad,
-             kBiasNames[static_cast<int>(bias_mode)], kActivationNames[act_kind], batch),
+         fmt("f32_gemm (dispatch) M=%zu N=%zu K=%zu pad=%zu bias=%s act=%s batch=%zu trans_a=%d", M, N, K, pad,
+             kBiasNames[static_cast<int>(bias_mode)], kActivationNames[act_kind], batch, int(trans_a)),
          problem);
 }
 
@@ -322,6 +323,14 @@ void check_gemm_all() {
       for (const auto& mk : {std::array<size_t, 2>{7, 19}, {16, 300}, {1, 3}, {13, 0}})
         for (int bias = 0; bias < 3; ++bias)
           check_gemm(mk[0], N, mk[1], N % 3, static_cast<BiasMode>(bias), act_kind++ % kActivationCount, batch);
+  // A transposed: every tile height and edge, narrow N (no dot-product path then), K and M blocks, batches.
+  for (size_t M : {1, 2, 5, 6, 7, 13, 64})
+    for (size_t N : {1, 3, 16, 17, 40})
+      for (size_t K : {0, 1, 7, 33})
+        for (size_t pad : {0, 2})
+          check_gemm(M, N, K, pad, static_cast<BiasMode>((M + N) % 3), act_kind++ % kActivationCount, 1, true);
+  for (const auto& s : big) check_gemm(s[0], s[1], s[2], 3, BiasMode::kPerColumn, 0, 1, true);
+  for (size_t batch : {2, 3}) check_gemm(13, 17, 19, 1, BiasMode::kPerRow, 1, batch, true);
 }
 
 // ---------------------------------------------------------------------------------------------

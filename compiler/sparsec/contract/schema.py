@@ -155,13 +155,14 @@ class Attr:
     enum: str | None = None
     low: int = -ATTR_MAX
     high: int = ATTR_MAX
+    default: int | None = None  # the value when an emitter leaves the attribute out (else it is required)
 
     def bounds(self) -> tuple[int, int]:
         return (0, len(ENUMS[self.enum]) - 1) if self.enum else (self.low, self.high)
 
 
-def flag(name: str) -> Attr:
-    return Attr(name, low=0, high=1)
+def flag(name: str, default: int | None = None) -> Attr:
+    return Attr(name, low=0, high=1, default=default)
 
 
 def spatial(name: str, count: int, low: int = 1) -> Attr:
@@ -205,10 +206,10 @@ class Op:
             raise ValueError(f"{self.name}: unknown attribute(s) {sorted(unknown)}")
         ints: list[int] = []
         for a in self.iattrs:
-            if a.name not in attrs:
+            if a.name not in attrs and a.default is None:
                 raise ValueError(f"{self.name}: attribute '{a.name}' missing")
             count = rank if a.count == "rank" else a.count
-            values = attrs[a.name]
+            values = attrs.get(a.name, a.default)
             values = list(values) if isinstance(values, (list, tuple)) else [values]
             if len(values) != count:
                 raise ValueError(f"{self.name}: attribute '{a.name}' takes {count} value(s), got {len(values)}")
@@ -257,8 +258,9 @@ OPS = (
        doc="2-D convolution, NCHW; weight [M, C/group, KH, KW]; pads top, left, bottom, right",
        kernels={"algorithm=IM2COL": "f32_conv2d_im2col", "algorithm=GEMM_1X1": "f32_gemm",
                 "algorithm=DEPTHWISE": "f32_dwconv2d", "algorithm=DEPTHWISE_3X3": "f32_dwconv2d_3x3"}),
-    Op(2, "MatMul", (Slot("a"), Slot("b"), Slot("bias", optional=True)), Y, F32, ACTIVATION, ACTIVATION_PARAMS,
-       doc="numpy matmul of rank >= 2 operands with batch broadcasting; bias per column",
+    Op(2, "MatMul", (Slot("a"), Slot("b"), Slot("bias", optional=True)), Y, F32, (*ACTIVATION, flag("trans_a", 0)),
+       ACTIVATION_PARAMS, doc="numpy matmul of rank >= 2 operands with batch broadcasting; bias per column; trans_a: "
+       "a holds A with its last two axes swapped",
        kernels={"*": "f32_gemm"}),
     Op(3, "Binary", (Slot("a"), Slot("b")), Y, {"T": NUMERIC_TYPES + ("uint8", "int8")},
        (Attr("op", enum="BinaryOp"), *ACTIVATION), ACTIVATION_PARAMS, doc="numpy broadcasting; integers: no activation, DIV truncates; MOD takes the divisor's sign, FMOD C's fmod",

@@ -81,7 +81,7 @@ def matmul(b: Builder, node: ir.Node) -> None:
     bias = input_at(node, 2)
     bias_id = b.constant(const_array(bias).reshape(-1), f"{bias.name}/flat") if bias is not None else None
     if len(sa) > 1 and len(sw) > 1:
-        b.emit("MatMul", [a, w, bias_id], [y], act)
+        b.emit("MatMul", [a, w, bias_id], [y], {**act, "trans_a": node.attributes.get_int("trans_a", 0)})
         return
     # numpy semantics for 1-D operands: [K] acts as [1, K] (left) or [K, 1] (right), then that axis drops.
     a2 = sa if len(sa) > 1 else (1,) + sa

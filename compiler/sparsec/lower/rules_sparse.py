@@ -123,7 +123,8 @@ def matmul(b: Builder, node: ir.Node) -> None:
     w = const_array(weight)
     bias_value = input_at(node, 2)
     structural = ("weight is not constant" if w is None
-                  else "weight is not a matrix (batched or 1-D)" if w.ndim != 2 else None)
+                  else "weight is not a matrix (batched or 1-D)" if w.ndim != 2
+                  else "A is transposed" if node.attributes.get_int("trans_a", 0) else None)
     pixels = math.prod(static_shape(a)[:-1])
     choice = _rows_choice(b, node, weight, w.T if structural is None else None, pixels, structural)
     if not choice.sparse:

@@ -12,7 +12,7 @@ import onnx_ir as ir
 from sparsec.naming import op_label
 from sparsec.passes.batchnorm import fold_batchnorm
 from sparsec.passes.cleanup import fold_constants, remove_dead_nodes, remove_identities
-from sparsec.passes.fusion import fuse_activations, fuse_gelu, fuse_matmul_bias
+from sparsec.passes.fusion import fold_transpose_into_matmul, fuse_activations, fuse_gelu, fuse_matmul_bias
 from sparsec.passes.shapes import shapes_from_consumers
 
 
@@ -34,6 +34,7 @@ CLEANUP = [
     Pass("fuse_matmul_bias", fuse_matmul_bias),
     Pass("fuse_gelu", fuse_gelu),
     Pass("fuse_activations", fuse_activations),
+    Pass("fold_transpose_into_matmul", fold_transpose_into_matmul),
     Pass("remove_dead_nodes", remove_dead_nodes),
 ]
 PASSES = {p.name: p for p in CLEANUP}

@@ -52,6 +52,32 @@ def fuse_matmul_bias(model: ir.Model) -> ir.Model:
     return model
 
 
+def fold_transpose_into_matmul(model: ir.Model) -> ir.Model:
+    """MatMul of a Transpose swapping the last two axes (read only there) -> sparsec.FusedMatMul(trans_a=1)."""
+    for node in list(model.graph):
+        is_matmul = is_standard(node, "MatMul") or (node.domain == FUSED_DOMAIN and node.op_type == "FusedMatMul")
+        if not is_matmul or node.attributes.get_int("trans_a", 0):
+            continue
+        transpose = node.inputs[0].producer()
+        if not is_standard(transpose, "Transpose") or only_consumer(node.inputs[0]) is not node:
+            continue
+        shape, b_shape = transpose.inputs[0].shape, node.inputs[1].shape
+        if shape is None or b_shape is None or len(shape) < 2 or len(b_shape) < 2:
+            continue  # numpy's 1-D operand rules
+        rank = len(shape)
+        if list(transpose.attributes.get_ints("perm", range(rank - 1, -1, -1))) != [*range(rank - 2), rank - 1, rank - 2]:
+            continue
+        _ensure_domain(model)
+        fused = _fused(node, "FusedMatMul", [transpose.inputs[0], *node.inputs[1:]])
+        fused.attributes["trans_a"] = ir.AttrInt64("trans_a", 1)
+        fused.outputs[0].shape, fused.outputs[0].type = node.outputs[0].shape, node.outputs[0].type
+        if bypass(node, fused.outputs[0]):
+            model.graph.remove(transpose, safe=True)
+        else:
+            model.graph.remove(fused, safe=True)
+    return model
+
+
 def _fuse_silu(model: ir.Model) -> None:
     """x * Sigmoid(x) -> sparsec.Activation(SILU)."""
     for mul in list(model.graph):
@@ -134,10 +160,16 @@ def to_standard_onnx(model: ir.Model) -> ir.Model:
             nodes, y = standard_nodes(node.inputs[0], act, node.name)
         else:
             op = node.op_type.removeprefix("Fused")
-            attrs = [a for a in node.attributes.values() if a.name not in ("activation", "activation_params")]
+            attrs = [a for a in node.attributes.values() if a.name not in ("activation", "activation_params", "trans_a")]
             inputs = list(node.inputs[:2]) if op == "MatMul" else list(node.inputs)
+            nodes = []
+            if node.attributes.get_int("trans_a", 0):
+                rank = len(inputs[0].shape)
+                nodes.append(ir.node("Transpose", [inputs[0]], {"perm": [*range(rank - 2), rank - 1, rank - 2]},
+                                     name=node.name + "/a_t"))
+                inputs[0] = nodes[-1].outputs[0]
             base = ir.Node("", op, inputs, attributes=attrs, name=node.name + "/base")
-            nodes = [base]
+            nodes.append(base)
             z = base.outputs[0]
             if op == "MatMul" and len(node.inputs) > 2:
                 nodes.append(ir.node("Add", [z, node.inputs[2]], name=node.name + "/bias"))

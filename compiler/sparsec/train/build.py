@@ -18,7 +18,7 @@ from sparsec.naming import is_standard
 from sparsec.passes import Pass, run_passes
 from sparsec.passes.batchnorm import fold_batchnorm
 from sparsec.passes.cleanup import fold_constants, remove_dead_nodes, remove_identities
-from sparsec.passes.fusion import fuse_activations, fuse_gelu, fuse_matmul_bias
+from sparsec.passes.fusion import fold_transpose_into_matmul, fuse_activations, fuse_gelu, fuse_matmul_bias
 from sparsec.passes.util import const_array
 from sparsec.train.fuse import fuse_exported_group_norm
 from sparsec.train.gradients import LABELS, BackwardResult, Emitter, add_backward, requires_grad, shape_of
@@ -34,7 +34,8 @@ TRAIN_PASSES = [Pass("fold_constants", fold_constants), Pass("remove_identities"
 # values the backward reads and the trainable parameters (graph inputs) stay as they are; the frozen part of the
 # network runs as fast as in inference.
 TRAIN_FUSIONS = [Pass("fold_batchnorm", fold_batchnorm), Pass("fuse_matmul_bias", fuse_matmul_bias),
-                 Pass("fuse_activations", fuse_activations)]
+                 Pass("fuse_activations", fuse_activations),
+                 Pass("fold_transpose_into_matmul", fold_transpose_into_matmul)]
 
 
 def lift_parameters(model: ir.Model, updates: list[ParamUpdate]) -> dict[str, np.ndarray]:

@@ -57,7 +57,8 @@ enum class BiasMode : int32_t { kNone = 0, kPerRow = 1, kPerColumn = 2 };
 // C[M,N] = A[M,K] * B[K,N] (+ bias[M] per row or bias[N] per column), then act.
 // Row-major with leading dimensions lda, ldb, ldc (in elements). batch > 1 repeats it with the
 // same A for B + n * batch_stride_b and C + n * batch_stride_c (e.g. a 1x1 conv over the images):
-// one call lets the kernel reuse A across the images.
+// one call lets the kernel reuse A across the images. trans_a: A is stored as its transpose [K, M]
+// (A[i, k] at A[k * lda + i]): a training step's weight gradient X^T dY without a transposed copy.
 struct GemmArgs {
   size_t M, N, K;
   const float* A; size_t lda;
@@ -66,6 +67,7 @@ struct GemmArgs {
   const float* bias; BiasMode bias_mode;
   ActParams act;
   size_t batch = 1, batch_stride_b = 0, batch_stride_c = 0;
+  bool trans_a = false;
 };
 void f32_gemm__scalar(const GemmArgs& g);
 void f32_gemm__portable(const GemmArgs& g);  // register-tiled, auto-vectorised C++
