@@ -7,12 +7,12 @@ namespace sparsec {
 namespace portable {
 
 // x = n ln2 + r (Cody-Waite), exp(r) by the Cephes polynomial on |r| <= ln2/2, 2^n from the exponent bits.
-// Relative error ~2 ulp.
-inline float exp_poly(float x) {
-  // Comparisons written so NaN clamps to -87 (the int conversion below must see a finite value);
-  // NaN itself is passed through at the end. Ternaries, not std::min/max: GCC if-converts these.
-  float xc = x > -87.0f ? x : -87.0f;
-  xc = xc < 88.0f ? xc : 88.0f;
+// Relative error ~2 ulp. For x <= 88 and without a NaN pass (a NaN x gives a finite value): for callers whose
+// result carries x's NaN anyway, e.g. GELU's x * Phi(x); everyone else calls exp_poly.
+inline float exp_poly_upto88(float x) {
+  // NaN clamps to -87 (the int conversion below must see a finite value). A ternary, not std::max: GCC
+  // if-converts it.
+  const float xc = x > -87.0f ? x : -87.0f;
   const float n = (xc * 1.44269504089f + 12582912.0f) - 12582912.0f;  // round to nearest (1.5 * 2^23 trick)
   const float r = (xc - n * 0.693145751953125f) - n * 1.428606765330187e-6f;
   float p = 1.9875691500e-4f;
@@ -25,8 +25,11 @@ inline float exp_poly(float x) {
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
-  return x == x ? p * scale : x;
+  return p * scale;
 }
+
+// exp(x) for every x: clamped to 88 above, NaN passed through.
+inline float exp_poly(float x) { return x == x ? exp_poly_upto88(x < 88.0f ? x : 88.0f) : x; }
 
 }  // namespace portable
 }  // namespace sparsec
