@@ -142,6 +142,18 @@ def test_fold_transpose_into_matmul(rank, rng, tmp_path):
     assert op_counts(kept)["Transpose"] == 1
 
 
+def test_transposed_product_becomes_the_swapped_product(rng, tmp_path):
+    # (X^T dY)^T, the gradient of a Gemm's transposed weight in the weight's layout: dY^T X, no Transpose left.
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0]), helper.make_node("MatMul", ["xt", "d"], ["p"]),
+             helper.make_node("Transpose", ["p"], ["y"], perm=[1, 0])]
+    model = make(nodes, [vi("x", [6, 4]), vi("d", [6, 5])], [vi("y", [5, 4])])
+    feed = {"x": rand(rng, 6, 4), "d": rand(rng, 6, 5)}
+    folded, err = apply("fold_transpose_into_matmul", model, feed)
+    assert err <= 1e-6
+    assert dict(op_counts(folded)) == {"sparsec.FusedMatMul": 1}
+    assert compile_and_compare(ir.serde.serialize_model(model), feed, tmp_path) <= 1e-5
+
+
 @pytest.mark.parametrize("act", ["Relu", "Clip", "HardSwish", "Sigmoid", "LeakyRelu", "SiLU"])
 def test_fuse_activations(act, rng):
     conv = helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1])

@@ -601,7 +601,8 @@ def test_partial_channels_compute_only_the_slice(cnn, tmp_path):
 def test_partial_channels_of_a_linear_layer_compute_only_the_slice(mlp, tmp_path):
     art, ops, _ = compiled_ops(mlp, tmp_path, ["l3.weight:channels=0.5"])  # Gemm(transB=1) weight [4, 16]
     products = [art.tensors[op.outputs[0]].shape for k, op in ops if k == "MatMul"]
-    assert (16, 2) in products and (16, 4) not in products  # the weight gradient of 2 of 4 outputs, transposed
+    # the weight gradient of 2 of 4 outputs, in the weight's own [out, in] layout (no transposed copy)
+    assert (2, 16) in products and (4, 16) not in products and (16, 2) not in products
 
 
 # ---- specs, options and errors ---------------------------------------------------------------------------

@@ -748,6 +748,18 @@ bool check_expand(const Op& op, Message* err) {
   return true;
 }
 
+namespace {
+
+// n copies of the element at value (sizeof(T) bytes) from y on: a fill loop, not a memcpy call per element.
+template <typename T>
+void fill_run(uint8_t* y, const uint8_t* value, int64_t n) {
+  T v;
+  std::memcpy(&v, value, sizeof v);
+  std::fill_n(reinterpret_cast<T*>(y), n, v);
+}
+
+}  // namespace
+
 bool run_expand(const Op& op, uint8_t*, Message*) {
   Broadcast plan;
   make_broadcast(*op.out[0], op.in.data(), 1, &plan);
@@ -756,8 +768,12 @@ bool run_expand(const Op& op, uint8_t*, Message*) {
   const int64_t s = plan.stride[0][plan.ndim - 1];
   uint8_t* y = op.out[0]->data;
   for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
-    if (s == 1) std::memcpy(y + out_off * es, x.data + off[0] * es, size_t(n) * es);
-    else for (int64_t i = 0; i < n; ++i) std::memcpy(y + (out_off + i) * es, x.data + off[0] * es, es);
+    uint8_t* out = y + out_off * es;
+    const uint8_t* in = x.data + off[0] * es;
+    if (s == 1) std::memcpy(out, in, size_t(n) * es);
+    else if (es == 8) fill_run<uint64_t>(out, in, n);  // e.g. a pooled gradient spread over its window
+    else if (es == 4) fill_run<uint32_t>(out, in, n);
+    else for (int64_t i = 0; i < n; ++i) std::memcpy(out + i * es, in, es);
   });
   return true;
 }

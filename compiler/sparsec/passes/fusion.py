@@ -52,30 +52,57 @@ def fuse_matmul_bias(model: ir.Model) -> ir.Model:
     return model
 
 
+def _swaps_last_two(transpose: ir.Node) -> bool:
+    """A Transpose whose perm swaps the last two axes of an input of rank >= 2 and keeps the others."""
+    shape = transpose.inputs[0].shape
+    if not is_standard(transpose, "Transpose") or shape is None or len(shape) < 2:
+        return False
+    rank = len(shape)
+    return list(transpose.attributes.get_ints("perm", range(rank - 1, -1, -1))) == [*range(rank - 2), rank - 1, rank - 2]
+
+
 def fold_transpose_into_matmul(model: ir.Model) -> ir.Model:
-    """MatMul of a Transpose swapping the last two axes (read only there) -> sparsec.FusedMatMul(trans_a=1)."""
+    """MatMul of a Transpose swapping the last two axes (read only there) -> sparsec.FusedMatMul(trans_a=1); and a
+    transposed product (X^T Y)^T -> Y^T X, also trans_a (a Gemm weight's gradient, in the weight's own layout)."""
     for node in list(model.graph):
         is_matmul = is_standard(node, "MatMul") or (node.domain == FUSED_DOMAIN and node.op_type == "FusedMatMul")
         if not is_matmul or node.attributes.get_int("trans_a", 0):
             continue
         transpose = node.inputs[0].producer()
-        if not is_standard(transpose, "Transpose") or only_consumer(node.inputs[0]) is not node:
-            continue
-        shape, b_shape = transpose.inputs[0].shape, node.inputs[1].shape
-        if shape is None or b_shape is None or len(shape) < 2 or len(b_shape) < 2:
-            continue  # numpy's 1-D operand rules
-        rank = len(shape)
-        if list(transpose.attributes.get_ints("perm", range(rank - 1, -1, -1))) != [*range(rank - 2), rank - 1, rank - 2]:
+        b_shape = node.inputs[1].shape
+        if (not _swaps_last_two(transpose) or only_consumer(node.inputs[0]) is not node or b_shape is None
+                or len(b_shape) < 2):  # numpy's 1-D operand rules
             continue
         _ensure_domain(model)
-        fused = _fused(node, "FusedMatMul", [transpose.inputs[0], *node.inputs[1:]])
-        fused.attributes["trans_a"] = ir.AttrInt64("trans_a", 1)
-        fused.outputs[0].shape, fused.outputs[0].type = node.outputs[0].shape, node.outputs[0].type
-        if bypass(node, fused.outputs[0]):
-            model.graph.remove(transpose, safe=True)
-        else:
-            model.graph.remove(fused, safe=True)
+        _trans_a_matmul(node, [transpose.inputs[0], *node.inputs[1:]], node, transpose)
+    for transpose in list(model.graph):
+        product = transpose.inputs[0].producer() if is_standard(transpose, "Transpose") else None
+        if (product is None or product.domain != FUSED_DOMAIN or product.op_type != "FusedMatMul"
+                or not product.attributes.get_int("trans_a", 0) or len(product.inputs) > 2
+                or attached(product)[0] != Activation.NONE or not _swaps_last_two(transpose)
+                or only_consumer(transpose.inputs[0]) is not transpose):
+            continue
+        a, b = product.inputs  # product = a^T b, so its transpose is b^T a
+        _trans_a_matmul(product, [b, a], transpose, product)
     return model
+
+
+def _trans_a_matmul(like: ir.Node, inputs: list, replaced: ir.Node, dropped: ir.Node) -> None:
+    """A trans_a FusedMatMul of inputs (like's attributes) takes replaced's place; dropped goes if nothing reads it."""
+    graph = like.graph
+    fused = _fused(like, "FusedMatMul", inputs)
+    fused.attributes["trans_a"] = ir.AttrInt64("trans_a", 1)
+    fused.outputs[0].shape, fused.outputs[0].type = replaced.outputs[0].shape, replaced.outputs[0].type
+    graph.remove(dropped if bypass(replaced, fused.outputs[0]) else fused, safe=True)
+
+
+def _swaps_last_two(transpose: ir.Node | None) -> bool:
+    """A Transpose whose perm swaps the last two axes of an input of rank >= 2 and keeps the others."""
+    if not is_standard(transpose, "Transpose") or transpose.inputs[0].shape is None:
+        return False
+    rank = len(transpose.inputs[0].shape)
+    perm = list(transpose.attributes.get_ints("perm", range(rank - 1, -1, -1)))
+    return rank >= 2 and perm == [*range(rank - 2), rank - 1, rank - 2]
 
 
 def _fuse_silu(model: ir.Model) -> None:
