@@ -228,6 +228,15 @@ def test_transpose_of_matrices_in_tiles(shape, rng, tmp_path):
     assert compile_and_compare(model, {"x": randn(rng, *shape)}, tmp_path) == 0
 
 
+@pytest.mark.parametrize("shape,perm", [([8, 32, 4, 32], [0, 2, 3, 1]), ([2, 37, 3, 70], [0, 2, 3, 1]),
+                                        ([70, 2, 37], [2, 1, 0]), ([130, 9], [1, 0]), ([9, 130], [1, 0]),
+                                        ([3, 5, 2, 6, 7], [4, 0, 3, 1, 2])])
+def test_transpose_moving_the_last_axis_in_blocks(shape, perm, rng, tmp_path):
+    """The input's last axis moves: small matrix transposes in 4 x 4 blocks, tile and block edges, both loop orders."""
+    model = single_op_model("Transpose", [("x", shape)], None, (), {"perm": perm})
+    assert compile_and_compare(model, {"x": randn(rng, *shape)}, tmp_path) == 0
+
+
 @pytest.mark.parametrize("op,inits,attrs", [
     ("Reshape", [("shape", np.array([6, -1], np.int64))], {}),
     ("Flatten", [], {"axis": 2}),

@@ -114,6 +114,14 @@ def test_where_broadcasts_three_operands(dtype, rng, tmp_path):
     assert_same(model, feed, tmp_path)
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8], ids=lambda d: np.dtype(d).name)
+def test_transpose_moving_the_last_axis_of_integers(dtype, rng, tmp_path):
+    """4-byte elements share the float blocks (bits copied), other sizes the element loop."""
+    feed = {"x": sample(rng, dtype, (3, 6, 9))}
+    model = graph_model([helper.make_node("Transpose", ["x"], ["y"], perm=[2, 0, 1])], feed, {"y": (dtype, [9, 3, 6])})
+    assert_same(model, feed, tmp_path)
+
+
 # ---- element-wise arithmetic on small integers, Clip, Mean, IsNaN/IsInf ------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8], ids=lambda d: np.dtype(d).name)

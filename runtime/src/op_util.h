@@ -77,8 +77,10 @@ inline int64_t index_value(const Tensor& t, size_t i) {
 int64_t load_integer(const uint8_t* data, uint8_t dtype, size_t i);
 void store_integer(uint8_t* data, uint8_t dtype, size_t i, int64_t v);
 
-// y[b][cols, rows] = x[b][rows, cols] for batch matrices, in square tiles (reads and writes stay within a few cache
-// lines per row).
+// y[c * ldy + r] = x[r * ldx + c] for r < rows, c < cols: square tiles (reads and writes stay within a few cache
+// lines per row) of 4 x 4 blocks transposed in registers.
+void transpose_f32(const float* x, size_t ldx, float* y, size_t ldy, size_t rows, size_t cols);
+// y[b][cols, rows] = x[b][rows, cols] for batch matrices.
 void transpose_matrices_f32(const float* x, float* y, size_t batch, size_t rows, size_t cols);
 
 // Row-major element strides of a tensor's dims.

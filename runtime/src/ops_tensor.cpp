@@ -431,47 +431,40 @@ bool check_transpose(const Op& op, Message* err) {
   return true;
 }
 
-namespace {
-
-// perm swaps the last two axes and keeps the others: a batch of matrix transposes.
-bool swaps_last_two(const int64_t* perm, uint32_t ndim) {
-  const int64_t n = ndim;
-  if (n < 2 || perm[n - 2] != n - 1 || perm[n - 1] != n - 2) return false;
-  for (int64_t d = 0; d + 2 < n; ++d)
-    if (perm[d] != d) return false;
-  return true;
-}
-
-}  // namespace
-
 bool run_transpose(const Op& op, uint8_t*, Message*) {
   const Tensor& x = *op.in[0];
   const Tensor& y = *op.out[0];
   const int64_t* perm = transpose_attrs(op).perm;
   const size_t es = sparsec_dtype_size(x.dtype);
-  if (es == 4 && swaps_last_two(perm, x.ndim)) {
-    const size_t rows = size_t(x.dims[x.ndim - 2]), cols = size_t(x.dims[x.ndim - 1]);
-    transpose_matrices_f32(x.f32(), y.f32(), x.numel / std::max<size_t>(rows * cols, 1), rows, cols);
-    return true;
-  }
-  int64_t in_strides[kMaxDims], src_strides[kMaxDims];
+  int64_t in_strides[kMaxDims], src_strides[kMaxDims], out_strides[kMaxDims];
   contiguous_strides(x, in_strides);
+  contiguous_strides(y, out_strides);
   for (uint32_t d = 0; d < x.ndim; ++d) src_strides[d] = in_strides[perm[d]];
-  Broadcast plan;  // walk the output in order; one operand = the permuted input
-  plan.n_operands = 1;
+  Broadcast plan;  // walk the output in order; operand 0 = the permuted input, operand 1 = the output
+  plan.n_operands = 2;
   plan.ndim = y.ndim == 0 ? 1 : y.ndim;
   for (size_t d = 0; d < plan.ndim; ++d) {
     plan.dims[d] = y.ndim == 0 ? 1 : y.dims[d];
     plan.stride[0][d] = y.ndim == 0 ? 0 : src_strides[d];
+    plan.stride[1][d] = y.ndim == 0 ? 0 : out_strides[d];
   }
-  const int64_t s = plan.stride[0][plan.ndim - 1];
+  const size_t last = plan.ndim - 1;
+  const int64_t s = plan.stride[0][last];
+  if (es == 4 && s != 1 && y.ndim >= 2) {
+    // The input's last axis moved to output axis q < last: axes (q, last) of the output are a small matrix, the
+    // transpose of input rows (stride s); e.g. batched matrix transposes, NCHW -> NHWC.
+    size_t q = 0;
+    while (perm[q] != int64_t(x.ndim) - 1) ++q;
+    const size_t rows = size_t(plan.dims[last]), cols = size_t(plan.dims[q]);
+    plan.dims[q] = plan.dims[last] = 1;
+    for_each_run(plan, [&](size_t, const int64_t* off, int64_t) {
+      transpose_f32(x.f32() + off[0], size_t(s), y.f32() + off[1], size_t(out_strides[q]), rows, cols);
+    });
+    return true;
+  }
   for_each_run(plan, [&](size_t out_off, const int64_t* off, int64_t n) {
     if (s == 1) {  // the last axis stays last, e.g. attention's head split: whole runs
       std::memcpy(y.data + out_off * es, x.data + size_t(off[0]) * es, size_t(n) * es);
-    } else if (es == 4) {
-      const float* src = x.f32() + off[0];
-      float* dst = y.f32() + out_off;
-      for (int64_t i = 0; i < n; ++i) dst[i] = src[i * s];
     } else {
       for (int64_t i = 0; i < n; ++i) std::memcpy(y.data + (out_off + i) * es, x.data + (off[0] + i * s) * es, es);
     }

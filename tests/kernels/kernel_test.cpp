@@ -206,10 +206,11 @@ void check_activation_grad() {
   }
 }
 
-// Softmax rows: every length around the 16-lane blocks, values spread over +-40 (exp's range matters), a -inf.
+// Softmax rows: every length around the 4- and 8-lane vectors, long rows, values spread over +-40 (exp's range
+// matters), a -inf; then rows with a NaN (first or later: the whole row NaN) and an all -inf row (NaN).
 void check_softmax() {
   for (size_t rows : {1, 3})
-    for (size_t len : {1, 2, 15, 16, 17, 33, 100}) {
+    for (size_t len : {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 1000}) {
       std::vector<float> x = random_vector(rows * len), want(rows * len), got(rows * len);
       for (float& v : x) v *= 40.0f;
       if (len > 2) x[1] = -INFINITY;
@@ -219,6 +220,17 @@ void check_softmax() {
       for (size_t i = 0; i < want.size(); ++i) ok &= std::fabs(got[i] - want[i]) <= 1e-5f * want[i] + 1e-30f;
       record(ok, fmt("f32_softmax (dispatch) rows=%zu len=%zu", rows, len), "differs from scalar");
     }
+  for (size_t len : {1, 4, 9, 33}) {
+    const size_t rows = 3;
+    std::vector<float> x = random_vector(rows * len), want(rows * len), got(rows * len);
+    x[0] = kNaN, x[2 * len - 1] = kNaN;
+    for (size_t i = 0; i < len; ++i) x[2 * len + i] = -INFINITY;
+    f32_softmax__scalar(x.data(), want.data(), rows, len);
+    f32_softmax(x.data(), got.data(), rows, len);
+    bool ok = true;
+    for (size_t i = 0; i < want.size(); ++i) ok &= std::isnan(want[i]) && std::isnan(got[i]);
+    record(ok, fmt("f32_softmax (dispatch) NaN / all -inf rows len=%zu", len), "not NaN as the scalar");
+  }
 }
 
 // Layer norm and its gradient: every length around the 8-lane blocks, rows offset far from 0 (the variance is of
