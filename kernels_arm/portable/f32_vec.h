@@ -17,13 +17,21 @@ constexpr size_t kLanes = 4;
 #endif
 typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
 
-// Unaligned vector access; memcpy compiles to a single vector load or store.
-inline Vec load(const float* p) {
-  Vec v;
+// Unaligned vector access (of Vec or a wider vector type); memcpy compiles to a single vector load or store.
+template <class V = Vec>
+inline V load(const float* p) {
+  V v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+template <class V>
+inline void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
+// min(max(x, lo), hi), NaN kept (as by the activation kernels).
+template <class V>
+inline V clamp(V x, V lo, V hi) {
+  const V low = x < lo ? lo : x;
+  return hi < low ? hi : low;
+}
 
 // The lane type of common/pool2d_chw.h and common/vbinary.h.
 struct F32Vec {
@@ -52,10 +60,7 @@ struct F32Vec {
   static T div(T a, T b) { return a / b; }
   static T mul_add(T acc, T a, T b) { return acc + a * b; }  // fused where the build has FMA
   static T max_ignoring_nan(T acc, T v) { return acc < v ? v : acc; }
-  static T clamp(T x, T lo, T hi) {
-    const T low = x < lo ? lo : x;
-    return hi < low ? hi : low;
-  }
+  static T clamp(T x, T lo, T hi) { return portable::clamp(x, lo, hi); }
   static float sum(T v) {
     float s = 0.0f;
     for (size_t i = 0; i < kLanes; ++i) s += v[i];

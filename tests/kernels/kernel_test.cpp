@@ -343,6 +343,15 @@ void check_gemm_all() {
           check_gemm(M, N, K, pad, static_cast<BiasMode>((M + N) % 3), act_kind++ % kActivationCount, 1, true);
   for (const auto& s : big) check_gemm(s[0], s[1], s[2], 3, BiasMode::kPerColumn, 0, 1, true);
   for (size_t batch : {2, 3}) check_gemm(13, 17, 19, 1, BiasMode::kPerRow, 1, batch, true);
+  // 64-column tiles (the AVX-512 wide tile: N >= 64, and M <= 6 or K >= 48 with N padded as little as by
+  // 16): row tiles and blocks, K blocks, N not a multiple of 64, panels crossing images, A transposed.
+  const size_t wide[][3] = {{13, 120, 50}, {20, 64, 400}, {7, 250, 777}, {300, 192, 64}, {3, 100, 60}};
+  for (const auto& s : wide)
+    for (size_t batch : {1, 3})
+      for (bool trans_a : {false, true})
+        for (int bias = 0; bias < 3; ++bias)
+          check_gemm(s[0], s[1], s[2], 2, static_cast<BiasMode>(bias), act_kind++ % kActivationCount, batch,
+                     trans_a);
 }
 
 // ---------------------------------------------------------------------------------------------
