@@ -907,8 +907,11 @@ def test_bert_embeddings_and_norm_scales_match_pytorch(tmp_path):
 def test_bad_labels_and_models_are_refused(trained, tmp_path):
     trainer, data = trained
     x, y = data[0]
+    trainer.step({"input": x}, y)
+    assert trainer.gradients()
     with pytest.raises(InputError, match=r"label 7 of row 1 is outside \[0, 5\)"):
         trainer.step({"input": x}, np.array([0, 7, 1, 2]))
+    assert trainer.gradients() == {}  # the failed run may have overwritten them: none rather than wrong ones
     with pytest.raises(InputError, match="labels"):
         trainer.step({"input": x}, np.zeros(3, np.int64))
 

@@ -94,7 +94,8 @@ class Session:
         return [results[index[n]] for n in output_names]
 
     def _execute(self, input_feed: dict[str, np.ndarray], into: list[np.ndarray] | None = None) -> list[np.ndarray]:
-        """All outputs in artifact order, in new arrays or written into `into` (arrays of the outputs' dtypes/shapes)."""
+        """All outputs in artifact order, in new arrays or written into `into` (arrays of the outputs' dtypes and
+        shapes; None skips an output, which stays readable in the runtime until the next run)."""
         expected = {i.name for i in self._inputs}
         got = _not_a_feed(input_feed)
         if got:

@@ -62,7 +62,8 @@ sparsec_status sparsec_validate(const void* data, size_t size);
 sparsec_status sparsec_set_input(sparsec_session* session, int32_t index, const void* data, size_t nbytes);
 sparsec_status sparsec_run(sparsec_session* session);
 /* One whole inference under the session's lock: inputs[i] holds input_sizes[i] bytes (the input's size);
- * outputs[i] receives output i (output_sizes[i] must equal its size). */
+ * outputs[i] receives output i (output_sizes[i] must equal its size), or, NULL with size 0, is skipped (e.g. a
+ * training step's gradients, read with sparsec_get_output only when wanted). */
 sparsec_status sparsec_run_io(sparsec_session* session, const void* const* inputs, const size_t* input_sizes,
                               void* const* outputs, const size_t* output_sizes);
 

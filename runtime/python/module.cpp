@@ -62,7 +62,8 @@ class Session {
 
   // Inputs in artifact order, already of the right dtype and shape (checked in Python). One sparsec_run_io call:
   // several Python threads may run one session (the C API serialises them). The outputs go to new arrays, or to
-  // `into` (arrays of the outputs' dtypes and shapes, reused across runs: a training step allocates nothing).
+  // `into` (arrays of the outputs' dtypes and shapes, reused across runs: a training step allocates nothing; None
+  // skips an output, which output() copies later).
   py::list run(const std::vector<py::array>& inputs, std::optional<py::list> into) {
     std::vector<py::array> contiguous;
     std::vector<const void*> in_data;
@@ -83,6 +84,12 @@ class Session {
       check(sparsec_output_info(session_, i, &info));
       const py::dtype dtype = numpy_dtype(info.dtype);
       const std::vector<int64_t> shape(info.dims, info.dims + info.ndim);
+      if (into && (*into)[size_t(i)].is_none()) {
+        out_data.push_back(nullptr);
+        out_sizes.push_back(0);
+        out.append(py::none());
+        continue;
+      }
       py::array array = into ? py::array((*into)[size_t(i)]) : py::array(dtype, shape);
       if (into && (array.dtype().kind() != dtype.kind() || array.dtype().itemsize() != dtype.itemsize()))
         throw py::value_error("run: `into` array " + std::to_string(i) + " has another dtype than the output");
@@ -100,6 +107,18 @@ class Session {
     }
     check(status);
     return out;
+  }
+
+  // Output `index` of the last run, copied (valid until the next run on this session).
+  py::array output(int32_t index) const {
+    sparsec_tensor_info info;
+    check(sparsec_output_info(session_, index, &info));
+    const void* data;
+    size_t nbytes;
+    check(sparsec_get_output(session_, index, &data, &nbytes));
+    py::array array(numpy_dtype(info.dtype), std::vector<int64_t>(info.dims, info.dims + info.ndim));
+    std::memcpy(array.mutable_data(), data, nbytes);
+    return array;
   }
 
   py::bytes read_params() {
@@ -159,6 +178,7 @@ class StatusError(Exception):
       .def("inputs", [](const Session& s) { return s.infos(true); })
       .def("outputs", [](const Session& s) { return s.infos(false); })
       .def("run", &Session::run, py::arg("inputs"), py::arg("into") = py::none())
+      .def("output", &Session::output, py::arg("index"))
       .def("set_profiling", &Session::set_profiling, py::arg("enabled"))
       .def("read_params", &Session::read_params)
       .def("write_params", &Session::write_params, py::arg("data"))

@@ -42,8 +42,9 @@ class Trainer:
         self._session = Session(self.path)
         self._layout = {t.name: (t.offset, t.dtype, t.shape)
                         for t in parse(data).tensors if t.storage == Storage.PARAM}
-        # The step's outputs (loss, gradients) land in these arrays every step: no allocation, no page faults.
-        self._outputs = [np.empty(o.shape, o.dtype) for o in self._session.get_outputs()]
+        # Each step writes only the loss (into this array): the gradients stay in the runtime until gradients().
+        loss = self._session.get_outputs()[0]
+        self._into = [np.empty(loss.shape, loss.dtype)] + [None] * len(self.meta["gradients"])
         self._stepped = False
         self.labels = self.meta["labels"]
         self.feed_names = [i.name for i in self._session.get_inputs() if i.name != self.labels["name"]]
@@ -57,15 +58,16 @@ class Trainer:
         labels = np.asarray(labels)
         if self.labels["dtype"] == "int64" and labels.dtype.kind in "iu":
             labels = labels.astype(np.int64)
-        self._session._execute({**feeds, self.labels["name"]: labels}, self._outputs)
+        self._stepped = False  # a failed run may have overwritten the last step's gradients
+        self._session._execute({**feeds, self.labels["name"]: labels}, self._into)
         self._stepped = True
-        return float(self._outputs[0].reshape(-1)[0])
+        return float(self._into[0].reshape(-1)[0])
 
     def gradients(self) -> dict[str, np.ndarray]:
         """The last step's gradients of the updated slices, by parameter name (partial channels: [.., k, ..])."""
         if not self._stepped:
             return {}
-        return {name: g.copy() for name, g in zip(self.meta["gradients"], self._outputs[1:])}
+        return {name: self._session._session.output(i + 1) for i, name in enumerate(self.meta["gradients"])}
 
     def _region(self) -> bytes:
         return self._session._session.read_params()
