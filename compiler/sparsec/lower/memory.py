@@ -58,13 +58,15 @@ def plan_memory(g: LoweredGraph) -> dict:
 
 def _in_place_outputs(g: LoweredGraph, first: dict[int, int], last: dict[int, int]) -> dict[int, int]:
     """Outputs that share their first input's buffer (Reshape's Copy, an activation): the op is in_place in the
-    contract and the input's last reader, and both have one size. Maps each to the tensor that owns the buffer."""
+    contract and the input's last reader, and both have one size. Maps each to the tensor that owns the buffer.
+    Never a graph input's buffer: a caller may run again on the inputs it set once."""
     shares: dict[int, int] = {}
+    graph_inputs = set(g.inputs)
     for i, op in enumerate(g.ops):
         if not OP_BY_CODE[op.opcode].in_place or len(op.outputs) != 1 or not op.inputs or op.inputs[0] is None:
             continue
         src, dst = op.inputs[0], op.outputs[0]
-        if (src in first and dst in first and last[src] == i and first[dst] == i and op.inputs.count(src) == 1
-                and g.tensors[src].nbytes == g.tensors[dst].nbytes > 0):
+        if (src in first and dst in first and src not in graph_inputs and last[src] == i and first[dst] == i
+                and op.inputs.count(src) == 1 and g.tensors[src].nbytes == g.tensors[dst].nbytes > 0):
             shares[dst] = shares.get(src, src)
     return shares
