@@ -36,10 +36,11 @@ def fuse_matmul_bias(model: ir.Model) -> ir.Model:
         for i in (0, 1):
             matmul, bias = add.inputs[i].producer(), add.inputs[1 - i]
             bias_data = const_array(bias)
-            weight = matmul.inputs[1].shape if is_standard(matmul, "MatMul") else None
-            if weight is None or bias_data is None or len(weight) != 2 or only_consumer(add.inputs[i]) is not add:
+            weight_shape = matmul.inputs[1].shape if is_standard(matmul, "MatMul") else None
+            if (weight_shape is None or bias_data is None or len(weight_shape) != 2
+                    or only_consumer(add.inputs[i]) is not add):
                 continue
-            if bias_data.size != weight[1] or bias_data.ndim > 1 and bias_data.shape[-1] != bias_data.size:
+            if bias_data.size != weight_shape[1] or bias_data.ndim > 1 and bias_data.shape[-1] != bias_data.size:
                 continue
             if tuple(add.outputs[0].shape or ()) != tuple(matmul.outputs[0].shape or (None,)):
                 continue  # the bias must not broadcast the result to a larger shape
@@ -50,15 +51,6 @@ def fuse_matmul_bias(model: ir.Model) -> ir.Model:
                 model.graph.remove(matmul, safe=True)
             break
     return model
-
-
-def _swaps_last_two(transpose: ir.Node) -> bool:
-    """A Transpose whose perm swaps the last two axes of an input of rank >= 2 and keeps the others."""
-    shape = transpose.inputs[0].shape
-    if not is_standard(transpose, "Transpose") or shape is None or len(shape) < 2:
-        return False
-    rank = len(shape)
-    return list(transpose.attributes.get_ints("perm", range(rank - 1, -1, -1))) == [*range(rank - 2), rank - 1, rank - 2]
 
 
 def fold_transpose_into_matmul(model: ir.Model) -> ir.Model:
@@ -96,13 +88,16 @@ def _trans_a_matmul(like: ir.Node, inputs: list, replaced: ir.Node, dropped: ir.
     graph.remove(dropped if bypass(replaced, fused.outputs[0]) else fused, safe=True)
 
 
+def _last_two_swapped(rank: int) -> list[int]:
+    return [*range(rank - 2), rank - 1, rank - 2]
+
+
 def _swaps_last_two(transpose: ir.Node | None) -> bool:
     """A Transpose whose perm swaps the last two axes of an input of rank >= 2 and keeps the others."""
     if not is_standard(transpose, "Transpose") or transpose.inputs[0].shape is None:
         return False
     rank = len(transpose.inputs[0].shape)
-    perm = list(transpose.attributes.get_ints("perm", range(rank - 1, -1, -1)))
-    return rank >= 2 and perm == [*range(rank - 2), rank - 1, rank - 2]
+    return rank >= 2 and list(transpose.attributes.get_ints("perm", range(rank - 1, -1, -1))) == _last_two_swapped(rank)
 
 
 def _fuse_silu(model: ir.Model) -> None:
@@ -191,8 +186,7 @@ def to_standard_onnx(model: ir.Model) -> ir.Model:
             inputs = list(node.inputs[:2]) if op == "MatMul" else list(node.inputs)
             nodes = []
             if node.attributes.get_int("trans_a", 0):
-                rank = len(inputs[0].shape)
-                nodes.append(ir.node("Transpose", [inputs[0]], {"perm": [*range(rank - 2), rank - 1, rank - 2]},
+                nodes.append(ir.node("Transpose", [inputs[0]], {"perm": _last_two_swapped(len(inputs[0].shape))},
                                      name=node.name + "/a_t"))
                 inputs[0] = nodes[-1].outputs[0]
             base = ir.Node("", op, inputs, attributes=attrs, name=node.name + "/base")
